@@ -1,0 +1,11 @@
+"""circuitcheck: check interpretability circuit claims like code.
+
+    from circuitcheck import check
+    results = check("hypotheses/max_of_list.hyp.yaml")   # one Result per claim
+
+The pytest plugin (`pytest hypotheses/`) is a thin layer over the same functions.
+"""
+from .hypothesis_file import HypothesisError, load
+from .session import Options, Session, check
+
+__all__ = ["check", "load", "HypothesisError", "Options", "Session"]

@@ -1,0 +1,365 @@
+"""Hypothesis file → validated spec, with every error pointing at file, line and field.
+
+YAML is read with ruamel's round-trip loader: it keeps line numbers, refuses duplicate keys, and
+builds only maps, lists and scalars (no Python objects). Everything here runs without torch, so a
+bad head, position or key is reported at collection, before any model is loaded.
+"""
+from __future__ import annotations
+
+import difflib
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from . import models, prompts
+from .spec import Claim, HypothesisFile, Intervention, Measure, parse_head
+
+PATTERN = "*.hyp.yaml"
+
+
+class HypothesisError(Exception):
+    """A hypothesis file that cannot be run: where, which field, what is wrong, what to do."""
+
+    def __init__(self, path, line: int | None, field: str, message: str, hint: str = ""):
+        self.path, self.line, self.field, self.message, self.hint = Path(path), line, field, message, hint
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else str(self.path)
+        text = f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        return text + (f"\n  hint: {self.hint}" if self.hint else "")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One concrete check: a claim with its quantifier or sweep variable bound."""
+
+    label: str  # "" for a plain claim, "L0H1,L0H2" for a quantified one
+    under: tuple[Intervention, ...]
+    measure: Measure
+
+
+@dataclass
+class LoadedClaim:
+    claim: Claim
+    line: int
+    cases: list[Case]
+    prompts_key: tuple
+
+
+@dataclass
+class LoadedFile:
+    path: Path
+    spec: HypothesisFile
+    claims: list[LoadedClaim]
+    model_source: models.ModelSource
+    n_layers: int | None = None
+    n_heads: int | None = None
+    prompt_sets: dict = field(default_factory=dict)  # prompts_key -> PromptSet (numpy)
+
+
+def read_yaml(path: Path):
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError
+
+    yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = False
+    try:
+        return yaml.load(path.read_text())
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = (exc.problem or exc.context or "").strip()
+        if "duplicate key" in problem:
+            return _raise_duplicate(path, exc, mark)
+        raise HypothesisError(path, mark.line + 1 if mark else None, "", f"YAML syntax: {problem}",
+                              "check indentation and quoting near this line") from None
+
+
+def _raise_duplicate(path, exc, mark):
+    raise HypothesisError(path, mark.line + 1 if mark else None, "", f"YAML: {exc.problem.strip()}",
+                          "each key may appear once in a mapping; remove or rename one") from None
+
+
+def locate(node, loc) -> int | None:
+    """The 1-based line of the deepest part of `loc` that exists in the YAML tree."""
+    line = None
+    for part in loc:
+        lc = getattr(node, "lc", None)
+        try:
+            if isinstance(node, dict) and part in node:
+                line = lc.key(part)[0] + 1 if lc else line
+                node = node[part]
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                line = lc.item(part)[0] + 1 if lc else line
+                node = node[part]
+            else:
+                break
+        except (KeyError, TypeError, AttributeError):
+            break
+    if line is None and getattr(node, "lc", None) is not None:
+        line = node.lc.line + 1
+    return line
+
+
+def _plain(node):
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+def _field(loc) -> str:
+    out = ""
+    for p in loc:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _known_keys(loc) -> list[str]:
+    """Keys the schema allows at `loc` (for 'did you mean' hints)."""
+    model: Any = HypothesisFile
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        fields = {f.alias or name: f for name, f in model.model_fields.items()}
+        if part not in fields:
+            return []
+        model = _inner_model(fields[part].annotation)
+        if model is None:
+            return []
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def _inner_model(annotation):
+    import typing
+
+    stack = [annotation]
+    while stack:
+        a = stack.pop()
+        if isinstance(a, type) and issubclass(a, BaseModel):
+            return a
+        stack.extend(typing.get_args(a))
+    return None
+
+
+def _validation_error(path, tree, exc: ValidationError) -> HypothesisError:
+    err = exc.errors()[0]
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+    line = locate(tree, loc)
+    msg, hint = err["msg"], ""
+    if err["type"] == "extra_forbidden":
+        known = _known_keys(loc)
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        msg = f"unknown key {loc[-1]!r}"
+        hint = (f"did you mean {close[0]!r}? " if close else "") + (f"allowed here: {', '.join(known)}" if known else "")
+    elif err["type"] == "missing":
+        msg = f"missing required key {loc[-1]!r}"
+        hint = "see the key reference in the README"
+    elif err["type"] == "literal_error":
+        hint = f"allowed values: {err['ctx']['expected']}"
+    elif err["type"] == "string_pattern_mismatch":
+        hint = "heads are written L<layer>H<head>, e.g. L0H2" if "L\\d+H" in err["ctx"]["pattern"] else ""
+    elif msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    return HypothesisError(path, line, _field(loc), msg, hint)
+
+
+def load(path) -> LoadedFile:
+    """Read, validate and expand one hypothesis file; raise `HypothesisError` on any problem."""
+    path = Path(path)
+    tree = read_yaml(path)
+    if not isinstance(tree, dict):
+        raise HypothesisError(path, 1, "", "a hypothesis file is a mapping with model, prompts and claims",
+                              "start from an example in hypotheses/")
+    try:
+        spec = HypothesisFile.model_validate(_plain(tree))
+    except ValidationError as exc:
+        raise _validation_error(path, tree, exc) from None
+    source, dims = _model(path, tree, spec)
+    loaded = LoadedFile(path, spec, [], source, *dims)
+    for i, claim in enumerate(spec.claims):
+        loc = ("claims", i)
+        cases = expand(claim)
+        _check_claim(loaded, tree, loc, claim, cases)
+        key = prompts_key(path, claim.prompts or spec.prompts)
+        loaded.claims.append(LoadedClaim(claim, locate(tree, loc + ("id",)) or 1, cases, key))
+    return loaded
+
+
+# ---------------------------------------------------------------- model
+def _model(path, tree, spec) -> tuple[models.ModelSource, tuple]:
+    m = spec.model
+    where = locate(tree, ("model",))
+    if m.zoo is not None:
+        names = models.zoo_names()
+        if m.zoo not in names:
+            close = difflib.get_close_matches(m.zoo, names, n=1)
+            raise HypothesisError(path, where, "model.zoo", f"no zoo model named {m.zoo!r}",
+                                  (f"did you mean {close[0]!r}? " if close else "") + f"shipped: {', '.join(names)}")
+        return models.ModelSource("zoo", m.zoo), _dims(models.zoo_config(m.zoo))
+    if m.native is not None:
+        return _native(path, tree, m.native)
+    if m.hf is not None:
+        local = Path(m.hf)
+        dims = (None, None)
+        if (local / "config.json").exists():
+            cfg = models.read_config(local / "config.json")
+            dims = (cfg.get("n_layer", cfg.get("num_hidden_layers")), cfg.get("n_head", cfg.get("num_attention_heads")))
+        return models.ModelSource("hf", m.hf), dims
+    return models.ModelSource("factory", m.factory), (None, None)
+
+
+def _native(path, tree, native) -> tuple[models.ModelSource, tuple]:
+    import json
+
+    base = path.parent
+    weights = base / native.weights
+    if not weights.exists():
+        raise HypothesisError(path, locate(tree, ("model", "native", "weights")), "model.native.weights",
+                              f"weights file {str(weights)!r} does not exist", "paths are relative to the hypothesis file")
+    if isinstance(native.config, dict):
+        cfg, ref, inline = native.config, str(path), json.dumps(native.config, sort_keys=True)
+    else:
+        cfg_path = base / native.config
+        if not cfg_path.exists():
+            raise HypothesisError(path, locate(tree, ("model", "native", "config")), "model.native.config",
+                                  f"config file {str(cfg_path)!r} does not exist", "paths are relative to the hypothesis file")
+        cfg, ref, inline = models.read_config(cfg_path), str(cfg_path), None
+    return models.ModelSource("native", ref, str(weights), inline), _dims(cfg)
+
+
+def _dims(cfg: dict) -> tuple:
+    return cfg.get("n_layers"), cfg.get("n_heads")
+
+
+# ---------------------------------------------------------------- claims
+def expand(claim: Claim) -> list[Case]:
+    """The concrete cases of a claim: one per head set of its quantifier, or the claim itself."""
+    if claim.for_ is None:
+        return [Case("", tuple(claim.under), claim.measure)]
+    return [_bind(claim, ",".join(hs), {"heads": list(hs)}) for hs in head_sets(claim.for_.sets)]
+
+
+def head_sets(s) -> list[tuple[str, ...]]:
+    if s.each is not None:
+        return [(h,) for h in s.each]
+    if s.pairs is not None:
+        return list(itertools.combinations(s.pairs, 2))
+    if s.cross is not None:
+        return list(itertools.product(*s.cross))
+    if s.within is not None:
+        return [p for g in s.within for p in itertools.combinations(g, 2)]
+    return [tuple(x) for x in s.subsets]
+
+
+def _bind(claim: Claim, label: str, values: dict) -> Case:
+    def sub(x):
+        if isinstance(x, str) and x.startswith("$") and x[1:] in values:
+            return values[x[1:]]
+        if isinstance(x, dict):
+            return {k: sub(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [sub(v) for v in x]
+        return x
+
+    under = tuple(Intervention.model_validate(sub(i.model_dump(by_alias=True, exclude_none=True))) for i in claim.under)
+    measure = Measure.model_validate(sub(claim.measure.model_dump(by_alias=True, exclude_none=True)))
+    return Case(label, under, measure)
+
+
+def prompts_key(path: Path, p) -> tuple:
+    """Identifies a prompt set across files; a JSONL set is also identified by its directory."""
+    base = str(path.parent.resolve()) if p.generator == "jsonl" else ""
+    return (base,) + tuple(sorted((k, _freeze(v)) for k, v in p.model_dump().items()))
+
+
+def _freeze(v):
+    if isinstance(v, dict):
+        return tuple(sorted((k, _freeze(x)) for k, x in v.items()))
+    if isinstance(v, list):
+        return tuple(_freeze(x) for x in v)
+    return v
+
+
+def prompt_set(loaded: LoadedFile, key: tuple, spec=None):
+    """The (numpy) prompt set for `key`, built once per file."""
+    if key not in loaded.prompt_sets:
+        loaded.prompt_sets[key] = build_prompts(loaded.path, spec or loaded.spec.prompts)
+    return loaded.prompt_sets[key]
+
+
+def build_prompts(path: Path, spec) -> prompts.PromptSet:
+    p = spec.model_dump()
+    gen, n, seed = p.pop("generator"), p.pop("n"), p.pop("seed")
+    if gen == "jsonl":
+        p["base"] = path.parent
+    return prompts.build(gen, n, seed, **p)
+
+
+def _check_claim(loaded: LoadedFile, tree, loc, claim: Claim, cases: list[Case]):
+    path = loaded.path
+    ploc = loc + ("prompts",) if claim.prompts else ("prompts",)
+    try:
+        ps = prompt_set(loaded, prompts_key(path, claim.prompts or loaded.spec.prompts), claim.prompts)
+    except (prompts.PromptError, TypeError) as exc:
+        raise HypothesisError(path, locate(tree, ploc), _field(ploc), str(exc),
+                              getattr(exc, "hint", "") or "check the generator's parameters in the README") from None
+    if claim.for_ is None and _mentions(claim, "$"):
+        raise HypothesisError(path, locate(tree, loc + ("id",)), _field(loc), "uses `$heads` but has no `for:`",
+                              "add `for: {all: {each: [...]}}` or write the heads out")
+    for case in cases:
+        for where, value, what in _references(case):
+            sub = loc + where
+            try:
+                if what == "head":
+                    _check_head(loaded, value)
+                else:
+                    prompts.position(ps, value)
+            except (prompts.PromptError, ValueError) as exc:
+                raise HypothesisError(path, locate(tree, sub), _field(sub), str(exc), getattr(exc, "hint", "")) from None
+
+
+def _mentions(claim: Claim, text: str) -> bool:
+    return text in str(claim.model_dump(exclude={"says", "id"}))
+
+
+def _check_head(loaded: LoadedFile, head: str):
+    layer, h = parse_head(head)
+    if loaded.n_layers is not None and layer >= loaded.n_layers:
+        raise prompts.PromptError(f"head {head} is in layer {layer}, but the model has {loaded.n_layers} layers",
+                                  f"layers are numbered 0..{loaded.n_layers - 1}")
+    if loaded.n_heads is not None and h >= loaded.n_heads:
+        raise prompts.PromptError(f"head {head} does not exist: the model has {loaded.n_heads} heads per layer",
+                                  f"heads are numbered 0..{loaded.n_heads - 1}")
+
+
+def _references(case: Case):
+    """(loc inside the claim, value, 'head' | 'position') for every head and position a case names."""
+    for i, iv in enumerate(case.under):
+        kind = next(k for k in ("ablate", "keep_only", "scale_attention", "patch") if getattr(iv, k) is not None)
+        body = getattr(iv, kind)
+        base = ("under", i, kind)
+        for j, h in enumerate(getattr(body, "heads", None) or []):
+            yield base + ("heads", j), h, "head"
+        if getattr(body, "head", None):
+            yield base + ("head",), body.head, "head"
+        for name in ("from_", "to"):
+            if getattr(body, name, None) is not None:
+                yield base + (name.rstrip("_"),), getattr(body, name), "position"
+        at = getattr(body, "at", None)
+        for j, p in enumerate(at if isinstance(at, list) else ([] if at is None else [at])):
+            yield base + ("at", j) if isinstance(at, list) else base + ("at",), p, "position"
+    m = case.measure
+    body = getattr(m, m.kind)
+    base = ("measure", m.kind)
+    if getattr(body, "head", None):
+        yield base + ("head",), body.head, "head"
+    if m.dla is not None and m.dla.component.startswith("L"):
+        yield base + ("component",), m.dla.component, "head"
+    for name in ("from_", "to"):
+        if getattr(body, name, None) is not None:
+            yield base + (name.rstrip("_"),), getattr(body, name), "position"

@@ -1,0 +1,217 @@
+"""Interventions: the hook functions that ablate, keep, rescale and patch heads during a run.
+
+Two TransformerLens 4.3 traps shape this module:
+- edits made at `hook_attn_scores` are discarded, so an attention *score* is rescaled at
+  `hook_pattern`, from q and k captured earlier in the same forward pass;
+- native bridges have no per-head `hook_result`, so a head is ablated at `hook_z` (its output
+  is `z @ W_O`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import prompts as P
+from .spec import Intervention, parse_head
+
+
+@dataclass
+class Context:
+    """What a hook needs besides the activation: the prompts, the clean run, the rows in this chunk."""
+
+    cfg: object
+    prompts: P.PromptSet
+    clean: dict  # hook name -> clean activation over all prompts
+    rows: slice
+    seed: int
+    sources: dict  # patch source key -> activations over all prompts
+
+
+def z_name(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_z"
+
+
+def pattern_name(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_pattern"
+
+
+def kind(iv: Intervention) -> str:
+    return next(k for k in ("ablate", "keep_only", "scale_attention", "patch") if getattr(iv, k) is not None)
+
+
+def all_heads(cfg) -> list[str]:
+    return [f"L{layer}H{h}" for layer in range(cfg.n_layers) for h in range(cfg.n_heads)]
+
+
+def ablated_heads(iv: Intervention, cfg) -> list[str]:
+    if iv.ablate is not None:
+        return list(iv.ablate.heads)
+    keep = set(iv.keep_only.heads)
+    return [h for h in all_heads(cfg) if h not in keep]
+
+
+def clean_needs(under, cfg) -> set[str]:
+    """Clean activations the interventions read (means and resamples of z)."""
+    need = set()
+    for iv in under:
+        k = kind(iv)
+        if k in ("ablate", "keep_only"):
+            body = getattr(iv, k)
+            if body.method in ("mean", "resample"):
+                need |= {z_name(parse_head(h)[0]) for h in ablated_heads(iv, cfg)}
+    return need
+
+
+def hooks(under, ctx: Context) -> list[tuple[str, callable]]:
+    out = []
+    for iv in under:
+        k = kind(iv)
+        if k in ("ablate", "keep_only"):
+            out += _ablate(ablated_heads(iv, ctx.cfg), getattr(iv, k).method, getattr(iv, k, None), ctx)
+        elif k == "scale_attention":
+            out += scale_attention(iv.scale_attention, ctx)
+        else:
+            out += patch(iv.patch, ctx)
+    return out
+
+
+def _positions(at, ctx: Context):
+    """Per-row destination positions [rows, k] for `at`, or None for every position."""
+    if at is None:
+        return None
+    at = at if isinstance(at, list) else [at]
+    idx = np.stack([P.position(ctx.prompts, a) for a in at], axis=1)[ctx.rows]
+    return torch.as_tensor(idx)
+
+
+def _ablate(heads, method, body, ctx: Context):
+    at = _positions(getattr(body, "at", None), ctx)
+    by_layer: dict[int, list[int]] = {}
+    for h in heads:
+        layer, head = parse_head(h)
+        by_layer.setdefault(layer, []).append(head)
+    if method == "bos":
+        return [(pattern_name(layer), _bos(hs, at)) for layer, hs in by_layer.items()]
+    return [(z_name(layer), _replace_z(layer, hs, method, at, ctx)) for layer, hs in by_layer.items()]
+
+
+def replacement(layer: int, method: str, ctx: Context, like: torch.Tensor) -> torch.Tensor:
+    """What an ablated head's z becomes: zeros, its mean over prompts, or another prompt's z."""
+    if method == "zero":
+        return torch.zeros_like(like)
+    clean = ctx.clean[z_name(layer)]
+    if method == "mean":
+        return clean.mean(0, keepdim=True).expand_as(like)
+    perm = resample_order(ctx.prompts.n, ctx.seed)
+    return clean[torch.as_tensor(perm[ctx.rows])]
+
+
+def resample_order(n: int, seed: int) -> np.ndarray:
+    """A seeded derangement-free shuffle: each prompt takes another prompt's activation."""
+    rng = np.random.default_rng(seed + 7919)
+    return (np.arange(n) + rng.integers(1, n, size=n)) % n
+
+
+def _replace_z(layer, heads, method, at, ctx):
+    def hook(z, hook):
+        new = replacement(layer, method, ctx, z)
+        z = z.clone()
+        if at is None:
+            z[:, :, heads] = new[:, :, heads]
+        else:
+            rows = torch.arange(z.shape[0])[:, None]
+            for h in heads:
+                z[rows, at, h] = new[rows, at, h]
+        return z
+
+    return hook
+
+
+def _bos(heads, at):
+    """BOS-ablation (seed 001): the head attends only to position 0 from the chosen rows."""
+
+    def hook(pattern, hook):
+        pattern = pattern.clone()
+        one_hot = torch.zeros_like(pattern[:, 0])
+        one_hot[..., 0] = 1
+        for h in heads:
+            if at is None:
+                pattern[:, h] = one_hot
+            else:
+                rows = torch.arange(pattern.shape[0])[:, None]
+                pattern[rows, h, at] = one_hot[rows, at]
+        return pattern
+
+    return hook
+
+
+def attn_scale(cfg) -> float:
+    scale = getattr(cfg, "attn_scale", -1)
+    return float(scale) if scale and scale > 0 else math.sqrt(cfg.d_head)
+
+
+def scale_attention(body, ctx: Context):
+    """Multiply one pre-softmax score (head, from → to) by `factor` and renormalise the row.
+
+    softmax(s with s_k → f·s_k) equals the clean row with p_k multiplied by exp((f-1)·s_k) and
+    renormalised, so the edit is exact at `hook_pattern` given s_k = q·k / scale.
+    """
+    layer, head = parse_head(body.head)
+    src = torch.as_tensor(P.position(ctx.prompts, body.from_)[ctx.rows])
+    dst = torch.as_tensor(P.position(ctx.prompts, body.to)[ctx.rows])
+    seen: dict[str, torch.Tensor] = {}
+    factor = float(body.factor)
+
+    def keep(name):
+        def hook(x, hook):
+            seen[name] = x
+            return x
+
+        return hook
+
+    def edit(pattern, hook):
+        rows = torch.arange(pattern.shape[0])
+        q = seen["q"][rows, src, head]
+        k = seen["k"][rows, dst, head]
+        score = (q * k).sum(-1) / attn_scale(ctx.cfg)
+        pattern = pattern.clone()
+        row = pattern[rows, head, src]
+        boost = torch.exp((factor - 1.0) * score)
+        row[rows, dst] = row[rows, dst] * boost
+        pattern[rows, head, src] = row / row.sum(-1, keepdim=True)
+        return pattern
+
+    base = f"blocks.{layer}.attn"
+    return [(f"{base}.hook_q", keep("q")), (f"{base}.hook_k", keep("k")), (pattern_name(layer), edit)]
+
+
+PATCH_HOOKS = {"resid_pre": "blocks.{}.hook_resid_pre", "resid_post": "blocks.{}.hook_resid_post",
+               "attn_out": "blocks.{}.hook_attn_out", "z": "blocks.{}.attn.hook_z"}
+
+
+def patch_hook_name(body) -> str:
+    return PATCH_HOOKS[body.hook].format(body.layer) if body.hook in PATCH_HOOKS else body.hook
+
+
+def patch_key(body) -> tuple:
+    return ("patch-source", body.source.model_dump_json())
+
+
+def patch(body, ctx: Context):
+    """Replace an activation with the same activation from a run on the source prompts."""
+    name = patch_hook_name(body)
+    src = ctx.sources[patch_key(body)][name][ctx.rows]
+    at = _positions(body.at, ctx)
+
+    def hook(x, hook):
+        if at is None:
+            return src.to(x.dtype).clone()
+        x = x.clone()
+        rows = torch.arange(x.shape[0])[:, None]
+        x[rows, at] = src[rows, at].to(x.dtype)
+        return x
+
+    return [(name, hook)]

@@ -1,0 +1,150 @@
+"""Models: one interface over TransformerLens 4 `TransformerBridge`, from four sources.
+
+- `zoo:NAME`     a model the project trains and ships (`circuitcheck/zoo/models/NAME/`)
+- native         a TransformerLens-native config (JSON or inline) plus a weights file
+                 (`.safetensors`, or a `.pt` state dict read with `weights_only=True`; legacy
+                 `HookedTransformer` state dicts are converted with `convert_tl_checkpoint`)
+- hf             a Hugging Face model name or local directory, through `boot_transformers`
+- factory        `package.module:function` returning a model, imported only because a file names it
+
+Models load once per process, cached by source and load options. torch and transformer_lens
+are imported inside functions so that collecting hypothesis files never pays for them.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ZOO_DIR = Path(__file__).parent / "zoo" / "models"
+
+
+class ModelUnavailable(Exception):
+    """The model's weights are not on this machine (a hub model offline); claims skip or fail."""
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    device: str = "cpu"
+    dtype: str = "float32"
+
+    def record(self) -> dict:
+        return {"device": self.device, "dtype": self.dtype, "weight_processing": "none"}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    kind: str  # zoo | native | hf | factory
+    ref: str  # zoo name, config path, hf name/dir, or module:function
+    weights: str | None = None
+    config: str | None = None  # inline native config as JSON text (hashable)
+
+    def describe(self) -> str:
+        return f"{self.kind}:{self.ref}" + (f" + {self.weights}" if self.weights else "")
+
+
+_CACHE: dict[tuple, Any] = {}
+
+
+def load(source: ModelSource, options: LoadOptions = LoadOptions()):
+    """The model for `source`, loaded once per process for each set of load options."""
+    key = (source, options)
+    if key not in _CACHE:
+        model = _LOADERS[source.kind](source)
+        _CACHE[key] = _prepare(model, options)
+    return _CACHE[key]
+
+
+def _prepare(model, options: LoadOptions):
+    import torch
+
+    model.eval()
+    return model.to(device=options.device, dtype=getattr(torch, options.dtype))
+
+
+def native(config: dict, state_dict: dict | None = None):
+    """A TL-native bridge built from `config`, with `state_dict` loaded strictly if given."""
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.model_bridge import TransformerBridge
+
+    cfg = TransformerBridgeConfig(**config)
+    bridge = TransformerBridge.boot_native(cfg)
+    if state_dict is not None:
+        if any(k.endswith(("W_Q", "W_E", "W_U")) for k in state_dict):
+            state_dict = _convert_legacy(state_dict, bridge.cfg)
+        result = bridge.load_state_dict(state_dict, strict=True)
+        assert not result.missing_keys and not result.unexpected_keys
+    return bridge
+
+
+def _convert_legacy(state_dict, cfg):
+    import torch
+    from transformer_lens.utilities.tl_checkpoint_conversion import convert_tl_checkpoint
+
+    converted = convert_tl_checkpoint(state_dict, cfg)
+    # Legacy checkpoints without an unembed bias were zero-filled by the old loader.
+    converted.setdefault("unembed.bias", torch.zeros(cfg.d_vocab_out if cfg.d_vocab_out > 0 else cfg.d_vocab))
+    return converted
+
+
+def read_weights(path: Path) -> dict:
+    """A state dict from `.safetensors`, or from a `.pt`/`.pth` file without unpickling objects."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    import torch
+
+    return torch.load(str(path), map_location="cpu", weights_only=True)
+
+
+def read_config(path: Path) -> dict:
+    cfg = json.loads(path.read_text())
+    return cfg.get("config", cfg)  # a zoo card keeps the TL config under "config"
+
+
+def _load_zoo(source: ModelSource):
+    d = ZOO_DIR / source.ref
+    return native(read_config(d / "config.json"), read_weights(d / "model.safetensors"))
+
+
+def _load_native(source: ModelSource):
+    config = json.loads(source.config) if source.config else read_config(Path(source.ref))
+    return native(config, read_weights(Path(source.weights)) if source.weights else None)
+
+
+def _load_hf(source: ModelSource):
+    from transformer_lens.model_bridge import TransformerBridge
+
+    try:
+        return TransformerBridge.boot_transformers(source.ref)
+    except (OSError, ValueError) as exc:
+        # Offline, a hub name with no local copy surfaces as an OSError from transformers.
+        raise ModelUnavailable(
+            f"Hugging Face model {source.ref!r} is not available offline ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200]})"
+        ) from exc
+
+
+def _load_factory(source: ModelSource):
+    module, _, func = source.ref.partition(":")
+    return getattr(importlib.import_module(module), func)()
+
+
+_LOADERS = {"zoo": _load_zoo, "native": _load_native, "hf": _load_hf, "factory": _load_factory}
+
+
+def zoo_names() -> list[str]:
+    return sorted(p.name for p in ZOO_DIR.iterdir() if (p / "config.json").exists()) if ZOO_DIR.exists() else []
+
+
+def zoo_config(name: str) -> dict:
+    """The TL config of a shipped model, read without torch (for checks at collection time)."""
+    return read_config(ZOO_DIR / name / "config.json")
+
+
+def hf_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")

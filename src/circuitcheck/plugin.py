@@ -1,0 +1,118 @@
+"""The pytest plugin: a thin adapter from hypothesis files to pytest items.
+
+`*.hyp.yaml` files collect into one item per claim; items ask the session for their result.
+Collection reads YAML and numpy only; torch is imported when the first claim runs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from . import hypothesis_file as H
+from . import report
+from .models import ModelUnavailable
+from .session import Options, Session
+from .verdict import INCONCLUSIVE, PASS
+
+SESSION = pytest.StashKey[Session]()
+RESULTS = pytest.StashKey[list]()
+KINDS = ("metric", "attention", "head_score", "dla", "ablate", "keep_only", "scale_attention", "patch", "quantified")
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("circuitcheck", "circuit claims in hypothesis files (*.hyp.yaml)")
+    g.addoption("--cc-inconclusive", choices=("fail", "skip"), default="fail",
+                help="what an inconclusive claim does (default: fail)")
+    g.addoption("--cc-require-models", action="store_true",
+                help="fail, instead of skip, claims whose model is not available (for CI)")
+    g.addoption("--cc-device", default="cpu", help="torch device for every model (default: cpu)")
+    g.addoption("--cc-dtype", default=None, help="override each file's model dtype (float32, float64, ...)")
+    g.addoption("--cc-batch-size", type=int, default=1024, help="prompts per forward pass (default: 1024)")
+
+
+def pytest_configure(config):
+    for k in KINDS:
+        config.addinivalue_line("markers", f"{k}: circuitcheck claims of kind {k}")
+    config.addinivalue_line("markers", "circuitcheck: every hypothesis-file claim")
+    options = Options(config.getoption("cc_device"), config.getoption("cc_dtype"), config.getoption("cc_batch_size"))
+    config.stash[SESSION] = Session(options)
+    config.stash[RESULTS] = []
+
+
+def pytest_collect_file(file_path: Path, parent):
+    if file_path.name.endswith(".hyp.yaml"):
+        return HypothesisFile.from_parent(parent, path=file_path)
+    return None
+
+
+class HypothesisFile(pytest.File):
+    def collect(self):
+        try:
+            loaded = H.load(self.path)
+        except H.HypothesisError as err:
+            # One broken file must not stop the other files' claims from running.
+            self.config.option.continue_on_collection_errors = True
+            raise self.CollectError(str(err)) from None
+        self.config.stash[SESSION].add(loaded)
+        model = _mark_name(loaded.model_source.ref)
+        self.config.addinivalue_line("markers", f"{model}: claims on model {loaded.model_source.describe()}")
+        for lc in loaded.claims:
+            item = ClaimItem.from_parent(self, name=lc.claim.id, loaded=loaded, line=lc.line)
+            for mark in {"circuitcheck", model, *_kinds(lc.claim), *lc.claim.marks}:
+                item.add_marker(mark)
+            item.add_marker(pytest.mark.xdist_group(name=model))
+            yield item
+
+
+def _mark_name(ref: str) -> str:
+    return "model_" + "".join(ch if ch.isalnum() else "_" for ch in Path(ref).name)
+
+
+def _kinds(claim) -> list[str]:
+    kinds = [claim.measure.kind] + [next(k for k in KINDS if getattr(iv, k, None) is not None) for iv in claim.under]
+    return kinds + (["quantified"] if claim.for_ else [])
+
+
+class ClaimFailed(Exception):
+    def __init__(self, result):
+        self.result = result
+
+
+class ClaimItem(pytest.Item):
+    def __init__(self, *, loaded, line, **kw):
+        super().__init__(**kw)
+        self.loaded, self.line = loaded, line
+
+    def runtest(self):
+        try:
+            result = self.config.stash[SESSION].result(self.loaded.path, self.name)
+        except ModelUnavailable as exc:
+            if self.config.getoption("cc_require_models"):
+                raise ClaimFailed(None) from exc
+            pytest.skip(f"model not available: {exc}")
+        self.config.stash[RESULTS].append(result)
+        self.user_properties.extend(report.properties(result))
+        if result.verdict == PASS:
+            return
+        if result.verdict == INCONCLUSIVE and self.config.getoption("cc_inconclusive") == "skip":
+            pytest.skip(f"inconclusive: {report.why(result.main)}")
+        raise ClaimFailed(result)
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, ClaimFailed):
+            if excinfo.value.result is None:
+                return f"model not available and --cc-require-models is set: {excinfo.value.__cause__}"
+            return report.describe(excinfo.value.result)
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        return self.path, self.line - 1, f"claim {self.name}"
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    results = config.stash.get(RESULTS, [])
+    if results:
+        terminalreporter.section("circuitcheck claims")
+        for line in report.table(results):
+            terminalreporter.write_line(line)

@@ -1,0 +1,234 @@
+"""Prompt sets: seeded generators for the seed tasks, and named positions inside a prompt.
+
+Everything here is numpy only, so prompts (and the positions claims name) can be built and
+checked while pytest collects, before torch or any model is imported.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+
+class PromptError(ValueError):
+    """A prompt set or a position that cannot be built; `hint` says what to do instead."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    """`n` prompts of equal length, with named positions and the tokens to predict.
+
+    `targets` are (position, token) pairs per prompt: the model is scored on predicting `token`
+    from the logits at `position`. Every prompt has the same number of targets.
+    """
+
+    tokens: np.ndarray  # int64 [n, seq]
+    positions: dict[str, np.ndarray]  # name -> int64 [n]
+    target_pos: np.ndarray  # int64 [n, k]
+    target_tok: np.ndarray  # int64 [n, k]
+    source: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.tokens.shape[1])
+
+    def subset(self, idx: np.ndarray) -> "PromptSet":
+        return PromptSet(
+            self.tokens[idx],
+            {k: v[idx] for k, v in self.positions.items()},
+            self.target_pos[idx],
+            self.target_tok[idx],
+            self.source,
+            self.extra,
+        )
+
+
+_POSITION = re.compile(r"^\s*(?P<name>[A-Za-z_][\w#]*|-?\d+)\s*(?:(?P<sign>[+-])\s*(?P<off>\d+))?\s*$")
+
+
+def position(prompts: PromptSet, expr: str | int) -> np.ndarray:
+    """Resolve a position expression (`ANS`, `argmax`, `S1+1`, `last`, `3`) to one index per prompt."""
+    m = _POSITION.match(str(expr))
+    if not m:
+        raise PromptError(
+            f"cannot read position {expr!r}",
+            "write a position name, a name plus or minus an offset (`S1+1`), or an integer",
+        )
+    name = m["name"]
+    if re.fullmatch(r"-?\d+", name):
+        base = np.full(prompts.n, int(name) % prompts.seq_len if int(name) < 0 else int(name))
+    elif name in prompts.positions:
+        base = prompts.positions[name]
+    else:
+        raise PromptError(
+            f"unknown position {name!r}",
+            f"this prompt set names: {', '.join(sorted(prompts.positions))}",
+        )
+    off = int(m["off"] or 0) * (-1 if m["sign"] == "-" else 1)
+    idx = np.asarray(base, dtype=np.int64) + off
+    bad = (idx < 0) | (idx >= prompts.seq_len)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise PromptError(
+            f"position {expr!r} is {int(idx[first])} in prompt {first}, outside 0..{prompts.seq_len - 1}",
+            f"prompts of this set have {prompts.seq_len} tokens",
+        )
+    return idx
+
+
+def _finish(tokens, positions, target_pos, target_tok, source, **extra) -> PromptSet:
+    n, seq = tokens.shape
+    positions = {"first": np.zeros(n, np.int64), "last": np.full(n, seq - 1), **positions}
+    return PromptSet(
+        np.asarray(tokens, np.int64),
+        {k: np.asarray(v, np.int64) for k, v in positions.items()},
+        np.asarray(target_pos, np.int64).reshape(n, -1),
+        np.asarray(target_tok, np.int64).reshape(n, -1),
+        source,
+        extra,
+    )
+
+
+def max_of_list(n: int, seed: int, length: int = 5, digits: int = 10, ans_token: int | None = None,
+                unique_max: bool = True, max_at: int | None = None) -> PromptSet:
+    """Lists of digits then `ANS`; the answer at `ANS` is the list's maximum (seed 000).
+
+    `max_at` puts the maximum at one index, for invariance claims ("(2,1,1,1,1) … (1,1,1,1,2)").
+    """
+    rng = np.random.default_rng(seed)
+    ans = digits if ans_token is None else ans_token
+    lists = rng.integers(0, digits, size=(n, length))
+    if unique_max or max_at is not None:
+        lists = _unique_max(rng, lists, digits, max_at)
+    tokens = np.concatenate([lists, np.full((n, 1), ans)], axis=1)
+    argmax = lists.argmax(axis=1)
+    positions = {"ANS": np.full(n, length), "argmax": argmax}
+    return _finish(tokens, positions, np.full(n, length), lists.max(axis=1), "max_of_list", ans_token=ans)
+
+
+def _unique_max(rng, lists, digits, max_at):
+    n, length = lists.shape
+    top = rng.integers(1, digits, size=n)
+    rest = np.floor(rng.random((n, length)) * top[:, None]).astype(np.int64)
+    at = rng.integers(0, length, size=n) if max_at is None else np.full(n, max_at)
+    rest[np.arange(n), at] = top
+    return rest
+
+
+def repeated_tokens(n: int, seed: int, length: int = 10, vocab: int = 64, bos: int | None = 0,
+                    low: int = 1) -> PromptSet:
+    """`BOS r1..rL r1..rL` with random tokens; in the second copy each next token is predictable
+    by induction (seeds 002, 004). Named positions: `S1`, `S2` (starts of the copies), `BOS`."""
+    rng = np.random.default_rng(seed)
+    seg = np.stack([rng.choice(np.arange(low, vocab), size=length, replace=False) for _ in range(n)])
+    head = np.full((n, 1), bos) if bos is not None else np.zeros((n, 0), np.int64)
+    tokens = np.concatenate([head, seg, seg], axis=1)
+    off = head.shape[1]
+    s2 = off + length
+    target_pos = np.tile(np.arange(s2, s2 + length - 1), (n, 1))
+    target_tok = tokens[:, off + length + 1:]
+    positions = {"S1": np.full(n, off), "S2": np.full(n, s2)}
+    if bos is not None:
+        positions["BOS"] = np.zeros(n)
+    return _finish(tokens, positions, target_pos, target_tok, "repeated_tokens", bos=bos)
+
+
+_SLOT = re.compile(r"^\{(\w+)\}$")
+
+
+def template(n: int, seed: int, text: str, answer: str, slots: dict[str, list], vocab: list[str] | None = None,
+             distinct: bool = True) -> PromptSet:
+    """A template of space-separated tokens with `{SLOT}`s filled at random (seed 001).
+
+    Tokens are integers, or names from `vocab`. Each slot's first occurrence is a position named
+    after it, later ones `SLOT#2`, `SLOT#3`. The answer (a slot or a token) is predicted at the
+    last position.
+    """
+    rng = np.random.default_rng(seed)
+    words = text.split()
+    lookup = {w: i for i, w in enumerate(vocab)} if vocab else None
+    for w in words:
+        m = _SLOT.match(w)
+        if m and m[1] not in slots:
+            raise PromptError(f"template slot {{{m[1]}}} has no values", f"add `{m[1]}: [...]` under `slots`")
+    draws = _fill_slots(rng, n, slots, distinct)
+    cols, positions, seen = [], {}, {}
+    for i, w in enumerate(words):
+        m = _SLOT.match(w)
+        if m:
+            cols.append(draws[m[1]])
+            seen[m[1]] = seen.get(m[1], 0) + 1
+            positions[m[1] if seen[m[1]] == 1 else f"{m[1]}#{seen[m[1]]}"] = np.full(n, i)
+        else:
+            cols.append(np.full(n, _token(w, lookup)))
+    tokens = np.stack(cols, axis=1)
+    m = _SLOT.match(answer.strip())
+    ans = draws[m[1]] if m else np.full(n, _token(answer.strip(), lookup))
+    return _finish(tokens, positions, np.full(n, len(words) - 1), ans, "template")
+
+
+def _fill_slots(rng, n, slots, distinct):
+    names = list(slots)
+    values = {k: [int(v) if not isinstance(v, str) else v for v in slots[k]] for k in names}
+    draws = {k: np.empty(n, dtype=object) for k in names}
+    for i in range(n):
+        used: set = set()
+        for k in names:
+            pool = [v for v in values[k] if not (distinct and v in used)] or values[k]
+            v = pool[rng.integers(len(pool))]
+            used.add(v)
+            draws[k][i] = v
+    return draws
+
+
+def _token(word, lookup):
+    if isinstance(word, (int, np.integer)) or re.fullmatch(r"\d+", str(word)):
+        return int(word)
+    if lookup is None or word not in lookup:
+        raise PromptError(f"token {word!r} is not in the vocabulary", "use integer token ids or give `vocab`")
+    return lookup[word]
+
+
+def jsonl(n: int | None, seed: int, path: str, base: Path | None = None) -> PromptSet:
+    """Prompts from a JSONL file: one `{"tokens": [...], "answer": int, "positions": {...}}` a line."""
+    p = Path(path) if base is None else (base / path)
+    if not p.exists():
+        raise PromptError(f"prompt file {str(p)!r} does not exist", "paths are relative to the hypothesis file")
+    rows = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    if n is not None:
+        rows = rows[:n]
+    lengths = {len(r["tokens"]) for r in rows}
+    if len(lengths) != 1:
+        raise PromptError(f"prompts in {p.name} have different lengths {sorted(lengths)}", "pad or split the file")
+    tokens = np.array([r["tokens"] for r in rows])
+    names = set().union(*[r.get("positions", {}) for r in rows])
+    positions = {k: np.array([r["positions"][k] for r in rows]) for k in names}
+    last = np.full(len(rows), tokens.shape[1] - 1)
+    return _finish(tokens, positions, last, np.array([r["answer"] for r in rows]), "jsonl")
+
+
+GENERATORS: dict[str, Callable[..., PromptSet]] = {
+    "max_of_list": max_of_list,
+    "repeated_tokens": repeated_tokens,
+    "template": template,
+    "jsonl": jsonl,
+}
+
+
+def build(generator: str, n: int, seed: int, **params) -> PromptSet:
+    if generator not in GENERATORS:
+        raise PromptError(f"unknown prompt generator {generator!r}", f"use one of: {', '.join(GENERATORS)}")
+    return GENERATORS[generator](n=n, seed=seed, **params)

@@ -1,0 +1,68 @@
+"""Report: the words and tables a researcher reads for a result."""
+from __future__ import annotations
+
+from .verdict import FAIL, INCONCLUSIVE, PASS, CaseResult, Result
+
+
+def _num(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def interval(c: CaseResult) -> str:
+    e = c.estimate
+    return f"[{_num(e.low)}, {_num(e.high)}]"
+
+
+def why(c: CaseResult) -> str:
+    lo, hi = c.bounds
+    e = c.estimate
+    if c.verdict == PASS:
+        return "the interval lies inside the claimed region"
+    if c.verdict == FAIL:
+        side = f"below {_num(lo)}" if e.high < lo else f"above {_num(hi)}"
+        return f"the whole interval lies {side}"
+    settle = c.settle
+    advice = f"about {settle} prompts would likely settle it" if settle else "the estimate sits on the boundary"
+    return f"the interval straddles the boundary; {advice} (now n={e.n})"
+
+
+def describe(result: Result) -> str:
+    """The full failure message: sentence, value, interval, threshold, n, seed, file:line."""
+    head = f"{result.path}:{result.line}: claim {result.claim_id!r} {result.verdict.upper()}"
+    lines = [head, f"  says:      {result.says}", f"  expected:  {result.measure} {result.expected}"
+             + (f"  ({result.quantifier} of {len(result.cases)} cases)" if result.quantifier else "")]
+    for c in result.cases:
+        e = c.estimate
+        label = f"  [{c.label}]" if c.label else ""
+        lines.append(f"  measured{label}: {_num(e.statistic)}  {e.level:.1%} CI {interval(c)}  "
+                     f"({e.method}, n={e.n})  -> {c.verdict}: {why(c)}")
+        if c.clean is not None:
+            lines.append(f"      clean run: {_num(c.clean.statistic)} {interval(CaseResult('', '', c.clean, c.bounds))}")
+    lines.append(f"  seed {result.seed}, model {result.model}, load {result.load}")
+    if result.verdict == INCONCLUSIVE:
+        lines.append("  an inconclusive claim fails by default; `--cc-inconclusive=skip` skips it instead")
+    return "\n".join(lines)
+
+
+def properties(result: Result) -> list[tuple[str, object]]:
+    """Numbers for JUnit XML (pytest `user_properties`)."""
+    c = result.main
+    props = [("verdict", result.verdict), ("value", c.estimate.statistic), ("ci_low", c.estimate.low),
+             ("ci_high", c.estimate.high), ("ci_level", c.estimate.level), ("n", c.estimate.n),
+             ("method", c.estimate.method), ("expected", result.expected), ("seed", result.seed),
+             ("model", result.model), ("load", str(result.load))]
+    if len(result.cases) > 1:
+        props += [(f"case[{x.label}]", f"{x.verdict} {x.estimate.statistic:.4g} {interval(x)}") for x in result.cases]
+    return props
+
+
+def table(results: list[Result]) -> list[str]:
+    """One line per claim: verdict, id, value, interval, expectation."""
+    rows = [("verdict", "claim", "value", "CI", "expected", "n")]
+    for r in results:
+        c = r.main if len(r.cases) == 1 else min(r.cases, key=lambda x: x.estimate.statistic)
+        value = _num(c.estimate.statistic) + ("" if len(r.cases) == 1 else f" (min of {len(r.cases)})")
+        rows.append((r.verdict.upper(), f"{r.path.split('/')[-1]}::{r.claim_id}", value, interval(c),
+                     r.expected, str(c.estimate.n)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]

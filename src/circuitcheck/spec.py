@@ -1,0 +1,312 @@
+"""The hypothesis-file schema: what a researcher may write, validated strictly.
+
+A claim is built from four composable parts:
+  under    interventions applied to the run (ablate, keep_only, scale_attention, patch)
+  measure  a per-prompt quantity (a metric at the targets, attention, a head score, DLA, ...)
+  for      an optional quantifier or sweep that expands the claim into sub-claims
+  expect   the region the measured value (or its change from the clean run) must lie in
+
+`$name` inside `under` or `measure` is replaced by the value a quantifier or sweep binds.
+`circuitcheck schema` writes the JSON Schema exported from these models for editors.
+"""
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+HEAD = re.compile(r"^L(\d+)H(\d+)$")
+Head = Annotated[str, Field(pattern=r"^(L\d+H\d+|\$\w+)$", description="a head as `L<layer>H<head>`, e.g. L0H2")]
+Position = Annotated[Union[str, int], Field(description="a named position: ANS, argmax, S1+1, last, or an index")]
+Number = Union[float, str]  # a number, or `$name` bound by a sweep
+Heads = Union[list[Head], str]  # a list, or `$name` bound by a quantifier
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def parse_head(text: str) -> tuple[int, int]:
+    m = HEAD.match(text)
+    return int(m[1]), int(m[2])
+
+
+# ---------------------------------------------------------------- model and prompts
+class ModelSpec(Strict):
+    zoo: str | None = Field(None, description="a model the project ships: max-of-list, induction")
+    native: "NativeSpec | None" = None
+    hf: str | None = Field(None, description="a Hugging Face name or local directory")
+    factory: str | None = Field(None, pattern=r"^[\w.]+:\w+$", description="package.module:function returning a model")
+    dtype: Literal["float32", "float64", "bfloat16", "float16"] = "float32"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, v):
+        if isinstance(v, str):  # `model: zoo:max-of-list`, `hf:gpt2`, `factory:pkg.mod:fn`
+            kind, sep, ref = v.partition(":")
+            if not sep or kind not in ("zoo", "hf", "factory"):
+                raise ValueError("write `zoo:NAME`, `hf:NAME`, `factory:pkg.mod:fn`, or a mapping with `native:`")
+            return {kind: ref}
+        return v
+
+    @model_validator(mode="after")
+    def _one(self):
+        if sum(x is not None for x in (self.zoo, self.native, self.hf, self.factory)) != 1:
+            raise ValueError("give exactly one of zoo, native, hf, factory")
+        return self
+
+
+class NativeSpec(Strict):
+    config: Union[str, dict[str, Any]] = Field(description="a TransformerLens config: a JSON file or inline keys")
+    weights: str = Field(description="a .safetensors file, or a .pt state dict (loaded with weights_only=True)")
+
+
+class PromptSpec(Strict):
+    model_config = ConfigDict(extra="allow", frozen=True)  # generator parameters, checked by the generator
+    generator: Literal["max_of_list", "repeated_tokens", "template", "jsonl"]
+    n: int = Field(200, ge=2, le=100_000)
+    seed: int = 0
+
+
+# ---------------------------------------------------------------- interventions
+Method = Literal["zero", "mean", "resample", "bos"]
+
+
+class Ablate(Strict):
+    heads: Heads
+    method: Method = "mean"
+    at: list[Position] | Position | None = Field(None, description="destination positions; all when absent")
+
+
+class KeepOnly(Strict):
+    heads: Heads
+    method: Method = "mean"
+
+
+class ScaleAttention(Strict):
+    head: Head
+    from_: Position = Field(alias="from")
+    to: Position
+    factor: Number = Field(description="multiplies the pre-softmax score; 0 removes it, 1 is clean")
+
+
+class Patch(Strict):
+    hook: str = Field(description="`resid_pre`, `resid_post`, `attn_out`, `z` or a full hook name")
+    layer: Union[int, str]
+    at: list[Position] | Position | None = None
+    source: "PromptSpec" = Field(description="the prompt set the activation is taken from (same length)")
+
+
+class Intervention(Strict):
+    ablate: Ablate | None = None
+    keep_only: KeepOnly | None = None
+    scale_attention: ScaleAttention | None = None
+    patch: Patch | None = None
+
+    @model_validator(mode="after")
+    def _one(self):
+        if sum(v is not None for v in (self.ablate, self.keep_only, self.scale_attention, self.patch)) != 1:
+            raise ValueError("each intervention is one of: ablate, keep_only, scale_attention, patch")
+        return self
+
+
+# ---------------------------------------------------------------- measures
+Metric = Literal["accuracy", "prob", "loss", "logit_diff", "rank", "logprob"]
+
+
+class Attention(Strict):
+    head: Head
+    from_: Position = Field(alias="from")
+    to: Position
+
+
+class HeadScore(Strict):
+    head: Head
+    pattern: str = Field(
+        description="induction, previous_token, duplicate_token, or `offset:K` (attends K tokens back)",
+        pattern=r"^(induction|previous_token|duplicate_token|offset:\d+)$",
+    )
+    exclude_bos: bool = False
+
+
+class DLA(Strict):
+    component: str = Field(
+        description="a head L<l>H<h>, `embed` (token and position embeddings), or `bias`",
+        pattern=r"^(L\d+H\d+|\$\w+|embed|bias)$",
+    )
+    share: bool = Field(True, description="divide by the correct-token logit")
+
+
+class Measure(Strict):
+    metric: Metric | None = None
+    attention: Attention | None = None
+    head_score: HeadScore | None = None
+    dla: DLA | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, v):
+        return {"metric": v} if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _one(self):
+        if sum(v is not None for v in (self.metric, self.attention, self.head_score, self.dla)) != 1:
+            raise ValueError("a measure is one of: a metric name, attention, head_score, dla")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("metric", "attention", "head_score", "dla") if getattr(self, k) is not None)
+
+
+# ---------------------------------------------------------------- expectations
+class Region(Strict):
+    at_least: float | None = None
+    at_most: float | None = None
+    between: tuple[float, float] | None = None
+    about: float | None = None
+    tol: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one(self):
+        forms = [self.at_least is not None or self.at_most is not None, self.between is not None, self.about is not None]
+        if sum(forms) != 1:
+            raise ValueError("state one of: at_least / at_most, between: [lo, hi], about: x with tol: t")
+        if self.about is not None and self.tol is None:
+            raise ValueError("`about:` needs a tolerance: add `tol:`")
+        if self.tol is not None and self.about is None:
+            raise ValueError("`tol:` goes with `about:`")
+        if self.between is not None and self.between[0] >= self.between[1]:
+            raise ValueError("`between: [lo, hi]` needs lo < hi")
+        return self
+
+    def bounds(self) -> tuple[float, float]:
+        inf = float("inf")
+        if self.between is not None:
+            return self.between
+        if self.about is not None:
+            return (self.about - self.tol, self.about + self.tol)
+        return (-inf if self.at_least is None else self.at_least, inf if self.at_most is None else self.at_most)
+
+    def text(self) -> str:
+        if self.about is not None:
+            return f"≈ {self.about:g} ± {self.tol:g}"
+        if self.between is not None:
+            return f"in [{self.between[0]:g}, {self.between[1]:g}]"
+        parts = [f"≥ {self.at_least:g}" if self.at_least is not None else "",
+                 f"≤ {self.at_most:g}" if self.at_most is not None else ""]
+        return " and ".join(p for p in parts if p)
+
+
+class Expect(Region):
+    """The region the value lies in; `drop`/`rise`/`change` compare with the clean run, paired by prompt."""
+
+    drop: Region | None = Field(None, description="clean minus intervened")
+    rise: Region | None = Field(None, description="intervened minus clean")
+    change: Region | None = Field(None, description="intervened minus clean, for `about`/`between`")
+
+    @model_validator(mode="after")
+    def _one(self):
+        relative = [r for r in (self.drop, self.rise, self.change) if r is not None]
+        plain = any(v is not None for v in (self.at_least, self.at_most, self.between, self.about))
+        if len(relative) + plain != 1:
+            raise ValueError("state one of: at_least, at_most, between, about (+tol), drop, rise, change")
+        if plain:
+            Region._one(self)
+        return self
+
+    @property
+    def relative(self) -> str | None:
+        return next((k for k in ("drop", "rise", "change") if getattr(self, k) is not None), None)
+
+    @property
+    def region(self) -> Region:
+        return getattr(self, self.relative) if self.relative else self
+
+    def text(self) -> str:
+        return f"{self.relative} {self.region.text()}" if self.relative else Region.text(self)
+
+
+# ---------------------------------------------------------------- quantifiers
+class HeadSet(Strict):
+    """Which head sets a quantifier ranges over; each becomes `$heads` (a list) in the claim."""
+
+    each: list[Head] | None = Field(None, description="each head alone")
+    pairs: list[Head] | None = Field(None, description="every pair of these heads")
+    cross: list[list[Head]] | None = Field(None, description="one head from each group")
+    within: list[list[Head]] | None = Field(None, description="every pair inside one group")
+    subsets: list[list[Head]] | None = Field(None, description="these sets, as written")
+
+    @model_validator(mode="after")
+    def _one(self):
+        given = [k for k in ("each", "pairs", "cross", "within", "subsets") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give one of: each, pairs, cross, within, subsets")
+        if not getattr(self, given[0]) or any(isinstance(g, list) and not g for g in getattr(self, given[0])):
+            raise ValueError(f"`{given[0]}` is empty: a quantifier over an empty set checks nothing")
+        return self
+
+
+class Quantifier(Strict):
+    all: HeadSet | None = None
+    any: HeadSet | None = None
+    none: HeadSet | None = None
+
+    @model_validator(mode="after")
+    def _one(self):
+        if sum(v is not None for v in (self.all, self.any, self.none)) != 1:
+            raise ValueError("a quantifier is one of: all, any, none")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("all", "any", "none") if getattr(self, k) is not None)
+
+    @property
+    def sets(self) -> HeadSet:
+        return getattr(self, self.kind)
+
+
+# ---------------------------------------------------------------- the claim and the file
+class Claim(Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9][\w.-]*$", description="unique in the file; used by -k")
+    says: str = Field(min_length=1, description="the sentence this claim checks, shown in reports")
+    under: list[Intervention] = Field(default_factory=list)
+    measure: Measure
+    for_: Quantifier | None = Field(None, alias="for")
+    expect: Expect
+    prompts: PromptSpec | None = Field(None, description="overrides the file's prompt set")
+    marks: list[str] = Field(default_factory=list)
+
+    @field_validator("under", mode="before")
+    @classmethod
+    def _listify(cls, v):
+        return [v] if isinstance(v, dict) else v
+
+
+class HypothesisFile(Strict):
+    model: ModelSpec
+    prompts: PromptSpec
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="family-wise error rate for the claims of this file (Holm)")
+    seed: int = Field(0, description="seeds resampling, bootstrap and anything random at run time")
+    claims: list[Claim] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_ids(self):
+        seen = set()
+        for c in self.claims:
+            if c.id in seen:
+                raise ValueError(f"duplicate claim id {c.id!r}")
+            seen.add(c.id)
+        return self
+
+
+ModelSpec.model_rebuild()
+Patch.model_rebuild()
+
+
+def json_schema() -> dict:
+    schema = HypothesisFile.model_json_schema(by_alias=True)
+    schema["title"] = "circuitcheck hypothesis file"
+    return schema

@@ -1,0 +1,63 @@
+"""Verdicts: does the interval lie inside the claimed region, outside it, or straddle it?"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .stats import Estimate, prompts_to_settle
+
+PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+
+
+def judge(est: Estimate, lo: float, hi: float) -> str:
+    if lo <= est.low and est.high <= hi:
+        return PASS
+    if est.high < lo or est.low > hi:
+        return FAIL
+    return INCONCLUSIVE
+
+
+@dataclass
+class CaseResult:
+    """One concrete check: the value, its interval, the region it was held to, the verdict."""
+
+    label: str
+    verdict: str
+    estimate: Estimate
+    bounds: tuple[float, float]
+    clean: Estimate | None = None  # the clean run's value, when the claim is about a change
+    alpha: float = 0.05
+
+    @property
+    def settle(self) -> int | None:
+        return prompts_to_settle(self.estimate, *self.bounds) if self.verdict == INCONCLUSIVE else None
+
+
+@dataclass
+class Result:
+    """A claim's outcome: its cases combined by the claim's quantifier (or the single case)."""
+
+    claim_id: str
+    says: str
+    expected: str
+    quantifier: str | None
+    verdict: str
+    cases: list[CaseResult]
+    path: str
+    line: int
+    seed: int
+    model: str
+    load: dict = field(default_factory=dict)
+    measure: str = ""
+
+    @property
+    def main(self) -> CaseResult:
+        return self.cases[0]
+
+
+def combine(quantifier: str | None, verdicts: list[str]) -> str:
+    """all: every case passes; any: at least one passes; none: every case fails."""
+    if quantifier in (None, "all"):
+        return FAIL if FAIL in verdicts else (PASS if all(v == PASS for v in verdicts) else INCONCLUSIVE)
+    if quantifier == "any":
+        return PASS if PASS in verdicts else (FAIL if all(v == FAIL for v in verdicts) else INCONCLUSIVE)
+    return FAIL if PASS in verdicts else (PASS if all(v == FAIL for v in verdicts) else INCONCLUSIVE)

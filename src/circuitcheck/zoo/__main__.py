@@ -1,0 +1,47 @@
+"""`python -m circuitcheck.zoo train NAME|all [--steps N] [--out DIR] [--seed S]`."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    from circuitcheck.zoo.train import SPECS
+
+    ap = argparse.ArgumentParser(prog="python -m circuitcheck.zoo", description="Train the zoo models.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train a zoo model from scratch (CPU, seeded)")
+    t.add_argument("name", help=f"one of: {', '.join(SPECS)}, or 'all'")
+    t.add_argument("--steps", type=int, default=None, help="override the number of steps (smoke runs)")
+    t.add_argument("--out", default=None,
+                   help="output directory (default: the package's zoo/models/NAME; with 'all', DIR/NAME)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--no-measure", action="store_true", help="skip the 'Measured behaviour' section")
+    t.add_argument("--quiet", action="store_true")
+    sub.add_parser("list", help="list the models this module can train")
+    args = ap.parse_args(argv)
+
+    if args.cmd == "list":
+        print("\n".join(SPECS))
+        return 0
+    names = list(SPECS) if args.name == "all" else [args.name]
+    for name in names:
+        if name not in SPECS:
+            ap.error(f"unknown model {name!r}; known: {', '.join(SPECS)}, all")
+    from circuitcheck.zoo.train import train
+
+    for name in names:
+        out = None
+        if args.out is not None:
+            out = Path(args.out) / name if args.name == "all" else Path(args.out)
+        m = train(name, steps=args.steps, out=out, seed=args.seed, measure=not args.no_measure,
+                  verbose=not args.quiet)
+        summary = {k: m[k] for k in ("name", "steps", "final_train_loss", "train_time_s", "held_out", "out")}
+        print(json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Shared fixtures: a tiny random TL-native model on disk, and hypothesis files written around it."""
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+TINY = dict(n_layers=2, d_model=32, n_ctx=32, d_head=8, n_heads=4, d_vocab=64, attn_only=True,
+            act_fn="relu", normalization_type="LN", seed=0)
+TINY_NO_LN = dict(TINY, n_layers=1, normalization_type=None)
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def save_model(directory: Path, config: dict, seed: int = 0) -> Path:
+    import torch
+    from safetensors.torch import save_file
+
+    from circuitcheck.models import native
+
+    torch.manual_seed(seed)
+    model = native(config)
+    with torch.no_grad():  # random weights big enough that heads attend somewhere in particular
+        for name, p in model.named_parameters():
+            p.normal_(0, 0.5 if "weight" in name else 0.1)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(config))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(directory / "model.safetensors"))
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    return save_model(tmp_path_factory.mktemp("tiny"), TINY)
+
+
+@pytest.fixture(scope="session")
+def tiny_no_ln_dir(tmp_path_factory) -> Path:
+    return save_model(tmp_path_factory.mktemp("tiny_no_ln"), TINY_NO_LN)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_dir):
+    from circuitcheck import models
+
+    return models.load(models.ModelSource("native", str(tiny_dir / "config.json"), str(tiny_dir / "model.safetensors")))
+
+
+@pytest.fixture(scope="session")
+def tiny_no_ln_model(tiny_no_ln_dir):
+    from circuitcheck import models
+
+    d = tiny_no_ln_dir
+    return models.load(models.ModelSource("native", str(d / "config.json"), str(d / "model.safetensors")))
+
+
+def header(model_dir: Path, prompts: str = "{generator: repeated_tokens, n: 120, seed: 1}") -> str:
+    return textwrap.dedent(f"""\
+        model:
+          native: {{config: {model_dir / 'config.json'}, weights: {model_dir / 'model.safetensors'}}}
+        prompts: {prompts}
+        """)
+
+
+@pytest.fixture
+def hyp(tmp_path, tiny_dir):
+    """Write a hypothesis file on the tiny model: hyp(claims_yaml, prompts=...) -> path."""
+
+    def write(claims: str, prompts: str | None = None, name: str = "t.hyp.yaml", extra: str = "") -> Path:
+        text = header(tiny_dir, *( [prompts] if prompts else [])) + extra + "claims:\n" + textwrap.indent(
+            textwrap.dedent(claims), "  ")
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return write

@@ -1,0 +1,124 @@
+"""Every intervention against a hand computation (tests/manual.py) on a 1-layer model."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import manual
+from circuitcheck import prompts as P
+from circuitcheck.interventions import resample_order
+from circuitcheck.runs import Runs
+from circuitcheck.spec import Intervention
+
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def ps():
+    return P.repeated_tokens(n=16, seed=3, length=8)
+
+
+def run(model, ps, *under, seed=0):
+    ivs = tuple(Intervention.model_validate(u) for u in under)
+    return Runs(model, ps, seed).run(ivs, set()).logits.double()
+
+
+def close(a, b):
+    assert (a - b).abs().max().item() < TOL
+
+
+def test_clean_run_matches_hand_forward(tiny_no_ln_model, ps):
+    tokens = torch.as_tensor(ps.tokens)
+    close(run(tiny_no_ln_model, ps), manual.forward(tiny_no_ln_model, tokens)[0])
+
+
+@pytest.mark.parametrize("method", ["zero", "mean", "resample"])
+def test_ablate_heads_at_every_position(tiny_no_ln_model, ps, method):
+    tokens = torch.as_tensor(ps.tokens)
+    _, _, z_clean = manual.forward(tiny_no_ln_model, tokens)
+    repl = {"zero": torch.zeros_like(z_clean), "mean": z_clean.mean(0, keepdim=True).expand_as(z_clean),
+            "resample": z_clean[torch.as_tensor(resample_order(ps.n, 0))]}[method]
+
+    def edit(z):
+        z = z.clone()
+        z[:, :, [1, 3]] = repl[:, :, [1, 3]]
+        return z
+
+    expected = manual.forward(tiny_no_ln_model, tokens, edit_z=edit)[0]
+    got = run(tiny_no_ln_model, ps, {"ablate": {"heads": ["L0H1", "L0H3"], "method": method}})
+    close(got, expected)
+    assert (got - run(tiny_no_ln_model, ps)).abs().max() > 1e-3  # the ablation did something
+
+
+def test_ablate_at_named_position_only(tiny_no_ln_model, ps):
+    tokens = torch.as_tensor(ps.tokens)
+    pos = int(ps.positions["S2"][0]) + 2
+
+    def edit(z):
+        z = z.clone()
+        z[:, pos, 2] = 0
+        return z
+
+    got = run(tiny_no_ln_model, ps, {"ablate": {"heads": ["L0H2"], "method": "zero", "at": "S2+2"}})
+    close(got, manual.forward(tiny_no_ln_model, tokens, edit_z=edit)[0])
+
+
+def test_keep_only_ablates_the_complement(tiny_no_ln_model, ps):
+    a = run(tiny_no_ln_model, ps, {"keep_only": {"heads": ["L0H0"], "method": "zero"}})
+    b = run(tiny_no_ln_model, ps, {"ablate": {"heads": ["L0H1", "L0H2", "L0H3"], "method": "zero"}})
+    close(a, b)
+
+
+def test_bos_ablation_attends_only_to_position_zero(tiny_no_ln_model, ps):
+    tokens = torch.as_tensor(ps.tokens)
+    pos = int(ps.positions["S2"][0])
+
+    def edit(p):
+        p = p.clone()
+        p[:, 1, pos] = 0
+        p[:, 1, pos, 0] = 1
+        return p
+
+    got = run(tiny_no_ln_model, ps, {"ablate": {"heads": ["L0H1"], "method": "bos", "at": "S2"}})
+    close(got, manual.forward(tiny_no_ln_model, tokens, edit_pattern=edit)[0])
+
+
+@pytest.mark.parametrize("factor", [0.0, 0.08, 0.5, 1.0, 2.0])
+def test_scale_attention_rescales_the_pre_softmax_score(tiny_no_ln_model, ps, factor):
+    tokens = torch.as_tensor(ps.tokens)
+    q, k = int(ps.positions["S2"][0]), int(ps.positions["S1"][0]) + 1
+
+    @manual.scores_edit
+    def edit(scores):
+        scores = scores.clone()
+        scores[:, 2, q, k] *= factor
+        return scores
+
+    got = run(tiny_no_ln_model, ps, {"scale_attention": {"head": "L0H2", "from": "S2", "to": "S1+1",
+                                                         "factor": factor}})
+    close(got, manual.forward(tiny_no_ln_model, tokens, edit_pattern=edit)[0])
+
+
+def test_patch_replaces_the_activation_from_the_source_prompts(tiny_no_ln_model, ps):
+    src = {"generator": "repeated_tokens", "n": 16, "seed": 99, "length": 8}
+    runs = Runs(tiny_no_ln_model, ps, 0, source_prompts=lambda spec: P.build(**spec.model_dump()))
+    iv = Intervention.model_validate({"patch": {"hook": "resid_post", "layer": 0, "source": src}})
+    got = runs.run((iv,), set()).logits.double()
+    source_tokens = torch.as_tensor(P.build(**src).tokens)
+    close(got, manual.forward(tiny_no_ln_model, source_tokens)[0])  # patched everywhere: the source's logits
+
+
+def test_runs_are_chunked_without_changing_numbers(tiny_model, ps):
+    iv = (Intervention.model_validate({"ablate": {"heads": ["L1H0"], "method": "mean"}}),)
+    whole = Runs(tiny_model, ps, 0).run(iv, set()).logits
+    runs = Runs(tiny_model, ps, 0, batch_size=5)
+    chunked = runs.run(iv, set()).logits
+    assert torch.allclose(whole, chunked, atol=1e-5)
+    assert runs.forward_passes == 2 * 4  # clean (for the mean) and ablated, 4 chunks each
+
+
+def test_resample_order_never_keeps_a_prompt_in_place():
+    order = resample_order(50, 0)
+    assert not np.any(order == np.arange(50))
+    assert np.array_equal(order, resample_order(50, 0))

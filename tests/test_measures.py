@@ -1,0 +1,90 @@
+"""Measures against independent computations: head_detector, the cache, a hand forward."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import manual
+from circuitcheck import measures as M
+from circuitcheck import prompts as P
+from circuitcheck.runs import Runs
+
+HEADS = [f"L{layer}H{h}" for layer in range(2) for h in range(4)]
+
+
+@pytest.fixture(scope="module")
+def ps():
+    return P.repeated_tokens(n=12, seed=5, length=8)
+
+
+@pytest.fixture(scope="module")
+def clean(tiny_model, ps):
+    names = {f"blocks.{layer}.attn.hook_pattern" for layer in range(2)} | M.dla_needs(tiny_model.cfg)
+    return Runs(tiny_model, ps).clean(names)
+
+
+@pytest.mark.parametrize("kind,tl_name", [("induction", "induction_head"), ("previous_token", "previous_token_head"),
+                                          ("duplicate_token", "duplicate_token_head")])
+@pytest.mark.parametrize("exclude_bos", [False, True])
+def test_head_scores_equal_transformer_lens_head_detector(tiny_model, ps, clean, kind, tl_name, exclude_bos):
+    from transformer_lens.head_detector import detect_head
+
+    for i in range(3):  # detect_head scores one sequence at a time
+        tokens = torch.as_tensor(ps.tokens[i : i + 1])
+        tiny_model.to_tokens = lambda seq, **kw: tokens  # our zoo vocabularies have no tokenizer
+        tl = detect_head(tiny_model, "unused", tl_name, exclude_bos=exclude_bos)
+        ours = [M.head_score(clean.cache, ps, h, kind, exclude_bos)[i] for h in HEADS]
+        assert np.allclose(ours, tl.flatten().numpy(), atol=1e-5)
+
+
+def test_offset_pattern_generalises_previous_token(clean, ps):
+    assert np.allclose(M.head_score(clean.cache, ps, "L0H1", "offset:1"),
+                       M.head_score(clean.cache, ps, "L0H1", "previous_token"))
+    det = M.detection_pattern(torch.as_tensor(ps.tokens[:1]), "offset:3")[0]
+    assert det[5, 2] == 1 and det.sum() == ps.seq_len - 3
+
+
+def test_attention_reads_the_pattern_at_named_positions(clean, ps):
+    got = M.attention(clean.cache, ps, "L1H2", "S2", "S1+1")
+    pat = clean.cache["blocks.1.attn.hook_pattern"]
+    assert np.allclose(got, pat[:, 2, ps.positions["S2"][0], ps.positions["S1"][0] + 1].double().numpy())
+
+
+def test_metrics_by_hand(tiny_no_ln_model, ps):
+    logits = manual.forward(tiny_no_ln_model, torch.as_tensor(ps.tokens))[0]
+    rows = np.arange(ps.n)[:, None]
+    at = logits[rows, ps.target_pos]  # [n, k, vocab]
+    tok = torch.as_tensor(ps.target_tok)
+    logp = torch.log_softmax(at, -1).gather(-1, tok[..., None])[..., 0]
+    run = Runs(tiny_no_ln_model, ps).clean(set())
+    got = {m: M.metric(m, run.logits, ps) for m in ("accuracy", "prob", "loss", "logprob", "rank", "logit_diff")}
+    assert np.allclose(got["accuracy"], (at.argmax(-1) == tok).double().mean(-1).numpy())
+    assert np.allclose(got["loss"], -logp.mean(-1).numpy(), atol=1e-4)
+    assert np.allclose(got["prob"], logp.exp().mean(-1).numpy(), atol=1e-5)
+    correct = at.gather(-1, tok[..., None])
+    assert np.allclose(got["rank"], (1 + (at > correct).sum(-1)).double().mean(-1).numpy())
+    others = at.scatter(-1, tok[..., None], float("-inf")).max(-1).values
+    assert np.allclose(got["logit_diff"], (correct[..., 0] - others).mean(-1).numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("fixture", ["tiny_model", "tiny_no_ln_model"])
+def test_dla_parts_add_up_to_the_correct_logit(request, ps, fixture):
+    model = request.getfixturevalue(fixture)
+    run = Runs(model, ps).clean(M.dla_needs(model.cfg))
+    heads = [f"L{layer}H{h}" for layer in range(model.cfg.n_layers) for h in range(4)]
+    parts = sum(M.dla(model, run.cache, ps, c, share=False) for c in heads + ["embed", "bias"])
+    logit = run.logits[np.arange(ps.n)[:, None], ps.target_pos].gather(-1, torch.as_tensor(ps.target_tok)[..., None])
+    assert np.allclose(parts, logit[..., 0].double().mean(-1).numpy(), atol=1e-3)
+    shares = [M.dla(model, run.cache, ps, c, share=True) for c in heads + ["embed", "bias"]]
+    assert np.allclose(sum(shares), 1, atol=1e-4)  # shares average per target, so they still add to 1
+
+
+def test_dla_of_one_head_by_hand(tiny_no_ln_model, ps):
+    _, _, z = manual.forward(tiny_no_ln_model, torch.as_tensor(ps.tokens))
+    run = Runs(tiny_no_ln_model, ps).clean(M.dla_needs(tiny_no_ln_model.cfg))
+    w_o = tiny_no_ln_model.W_O[0, 2].detach().double()
+    w_u = tiny_no_ln_model.W_U.detach().double()
+    rows = np.arange(ps.n)[:, None]
+    expected = torch.einsum("nkd,nkd->nk", z[rows, ps.target_pos, 2] @ w_o, w_u.T[ps.target_tok]).mean(-1)
+    assert np.allclose(M.dla(tiny_no_ln_model, run.cache, ps, "L0H2", share=False), expected.numpy(), atol=1e-4)

@@ -1,0 +1,93 @@
+"""The pytest plugin end to end, through pytester: items, messages, options, tables, JUnit XML."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+TRUE_AND_FALSE = """\
+- id: random-model-is-bad
+  says: "A random model gets almost nothing right"
+  measure: accuracy
+  expect: {at_most: 0.2}
+- id: false-claim
+  says: "A random model is right half the time"
+  measure: accuracy
+  expect: {at_least: 0.5}
+"""
+
+
+def test_true_claim_passes_false_claim_fails_with_the_numbers(pytester, hyp):
+    path = hyp(TRUE_AND_FALSE, prompts="{generator: max_of_list, n: 120, seed: 1}")
+    result = pytester.runpytest(str(path), "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    line = path.read_text().splitlines().index("  - id: false-claim") + 1
+    assert f"{path}:{line}: claim 'false-claim' FAIL" in out
+    for text in ("says:      A random model is right half the time", "expected:  metric ≥ 0.5", "95.0% CI [",
+                 "Wilson score, n=120", "the whole interval lies below 0.5", "seed 0", "dtype': 'float32'"):
+        assert text in out
+    assert "Traceback" not in out and "circuitcheck/" not in out.split("FAILURES")[1].split("circuitcheck claims")[0]
+    assert "circuitcheck claims" in out and "t.hyp.yaml::random-model-is-bad" in out
+
+
+def test_inconclusive_fails_by_default_and_can_skip(pytester, hyp):
+    path = hyp("""\
+        - id: straddles
+          says: "accuracy near a coin flip of 3%"
+          measure: accuracy
+          expect: {at_least: 0.03}
+        """, prompts="{generator: repeated_tokens, n: 10, seed: 1}")
+    res = pytester.runpytest(str(path), "-p", "no:cacheprovider")
+    res.assert_outcomes(failed=1)
+    assert "INCONCLUSIVE" in res.stdout.str() and "prompts would likely settle it" in res.stdout.str()
+    pytester.runpytest(str(path), "-p", "no:cacheprovider", "--cc-inconclusive=skip").assert_outcomes(skipped=1)
+
+
+def test_junit_xml_carries_the_numbers(pytester, hyp, tmp_path):
+    path = hyp(TRUE_AND_FALSE)
+    xml = tmp_path / "out.xml"
+    pytester.runpytest(str(path), "-p", "no:cacheprovider", f"--junitxml={xml}")
+    text = xml.read_text()
+    for name in ("value", "ci_low", "ci_high", "n", "seed", "expected", "verdict"):
+        assert f'name="{name}"' in text
+
+
+def test_select_claims_by_id_and_kind(pytester, hyp):
+    path = hyp(TRUE_AND_FALSE + textwrap.dedent("""\
+        - id: prev-head
+          says: "some head"
+          measure: {head_score: {head: L0H1, pattern: previous_token}}
+          expect: {at_least: 0.0}
+        """))
+    pytester.runpytest(str(path), "-p", "no:cacheprovider", "-k", "random-model").assert_outcomes(passed=1)
+    pytester.runpytest(str(path), "-p", "no:cacheprovider", "-m", "head_score").assert_outcomes(passed=1)
+    pytester.runpytest(str(path), "-p", "no:cacheprovider", "-m", "metric").assert_outcomes(passed=1, failed=1)
+
+
+def test_a_broken_file_is_a_collection_error_and_the_others_still_run(pytester, hyp):
+    good = hyp(TRUE_AND_FALSE.split("- id: false-claim")[0], name="good.hyp.yaml")
+    bad = hyp("- id: x\n  says: y\n  measure: accuracy\n  expect: {at_leest: 1}\n", name="bad.hyp.yaml")
+    res = pytester.runpytest(str(good), str(bad), "-p", "no:cacheprovider")
+    res.assert_outcomes(passed=1, errors=1)
+    out = res.stdout.str()
+    assert f"{bad}:8: claims[0].expect.at_leest: unknown key 'at_leest'" in out
+    assert "did you mean 'at_least'?" in out and "Traceback" not in out
+
+
+def test_collect_only_never_imports_torch(hyp, tmp_path):
+    hyp(TRUE_AND_FALSE)
+    code = ("import sys, pytest; rc = pytest.main(['--collect-only', '-q', '-p', 'no:cacheprovider', sys.argv[1]]);"
+            "assert 'torch' not in sys.modules, 'torch imported'; assert 'transformer_lens' not in sys.modules;"
+            "sys.exit(rc)")
+    res = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "2 tests collected" in res.stdout or "2 items" in res.stdout or "t.hyp.yaml::false-claim" in res.stdout
+
+
+def test_library_works_without_pytest(hyp):
+    from circuitcheck import check
+
+    results = {r.claim_id: r for r in check(hyp(TRUE_AND_FALSE))}
+    assert results["random-model-is-bad"].verdict == "pass" and results["false-claim"].verdict == "fail"
+    assert results["false-claim"].main.estimate.n == 120

@@ -1,0 +1,52 @@
+"""Statistics: intervals, determinism, Holm, verdicts."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from circuitcheck import stats as S
+from circuitcheck.verdict import FAIL, INCONCLUSIVE, PASS, combine, judge
+
+
+def test_wilson_matches_the_textbook_value():
+    # 81 of 263 at 95%: Wilson interval (0.2553, 0.3662) (Newcombe 1998, via Agresti & Coull)
+    e = S.wilson(81, 263, 0.95)
+    assert e.low == pytest.approx(0.2553, abs=5e-4) and e.high == pytest.approx(0.3662, abs=5e-4)
+
+
+def test_binary_values_use_wilson_and_others_bootstrap():
+    assert S.estimate(np.array([0, 1, 1, 1.0]), 0.95, 0).method == "Wilson score"
+    assert "bootstrap" in S.estimate(np.array([0.1, 0.5, 0.3]), 0.95, 0).method
+
+
+def test_bootstrap_is_deterministic_and_covers_the_mean():
+    x = np.random.default_rng(0).normal(0.3, 1, 400)
+    a, b = S.estimate(x, 0.95, 7), S.estimate(x, 0.95, 7)
+    assert (a.low, a.high) == (b.low, b.high)
+    assert a.low < 0.3 < a.high and a.high - a.low == pytest.approx(2 * 1.96 / 20, rel=0.15)
+
+
+def test_constant_values_give_a_point_interval():
+    e = S.estimate(np.full(10, 0.25), 0.95, 0)
+    assert e.low == e.high == 0.25
+
+
+def test_holm_levels():
+    assert S.holm_alphas([0.01, 0.04, 0.03], 0.05) == [0.05 / 3, 0.05 / 1, 0.05 / 2]
+
+
+def test_judge_and_settle():
+    e = S.Estimate(0.5, 0.4, 0.6, 0.95, 100, "x", 0.5)
+    assert judge(e, 0.3, 1) == PASS
+    assert judge(e, 0.7, 1) == FAIL
+    assert judge(e, 0.55, 1) == INCONCLUSIVE
+    assert S.prompts_to_settle(e, 0.55, 1) == 400  # half-width 0.1 over distance 0.05: 4x the prompts
+
+
+@pytest.mark.parametrize("q,verdicts,expected", [
+    ("all", [PASS, PASS], PASS), ("all", [PASS, FAIL], FAIL), ("all", [PASS, INCONCLUSIVE], INCONCLUSIVE),
+    ("any", [FAIL, PASS], PASS), ("any", [FAIL, FAIL], FAIL), ("any", [FAIL, INCONCLUSIVE], INCONCLUSIVE),
+    ("none", [FAIL, FAIL], PASS), ("none", [FAIL, PASS], FAIL), ("none", [FAIL, INCONCLUSIVE], INCONCLUSIVE),
+])
+def test_quantifiers_combine_case_verdicts(q, verdicts, expected):
+    assert combine(q, verdicts) == expected
