@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from . import models, prompts
-from .spec import Claim, HypothesisFile, Intervention, Measure, parse_head
+from .spec import Claim, HypothesisFile, Intervention, Measure, PromptSpec, parse_head
 
 PATTERN = "*.hyp.yaml"
 
@@ -37,9 +37,12 @@ class HypothesisError(Exception):
 class Case:
     """One concrete check: a claim with its quantifier or sweep variable bound."""
 
-    label: str  # "" for a plain claim, "L0H1,L0H2" for a quantified one
+    label: str  # "" for a plain claim, "L0H1,L0H2" or "factor=0.08" for a bound one
     under: tuple[Intervention, ...]
     measure: Measure
+    prompts: PromptSpec
+    prompts_key: tuple
+    value: object = None  # the swept value
 
 
 @dataclass
@@ -47,7 +50,6 @@ class LoadedClaim:
     claim: Claim
     line: int
     cases: list[Case]
-    prompts_key: tuple
 
 
 @dataclass
@@ -71,6 +73,8 @@ def read_yaml(path: Path):
         return yaml.load(path.read_text())
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if exc.context_mark is not None and mark.line >= len(path.read_text().splitlines()):
+            mark = exc.context_mark  # "got <stream end>": point at what was left open instead
         problem = (exc.problem or exc.context or "").strip()
         if "duplicate key" in problem:
             return _raise_duplicate(path, exc, mark)
@@ -147,7 +151,9 @@ def _inner_model(annotation):
 
 
 def _validation_error(path, tree, exc: ValidationError) -> HypothesisError:
-    err = exc.errors()[0]
+    errors = exc.errors()
+    # A typo in a required key yields "missing" and "unknown key": the unknown key says more.
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
     line = locate(tree, loc)
     msg, hint = err["msg"], ""
@@ -175,6 +181,7 @@ def load(path) -> LoadedFile:
     if not isinstance(tree, dict):
         raise HypothesisError(path, 1, "", "a hypothesis file is a mapping with model, prompts and claims",
                               "start from an example in hypotheses/")
+    _check_unique_ids(path, tree)
     try:
         spec = HypothesisFile.model_validate(_plain(tree))
     except ValidationError as exc:
@@ -183,11 +190,33 @@ def load(path) -> LoadedFile:
     loaded = LoadedFile(path, spec, [], source, *dims)
     for i, claim in enumerate(spec.claims):
         loc = ("claims", i)
-        cases = expand(claim)
+        try:
+            cases = expand(path, claim, claim.prompts or spec.prompts) if claim.for_ or claim.sweep else \
+                expand(path, claim, claim.prompts or spec.prompts, check_unbound=False)
+        except UnboundVariable as exc:
+            where = loc + _find(tree["claims"][i], exc.name)
+            raise HypothesisError(path, locate(tree, where), _field(where), str(exc),
+                                  "use the variable name the quantifier binds: `$heads`, or the `values:` name") from None
+        except ValidationError as exc:  # a bound value that does not fit where `$name` stands
+            err = _validation_error(path, tree, exc)
+            raise HypothesisError(path, locate(tree, loc + ("id",)), _field(loc), f"after binding: {err.message}",
+                                  "check the values of `sweep:` or `for:` against where they are used") from None
         _check_claim(loaded, tree, loc, claim, cases)
-        key = prompts_key(path, claim.prompts or spec.prompts)
-        loaded.claims.append(LoadedClaim(claim, locate(tree, loc + ("id",)) or 1, cases, key))
+        loaded.claims.append(LoadedClaim(claim, locate(tree, loc + ("id",)) or 1, cases))
     return loaded
+
+
+def _check_unique_ids(path, tree):
+    claims = tree.get("claims")
+    seen: dict = {}
+    for i, c in enumerate(claims if isinstance(claims, list) else []):
+        cid = c.get("id") if isinstance(c, dict) else None
+        if cid in seen:
+            raise HypothesisError(path, locate(tree, ("claims", i, "id")), f"claims[{i}].id",
+                                  f"duplicate claim id {cid!r} (first at line {seen[cid]})",
+                                  "claim ids name pytest items: make each unique in the file")
+        if cid is not None:
+            seen[cid] = locate(tree, ("claims", i, "id"))
 
 
 # ---------------------------------------------------------------- model
@@ -237,11 +266,43 @@ def _dims(cfg: dict) -> tuple:
 
 
 # ---------------------------------------------------------------- claims
-def expand(claim: Claim) -> list[Case]:
-    """The concrete cases of a claim: one per head set of its quantifier, or the claim itself."""
-    if claim.for_ is None:
-        return [Case("", tuple(claim.under), claim.measure)]
-    return [_bind(claim, ",".join(hs), {"heads": list(hs)}) for hs in head_sets(claim.for_.sets)]
+def expand(path: Path, claim: Claim, prompts_spec: PromptSpec, check_unbound: bool = True) -> list[Case]:
+    """The concrete cases of a claim: one per sweep value, one per set of its quantifier, or itself."""
+    if not check_unbound:  # a claim with no `for:` or `sweep:` keeps `$x` for _check_claim to report
+        return [Case("", tuple(claim.under), claim.measure, prompts_spec, prompts_key(path, prompts_spec))]
+    if claim.sweep is not None:
+        (name, values), = claim.sweep.items()
+        return [_bind(path, claim, prompts_spec, f"{name}={v}", {name: v}, v) for v in values]
+    sets = claim.for_.sets
+    if sets.values is not None:
+        (name, values), = sets.values.items()
+        return [_bind(path, claim, prompts_spec, f"{name}={v}", {name: v}) for v in values]
+    return [_bind(path, claim, prompts_spec, ",".join(hs), {"heads": list(hs)}) for hs in head_sets(sets)]
+
+
+class UnboundVariable(ValueError):
+    def __init__(self, name: str, message: str):
+        super().__init__(message)
+        self.name = name
+
+
+def _find(node, value) -> tuple:
+    """The path inside a YAML node to the first scalar equal to `value` (empty if none)."""
+    items = node.items() if isinstance(node, dict) else (enumerate(node) if isinstance(node, list) else [])
+    for k, v in items:
+        if v == value:
+            return (k,)
+        sub = _find(v, value)
+        if sub:
+            return (k,) + sub
+    return ()
+
+
+def _unbound(x):
+    if isinstance(x, str) and x.startswith("$"):
+        return x
+    items = x.values() if isinstance(x, dict) else (x if isinstance(x, list) else [])
+    return next((u for u in map(_unbound, items) if u), None)
 
 
 def head_sets(s) -> list[tuple[str, ...]]:
@@ -256,7 +317,7 @@ def head_sets(s) -> list[tuple[str, ...]]:
     return [tuple(x) for x in s.subsets]
 
 
-def _bind(claim: Claim, label: str, values: dict) -> Case:
+def _bind(path: Path, claim: Claim, prompts_spec: PromptSpec, label: str, values: dict, value=None) -> Case:
     def sub(x):
         if isinstance(x, str) and x.startswith("$") and x[1:] in values:
             return values[x[1:]]
@@ -266,9 +327,18 @@ def _bind(claim: Claim, label: str, values: dict) -> Case:
             return [sub(v) for v in x]
         return x
 
-    under = tuple(Intervention.model_validate(sub(i.model_dump(by_alias=True, exclude_none=True))) for i in claim.under)
-    measure = Measure.model_validate(sub(claim.measure.model_dump(by_alias=True, exclude_none=True)))
-    return Case(label, under, measure)
+    def dump(model):
+        out = sub(model.model_dump(by_alias=True, exclude_none=True))
+        left = _unbound(out)
+        if left:
+            bound = ", ".join(f"${k}" for k in values) or "nothing"
+            raise UnboundVariable(left, f"{left} is not bound: this claim's `for:` or `sweep:` binds {bound}")
+        return out
+
+    under = tuple(Intervention.model_validate(dump(i)) for i in claim.under)
+    measure = Measure.model_validate(dump(claim.measure))
+    ps = PromptSpec.model_validate(dump(prompts_spec))
+    return Case(label, under, measure, ps, prompts_key(path, ps), value)
 
 
 def prompts_key(path: Path, p) -> tuple:
@@ -303,15 +373,22 @@ def build_prompts(path: Path, spec) -> prompts.PromptSet:
 def _check_claim(loaded: LoadedFile, tree, loc, claim: Claim, cases: list[Case]):
     path = loaded.path
     ploc = loc + ("prompts",) if claim.prompts else ("prompts",)
-    try:
-        ps = prompt_set(loaded, prompts_key(path, claim.prompts or loaded.spec.prompts), claim.prompts)
-    except (prompts.PromptError, TypeError) as exc:
-        raise HypothesisError(path, locate(tree, ploc), _field(ploc), str(exc),
-                              getattr(exc, "hint", "") or "check the generator's parameters in the README") from None
-    if claim.for_ is None and _mentions(claim, "$"):
-        raise HypothesisError(path, locate(tree, loc + ("id",)), _field(loc), "uses `$heads` but has no `for:`",
-                              "add `for: {all: {each: [...]}}` or write the heads out")
+    if claim.for_ is None and claim.sweep is None and _mentions(claim, "$"):
+        raise HypothesisError(path, locate(tree, loc + ("id",)), _field(loc), "uses a `$variable` but has no `for:` "
+                              "or `sweep:` to bind it", "add `for: {all: {each: [...]}}`, a sweep, or write the value")
+    if claim.for_ is not None:
+        floc = loc + ("for", claim.for_.kind)
+        for where, head in _quantifier_heads(claim.for_.sets):
+            try:
+                _check_head(loaded, head)
+            except prompts.PromptError as exc:
+                raise HypothesisError(path, locate(tree, floc + where), _field(floc + where), str(exc), exc.hint) from None
     for case in cases:
+        ps = _case_prompts(loaded, tree, ploc, case)
+        for spec in variant_specs(case):
+            _case_prompts(loaded, tree, loc + ("measure", "similarity", "variants"), None, spec)
+        if claim.where is not None:
+            _check_where(loaded, tree, loc, claim.where, ps)
         for where, value, what in _references(case):
             sub = loc + where
             try:
@@ -321,6 +398,47 @@ def _check_claim(loaded: LoadedFile, tree, loc, claim: Claim, cases: list[Case])
                     prompts.position(ps, value)
             except (prompts.PromptError, ValueError) as exc:
                 raise HypothesisError(path, locate(tree, sub), _field(sub), str(exc), getattr(exc, "hint", "")) from None
+
+
+def _case_prompts(loaded, tree, ploc, case, spec=None):
+    spec = spec or case.prompts
+    try:
+        return prompt_set(loaded, prompts_key(loaded.path, spec), spec)
+    except (prompts.PromptError, TypeError) as exc:
+        hint = getattr(exc, "hint", "") or "check the generator's parameters in the README"
+        raise HypothesisError(loaded.path, locate(tree, ploc), _field(ploc), str(exc), hint) from None
+
+
+def variant_specs(case: Case) -> list[PromptSpec]:
+    """The prompt sets a similarity measure compares: the case's prompts with each variant's overrides."""
+    if case.measure.similarity is None:
+        return []
+    base = case.prompts.model_dump()
+    return [PromptSpec.model_validate({**base, **v}) for v in case.measure.similarity.variants]
+
+
+
+def _check_where(loaded, tree, loc, where, ps):
+    from .measures import condition
+
+    try:
+        mask = condition(where, ps)
+    except prompts.PromptError as exc:
+        raise HypothesisError(loaded.path, locate(tree, loc + ("where",)), _field(loc + ("where",)), str(exc),
+                              exc.hint) from None
+    if mask.all() or not mask.any():
+        raise HypothesisError(loaded.path, locate(tree, loc + ("where",)), _field(loc + ("where",)),
+                              f"`{where}` holds for {'every' if mask.all() else 'no'} prompt: nothing to compare",
+                              "pick a condition that splits the prompt set")
+
+
+def _quantifier_heads(sets):
+    for name in ("each", "pairs", "cross", "within", "subsets"):
+        for i, item in enumerate(getattr(sets, name) or []):
+            if isinstance(item, list):
+                yield from (((name, i, j), h) for j, h in enumerate(item))
+            else:
+                yield (name, i), item
 
 
 def _mentions(claim: Claim, text: str) -> bool:
@@ -360,6 +478,10 @@ def _references(case: Case):
         yield base + ("head",), body.head, "head"
     if m.dla is not None and m.dla.component.startswith("L"):
         yield base + ("component",), m.dla.component, "head"
-    for name in ("from_", "to"):
+    for name in ("from_", "to", "at"):
         if getattr(body, name, None) is not None:
             yield base + (name.rstrip("_"),), getattr(body, name), "position"
+    if m.row_class is not None and m.row_class.rows != "all":
+        rows = m.row_class.rows
+        for j, p in enumerate(rows if isinstance(rows, list) else rows.split("..")):
+            yield base + ("rows",) + ((j,) if isinstance(rows, list) else ()), p, "position"

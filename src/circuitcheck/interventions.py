@@ -197,13 +197,13 @@ def patch_hook_name(body) -> str:
 
 
 def patch_key(body) -> tuple:
-    return ("patch-source", body.source.model_dump_json())
+    return ("patch-source", body.source.model_dump_json(), patch_hook_name(body))
 
 
 def patch(body, ctx: Context):
     """Replace an activation with the same activation from a run on the source prompts."""
     name = patch_hook_name(body)
-    src = ctx.sources[patch_key(body)][name][ctx.rows]
+    src = ctx.sources[patch_key(body)][ctx.rows]
     at = _positions(body.at, ctx)
 
     def hook(x, hook):

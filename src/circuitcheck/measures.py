@@ -14,22 +14,26 @@ from .spec import Measure, parse_head
 
 def needs(m: Measure, cfg) -> set[str]:
     """Hook names whose activations this measure reads (beyond the logits)."""
-    if m.attention is not None:
-        return {pattern_name(parse_head(m.attention.head)[0])}
-    if m.head_score is not None:
-        return {pattern_name(parse_head(m.head_score.head)[0])}
+    body = getattr(m, m.kind)
+    if m.kind in ("attention", "head_score", "row_class"):
+        return {pattern_name(parse_head(body.head)[0])}
     if m.dla is not None:
         return dla_needs(cfg)
+    if m.similarity is not None:
+        return {similarity_hook(m.similarity)}
     return set()
 
 
 def measure(m: Measure, logits: torch.Tensor, cache: dict, prompts: P.PromptSet, model) -> np.ndarray:
+    """The per-prompt values of `m` on one run (similarity compares runs: see `similarity`)."""
     if m.metric is not None:
         return metric(m.metric, logits, prompts)
     if m.attention is not None:
         return attention(cache, prompts, m.attention.head, m.attention.from_, m.attention.to)
     if m.head_score is not None:
         return head_score(cache, prompts, m.head_score.head, m.head_score.pattern, m.head_score.exclude_bos)
+    if m.row_class is not None:
+        return row_class(cache, prompts, m.row_class)
     return dla(model, cache, prompts, m.dla.component, m.dla.share)
 
 
@@ -157,3 +161,101 @@ def _final_ln(model, cache, rows, pos):
         return y + b if with_bias else y
 
     return apply
+
+
+# ---------------------------------------------------------------- conditions on prompts
+def condition(where: str, prompts: P.PromptSet) -> np.ndarray:
+    """The prompts where `tok[A] OP tok[B]` (or `tok[A] OP 7`) holds, as a boolean mask."""
+    import operator
+    import re
+
+    ops = {"==": operator.eq, "!=": operator.ne, "<=": operator.le, ">=": operator.ge, "<": operator.lt,
+           ">": operator.gt}
+    m = re.fullmatch(r"\s*tok\[([^\]]+)\]\s*(==|!=|<=|>=|<|>)\s*(?:tok\[([^\]]+)\]|(-?\d+))\s*", where)
+    rows = np.arange(prompts.n)
+    left = prompts.tokens[rows, P.position(prompts, m[1].strip())]
+    right = prompts.tokens[rows, P.position(prompts, m[3].strip())] if m[3] else int(m[4])
+    return ops[m[2]](left, right)
+
+
+# ---------------------------------------------------------------- similarity across variants
+def similarity_hook(s) -> str:
+    if s.hook in ("z", "pattern", "head_out"):
+        if s.head is None:
+            raise ValueError(f"`hook: {s.hook}` needs `head:`")
+        layer = parse_head(s.head)[0]
+        return pattern_name(layer) if s.hook == "pattern" else z_name(layer)
+    return s.hook
+
+
+def activation(s, cache, prompts, model) -> torch.Tensor:
+    """[n, features]: the activation a similarity measure compares, at its position."""
+    x = cache[similarity_hook(s)].to(torch.float64)
+    rows = torch.arange(prompts.n)
+    at = torch.as_tensor(P.position(prompts, s.at))
+    h = parse_head(s.head)[1] if s.head else None
+    if s.hook == "pattern":
+        return x[rows, h, at]
+    x = x[rows, at]
+    if s.hook in ("z", "head_out") or (h is not None and x.dim() == 3):
+        x = x[:, h]
+    if s.hook == "head_out":
+        x = x @ model.W_O[parse_head(s.head)[0], h].detach().to(torch.float64)
+    return x.reshape(prompts.n, -1)
+
+
+def similarity(acts: list[torch.Tensor]) -> np.ndarray:
+    """Per prompt: the mean cosine similarity over every pair of variants."""
+    sims = [torch.nn.functional.cosine_similarity(a, b, dim=-1) for i, a in enumerate(acts) for b in acts[i + 1:]]
+    return _np(torch.stack(sims).mean(0))
+
+
+# ---------------------------------------------------------------- attention-row classification
+def row_masses(pattern: torch.Tensor, tokens: torch.Tensor, window: int) -> dict[str, torch.Tensor]:
+    """For each row [n, q]: attention mass on BOS, on the previous `window` tokens, on induction targets."""
+    t = pattern.shape[-1]
+    q = torch.arange(t)[:, None]
+    k = torch.arange(t)[None, :]
+    prev = ((q - k >= 1) & (q - k <= window)).to(pattern.dtype)
+    ind = detection_pattern(tokens, "induction").to(pattern.dtype)
+    return {"inactive": pattern[..., 0], "previous": (pattern * prev).sum(-1), "induction": (pattern * ind).sum(-1),
+            "previous+induction": (pattern * torch.clamp(prev + ind, max=1)).sum(-1)}
+
+
+def classify_rows(pattern, tokens, mass: float, window: int) -> list[str]:
+    """Label every row [n, q] with the first behaviour carrying at least `mass` of it (seed 001)."""
+    masses = row_masses(pattern, tokens, window)
+    labels = np.full(tuple(pattern.shape[:2]), "unknown", dtype=object)
+    for name in ("previous+induction", "induction", "previous", "inactive"):  # later names win
+        labels[_np(masses[name]) >= mass] = name
+    return labels
+
+
+def row_class(cache, prompts, body) -> np.ndarray:
+    layer, h = parse_head(body.head)
+    pattern = cache[pattern_name(layer)][:, h].to(torch.float64)
+    labels = classify_rows(pattern, torch.as_tensor(prompts.tokens), body.mass, body.window)
+    rows = _rows(prompts, body.rows)
+    picked = labels[np.arange(prompts.n)[:, None], rows]
+    return (picked == body.behaviour).mean(-1).astype(np.float64)
+
+
+def _rows(prompts, rows) -> np.ndarray:
+    if rows == "all":
+        return np.tile(np.arange(1, prompts.seq_len), (prompts.n, 1))  # row 0 can only attend to itself
+    if isinstance(rows, list):
+        return np.stack([P.position(prompts, r) for r in rows], axis=1)
+    start, end = (P.position(prompts, r.strip()) for r in rows.split(".."))
+    width = int((end - start).max()) + 1
+    if not np.all(end - start == width - 1):
+        raise ValueError(f"row range {rows!r} spans a different number of rows in different prompts")
+    return start[:, None] + np.arange(width)[None, :]
+
+
+# ---------------------------------------------------------------- weight-only
+def ov_norm(model, head: str, tokens: list[int]) -> np.ndarray:
+    """Per token t: || W_E[t] W_V W_O || for one head: how much the head can write when it reads t."""
+    layer, h = parse_head(head)
+    w = model.W_E.detach().to(torch.float64)[tokens] @ model.W_V[layer, h].detach().to(torch.float64)
+    w = w + model.b_V[layer, h].detach().to(torch.float64)
+    return _np((w @ model.W_O[layer, h].detach().to(torch.float64)).norm(dim=-1))

@@ -1,21 +1,22 @@
-"""The plan: every claim of a session grouped by model and prompt set, so that each group gets one
-clean run holding the union of the activations its claims read, and each distinct intervention
+"""The plan: every case of a session grouped by model and prompt set, so that each group gets one
+clean run holding the union of the activations its cases read, and each distinct intervention
 runs once however many claims use it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .hypothesis_file import Case, LoadedFile
+from .hypothesis_file import Case, LoadedFile, prompts_key, variant_specs
 from .models import ModelSource
+from .spec import PromptSpec
 
 
 @dataclass
 class Group:
     source: ModelSource
     dtype: str
-    prompts_key: tuple
-    loaded: LoadedFile  # the first file naming this group: it builds the prompts
+    prompts: PromptSpec
+    loaded: LoadedFile  # the first file naming this group: prompt paths are relative to it
     cases: list[tuple[Case, bool]] = field(default_factory=list)  # (case, compares with clean)
 
     def needs(self, cfg) -> tuple[set[str], dict[tuple, tuple]]:
@@ -43,15 +44,16 @@ class Plan:
 
     def add(self, loaded: LoadedFile) -> None:
         for lc in loaded.claims:
-            g = self.group_of(loaded, lc)
-            relative = lc.claim.expect.relative is not None
-            g.cases += [(c, relative) for c in lc.cases]
+            relative = lc.claim.expect.relative in ("drop", "rise", "change")
+            for case in lc.cases:
+                for spec in [case.prompts] + variant_specs(case):
+                    self.group(loaded, spec).cases.append((case, relative))
 
-    def group_of(self, loaded: LoadedFile, lc) -> Group:
-        k = self.key(loaded, lc)
+    def key(self, loaded: LoadedFile, spec: PromptSpec) -> tuple:
+        return (loaded.model_source, loaded.spec.model.dtype, prompts_key(loaded.path, spec))
+
+    def group(self, loaded: LoadedFile, spec: PromptSpec) -> Group:
+        k = self.key(loaded, spec)
         if k not in self.groups:
-            self.groups[k] = Group(loaded.model_source, loaded.spec.model.dtype, lc.prompts_key, loaded)
+            self.groups[k] = Group(loaded.model_source, loaded.spec.model.dtype, spec, loaded)
         return self.groups[k]
-
-    def key(self, loaded: LoadedFile, lc) -> tuple:
-        return (loaded.model_source, loaded.spec.model.dtype, lc.prompts_key)

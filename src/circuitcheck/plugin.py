@@ -13,11 +13,12 @@ from . import hypothesis_file as H
 from . import report
 from .models import ModelUnavailable
 from .session import Options, Session
+from .spec import INTERVENTIONS, MEASURES
 from .verdict import INCONCLUSIVE, PASS
 
 SESSION = pytest.StashKey[Session]()
 RESULTS = pytest.StashKey[list]()
-KINDS = ("metric", "attention", "head_score", "dla", "ablate", "keep_only", "scale_attention", "patch", "quantified")
+KINDS = MEASURES + INTERVENTIONS + ("quantified", "sweep")
 
 
 def pytest_addoption(parser):
@@ -71,7 +72,7 @@ def _mark_name(ref: str) -> str:
 
 def _kinds(claim) -> list[str]:
     kinds = [claim.measure.kind] + [next(k for k in KINDS if getattr(iv, k, None) is not None) for iv in claim.under]
-    return kinds + (["quantified"] if claim.for_ else [])
+    return kinds + (["quantified"] if claim.for_ else []) + (["sweep"] if claim.sweep else [])
 
 
 class ClaimFailed(Exception):

@@ -120,11 +120,16 @@ def max_of_list(n: int, seed: int, length: int = 5, digits: int = 10, ans_token:
 
 
 def _unique_max(rng, lists, digits, max_at):
+    """Lists with one maximum; with `max_at`, the same lists with the maximum swapped to that index,
+    so variants with the same seed are permutations of each other."""
     n, length = lists.shape
     top = rng.integers(1, digits, size=n)
     rest = np.floor(rng.random((n, length)) * top[:, None]).astype(np.int64)
-    at = rng.integers(0, length, size=n) if max_at is None else np.full(n, max_at)
-    rest[np.arange(n), at] = top
+    at = rng.integers(0, length, size=n)
+    rows = np.arange(n)
+    rest[rows, at] = top
+    if max_at is not None:
+        rest[rows, at], rest[rows, max_at] = rest[rows, max_at], top
     return rest
 
 
@@ -229,6 +234,15 @@ GENERATORS: dict[str, Callable[..., PromptSet]] = {
 
 
 def build(generator: str, n: int, seed: int, **params) -> PromptSet:
+    import difflib
+    import inspect
+
     if generator not in GENERATORS:
         raise PromptError(f"unknown prompt generator {generator!r}", f"use one of: {', '.join(GENERATORS)}")
+    allowed = [p for p in inspect.signature(GENERATORS[generator]).parameters if p not in ("n", "seed", "base")]
+    for name in params:
+        if name not in allowed and name != "base":
+            close = difflib.get_close_matches(name, allowed, n=1)
+            raise PromptError(f"generator {generator!r} has no parameter {name!r}",
+                              (f"did you mean {close[0]!r}? " if close else "") + f"its parameters: {', '.join(allowed)}")
     return GENERATORS[generator](n=n, seed=seed, **params)

@@ -29,6 +29,8 @@ def why(c: CaseResult) -> str:
 def describe(result: Result) -> str:
     """The full failure message: sentence, value, interval, threshold, n, seed, file:line."""
     head = f"{result.path}:{result.line}: claim {result.claim_id!r} {result.verdict.upper()}"
+    if result.error:
+        return f"{head}\n  says:      {result.says}\n  could not be measured: {result.error}"
     lines = [head, f"  says:      {result.says}", f"  expected:  {result.measure} {result.expected}"
              + (f"  ({result.quantifier} of {len(result.cases)} cases)" if result.quantifier else "")]
     for c in result.cases:
@@ -36,6 +38,8 @@ def describe(result: Result) -> str:
         label = f"  [{c.label}]" if c.label else ""
         lines.append(f"  measured{label}: {_num(e.statistic)}  {e.level:.1%} CI {interval(c)}  "
                      f"({e.method}, n={e.n})  -> {c.verdict}: {why(c)}")
+        if c.curve:
+            lines.append("      curve: " + ", ".join(f"{x}: {_num(y)}" for x, y in c.curve))
         if c.clean is not None:
             lines.append(f"      clean run: {_num(c.clean.statistic)} {interval(CaseResult('', '', c.clean, c.bounds))}")
     lines.append(f"  seed {result.seed}, model {result.model}, load {result.load}")
@@ -47,6 +51,8 @@ def describe(result: Result) -> str:
 def properties(result: Result) -> list[tuple[str, object]]:
     """Numbers for JUnit XML (pytest `user_properties`)."""
     c = result.main
+    if c is None:
+        return [("verdict", result.verdict), ("error", result.error)]
     props = [("verdict", result.verdict), ("value", c.estimate.statistic), ("ci_low", c.estimate.low),
              ("ci_high", c.estimate.high), ("ci_level", c.estimate.level), ("n", c.estimate.n),
              ("method", c.estimate.method), ("expected", result.expected), ("seed", result.seed),
@@ -60,6 +66,9 @@ def table(results: list[Result]) -> list[str]:
     """One line per claim: verdict, id, value, interval, expectation."""
     rows = [("verdict", "claim", "value", "CI", "expected", "n")]
     for r in results:
+        if r.main is None:
+            rows.append((r.verdict.upper(), f"{r.path.split('/')[-1]}::{r.claim_id}", "-", "-", r.expected, "-"))
+            continue
         c = r.main if len(r.cases) == 1 else min(r.cases, key=lambda x: x.estimate.statistic)
         value = _num(c.estimate.statistic) + ("" if len(r.cases) == 1 else f" (min of {len(r.cases)})")
         rows.append((r.verdict.upper(), f"{r.path.split('/')[-1]}::{r.claim_id}", value, interval(c),

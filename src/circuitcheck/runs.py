@@ -30,7 +30,7 @@ class Runs:
         self.device = next(model.parameters()).device
         self.tokens = torch.as_tensor(prompts.tokens, device=self.device)
         self.done: dict[tuple, Run] = {}
-        self.sources: dict[tuple, dict] = {}
+        self.sources: dict[tuple, torch.Tensor] = {}  # patch source activations
         self.forward_passes = 0
 
     def clean(self, need: set[str]) -> Run:
@@ -56,7 +56,8 @@ class Runs:
                     raise ValueError(f"patch source prompts have shape {ps.tokens.shape}, "
                                      f"the target prompts {self.prompts.tokens.shape}: they must match")
                 tokens = torch.as_tensor(ps.tokens, device=self.device)
-                self.sources[I.patch_key(iv.patch)] = self._forward(tokens, (), {I.patch_hook_name(iv.patch)}, {}).cache
+                name = I.patch_hook_name(iv.patch)
+                self.sources[I.patch_key(iv.patch)] = self._forward(tokens, (), {name}, {}).cache[name]
 
     def _forward(self, tokens, under, need, clean) -> Run:
         logits, caches = [], {name: [] for name in need}

@@ -6,14 +6,17 @@
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+
+import numpy as np
 
 from . import hypothesis_file as H
 from . import models
-from . import stats as S
 from .plan import Plan
-from .verdict import CaseResult, Result, combine, judge
+from .verdict import ERROR, CaseResult, Result, combine, judge
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,20 @@ class Options:
     device: str = "cpu"
     dtype: str | None = None  # overrides every file's model.dtype
     batch_size: int = 1024
+
+
+@dataclass
+class Row:
+    """One judged quantity of a file, before Holm's correction fixes its interval level."""
+
+    claim: int
+    label: str
+    point: float
+    se: float
+    bounds: tuple[float, float]
+    estimate_at: Callable  # level -> Estimate
+    clean: np.ndarray | None = None
+    curve: list | None = None
 
 
 class Session:
@@ -47,16 +64,20 @@ class Session:
     def load_options(self, loaded: H.LoadedFile) -> models.LoadOptions:
         return models.LoadOptions(self.options.device, self.options.dtype or loaded.spec.model.dtype)
 
-    def _runs(self, loaded: H.LoadedFile, lc):
+    def model(self, loaded: H.LoadedFile):
+        return models.load(loaded.model_source, self.load_options(loaded))
+
+    def _runs(self, loaded: H.LoadedFile, spec):
+        """The runs over one prompt set: on first use, the clean run and every planned intervention."""
         from .runs import Runs
 
-        k = self.plan.key(loaded, lc)
+        k = self.plan.key(loaded, spec)
         if k not in self.runs:
             group = self.plan.groups[k]
-            model = models.load(loaded.model_source, self.load_options(loaded))
-            ps = H.prompt_set(group.loaded, group.prompts_key, lc.claim.prompts)
+            model = self.model(loaded)
+            ps = H.prompt_set(group.loaded, k[2], spec)
             runs = Runs(model, ps, loaded.spec.seed, self.options.batch_size,
-                        source_prompts=lambda spec: H.build_prompts(loaded.path, spec))
+                        source_prompts=lambda s: H.build_prompts(group.loaded.path, s))
             clean, planned = group.needs(model.cfg)
             runs.clean(clean)
             for under, names in planned.values():
@@ -64,49 +85,137 @@ class Session:
             self.runs[k] = runs
         return self.runs[k]
 
-    def _values(self, loaded, lc, case):
-        from .measures import measure, needs
+    def _measure(self, loaded, case, under) -> np.ndarray:
+        from . import measures as M
 
-        runs = self._runs(loaded, lc)
-        cfg = runs.model.cfg
-        run = runs.run(case.under, needs(case.measure, cfg))
-        value = measure(case.measure, run.logits, run.cache, runs.prompts, runs.model)
-        rel = lc.claim.expect.relative
-        if rel is None:
+        m = case.measure
+        if m.ov_norm is not None:
+            return M.ov_norm(self.model(loaded), m.ov_norm.head, m.ov_norm.tokens)
+        if m.similarity is not None:
+            acts = []
+            for spec in H.variant_specs(case):
+                runs = self._runs(loaded, spec)
+                run = runs.run(under, M.needs(m, runs.model.cfg))
+                acts.append(M.activation(m.similarity, run.cache, runs.prompts, runs.model))
+            return M.similarity(acts)
+        runs = self._runs(loaded, case.prompts)
+        run = runs.run(under, M.needs(m, runs.model.cfg))
+        return M.measure(m, run.logits, run.cache, runs.prompts, runs.model)
+
+    def _values(self, loaded, claim, case) -> tuple[np.ndarray, np.ndarray | None]:
+        """Per-prompt values of a case; for drop/rise/change, the paired difference and the clean values."""
+        value = self._measure(loaded, case, case.under)
+        rel = claim.expect.relative
+        if rel not in ("drop", "rise", "change"):
             return value, None
-        clean_run = runs.clean(needs(case.measure, cfg))
-        clean = measure(case.measure, clean_run.logits, clean_run.cache, runs.prompts, runs.model)
+        clean = self._measure(loaded, case, ())
         return (clean - value if rel == "drop" else value - clean), clean
 
     # ------------------------------------------------------------ judging a file
-    def _check_file(self, loaded: H.LoadedFile) -> dict[str, Result]:
-        """Every claim of the file, with Holm's correction over all its cases."""
-        alpha, seed = loaded.spec.alpha, loaded.spec.seed
-        rows = []  # (claim index, case, values, clean values, bounds)
-        for ci, lc in enumerate(loaded.claims):
-            bounds = lc.claim.expect.region.bounds()
-            for case in lc.cases:
-                value, clean = self._values(loaded, lc, case)
-                rows.append((ci, case, value, clean, bounds))
-        pvals = [S.p_inside(v.mean(), v.std(ddof=1) if v.size > 1 else 0.0, v.size, *b) for _, _, v, _, b in rows]
-        alphas = S.holm_alphas(pvals, alpha)
-        cases: dict[int, list[CaseResult]] = {}
-        for (ci, case, value, clean, bounds), a in zip(rows, alphas):
-            two_sided = loaded.claims[ci].claim.expect.region.about is None
-            level = 1 - a if two_sided else 1 - 2 * a  # `about` is an equivalence test (TOST)
-            est = S.estimate(value, level, seed)
-            clean_est = S.estimate(clean, level, seed) if clean is not None else None
-            cases.setdefault(ci, []).append(CaseResult(case.label, judge(est, *bounds), est, bounds, clean_est, a))
-        return {lc.claim.id: self._result(loaded, lc, cases[ci]) for ci, lc in enumerate(loaded.claims)}
+    def _rows(self, loaded: H.LoadedFile, ci: int, lc) -> list[Row]:
+        from . import stats as S
 
-    def _result(self, loaded, lc, cases) -> Result:
+        claim, seed = lc.claim, loaded.spec.seed
+        expect = claim.expect
+        bounds = expect.region.bounds()
+        if expect.swept is not None:
+            return [self._curve_row(loaded, ci, lc, bounds)]
+        rows = []
+        for case in lc.cases:
+            value, clean = self._values(loaded, claim, case)
+            if expect.order is not None:
+                holds = _order_holds(expect.order, case.measure.ov_norm.tokens, value)
+                rows.append(Row(ci, case.label, float(holds), 0.0, bounds,
+                                lambda level, h=holds, v=value: S.exact(float(h), len(v), _order_text(v, case))))
+                continue
+            if claim.where is not None:
+                from .measures import condition
+
+                mask = condition(claim.where, self._runs(loaded, case.prompts).prompts)
+                if expect.contrast is not None:
+                    a, b = value[mask], value[~mask]
+                    se = math.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
+                    rows.append(Row(ci, case.label, float(a.mean() - b.mean()), se, bounds,
+                                    lambda level, a=a, b=b: S.contrast(a, b, level, seed)))
+                    continue
+                value = value[mask]
+                clean = clean[mask] if clean is not None else None
+            se = value.std(ddof=1) / math.sqrt(value.size) if value.size > 1 else 0.0
+            paired = clean is not None
+            rows.append(Row(ci, case.label, float(value.mean()), se, bounds,
+                            lambda level, v=value: S.estimate(v, level, seed, proportion=not paired), clean))
+        return rows
+
+    def _curve_row(self, loaded, ci, lc, bounds) -> Row:
+        from . import stats as S
+
+        claim, seed = lc.claim, loaded.spec.seed
+        matrix = np.stack([self._values(loaded, claim, c)[0] for c in lc.cases])
+        xs = np.array([float(c.value) for c in lc.cases])
+        expect, name = claim.expect, next(iter(claim.sweep))
+        if expect.crosses is not None:
+            means = matrix.mean(1)
+            stat = S.crossing(xs, expect.crosses.level, bool(means[0] < expect.crosses.level),
+                              expect.crosses.interpolate)
+            what = f"first {name} where the mean reaches {expect.crosses.level:g}"
+        else:
+            stat = S.slope(xs) if expect.slope is not None else S.r2(xs)
+            what = f"{expect.swept} of the mean against {name}"
+        if expect.crosses is not None:  # a crossing beyond the last sweep value cannot be claimed
+            bounds = (bounds[0], min(bounds[1], float(xs.max())))
+        probe = S.curve(matrix, stat, 0.95, seed, what)
+        curve = [(c.value, float(v)) for c, v in zip(lc.cases, matrix.mean(1))]
+        return Row(ci, f"curve over {name}", probe.statistic, probe.sd / math.sqrt(matrix.shape[1]), bounds,
+                   lambda level: S.curve(matrix, stat, level, seed, what), curve=curve)
+
+    def _check_file(self, loaded: H.LoadedFile) -> dict[str, Result]:
+        """Every claim of the file, with Holm's correction over all its judged quantities."""
+        from . import stats as S
+
+        rows, errors = [], {}
+        for ci, lc in enumerate(loaded.claims):
+            try:
+                rows += self._rows(loaded, ci, lc)
+            except models.ModelUnavailable:
+                raise
+            except Exception as exc:  # one claim that cannot be measured must not take the others down
+                errors[ci] = f"{type(exc).__name__}: {exc}"
+        alphas = S.holm_alphas([S.p_inside(r.point, r.se, *r.bounds) for r in rows], loaded.spec.alpha)
+        cases: dict[int, list[CaseResult]] = {}
+        for row, a in zip(rows, alphas):
+            region = loaded.claims[row.claim].claim.expect.region
+            level = 1 - a if region.about is None else 1 - 2 * a  # `about` is an equivalence test (TOST)
+            est = row.estimate_at(level)
+            clean = S.estimate(row.clean, level, loaded.spec.seed) if row.clean is not None else None
+            cases.setdefault(row.claim, []).append(
+                CaseResult(row.label, judge(est, *row.bounds), est, row.bounds, clean, a, row.curve))
+        return {lc.claim.id: self._result(loaded, lc, cases.get(ci, []), errors.get(ci))
+                for ci, lc in enumerate(loaded.claims)}
+
+    def _result(self, loaded, lc, cases, error=None) -> Result:
         claim = lc.claim
         q = claim.for_.kind if claim.for_ else None
         return Result(
-            claim.id, claim.says, claim.expect.text(), q, combine(q, [c.verdict for c in cases]), cases,
-            str(loaded.path), lc.line, loaded.spec.seed, loaded.model_source.describe(),
-            self.load_options(loaded).record(), claim.measure.kind,
+            claim.id, claim.says, claim.expect.text(), q, ERROR if error else combine(q, [c.verdict for c in cases]),
+            cases, str(loaded.path), lc.line, loaded.spec.seed, loaded.model_source.describe(),
+            self.load_options(loaded).record(), claim.measure.kind, error,
         )
+
+
+def _order_holds(order, tokens, values) -> bool:
+    ranked = [t for _, t in sorted(zip(values, tokens))]
+    k_l, k_s = len(order.largest or []), len(order.smallest or [])
+    ok = order.largest is None or set(ranked[len(ranked) - k_l:]) == set(order.largest)
+    ok &= order.smallest is None or set(ranked[:k_s]) == set(order.smallest)
+    if order.monotonic is not None:
+        d = np.diff(values)
+        ok &= bool(np.all(d >= 0) or np.all(d <= 0)) == order.monotonic
+    return bool(ok)
+
+
+def _order_text(values, case) -> str:
+    pairs = ", ".join(f"{t}:{v:.3g}" for t, v in zip(case.measure.ov_norm.tokens, values))
+    return f"exact, from weights (token:value {pairs})"
 
 
 def check(path, options: Options = Options()) -> list[Result]:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 HEAD = re.compile(r"^L(\d+)H(\d+)$")
 Head = Annotated[str, Field(pattern=r"^(L\d+H\d+|\$\w+)$", description="a head as `L<layer>H<head>`, e.g. L0H2")]
 Position = Annotated[Union[str, int], Field(description="a named position: ANS, argmax, S1+1, last, or an index")]
-Number = Union[float, str]  # a number, or `$name` bound by a sweep
+Number = Union[float, Annotated[str, Field(pattern=r"^\$\w+$")]]  # a number, or `$name` bound by a sweep
 Heads = Union[list[Head], str]  # a list, or `$name` bound by a quantifier
 
 
@@ -98,6 +98,9 @@ class Patch(Strict):
     source: "PromptSpec" = Field(description="the prompt set the activation is taken from (same length)")
 
 
+INTERVENTIONS = ("ablate", "keep_only", "scale_attention", "patch")
+
+
 class Intervention(Strict):
     ablate: Ablate | None = None
     keep_only: KeepOnly | None = None
@@ -138,11 +141,40 @@ class DLA(Strict):
     share: bool = Field(True, description="divide by the correct-token logit")
 
 
+class Similarity(Strict):
+    """Cosine similarity of one activation across prompt variants (seed 000's invariance tests)."""
+
+    hook: str = Field(description="a hook name (`blocks.0.hook_resid_post`), or `z`, `pattern`, `head_out` with `head`")
+    at: Position = Field(description="the position whose activation is compared")
+    head: Head | None = Field(None, description="for `z`, `pattern` and `head_out`: the head")
+    variants: list[dict[str, Any]] = Field(min_length=2, description="prompt parameters that make each variant")
+
+
+class RowClass(Strict):
+    """Share of a head's attention rows that one behaviour explains (≥ `mass` of the row; seed 001)."""
+
+    head: Head
+    behaviour: Literal["previous", "inactive", "induction", "previous+induction", "unknown"]
+    rows: Union[list[Position], str] = Field("all", description="query positions: a list, `all`, or `A..B`")
+    mass: float = Field(0.95, gt=0, le=1)
+    window: int = Field(1, ge=1, description="`previous` covers the last `window` tokens")
+
+
+class OVNorm(Strict):
+    """Weight-only: the norm of each token's path through a head's OV circuit, W_E[t] W_V W_O."""
+
+    head: Head
+    tokens: list[int] = Field(min_length=2)
+
+
 class Measure(Strict):
     metric: Metric | None = None
     attention: Attention | None = None
     head_score: HeadScore | None = None
     dla: DLA | None = None
+    similarity: Similarity | None = None
+    row_class: RowClass | None = None
+    ov_norm: OVNorm | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -151,13 +183,17 @@ class Measure(Strict):
 
     @model_validator(mode="after")
     def _one(self):
-        if sum(v is not None for v in (self.metric, self.attention, self.head_score, self.dla)) != 1:
-            raise ValueError("a measure is one of: a metric name, attention, head_score, dla")
+        if sum(getattr(self, k) is not None for k in MEASURES) != 1:
+            raise ValueError(f"a measure is one of: a metric name ({', '.join(Metric.__args__)}), "
+                             + ", ".join(MEASURES[1:]))
         return self
 
     @property
     def kind(self) -> str:
-        return next(k for k in ("metric", "attention", "head_score", "dla") if getattr(self, k) is not None)
+        return next(k for k in MEASURES if getattr(self, k) is not None)
+
+
+MEASURES = ("metric", "attention", "head_score", "dla", "similarity", "row_class", "ov_norm")
 
 
 # ---------------------------------------------------------------- expectations
@@ -179,6 +215,8 @@ class Region(Strict):
             raise ValueError("`tol:` goes with `about:`")
         if self.between is not None and self.between[0] >= self.between[1]:
             raise ValueError("`between: [lo, hi]` needs lo < hi")
+        if self.at_least is not None and self.at_most is not None and self.at_least > self.at_most:
+            raise ValueError("at_least > at_most leaves nothing in the region: it needs at_least ≤ at_most")
         return self
 
     def bounds(self) -> tuple[float, float]:
@@ -199,33 +237,74 @@ class Region(Strict):
         return " and ".join(p for p in parts if p)
 
 
+class Crossing(Strict):
+    """Where a swept measure first reaches `level` ("H2 fully recovers at scale 0.08")."""
+
+    level: float
+    at: Region = Field(description="the region the crossing point lies in")
+    interpolate: bool = Field(True, description="linear between sweep points; false for layers and counts")
+
+
+class Order(Strict):
+    """Which units (tokens of a weight-only measure) are largest or smallest; exact, no interval."""
+
+    largest: list[int] | None = None
+    smallest: list[int] | None = None
+    monotonic: bool | None = Field(None, description="whether the values rise or fall monotonically with the unit")
+
+
+RELATIVE = ("drop", "rise", "change", "contrast")
+SWEPT = ("crosses", "slope", "r2")
+
+
 class Expect(Region):
-    """The region the value lies in; `drop`/`rise`/`change` compare with the clean run, paired by prompt."""
+    """The region the value lies in. `drop`/`rise`/`change` compare with the clean run, paired by
+    prompt; `contrast` compares prompts meeting the claim's `where` with the rest; `crosses`,
+    `slope` and `r2` judge a sweep's curve; `order` ranks a weight-only measure's units."""
 
     drop: Region | None = Field(None, description="clean minus intervened")
     rise: Region | None = Field(None, description="intervened minus clean")
     change: Region | None = Field(None, description="intervened minus clean, for `about`/`between`")
+    contrast: Region | None = Field(None, description="prompts meeting `where` minus the others")
+    crosses: Crossing | None = None
+    slope: Region | None = Field(None, description="least-squares slope of the measure against the swept value")
+    r2: Region | None = Field(None, description="R² of that straight-line fit")
+    order: Order | None = None
 
     @model_validator(mode="after")
     def _one(self):
-        relative = [r for r in (self.drop, self.rise, self.change) if r is not None]
+        given = [k for k in RELATIVE + SWEPT + ("order",) if getattr(self, k) is not None]
         plain = any(v is not None for v in (self.at_least, self.at_most, self.between, self.about))
-        if len(relative) + plain != 1:
-            raise ValueError("state one of: at_least, at_most, between, about (+tol), drop, rise, change")
+        if len(given) + plain != 1:
+            raise ValueError("state one of: at_least, at_most, between, about (+tol), "
+                             + ", ".join(RELATIVE + SWEPT + ("order",)))
         if plain:
             Region._one(self)
         return self
 
     @property
     def relative(self) -> str | None:
-        return next((k for k in ("drop", "rise", "change") if getattr(self, k) is not None), None)
+        return next((k for k in RELATIVE if getattr(self, k) is not None), None)
+
+    @property
+    def swept(self) -> str | None:
+        return next((k for k in SWEPT if getattr(self, k) is not None), None)
 
     @property
     def region(self) -> Region:
-        return getattr(self, self.relative) if self.relative else self
+        if self.crosses is not None:
+            return self.crosses.at
+        if self.order is not None:
+            return Region(at_least=0.5)  # the exact check scores 1 when the order holds
+        return getattr(self, self.relative or self.swept or "at_least") if (self.relative or self.swept) else self
 
     def text(self) -> str:
-        return f"{self.relative} {self.region.text()}" if self.relative else Region.text(self)
+        if self.crosses is not None:
+            return f"crosses {self.crosses.level:g} at {self.crosses.at.text()}"
+        if self.order is not None:
+            return "order " + ", ".join(f"{k}={v}" for k, v in self.order.model_dump(exclude_none=True).items())
+        kind = self.relative or self.swept
+        return f"{kind} {self.region.text()}" if kind else Region.text(self)
 
 
 # ---------------------------------------------------------------- quantifiers
@@ -237,12 +316,16 @@ class HeadSet(Strict):
     cross: list[list[Head]] | None = Field(None, description="one head from each group")
     within: list[list[Head]] | None = Field(None, description="every pair inside one group")
     subsets: list[list[Head]] | None = Field(None, description="these sets, as written")
+    values: dict[str, list[Union[str, int, float]]] | None = Field(
+        None, description="one variable and its values, e.g. {pos: [0, 1, 2]} binds $pos")
 
     @model_validator(mode="after")
     def _one(self):
-        given = [k for k in ("each", "pairs", "cross", "within", "subsets") if getattr(self, k) is not None]
+        given = [k for k in ("each", "pairs", "cross", "within", "subsets", "values") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("give one of: each, pairs, cross, within, subsets")
+            raise ValueError("give one of: each, pairs, cross, within, subsets, values")
+        if self.values is not None and (len(self.values) != 1 or not next(iter(self.values.values()))):
+            raise ValueError("`values` binds one variable to a non-empty list, e.g. {pos: [0, 1, 2]}")
         if not getattr(self, given[0]) or any(isinstance(g, list) and not g for g in getattr(self, given[0])):
             raise ValueError(f"`{given[0]}` is empty: a quantifier over an empty set checks nothing")
         return self
@@ -275,6 +358,10 @@ class Claim(Strict):
     under: list[Intervention] = Field(default_factory=list)
     measure: Measure
     for_: Quantifier | None = Field(None, alias="for")
+    sweep: dict[str, list[Union[float, int, str]]] | None = Field(
+        None, description="one variable and its values, bound as $name in under, measure and prompts")
+    where: str | None = Field(None, pattern=r"^\s*tok\[[^\]]+\]\s*(==|!=|<=|>=|<|>)\s*(tok\[[^\]]+\]|-?\d+)\s*$",
+                              description="keep prompts where a token comparison holds: `tok[1] > tok[2]`")
     expect: Expect
     prompts: PromptSpec | None = Field(None, description="overrides the file's prompt set")
     marks: list[str] = Field(default_factory=list)
@@ -283,6 +370,25 @@ class Claim(Strict):
     @classmethod
     def _listify(cls, v):
         return [v] if isinstance(v, dict) else v
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.sweep is not None:
+            if len(self.sweep) != 1:
+                raise ValueError("a sweep varies one variable: `sweep: {factor: [0, 0.1, 0.2]}`")
+            if len(next(iter(self.sweep.values()))) < 2:
+                raise ValueError("a sweep needs at least two values")
+            if self.for_ is not None:
+                raise ValueError("a claim has a sweep or a `for:` quantifier, not both")
+        if (self.expect.swept is not None) != (self.sweep is not None):
+            raise ValueError("`crosses`, `slope` and `r2` judge a sweep: add `sweep:`, or use at_least/at_most/...")
+        if self.sweep is not None and not all(isinstance(v, (int, float)) for v in next(iter(self.sweep.values()))):
+            raise ValueError("sweep values must be numbers: the curve is judged against them")
+        if (self.expect.contrast is not None) != (self.where is not None):
+            raise ValueError("`contrast` compares prompts meeting `where:` with the rest: give both or neither")
+        if (self.expect.order is not None) != (self.measure.ov_norm is not None):
+            raise ValueError("`order` ranks a weight-only measure (ov_norm) and needs one")
+        return self
 
 
 class HypothesisFile(Strict):

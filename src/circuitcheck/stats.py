@@ -36,11 +36,13 @@ def is_binary(x: np.ndarray) -> bool:
     return bool(np.all((x == 0) | (x == 1)))
 
 
-def estimate(values: np.ndarray, level: float, seed: int) -> Estimate:
+def estimate(values: np.ndarray, level: float, seed: int, proportion: bool = True) -> Estimate:
+    """The mean with its interval: Wilson when the values are 0/1 outcomes (`proportion`), else bootstrap.
+    Paired differences are never proportions, even when every one of them is 0."""
     x = np.asarray(values, dtype=np.float64)
     if x.size == 0 or not np.all(np.isfinite(x)):
         raise ValueError("the measure produced no finite values")
-    if is_binary(x):
+    if proportion and is_binary(x):
         return wilson(int(x.sum()), x.size, level)
     return bootstrap(x, level, seed)
 
@@ -73,13 +75,14 @@ def bootstrap(x: np.ndarray, level: float, seed: int) -> Estimate:
     return Estimate(mean, float(low), float(high), level, x.size, f"{method} bootstrap ({N_RESAMPLES} resamples)", sd)
 
 
-def p_inside(est_value: float, sd: float, n: int, lo: float, hi: float) -> float:
-    """Normal-approximation p-value against 'the true value is outside [lo, hi]' (for ranking)."""
+def p_inside(value: float, se: float, lo: float, hi: float) -> float:
+    """Normal-approximation p-value against 'the true value is outside [lo, hi]' (for Holm's order)."""
     from scipy import stats as sps
 
-    d = min(est_value - lo, hi - est_value)
-    se = sd / math.sqrt(n) if n else 0.0
-    if se == 0:
+    d = min(value - lo, hi - value)
+    if not np.isfinite(d):
+        return 1.0
+    if se == 0 or not np.isfinite(se):
         return 0.0 if d > 0 else 1.0
     return float(sps.norm.cdf(-d / se))
 
@@ -97,6 +100,73 @@ def holm_alphas(pvalues: list[float], alpha: float) -> list[float]:
 def prompts_to_settle(est: Estimate, lo: float, hi: float) -> int | None:
     """Roughly how many prompts would make the interval clear the nearest boundary."""
     d = min(abs(est.statistic - lo), abs(est.statistic - hi))
-    if d == 0 or est.half_width == 0:
+    if d == 0 or not math.isfinite(d) or not (0 < est.half_width < math.inf):
         return None
     return int(math.ceil(est.n * (est.half_width / d) ** 2))
+
+
+def contrast(a: np.ndarray, b: np.ndarray, level: float, seed: int) -> Estimate:
+    """Mean of `a` minus mean of `b` (independent groups), with a seeded BCa bootstrap interval."""
+    from scipy import stats as sps
+
+    diff = float(a.mean() - b.mean())
+    sd = math.sqrt(a.var(ddof=1) / a.size * (a.size + b.size) / 2 + b.var(ddof=1) / b.size * (a.size + b.size) / 2)
+    res = sps.bootstrap((a, b), lambda x, y, axis: x.mean(axis) - y.mean(axis), vectorized=True,
+                        confidence_level=level, n_resamples=N_RESAMPLES, method="BCa", rng=np.random.default_rng(seed))
+    low, high = res.confidence_interval
+    return Estimate(diff, float(low), float(high), level, a.size + b.size,
+                    f"two-sample BCa bootstrap ({a.size} vs {b.size} prompts)", sd)
+
+
+def curve(matrix: np.ndarray, statistic, level: float, seed: int, what: str) -> Estimate:
+    """A statistic of the mean curve (one row per sweep point, one column per prompt), with a
+    percentile bootstrap over prompts (the same resample of prompt indices at every point)."""
+    point = statistic(matrix.mean(1))
+    n = matrix.shape[1]
+    idx = np.random.default_rng(seed).integers(0, n, size=(N_RESAMPLES // 2, n))
+    boots = np.array([statistic(matrix[:, i].mean(1)) for i in idx])
+    tail = (1 - level) / 2
+    low, high = np.quantile(boots, [tail, 1 - tail], method="linear") if np.all(np.isfinite(boots)) else \
+        _quantile_with_inf(boots, tail)
+    sd = float(np.std(boots[np.isfinite(boots)]) * math.sqrt(n)) if np.isfinite(boots).sum() > 1 else float("inf")
+    return Estimate(float(point), float(low), float(high), level, n,
+                    f"{what}, percentile bootstrap over prompts ({len(boots)} resamples)", sd)
+
+
+def _quantile_with_inf(boots, tail):
+    s = np.sort(boots)  # +inf sorts last: "never crosses" counts as beyond every sweep value
+    k = len(s)
+    return s[int(math.floor(tail * (k - 1)))], s[int(math.ceil((1 - tail) * (k - 1)))]
+
+
+def crossing(xs: np.ndarray, level: float, rising: bool, interpolate: bool):
+    """The first x where a curve reaches `level` (from below if `rising`); +inf if it never does."""
+
+    def stat(ys):
+        hit = ys >= level if rising else ys <= level
+        if not hit.any():
+            return float("inf")
+        i = int(np.argmax(hit))
+        if i == 0 or not interpolate:
+            return float(xs[i])
+        y0, y1 = ys[i - 1], ys[i]
+        return float(xs[i - 1] + (level - y0) / (y1 - y0) * (xs[i] - xs[i - 1]))
+
+    return stat
+
+
+def slope(xs: np.ndarray):
+    return lambda ys: float(np.polyfit(xs, ys, 1)[0])
+
+
+def r2(xs: np.ndarray):
+    def stat(ys):
+        fit = np.polyval(np.polyfit(xs, ys, 1), xs)
+        total = ((ys - ys.mean()) ** 2).sum()
+        return float(1 - ((ys - fit) ** 2).sum() / total) if total > 0 else 1.0
+
+    return stat
+
+
+def exact(value: float, n: int, what: str) -> Estimate:
+    return Estimate(float(value), float(value), float(value), 1.0, n, what, 0.0)

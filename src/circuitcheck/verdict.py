@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from .stats import Estimate, prompts_to_settle
 
-PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+PASS, FAIL, INCONCLUSIVE, ERROR = "pass", "fail", "inconclusive", "error"
 
 
 def judge(est: Estimate, lo: float, hi: float) -> str:
@@ -26,6 +26,7 @@ class CaseResult:
     bounds: tuple[float, float]
     clean: Estimate | None = None  # the clean run's value, when the claim is about a change
     alpha: float = 0.05
+    curve: list | None = None  # (swept value, mean) points, for sweeps
 
     @property
     def settle(self) -> int | None:
@@ -48,10 +49,11 @@ class Result:
     model: str
     load: dict = field(default_factory=dict)
     measure: str = ""
+    error: str | None = None  # why the claim could not be measured
 
     @property
-    def main(self) -> CaseResult:
-        return self.cases[0]
+    def main(self) -> CaseResult | None:
+        return self.cases[0] if self.cases else None
 
 
 def combine(quantifier: str | None, verdicts: list[str]) -> str:

@@ -184,6 +184,35 @@ def _lr_factor(step: int, steps: int, warmup: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t))
 
 
+def head_norms(model, config: dict):
+    """Frobenius norm of each head's output weights W_O, [n_layers, n_heads] (differentiable)."""
+    import torch
+
+    sd = model.state_dict(keep_vars=True)
+    dh, nh = config["d_head"], config["n_heads"]
+    rows = []
+    for layer in range(config["n_layers"]):
+        w = sd[f"blocks.{layer}.attn.o.weight"]  # [d_model, n_heads * d_head]; head h: columns h*dh..
+        rows.append(w.reshape(w.shape[0], nh, dh).pow(2).sum((0, 2)).add(1e-12).sqrt())
+    return torch.stack(rows)
+
+
+def center_unembed(model) -> None:
+    """Subtract the mean over the vocabulary from the unembedding (softmax is unchanged).
+
+    Logits then sum to zero at each position, so a head's direct logit attribution onto the
+    correct answer is measured against the mean logit rather than an arbitrary offset.
+    """
+    import torch
+
+    sd = model.state_dict(keep_vars=True)
+    with torch.no_grad():
+        w = sd["unembed.weight"]  # [vocab, d_model]
+        w -= w.mean(0, keepdim=True)
+        b = sd["unembed.bias"]
+        b -= b.mean()
+
+
 def build_model(config: dict):
     from transformer_lens.config import TransformerBridgeConfig
     from transformer_lens.model_bridge import TransformerBridge
@@ -214,6 +243,8 @@ def train(name: str, steps: int | None = None, out: str | Path | None = None, se
         raise ValueError("a run with non-default --steps must write elsewhere: pass --out DIR")
 
     was_deterministic = torch.are_deterministic_algorithms_enabled()
+    # Once attention gets sharp, softmax produces subnormal floats that slow CPU training ~10x.
+    flushed = torch.set_flush_denormal(True)
     try:
         torch.use_deterministic_algorithms(True)
         deterministic = True
@@ -233,6 +264,8 @@ def train(name: str, steps: int | None = None, out: str | Path | None = None, se
             ps = _train_batch(name, spec, step, seed)
             logits = model(torch.as_tensor(ps.tokens))
             loss = _loss(name, logits, ps, torch)
+            if tr.get("head_group_lasso"):
+                loss = loss + tr["head_group_lasso"] * head_norms(model, spec["config"]).sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -242,6 +275,7 @@ def train(name: str, steps: int | None = None, out: str | Path | None = None, se
                 print(f"[{name}] step {step:5d}  loss {loss.item():.4f}", flush=True)
         train_time = time.perf_counter() - t0
         model.eval()
+        center_unembed(model)
         held_out = evaluate(model, spec)
         final_loss = float(np.mean(losses[-50:])) if losses else float("nan")
         metrics = {
@@ -269,6 +303,8 @@ def train(name: str, steps: int | None = None, out: str | Path | None = None, se
         return metrics
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
+        if flushed:
+            torch.set_flush_denormal(False)
 
 
 def _write(out: Path, name: str, spec: dict, model, metrics: dict, measured: dict | None, default: bool):

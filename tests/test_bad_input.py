@@ -1,0 +1,127 @@
+"""The corpus of malformed hypothesis files in tests/bad/: each must be refused at load time with a
+`HypothesisError` that names the file and line and says what is wrong, without importing torch.
+
+Each bad file starts with its expectations as comments:
+
+    # expect: <substring of str(error)>      (one or more; the message, the field, the hint)
+    # line: N                                (optional: the line the error must point at)
+
+The native model in these files points at `tests/bad/tiny.safetensors`, a placeholder that holds no
+tensors: loading only checks that the weights file exists, so no bad file ever needs real weights.
+
+A file listed in KNOWN_PROBLEMS is one that src/ does not yet handle well; its test is a strict
+xfail, so it turns into an error (XPASS) as soon as src/ is fixed and the entry must be removed.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from circuitcheck.hypothesis_file import HypothesisError, load
+
+BAD = Path(__file__).resolve().parent / "bad"
+FILES = sorted(BAD.glob("*.hyp.yaml"))
+
+KNOWN_PROBLEMS: dict[str, str] = {}
+
+
+def expectations(path: Path) -> tuple[list[str], int | None]:
+    expects, line = [], None
+    for text in path.read_text().splitlines():
+        if m := re.match(r"^# expect: (.+)$", text):
+            expects.append(m[1])
+        elif m := re.match(r"^# line: (\d+)\s*$", text):
+            line = int(m[1])
+    return expects, line
+
+
+def _param(path: Path):
+    marks = [pytest.mark.xfail(strict=True, reason=KNOWN_PROBLEMS[path.name])] if path.name in KNOWN_PROBLEMS else []
+    return pytest.param(path, id=path.name.removesuffix(".hyp.yaml"), marks=marks)
+
+
+def test_the_corpus_is_well_formed():
+    assert len(FILES) >= 24
+    for path in FILES:
+        first = path.read_text().splitlines()[0]
+        assert first.startswith("# expect: "), f"{path.name}: first line must be `# expect: ...`"
+    assert (BAD / "tiny.safetensors").exists()
+    stale = set(KNOWN_PROBLEMS) - {p.name for p in FILES}
+    assert not stale, f"KNOWN_PROBLEMS names files that are not in tests/bad/: {stale}"
+
+
+@pytest.mark.parametrize("path", [_param(p) for p in FILES])
+def test_bad_file_is_refused_with_file_line_and_message(path: Path):
+    expects, line = expectations(path)
+    with pytest.raises(HypothesisError) as info:
+        load(path)
+    err = info.value
+    text = str(err)
+    for expected in expects:
+        assert expected in text, f"expected {expected!r} in:\n{text}"
+    assert isinstance(err.line, int) and err.line >= 1, text
+    assert text.startswith(f"{path}:{err.line}: "), text
+    if line is not None:
+        assert err.line == line, f"error at line {err.line}, expected line {line}:\n{text}"
+    assert "Traceback" not in text
+
+
+def test_loading_the_corpus_never_imports_torch():
+    code = textwrap.dedent("""\
+        import json, sys
+        from circuitcheck.hypothesis_file import HypothesisError, load
+        outcomes = {}
+        for path in json.loads(sys.argv[1]):
+            try:
+                load(path)
+                outcomes[path] = "loaded"
+            except HypothesisError:
+                outcomes[path] = "HypothesisError"
+            except Exception as exc:  # reported by the per-file test; here only torch matters
+                outcomes[path] = type(exc).__name__
+        heavy = [m for m in ("torch", "transformer_lens") if m in sys.modules]
+        assert not heavy, f"loading hypothesis files imported {heavy}"
+        print(len(outcomes))
+        """)
+    files = json.dumps([str(p) for p in FILES])
+    res = subprocess.run([sys.executable, "-c", code, files], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.strip() == str(len(FILES))
+
+
+GOOD = """\
+- id: random-model-is-bad
+  says: "A random model gets almost nothing right"
+  measure: accuracy
+  expect: {at_most: 0.2}
+"""
+
+
+def test_pytest_reports_bad_files_as_collection_errors_and_runs_the_good_one(pytester, hyp):
+    good = hyp(GOOD, prompts="{generator: max_of_list, n: 120, seed: 1}", name="good.hyp.yaml")
+    d = pytester.path / "hyps"
+    d.mkdir()
+    bad = {name: d / name for name in ("unknown_expect_key.hyp.yaml", "head_layer_out_of_range.hyp.yaml")}
+    for name, dest in bad.items():
+        shutil.copy(BAD / name, dest)
+    shutil.copy(BAD / "tiny.safetensors", d / "tiny.safetensors")
+    shutil.copy(good, d / "good.hyp.yaml")  # its model paths are absolute
+
+    res = pytester.runpytest(str(d), "-p", "no:cacheprovider")
+    out = res.stdout.str()
+    outcomes = res.parseoutcomes()
+    assert outcomes.get("passed", 0) >= 1, out
+    assert outcomes.get("errors", outcomes.get("error", 0)) == 2, out
+    for dest in bad.values():
+        expects, line = expectations(dest)
+        assert f"{dest}:{line}: " in out, out
+        for expected in expects:
+            assert expected in out, out
+    assert "Traceback" not in out
