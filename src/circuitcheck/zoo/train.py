@@ -177,6 +177,11 @@ def ev_seed(spec, seed):
 # training
 
 
+def _ramp(step: int, ramp) -> float:
+    start, end = ramp
+    return min(1.0, max(0.0, (step - start) / max(1, end - start)))
+
+
 def _lr_factor(step: int, steps: int, warmup: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
@@ -185,15 +190,20 @@ def _lr_factor(step: int, steps: int, warmup: int) -> float:
 
 
 def head_norms(model, config: dict):
-    """Frobenius norm of each head's output weights W_O, [n_layers, n_heads] (differentiable)."""
+    """Norm of each head's weights (W_Q, W_K, W_V, W_O together), [n_layers, n_heads] (differentiable)."""
     import torch
 
     sd = model.state_dict(keep_vars=True)
     dh, nh = config["d_head"], config["n_heads"]
     rows = []
     for layer in range(config["n_layers"]):
-        w = sd[f"blocks.{layer}.attn.o.weight"]  # [d_model, n_heads * d_head]; head h: columns h*dh..
-        rows.append(w.reshape(w.shape[0], nh, dh).pow(2).sum((0, 2)).add(1e-12).sqrt())
+        a = f"blocks.{layer}.attn."
+        o = sd[a + "o.weight"]  # [d_model, n_heads * d_head]; head h: columns h*dh..(h+1)*dh
+        sq = o.reshape(o.shape[0], nh, dh).pow(2).sum((0, 2))
+        for m in "qkv":  # [n_heads * d_head, d_model]; head h: rows h*dh..(h+1)*dh
+            w = sd[a + m + ".weight"]
+            sq = sq + w.reshape(nh, dh, w.shape[1]).pow(2).sum((1, 2))
+        rows.append(sq.add(1e-12).sqrt())
     return torch.stack(rows)
 
 
@@ -265,7 +275,9 @@ def train(name: str, steps: int | None = None, out: str | Path | None = None, se
             logits = model(torch.as_tensor(ps.tokens))
             loss = _loss(name, logits, ps, torch)
             if tr.get("head_group_lasso"):
-                loss = loss + tr["head_group_lasso"] * head_norms(model, spec["config"]).sum()
+                lam = tr["head_group_lasso"] * _ramp(step, tr.get("head_group_lasso_ramp", [0, 1]))
+                if lam > 0:
+                    loss = loss + lam * head_norms(model, spec["config"]).sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

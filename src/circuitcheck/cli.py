@@ -1,0 +1,65 @@
+"""`circuitcheck`: run hypothesis files without pytest, write the JSON Schema, train the zoo.
+
+    circuitcheck check hypotheses/max_of_list.hyp.yaml
+    circuitcheck schema [PATH]
+    circuitcheck zoo train NAME|all
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+SCHEMA = Path(__file__).parent / "schema" / "hypothesis.schema.json"
+
+
+def schema_text() -> str:
+    from .spec import json_schema
+
+    return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="circuitcheck")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("check", help="run hypothesis files and print one line per claim")
+    c.add_argument("files", nargs="+")
+    s = sub.add_parser("schema", help="write the hypothesis-file JSON Schema (for editors)")
+    s.add_argument("path", nargs="?", default=str(SCHEMA))
+    sub.add_parser("zoo", help="train the zoo models (see `circuitcheck zoo -h`)", add_help=False)
+    args, rest = ap.parse_known_args(argv)
+    if args.cmd == "zoo":
+        from .zoo.__main__ import main as zoo_main
+
+        return zoo_main(rest)
+    if rest:
+        ap.error(f"unrecognised arguments: {' '.join(rest)}")
+    if args.cmd == "schema":
+        Path(args.path).write_text(schema_text())
+        print(f"wrote {args.path}")
+        return 0
+    return _check(args.files)
+
+
+def _check(files) -> int:
+    from . import report
+    from .hypothesis_file import HypothesisError, load
+    from .session import Session
+
+    session, results, failed = Session(), [], False
+    for f in files:
+        try:
+            loaded = load(f)
+        except HypothesisError as err:
+            print(err, file=sys.stderr)
+            failed = True
+            continue
+        session.add(loaded)
+        results += [session.result(loaded.path, lc.claim.id) for lc in loaded.claims]
+    print("\n".join(report.table(results)))
+    return 1 if failed or any(r.verdict != "pass" for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

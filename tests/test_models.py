@@ -1,0 +1,143 @@
+"""Every model source: shipped zoo, native config + weights (safetensors, .pt, legacy TL), Hugging
+Face (skips offline, fails under --cc-require-models), and a factory named by the file."""
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+
+import pytest
+import torch
+
+from circuitcheck import check, models
+from circuitcheck.cli import SCHEMA, schema_text
+
+from conftest import SHARED
+
+PALINDROME = SHARED / "models" / "palindrome_classifier.pt"
+PALINDROME_CONFIG = dict(n_layers=2, n_heads=2, d_model=28, d_head=14, attn_only=True, act_fn="relu",
+                         normalization_type="LN", n_ctx=22, d_vocab=33, d_vocab_out=2)
+
+
+@pytest.mark.skipif(not PALINDROME.exists(), reason="../shared/models/palindrome_classifier.pt is absent")
+def test_legacy_hookedtransformer_checkpoint_loads_and_classifies_palindromes(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(PALINDROME_CONFIG))
+    model = models.load(models.ModelSource("native", str(tmp_path / "config.json"), str(PALINDROME)))
+    g = torch.Generator().manual_seed(0)
+    half = torch.randint(0, 31, (200, 10), generator=g)
+    pal = torch.cat([half, half.flip(1)], 1)
+    noisy = pal.clone()
+    flip = torch.rand(200, 10, generator=g) < 0.5
+    noisy[:, 10:][flip] = torch.randint(0, 31, (int(flip.sum()),), generator=g)
+    is_pal = (noisy[:, 10:] == noisy[:, :10].flip(1)).all(1)
+    seqs = torch.cat([torch.cat([pal, noisy]), torch.zeros(400, 0, dtype=torch.long)], 1)
+    tokens = torch.cat([torch.full((400, 1), 31), seqs, torch.full((400, 1), 32)], 1)
+    labels = torch.cat([torch.ones(200, dtype=torch.bool), is_pal])
+    with torch.inference_mode():
+        pred = model(tokens)[:, -1].argmax(-1).bool()
+    assert (pred == labels).float().mean() > 0.9  # a real trained classifier, not random weights
+
+
+def test_legacy_checkpoint_runs_claims_from_a_hypothesis_file(tmp_path):
+    if not PALINDROME.exists():
+        pytest.skip("../shared/models/palindrome_classifier.pt is absent")
+    (tmp_path / "config.json").write_text(json.dumps(PALINDROME_CONFIG))
+    shutil.copy(PALINDROME, tmp_path / "model.pt")
+    rows = [{"tokens": [31] + list(range(10)) + list(range(9, -1, -1)) + [32], "answer": 1}] * 5
+    (tmp_path / "pal.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    path = tmp_path / "pal.hyp.yaml"
+    path.write_text(textwrap.dedent("""\
+        model: {native: {config: config.json, weights: model.pt}}
+        prompts: {generator: jsonl, path: pal.jsonl, n: 5}
+        claims:
+          - id: palindrome-detected
+            says: "the classifier calls a palindrome a palindrome"
+            measure: prob
+            expect: {at_least: 0.5}
+        """))
+    (result,) = check(path)
+    assert result.verdict == "pass", result
+
+
+def test_pt_state_dict_and_safetensors_load_the_same_model(tiny_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    torch.save(load_file(str(tiny_dir / "model.safetensors")), tmp_path / "model.pt")
+    a = models.load(models.ModelSource("native", str(tiny_dir / "config.json"), str(tiny_dir / "model.safetensors")))
+    b = models.load(models.ModelSource("native", str(tiny_dir / "config.json"), str(tmp_path / "model.pt")))
+    tokens = torch.randint(0, 64, (2, 8))
+    assert torch.equal(a(tokens), b(tokens))
+
+
+def test_weights_are_never_unpickled(tmp_path):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps({"x": Evil()}))
+    with pytest.raises(Exception, match="(?i)weights_only|unpickl"):
+        models.read_weights(tmp_path / "evil.pt")
+
+
+def test_models_load_once_per_source_and_options(tiny_dir):
+    src = models.ModelSource("native", str(tiny_dir / "config.json"), str(tiny_dir / "model.safetensors"))
+    assert models.load(src) is models.load(src)
+    assert models.load(src, models.LoadOptions(dtype="float64")) is not models.load(src)
+
+
+FACTORY = """\
+- id: factory-model-runs
+  says: "a model built by a factory the file names"
+  measure: accuracy
+  expect: {at_most: 0.5}
+"""
+
+
+def test_factory_runs_only_because_the_file_names_it(tmp_path, monkeypatch):
+    (tmp_path / "my_factory.py").write_text(textwrap.dedent("""\
+        from circuitcheck.models import native
+        CALLS = []
+        def build():
+            CALLS.append(1)
+            return native(dict(n_layers=1, d_model=16, n_ctx=8, d_head=4, n_heads=4, d_vocab=16,
+                               attn_only=True, act_fn="relu", normalization_type=None, seed=0))
+        """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "f.hyp.yaml"
+    path.write_text("model: factory:my_factory:build\nprompts: {generator: max_of_list, n: 50}\nclaims:\n"
+                    + textwrap.indent(FACTORY, "  "))
+    import sys
+
+    from circuitcheck import load
+
+    load(path)
+    assert "my_factory" not in sys.modules  # collection does not import it
+    (result,) = check(path)
+    assert result.verdict == "pass" and sys.modules["my_factory"].CALLS == [1]
+
+
+def test_hugging_face_model_skips_offline_and_fails_when_required(pytester, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(pytester.path / "hf-home"))
+    pytester.makefile(".hyp.yaml", hf=textwrap.dedent("""\
+        model: hf:circuitcheck-no-such-org/no-such-model
+        prompts: {generator: max_of_list, n: 20}
+        claims:
+          - id: hub-model
+            says: "a hub model that is not on this machine"
+            measure: accuracy
+            expect: {at_least: 0.5}
+        """))
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rs")  # fresh HF_HUB_OFFLINE
+    res.assert_outcomes(skipped=1)
+    assert "not available offline" in res.stdout.str()
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--cc-require-models")
+    res.assert_outcomes(failed=1)
+    assert "--cc-require-models" in res.stdout.str()
+
+
+def test_the_shipped_json_schema_is_current():
+    assert SCHEMA.read_text() == schema_text(), "run `circuitcheck schema` and commit the result"
