@@ -122,3 +122,25 @@ def test_resample_order_never_keeps_a_prompt_in_place():
     order = resample_order(50, 0)
     assert not np.any(order == np.arange(50))
     assert np.array_equal(order, resample_order(50, 0))
+
+
+def test_stacked_interventions_equal_separate_runs_in_fewer_passes(tiny_model, ps):
+    unders = [(Intervention.model_validate(u),) for u in (
+        {"ablate": {"heads": ["L1H0"], "method": "mean"}},
+        {"ablate": {"heads": ["L0H1"], "method": "resample", "at": "S2"}},
+        {"ablate": {"heads": ["L1H2"], "method": "bos"}},
+        {"keep_only": {"heads": ["L0H0", "L1H1"], "method": "zero"}},
+        {"scale_attention": {"head": "L1H3", "from": "S2", "to": "S1+1", "factor": 0.1}},
+        {"patch": {"hook": "z", "layer": 0, "at": "S2+1",
+                   "source": {"generator": "repeated_tokens", "n": 16, "seed": 4, "length": 8}}},
+    )]
+    need = {"blocks.1.attn.hook_pattern"}
+    build = lambda spec: P.build(**spec.model_dump())  # noqa: E731
+    separate = Runs(tiny_model, ps, 0, source_prompts=build)
+    stacked = Runs(tiny_model, ps, 0, batch_size=4 * ps.n, source_prompts=build)
+    stacked.run_many([(u, need) for u in unders])
+    assert stacked.forward_passes == 1 + 1 + 2  # clean, the patch source, 6 interventions in 2 passes
+    for u in unders:
+        a, b = separate.run(u, need), stacked.run(u, need)
+        assert torch.allclose(a.logits, b.logits, atol=1e-5)
+        assert torch.allclose(a.cache["blocks.1.attn.hook_pattern"], b.cache["blocks.1.attn.hook_pattern"], atol=1e-6)

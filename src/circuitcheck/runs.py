@@ -48,6 +48,38 @@ class Runs:
         self.done[k] = self._forward(self.tokens, under, need, clean)
         return self.done[k]
 
+    def run_many(self, planned: list[tuple]) -> None:
+        """Run many interventions, stacked along the batch dimension: each pass holds as many copies
+        of the prompt set as `batch_size` allows, each copy under its own intervention."""
+        todo = [(u, n) for u, n in planned if key(u) not in self.done or not n <= set(self.done[key(u)].cache)]
+        per_pass = self.batch_size // self.prompts.n
+        if per_pass < 2:  # the prompt set alone fills a pass: chunk prompts instead
+            for under, need in todo:
+                self.run(under, need)
+            return
+        clean_need = set().union(*(I.clean_needs(u, self.model.cfg) for u, _ in todo)) if todo else set()
+        clean = self.clean(clean_need).cache
+        for u, _ in todo:
+            self._sources(u)
+        for start in range(0, len(todo), per_pass):
+            self._stacked(todo[start:start + per_pass], clean)
+
+    def _stacked(self, group, clean):
+        n = self.prompts.n
+        ctx = I.Context(self.model.cfg, self.prompts, clean, slice(0, n), self.seed, self.sources)
+        hooks, names = [], set()
+        for i, (under, need) in enumerate(group):
+            hooks += [(name, _on_block(fn, slice(i * n, (i + 1) * n))) for name, fn in I.hooks(under, ctx)]
+            names |= need
+        caches = {name: [] for name in names}
+        hooks += [(name, _keep(caches[name])) for name in names]
+        with torch.inference_mode():
+            logits = self.model.run_with_hooks(self.tokens.repeat(len(group), 1), fwd_hooks=hooks)
+        self.forward_passes += 1
+        for i, (under, need) in enumerate(group):
+            block = slice(i * n, (i + 1) * n)
+            self.done[key(under)] = Run(logits[block], {name: caches[name][0][block] for name in need})
+
     def _sources(self, under):
         for iv in under:
             if iv.patch is not None and I.patch_key(iv.patch) not in self.sources:
@@ -69,6 +101,17 @@ class Runs:
                 logits.append(self.model.run_with_hooks(tokens[rows], fwd_hooks=hooks))
                 self.forward_passes += 1
         return Run(torch.cat(logits), {name: torch.cat(v) for name, v in caches.items()})
+
+
+def _on_block(fn, block: slice):
+    """A hook that applies `fn` to one block of a stacked batch and leaves the other blocks alone."""
+
+    def hook(x, hook):
+        x = x.clone()
+        x[block] = fn(x[block], hook)
+        return x
+
+    return hook
 
 
 def _keep(store: list):

@@ -80,8 +80,7 @@ class Session:
                         source_prompts=lambda s: H.build_prompts(group.loaded.path, s))
             clean, planned = group.needs(model.cfg)
             runs.clean(clean)
-            for under, names in planned.values():
-                runs.run(under, names)
+            runs.run_many(list(planned.values()))
             self.runs[k] = runs
         return self.runs[k]
 
