@@ -62,7 +62,7 @@ class Session:
 
     # ------------------------------------------------------------ running
     def load_options(self, loaded: H.LoadedFile) -> models.LoadOptions:
-        return models.LoadOptions(self.options.device, self.options.dtype or loaded.spec.model.dtype)
+        return models.LoadOptions(_device(self.options.device), self.options.dtype or loaded.spec.model.dtype)
 
     def model(self, loaded: H.LoadedFile):
         return models.load(loaded.model_source, self.load_options(loaded))
@@ -199,6 +199,19 @@ class Session:
             cases, str(loaded.path), lc.line, loaded.spec.seed, loaded.model_source.describe(),
             self.load_options(loaded).record(), claim.measure.kind, error,
         )
+
+
+def _device(device: str) -> str:
+    """Under pytest-xdist with several GPUs, `cuda` means this worker's own GPU."""
+    import os
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if device != "cuda" or not worker.startswith("gw"):
+        return device
+    import torch
+
+    count = torch.cuda.device_count()
+    return f"cuda:{int(worker[2:]) % count}" if count > 1 else device
 
 
 def _order_holds(order, tokens, values) -> bool:
