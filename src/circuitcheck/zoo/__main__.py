@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"unknown model {name!r}; known: {', '.join(SPECS)}, all")
     from circuitcheck.zoo.train import train
 
+    if args.steps is not None and args.out is None:
+        ap.error("--steps needs --out DIR (the shipped models are trained with the default steps)")
+
     for name in names:
         out = None
         if args.out is not None:

@@ -11,6 +11,7 @@ batch (per position), taken from the clean run. Head scores use the `transformer
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import sys
@@ -61,6 +62,16 @@ def _hname(layer, head):
     return f"L{layer}H{head}"
 
 
+def _norms(model) -> dict:
+    """Norm of each head's (W_Q, W_K, W_V, W_O) weights."""
+    from circuitcheck.zoo.train import head_norms
+
+    c = model.cfg
+    cfg = {"d_head": c.d_head, "n_heads": c.n_heads, "n_layers": c.n_layers}
+    n = head_norms(model, cfg).detach()
+    return {_hname(l, h): round(float(n[l, h]), 3) for l in range(c.n_layers) for h in range(c.n_heads)}
+
+
 def measure_max_of_list(model, n: int = N_PROMPTS, seed: int = SEED) -> dict:
     import torch
 
@@ -71,7 +82,7 @@ def measure_max_of_list(model, n: int = N_PROMPTS, seed: int = SEED) -> dict:
     answer = torch.as_tensor(ps.target_tok[:, 0])
     n_heads = model.cfg.n_heads
     heads = [(0, h) for h in range(n_heads)]
-    out: dict = {"n": n, "seed": seed}
+    out: dict = {"n": n, "seed": seed, "weight_norm": _norms(model)}
     with torch.no_grad():
         logits, cache = model.run_with_cache(tokens)
         out["clean"] = _score(logits, ps, torch)
@@ -131,7 +142,7 @@ def measure_induction(model, n: int = N_PROMPTS, seed: int = SEED, length: int =
     L, H = model.cfg.n_layers, model.cfg.n_heads
     all_heads = [(l, h) for l in range(L) for h in range(H)]
     last = [(L - 1, h) for h in range(H)]
-    out: dict = {"n": n, "seed": seed, "length": length}
+    out: dict = {"n": n, "seed": seed, "length": length, "weight_norm": _norms(model)}
     det = _detection_patterns(tokens, torch)
     out["max_possible_score"] = {
         k: round(float((v.sum((1, 2)) / tokens.shape[1]).mean()), 4) for k, v in det.items()
@@ -148,6 +159,13 @@ def measure_induction(model, n: int = N_PROMPTS, seed: int = SEED, length: int =
                     s = (p * d).sum((1, 2)) / p.sum((1, 2))
                     scores[k][_hname(layer, h)] = round(float(s.mean()), 4)
         out["scores"] = scores
+        # Mean attention to the previous token from first-copy queries (positions 1..length), where
+        # the previous-token information is what the induction heads' keys need.
+        q = torch.arange(1, length + 1)
+        out["prev_token_first_copy"] = {
+            _hname(layer, h): round(float(cache[_pattern(layer)][:, h, q, q - 1].mean()), 4)
+            for layer in range(L) for h in range(H)
+        }
         out["ablate_one"] = {_hname(*hd): _score(_run_ablated(model, tokens, cache, [hd]), ps, torch)
                              for hd in all_heads}
         out["ablate_pair_last_layer"] = {
@@ -190,10 +208,10 @@ def markdown(name: str, m: dict) -> str:
             "",
             _table(
                 ["head", "attn ANS->argmax", "acc. ablated", "acc. only this head kept",
-                 "DLA share (mean)", "DLA share (median)", "DLA logit (mean)"],
+                 "DLA share (mean)", "DLA share (median)", "DLA logit (mean)", "weight norm"],
                 [[h, f"{m['attn_ans_to_argmax'][h]:.3f}", _al(m["ablate_one"][h]), _al(m["keep_only"][h]),
                   f"{m['dla_share'][h]:.3f}", f"{m['dla_share_median'][h]:.3f}",
-                  f"{m['dla_logit_mean'][h]:.2f}"] for h in heads],
+                  f"{m['dla_logit_mean'][h]:.2f}", f"{m['weight_norm'][h]:.2f}"] for h in heads],
             ),
             "",
             f"Correct-answer logit at ANS: mean {m['correct_logit_mean']:.2f}; share from embeddings and "
@@ -218,13 +236,18 @@ def markdown(name: str, m: dict) -> str:
         "Head scores use the head_detector \"mul\" definition (sum(pattern*detection)/sum(pattern) per "
         "sequence, averaged); the largest possible values on these sequences are "
         f"previous-token {mp['prev_token']:.3f}, induction {mp['induction']:.3f}, duplicate-token "
-        f"{mp['duplicate_token']:.3f} (rows without a target count as zero).",
+        f"{mp['duplicate_token']:.3f} (rows without a target count as zero). \"attn to prev (1st copy)\" is "
+        "the mean attention from first-copy queries (positions 1..length) to the position before; "
+        "\"weight norm\" is the norm of the head's (W_Q, W_K, W_V, W_O), which the group-lasso penalty shrinks "
+        "for heads the model does not need.",
         "",
         _table(
-            ["head", "prev-token", "induction", "duplicate", "acc. ablated", "loss ablated"],
+            ["head", "prev-token", "induction", "duplicate", "attn to prev (1st copy)", "acc. ablated",
+             "loss ablated", "weight norm"],
             [[h, f"{m['scores']['prev_token'][h]:.3f}", f"{m['scores']['induction'][h]:.3f}",
-              f"{m['scores']['duplicate_token'][h]:.3f}", _al(m["ablate_one"][h]),
-              f"{m['ablate_one'][h]['loss']:.3f}"] for h in heads],
+              f"{m['scores']['duplicate_token'][h]:.3f}", f"{m['prev_token_first_copy'][h]:.3f}",
+              _al(m["ablate_one"][h]),
+              f"{m['ablate_one'][h]['loss']:.3f}", f"{m['weight_norm'][h]:.2f}"] for h in heads],
         ),
         "",
         "Pairs of last-layer heads mean-ablated:",
@@ -254,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in chosen:
         if name not in MEASURES:
             ap.error(f"no measurements defined for {name!r}; known: {', '.join(MEASURES)}")
-        model = load(ModelSource("zoo", name))
+        with contextlib.redirect_stdout(sys.stderr):  # loading prints device/dtype notes
+            model = load(ModelSource("zoo", name))
         results[name] = measure(name, model)
         if args.write_card:
             _write_card(ZOO_DIR / name / "card.md", markdown(name, results[name]))

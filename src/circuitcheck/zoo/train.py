@@ -48,7 +48,7 @@ SPECS: dict[str, dict] = {
         ),
         "prompts": {"generator": "max_of_list", "length": 5, "digits": 10, "ans_token": 10},
         "training": {
-            "steps": 3000,
+            "steps": 2000,
             "batch_size": 256,
             "lr": 3e-3,
             "weight_decay": 0.01,
@@ -80,8 +80,8 @@ SPECS: dict[str, dict] = {
         ),
         "prompts": {"generator": "repeated_tokens", "length": 10, "vocab": 64, "bos": 0},
         "training": {
-            "steps": 4000,
-            "batch_size": 128,
+            "steps": 2500,
+            "batch_size": 64,
             "lr": 3e-3,
             "weight_decay": 0.01,
             "betas": [0.9, 0.98],
@@ -90,6 +90,13 @@ SPECS: dict[str, dict] = {
             "optimizer": "AdamW",
             "loss": "cross-entropy on all next-token predictions",
             "length_range": [5, 15],
+            # Group-lasso penalty (sum over heads of the norm of each head's W_Q, W_K, W_V, W_O),
+            # ramped in linearly over steps 800..1400, after induction has formed. Without it all
+            # four layer-1 heads become near-identical induction heads and the layer-0
+            # previous-token job is smeared over all four heads; with it one layer-0 head does
+            # the previous-token job and two layer-1 heads carry induction.
+            "head_group_lasso": 0.015,
+            "head_group_lasso_ramp": [800, 1400],
         },
         "eval": {"n": 2000, "seed": EVAL_SEED, "params": {}},
     },
@@ -255,6 +262,10 @@ def train(name: str, steps: int | None = None, out: str | Path | None = None, se
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     # Once attention gets sharp, softmax produces subnormal floats that slow CPU training ~10x.
     flushed = torch.set_flush_denormal(True)
+    # One thread: CPU kernels may reduce in a different order with more threads, and training
+    # is chaotic enough that this changes which heads end up doing what.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
         torch.use_deterministic_algorithms(True)
         deterministic = True
@@ -273,7 +284,7 @@ def train(name: str, steps: int | None = None, out: str | Path | None = None, se
         for step in range(steps):
             ps = _train_batch(name, spec, step, seed)
             logits = model(torch.as_tensor(ps.tokens))
-            loss = _loss(name, logits, ps, torch)
+            loss = task_loss = _loss(name, logits, ps, torch)
             if tr.get("head_group_lasso"):
                 lam = tr["head_group_lasso"] * _ramp(step, tr.get("head_group_lasso_ramp", [0, 1]))
                 if lam > 0:
@@ -282,7 +293,7 @@ def train(name: str, steps: int | None = None, out: str | Path | None = None, se
             loss.backward()
             opt.step()
             sched.step()
-            losses.append(loss.item())
+            losses.append(task_loss.item())
             if verbose and (step % 250 == 0 or step == steps - 1):
                 print(f"[{name}] step {step:5d}  loss {loss.item():.4f}", flush=True)
         train_time = time.perf_counter() - t0
@@ -297,7 +308,7 @@ def train(name: str, steps: int | None = None, out: str | Path | None = None, se
             "final_train_loss": final_loss,
             "train_time_s": round(train_time, 1),
             "deterministic_algorithms": deterministic,
-            "torch_threads": torch.get_num_threads(),
+            "torch_threads": 1,
             "torch_version": torch.__version__,
             "held_out": held_out,
         }
@@ -317,6 +328,7 @@ def train(name: str, steps: int | None = None, out: str | Path | None = None, se
         torch.use_deterministic_algorithms(was_deterministic)
         if flushed:
             torch.set_flush_denormal(False)
+        torch.set_num_threads(threads)
 
 
 def _write(out: Path, name: str, spec: dict, model, metrics: dict, measured: dict | None, default: bool):
@@ -325,6 +337,7 @@ def _write(out: Path, name: str, spec: dict, model, metrics: dict, measured: dic
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(state, str(out / "model.safetensors"))
+    (out / "model.safetensors").chmod(0o644)
     doc = {k: spec[k] for k in ("config", "task", "prompts", "training", "eval")}
     (out / "config.json").write_text(json.dumps(doc, indent=2) + "\n")
     (out / "card.md").write_text(card(name, spec, metrics, measured, default))
@@ -381,7 +394,13 @@ def card(name: str, spec: dict, metrics: dict, measured: dict | None, default: b
         "",
         f"- {tr['steps']} steps of {tr['optimizer']} (lr {tr['lr']}, betas {tuple(tr['betas'])}, weight decay "
         f"{tr['weight_decay']}, {tr['schedule']}), batch {tr['batch_size']}, seed {metrics['seed']}.",
-        f"- Loss: {tr['loss']}.",
+        f"- Loss: {tr['loss']}"
+        + (f", plus a group-lasso penalty {tr['head_group_lasso']} x sum over heads of ||(W_Q, W_K, W_V, W_O) of "
+           f"the head||, ramped in linearly over steps {tr['head_group_lasso_ramp'][0]}.."
+           f"{tr['head_group_lasso_ramp'][1]} (after induction has formed) so that fewer heads share each job"
+           if tr.get("head_group_lasso") else "") + ".",
+        "- After training the unembedding is centred (its mean over the vocabulary subtracted; softmax and "
+        "predictions unchanged), so logits are relative to the mean logit at each position.",
     ]
     if name == "max-of-list":
         frac = tr.get("unique_max_false_fraction", 0)
@@ -398,9 +417,12 @@ def card(name: str, spec: dict, metrics: dict, measured: dict | None, default: b
         )
     lines += [
         f"- Training data seeds: {TRAIN_SEED_BASE} * (seed + 1) + step; evaluation seed {ev['seed']}.",
-        f"- Final training loss (mean of last 50 steps): {metrics['final_train_loss']:.4f}.",
-        f"- Wall time: {metrics['train_time_s']} s on CPU ({metrics['torch_threads']} threads, torch "
-        f"{metrics['torch_version']}, deterministic algorithms: {metrics['deterministic_algorithms']}).",
+        f"- Final training loss (task cross-entropy, mean of the last 50 steps): {metrics['final_train_loss']:.4f}"
+        + (" (the first copy is unpredictable: its floor is about ln(63) per first-copy position)"
+           if name == "induction" else "") + ".",
+        f"- Wall time: {metrics['train_time_s']} s on CPU ({metrics['torch_threads']} torch thread, torch "
+        f"{metrics['torch_version']}, deterministic algorithms: {metrics['deterministic_algorithms']}, "
+        "subnormal floats flushed to zero).",
         "",
         "## Held-out evaluation",
         "",
