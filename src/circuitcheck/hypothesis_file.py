@@ -277,7 +277,8 @@ def expand(path: Path, claim: Claim, prompts_spec: PromptSpec, check_unbound: bo
     if sets.values is not None:
         (name, values), = sets.values.items()
         return [_bind(path, claim, prompts_spec, f"{name}={v}", {name: v}) for v in values]
-    return [_bind(path, claim, prompts_spec, ",".join(hs), {"heads": list(hs)}) for hs in head_sets(sets)]
+    return [_bind(path, claim, prompts_spec, ",".join(hs), {"heads": list(hs), **({"head": hs[0]} if len(hs) == 1 else {})})
+            for hs in head_sets(sets)]
 
 
 class UnboundVariable(ValueError):

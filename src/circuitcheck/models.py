@@ -59,10 +59,14 @@ def load(source: ModelSource, options: LoadOptions = LoadOptions()):
 
 
 def _prepare(model, options: LoadOptions):
+    import contextlib
+    import io
+
     import torch
 
     model.eval()
-    return model.to(device=options.device, dtype=getattr(torch, options.dtype))
+    with contextlib.redirect_stdout(io.StringIO()):  # the bridge prints "Moving model to device"
+        return model.to(device=options.device, dtype=getattr(torch, options.dtype))
 
 
 def native(config: dict, state_dict: dict | None = None):

@@ -154,7 +154,7 @@ def repeated_tokens(n: int, seed: int, length: int = 10, vocab: int = 64, bos: i
 _SLOT = re.compile(r"^\{(\w+)\}$")
 
 
-def template(n: int, seed: int, text: str, answer: str, slots: dict[str, list], vocab: list[str] | None = None,
+def template(n: int, seed: int, text: str, answer: str, slots: dict[str, list | str], vocab: list[str] | None = None,
              distinct: bool = True) -> PromptSet:
     """A template of space-separated tokens with `{SLOT}`s filled at random (seed 001).
 
@@ -185,9 +185,19 @@ def template(n: int, seed: int, text: str, answer: str, slots: dict[str, list], 
     return _finish(tokens, positions, np.full(n, len(words) - 1), ans, "template")
 
 
+def _slot_values(v) -> list:
+    """A slot's values: a list, or an inclusive integer range written `"1..63"`."""
+    if isinstance(v, str) and re.fullmatch(r"\d+\.\.\d+", v.strip()):
+        lo, hi = map(int, v.split(".."))
+        return list(range(lo, hi + 1))
+    if isinstance(v, str) or not v:
+        raise PromptError(f"slot values {v!r} are neither a list nor a range", 'write [3, 5, 7] or "1..63"')
+    return [int(x) if not isinstance(x, str) else x for x in v]
+
+
 def _fill_slots(rng, n, slots, distinct):
     names = list(slots)
-    values = {k: [int(v) if not isinstance(v, str) else v for v in slots[k]] for k in names}
+    values = {k: _slot_values(slots[k]) for k in names}
     draws = {k: np.empty(n, dtype=object) for k in names}
     for i in range(n):
         used: set = set()

@@ -62,6 +62,17 @@ def properties(result: Result) -> list[tuple[str, object]]:
     return props
 
 
+def worst(cases: list[CaseResult]) -> CaseResult:
+    """The case nearest to failing: failed first, then inconclusive, then the smallest margin."""
+    rank = {FAIL: 0, INCONCLUSIVE: 1, PASS: 2}
+
+    def margin(c):
+        lo, hi = c.bounds
+        return min(c.estimate.low - lo, hi - c.estimate.high)
+
+    return min(cases, key=lambda c: (rank.get(c.verdict, 0), margin(c)))
+
+
 def table(results: list[Result]) -> list[str]:
     """One line per claim: verdict, id, value, interval, expectation."""
     rows = [("verdict", "claim", "value", "CI", "expected", "n")]
@@ -69,8 +80,8 @@ def table(results: list[Result]) -> list[str]:
         if r.main is None:
             rows.append((r.verdict.upper(), f"{r.path.split('/')[-1]}::{r.claim_id}", "-", "-", r.expected, "-"))
             continue
-        c = r.main if len(r.cases) == 1 else min(r.cases, key=lambda x: x.estimate.statistic)
-        value = _num(c.estimate.statistic) + ("" if len(r.cases) == 1 else f" (min of {len(r.cases)})")
+        c = worst(r.cases)
+        value = _num(c.estimate.statistic) + ("" if len(r.cases) == 1 else f" (worst of {len(r.cases)})")
         rows.append((r.verdict.upper(), f"{r.path.split('/')[-1]}::{r.claim_id}", value, interval(c),
                      r.expected, str(c.estimate.n)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

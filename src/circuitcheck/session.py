@@ -140,9 +140,9 @@ class Session:
                 value = value[mask]
                 clean = clean[mask] if clean is not None else None
             se = value.std(ddof=1) / math.sqrt(value.size) if value.size > 1 else 0.0
-            paired = clean is not None
+            proportion = clean is None and case.measure.metric == "accuracy"  # 0/1 outcomes, not ranks
             rows.append(Row(ci, case.label, float(value.mean()), se, bounds,
-                            lambda level, v=value: S.estimate(v, level, seed, proportion=not paired), clean))
+                            lambda level, v=value, p=proportion: S.estimate(v, level, seed, proportion=p), clean))
         return rows
 
     def _curve_row(self, loaded, ci, lc, bounds) -> Row:
@@ -153,10 +153,9 @@ class Session:
         xs = np.array([float(c.value) for c in lc.cases])
         expect, name = claim.expect, next(iter(claim.sweep))
         if expect.crosses is not None:
-            means = matrix.mean(1)
-            stat = S.crossing(xs, expect.crosses.level, bool(means[0] < expect.crosses.level),
-                              expect.crosses.interpolate)
-            what = f"first {name} where the mean reaches {expect.crosses.level:g}"
+            c = expect.crosses
+            stat = S.crossing(xs, c.level, c.direction == "up", c.interpolate)
+            what = f"first {name} where the mean is {'≥' if c.direction == 'up' else '≤'} {c.level:g}"
         else:
             stat = S.slope(xs) if expect.slope is not None else S.r2(xs)
             what = f"{expect.swept} of the mean against {name}"

@@ -242,6 +242,7 @@ class Crossing(Strict):
 
     level: float
     at: Region = Field(description="the region the crossing point lies in")
+    direction: Literal["up", "down"] = Field("up", description="up: first value where the mean is ≥ level; down: ≤")
     interpolate: bool = Field(True, description="linear between sweep points; false for layers and counts")
 
 

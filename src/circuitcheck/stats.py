@@ -38,7 +38,7 @@ def is_binary(x: np.ndarray) -> bool:
 
 def estimate(values: np.ndarray, level: float, seed: int, proportion: bool = True) -> Estimate:
     """The mean with its interval: Wilson when the values are 0/1 outcomes (`proportion`), else bootstrap.
-    Paired differences are never proportions, even when every one of them is 0."""
+    Paired differences and ranks are never proportions, even when every value is 0 or 1."""
     x = np.asarray(values, dtype=np.float64)
     if x.size == 0 or not np.all(np.isfinite(x)):
         raise ValueError("the measure produced no finite values")
@@ -140,7 +140,8 @@ def _quantile_with_inf(boots, tail):
 
 
 def crossing(xs: np.ndarray, level: float, rising: bool, interpolate: bool):
-    """The first x where a curve reaches `level` (from below if `rising`); +inf if it never does."""
+    """The first x where a curve is ≥ `level` (≤ unless `rising`); +inf if it never is. With
+    `interpolate`, the point between the last miss and the first hit where the line meets `level`."""
 
     def stat(ys):
         hit = ys >= level if rising else ys <= level
