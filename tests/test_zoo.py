@@ -1,0 +1,50 @@
+"""The zoo: shipped models load, are small, carry cards; the training loop runs (one quick smoke)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from circuitcheck import models
+from circuitcheck.zoo.train import SPECS, train
+
+NAMES = models.zoo_names()
+
+
+def test_every_trainable_model_is_shipped():
+    assert sorted(SPECS) == NAMES == ["induction", "max-of-list"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_shipped_model_is_small_documented_and_loads(name):
+    d = models.ZOO_DIR / name
+    assert (d / "model.safetensors").stat().st_size < 1_000_000
+    card = (d / "card.md").read_text()
+    for text in ("## Held-out evaluation", "accuracy **", f"python -m circuitcheck.zoo train {name}", "## Training"):
+        assert text in card
+    held_out = json.loads((d / "config.json").read_text())
+    model = models.load(models.ModelSource("zoo", name))
+    assert model.cfg.n_layers == held_out["config"]["n_layers"]
+
+
+def test_max_of_list_model_really_computes_the_maximum():
+    from circuitcheck.prompts import max_of_list
+
+    model = models.load(models.ModelSource("zoo", "max-of-list"))
+    ps = max_of_list(500, seed=999)
+    with torch.inference_mode():
+        pred = model(torch.as_tensor(ps.tokens))[:, -1].argmax(-1).numpy()
+    assert (pred == ps.target_tok[:, 0]).mean() > 0.98
+
+
+def test_training_loop_smoke(tmp_path):
+    metrics = train("max-of-list", steps=20, out=tmp_path, measure=False)
+    assert {p.name for p in tmp_path.iterdir()} >= {"model.safetensors", "config.json", "card.md"}
+    assert metrics["steps"] == 20
+    models.load(models.ModelSource("native", str(tmp_path / "config.json"), str(tmp_path / "model.safetensors")))
+
+
+def test_short_runs_never_overwrite_the_shipped_models():
+    with pytest.raises(ValueError, match="--out"):
+        train("max-of-list", steps=5)
