@@ -158,7 +158,9 @@ def template(n: int, seed: int, text: str, answer: str, slots: dict[str, list | 
              distinct: bool = True) -> PromptSet:
     """A template of space-separated tokens with `{SLOT}`s filled at random (seed 001).
 
-    Tokens are integers, or names from `vocab`. Each slot's first occurrence is a position named
+    Tokens are integers, or names from `vocab`. Slot values are a list or a range `"1..63"`; with
+    `distinct`, the slots of one prompt get different values, drawn in the order `slots` lists them,
+    so two templates with the same slots and seed draw the same values. Each slot's first occurrence is a position named
     after it, later ones `SLOT#2`, `SLOT#3`. The answer (a slot or a token) is predicted at the
     last position.
     """
