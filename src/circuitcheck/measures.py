@@ -216,8 +216,8 @@ def row_masses(pattern: torch.Tensor, tokens: torch.Tensor, window: int) -> dict
     t = pattern.shape[-1]
     q = torch.arange(t)[:, None]
     k = torch.arange(t)[None, :]
-    prev = ((q - k >= 1) & (q - k <= window)).to(pattern.dtype)
-    ind = detection_pattern(tokens, "induction").to(pattern.dtype)
+    prev = ((q - k >= 1) & (q - k <= window)).to(pattern)
+    ind = detection_pattern(tokens, "induction").to(pattern)
     return {"inactive": pattern[..., 0], "previous": (pattern * prev).sum(-1), "induction": (pattern * ind).sum(-1),
             "previous+induction": (pattern * torch.clamp(prev + ind, max=1)).sum(-1)}
 
