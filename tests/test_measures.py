@@ -88,3 +88,52 @@ def test_dla_of_one_head_by_hand(tiny_no_ln_model, ps):
     rows = np.arange(ps.n)[:, None]
     expected = torch.einsum("nkd,nkd->nk", z[rows, ps.target_pos, 2] @ w_o, w_u.T[ps.target_tok]).mean(-1)
     assert np.allclose(M.dla(tiny_no_ln_model, run.cache, ps, "L0H2", share=False), expected.numpy(), atol=1e-4)
+
+
+# ---------------------------------------------------------------- the issue-4 measures, by hand
+def test_similarity_is_the_mean_pairwise_cosine(tiny_model):
+    from circuitcheck.spec import Similarity
+
+    variants = [P.max_of_list(20, seed=3, max_at=k) for k in range(3)]
+    runs = [Runs(tiny_model, ps).clean({"blocks.1.hook_resid_post", "blocks.1.attn.hook_z"}) for ps in variants]
+    spec = Similarity(hook="blocks.1.hook_resid_post", at="ANS", variants=[{}, {}])
+    acts = [M.activation(spec, r.cache, ps, tiny_model) for r, ps in zip(runs, variants)]
+    got = M.similarity(acts)
+    with torch.inference_mode():
+        rows = [tiny_model.run_with_cache(torch.as_tensor(ps.tokens))[1]["blocks.1.hook_resid_post"][:, 5].double()
+                for ps in variants]
+    cos = lambda a, b: (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1))  # noqa: E731
+    expected = (cos(rows[0], rows[1]) + cos(rows[0], rows[2]) + cos(rows[1], rows[2])) / 3
+    assert np.allclose(got, expected.numpy(), atol=1e-6)
+    head_out = Similarity(hook="head_out", head="L1H2", at="ANS", variants=[{}, {}])
+    z = runs[0].cache["blocks.1.attn.hook_z"][:, 5, 2].double()
+    assert torch.allclose(M.activation(head_out, runs[0].cache, variants[0], tiny_model),
+                          z @ tiny_model.W_O[1, 2].detach().double())
+
+
+def test_row_classes_by_hand(tiny_model, ps, clean):
+    pattern = clean.cache["blocks.1.attn.hook_pattern"][:, 3].double()
+    labels = M.classify_rows(pattern, torch.as_tensor(ps.tokens), mass=0.5, window=2)
+    for i in range(3):
+        for q in range(ps.seq_len):
+            row, tok = pattern[i, q], ps.tokens[i]
+            prev = row[max(0, q - 2):q].sum().item()
+            ind = sum(row[k].item() for k in range(1, q + 1) if tok[q] == tok[k - 1])
+            union = sum(row[k].item() for k in range(q + 1) if (1 <= q - k <= 2) or (k >= 1 and tok[q] == tok[k - 1]))
+            expected = ("inactive" if row[0] >= 0.5 else "previous" if prev >= 0.5 else "induction" if ind >= 0.5
+                        else "previous+induction" if union >= 0.5 else "unknown")
+            assert labels[i, q] == expected, (i, q)
+
+
+def test_ov_norm_from_the_weights(tiny_no_ln_model):
+    m = tiny_no_ln_model
+    got = M.ov_norm(m, "L0H1", [3, 7])
+    for value, t in zip(got, [3, 7]):
+        v = (m.W_E[t] @ m.W_V[0, 1] + m.b_V[0, 1]) @ m.W_O[0, 1]
+        assert value == pytest.approx(v.norm().item(), rel=1e-5)
+
+
+def test_condition_selects_prompts_by_tokens():
+    ps = P.max_of_list(50, seed=1)
+    assert np.array_equal(M.condition("tok[1] > tok[2]", ps), ps.tokens[:, 1] > ps.tokens[:, 2])
+    assert np.array_equal(M.condition("tok[argmax] == 9", ps), ps.target_tok[:, 0] == 9)

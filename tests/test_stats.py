@@ -50,3 +50,37 @@ def test_judge_and_settle():
 ])
 def test_quantifiers_combine_case_verdicts(q, verdicts, expected):
     assert combine(q, verdicts) == expected
+
+
+def test_crossing_slope_and_r2_by_hand():
+    xs = np.array([0.0, 0.5, 1.0, 2.0])
+    ys = np.array([0.1, 0.3, 0.7, 0.9])
+    assert S.crossing(xs, 0.5, True, True)(ys) == pytest.approx(0.75)  # halfway between 0.5 and 1.0
+    assert S.crossing(xs, 0.5, True, False)(ys) == 1.0
+    assert S.crossing(xs, 0.95, True, True)(ys) == float("inf")
+    assert S.crossing(xs, 0.2, False, True)(ys[::-1]) == pytest.approx(1.5)  # 0.3 at x=1, 0.1 at x=2
+    slope, intercept = np.polyfit(xs, ys, 1)
+    assert S.slope(xs)(ys) == pytest.approx(slope)
+    fit = slope * xs + intercept
+    assert S.r2(xs)(ys) == pytest.approx(1 - ((ys - fit) ** 2).sum() / ((ys - ys.mean()) ** 2).sum())
+
+
+def test_curve_interval_covers_a_known_crossing_and_is_deterministic():
+    xs = np.linspace(0, 1, 6)
+    stat = S.crossing(xs, 0.5, True, True)
+    covered = 0
+    for seed in range(20):  # P(1) = x, so the true crossing of 0.5 is at x = 0.5
+        matrix = (np.random.default_rng(seed).random((6, 500)) < xs[:, None]).astype(float)
+        e = S.curve(matrix, stat, 0.95, 3, "crossing")
+        covered += e.low <= 0.5 <= e.high
+    assert covered >= 16  # a 95% interval: 19 expected, 16 or fewer has probability under 2%
+    assert e == S.curve(matrix, stat, 0.95, 3, "crossing")
+
+
+def test_two_sample_contrast():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(1.0, 1, 300), rng.normal(0.4, 1, 200)
+    e = S.contrast(a, b, 0.95, 0)
+    half = 1.96 * np.sqrt(1 / 300 + 1 / 200)  # the normal-theory half-width for unit variances
+    assert e.statistic == pytest.approx(a.mean() - b.mean())
+    assert e.low < e.statistic < e.high and (e.high - e.low) / 2 == pytest.approx(half, rel=0.15)
