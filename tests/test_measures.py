@@ -135,5 +135,5 @@ def test_ov_norm_from_the_weights(tiny_no_ln_model):
 
 def test_condition_selects_prompts_by_tokens():
     ps = P.max_of_list(50, seed=1)
-    assert np.array_equal(M.condition("tok[1] > tok[2]", ps), ps.tokens[:, 1] > ps.tokens[:, 2])
-    assert np.array_equal(M.condition("tok[argmax] == 9", ps), ps.target_tok[:, 0] == 9)
+    assert np.array_equal(P.condition("tok[1] > tok[2]", ps), ps.tokens[:, 1] > ps.tokens[:, 2])
+    assert np.array_equal(P.condition("tok[argmax] == 9", ps), ps.target_tok[:, 0] == 9)

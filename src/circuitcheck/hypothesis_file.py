@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from . import models, prompts
-from .spec import Claim, HypothesisFile, Intervention, Measure, PromptSpec, parse_head
+from .spec import Claim, HypothesisFile, Intervention, Measure, PromptSpec, parse_head, patch_hook_name
 
 PATTERN = "*.hyp.yaml"
 
@@ -390,11 +391,21 @@ def _check_claim(loaded: LoadedFile, tree, loc, claim: Claim, cases: list[Case])
             _case_prompts(loaded, tree, loc + ("measure", "similarity", "variants"), None, spec)
         if claim.where is not None:
             _check_where(loaded, tree, loc, claim.where, ps)
+        for i, iv in enumerate(case.under):
+            if iv.patch is not None:
+                sloc = loc + ("under", i, "patch", "source")
+                src = _case_prompts(loaded, tree, sloc, None, iv.patch.source)
+                if src.tokens.shape != ps.tokens.shape:
+                    raise HypothesisError(path, locate(tree, sloc), _field(sloc),
+                                          f"patch source prompts have shape {src.tokens.shape}, the claim's prompts "
+                                          f"{ps.tokens.shape}", "patching needs the same number and length of prompts")
         for where, value, what in _references(case):
             sub = loc + where
             try:
                 if what == "head":
                     _check_head(loaded, value)
+                elif what == "hook":
+                    _check_hook(loaded, value)
                 else:
                     prompts.position(ps, value)
             except (prompts.PromptError, ValueError) as exc:
@@ -420,10 +431,8 @@ def variant_specs(case: Case) -> list[PromptSpec]:
 
 
 def _check_where(loaded, tree, loc, where, ps):
-    from .measures import condition
-
     try:
-        mask = condition(where, ps)
+        mask = prompts.condition(where, ps)
     except prompts.PromptError as exc:
         raise HypothesisError(loaded.path, locate(tree, loc + ("where",)), _field(loc + ("where",)), str(exc),
                               exc.hint) from None
@@ -440,6 +449,23 @@ def _quantifier_heads(sets):
                 yield from (((name, i, j), h) for j, h in enumerate(item))
             else:
                 yield (name, i), item
+
+
+HOOK = re.compile(r"^(hook_embed|hook_pos_embed|ln_final\.hook_(in|out)|blocks\.(\d+)\.(hook_(resid_pre|resid_mid|"
+                  r"resid_post|attn_out|mlp_out|attn_in|in|out)|attn\.hook_(q|k|v|z|pattern)))$")
+
+
+def _check_hook(loaded: LoadedFile, name: str):
+    m = HOOK.match(name)
+    if not m:
+        raise prompts.PromptError(
+            f"unknown hook {name!r}",
+            "use blocks.<layer>.hook_resid_pre / hook_resid_post / hook_attn_out, blocks.<layer>.attn.hook_z / "
+            "hook_pattern / hook_q / hook_k / hook_v, hook_embed, hook_pos_embed, or the short forms of the measure")
+    layer = m.group(3)
+    if layer is not None and loaded.n_layers is not None and int(layer) >= loaded.n_layers:
+        raise prompts.PromptError(f"hook {name!r} is in layer {layer}, but the model has {loaded.n_layers} layers",
+                                  f"layers are numbered 0..{loaded.n_layers - 1}")
 
 
 def _mentions(claim: Claim, text: str) -> bool:
@@ -469,6 +495,8 @@ def _references(case: Case):
         for name in ("from_", "to"):
             if getattr(body, name, None) is not None:
                 yield base + (name.rstrip("_"),), getattr(body, name), "position"
+        if kind == "patch":
+            yield base + ("hook",), patch_hook_name(body), "hook"
         at = getattr(body, "at", None)
         for j, p in enumerate(at if isinstance(at, list) else ([] if at is None else [at])):
             yield base + ("at", j) if isinstance(at, list) else base + ("at",), p, "position"
@@ -482,6 +510,8 @@ def _references(case: Case):
     for name in ("from_", "to", "at"):
         if getattr(body, name, None) is not None:
             yield base + (name.rstrip("_"),), getattr(body, name), "position"
+    if m.similarity is not None and m.similarity.hook not in ("z", "pattern", "head_out"):
+        yield base + ("hook",), m.similarity.hook, "hook"
     if m.row_class is not None and m.row_class.rows != "all":
         rows = m.row_class.rows
         for j, p in enumerate(rows if isinstance(rows, list) else rows.split("..")):

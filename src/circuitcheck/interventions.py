@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from . import prompts as P
-from .spec import Intervention, parse_head
+from .spec import Intervention, parse_head, patch_hook_name
 
 
 @dataclass
@@ -186,14 +186,6 @@ def scale_attention(body, ctx: Context):
 
     base = f"blocks.{layer}.attn"
     return [(f"{base}.hook_q", keep("q")), (f"{base}.hook_k", keep("k")), (pattern_name(layer), edit)]
-
-
-PATCH_HOOKS = {"resid_pre": "blocks.{}.hook_resid_pre", "resid_post": "blocks.{}.hook_resid_post",
-               "attn_out": "blocks.{}.hook_attn_out", "z": "blocks.{}.attn.hook_z"}
-
-
-def patch_hook_name(body) -> str:
-    return PATCH_HOOKS[body.hook].format(body.layer) if body.hook in PATCH_HOOKS else body.hook
 
 
 def patch_key(body) -> tuple:

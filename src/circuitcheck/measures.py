@@ -163,21 +163,6 @@ def _final_ln(model, cache, rows, pos):
     return apply
 
 
-# ---------------------------------------------------------------- conditions on prompts
-def condition(where: str, prompts: P.PromptSet) -> np.ndarray:
-    """The prompts where `tok[A] OP tok[B]` (or `tok[A] OP 7`) holds, as a boolean mask."""
-    import operator
-    import re
-
-    ops = {"==": operator.eq, "!=": operator.ne, "<=": operator.le, ">=": operator.ge, "<": operator.lt,
-           ">": operator.gt}
-    m = re.fullmatch(r"\s*tok\[([^\]]+)\]\s*(==|!=|<=|>=|<|>)\s*(?:tok\[([^\]]+)\]|(-?\d+))\s*", where)
-    rows = np.arange(prompts.n)
-    left = prompts.tokens[rows, P.position(prompts, m[1].strip())]
-    right = prompts.tokens[rows, P.position(prompts, m[3].strip())] if m[3] else int(m[4])
-    return ops[m[2]](left, right)
-
-
 # ---------------------------------------------------------------- similarity across variants
 def similarity_hook(s) -> str:
     if s.hook in ("z", "pattern", "head_out"):

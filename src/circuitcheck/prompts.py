@@ -89,6 +89,19 @@ def position(prompts: PromptSet, expr: str | int) -> np.ndarray:
     return idx
 
 
+def condition(where: str, prompts: PromptSet) -> np.ndarray:
+    """The prompts where `tok[A] OP tok[B]` (or `tok[A] OP 7`) holds, as a boolean mask."""
+    import operator
+
+    ops = {"==": operator.eq, "!=": operator.ne, "<=": operator.le, ">=": operator.ge, "<": operator.lt,
+           ">": operator.gt}
+    m = re.fullmatch(r"\s*tok\[([^\]]+)\]\s*(==|!=|<=|>=|<|>)\s*(?:tok\[([^\]]+)\]|(-?\d+))\s*", where)
+    rows = np.arange(prompts.n)
+    left = prompts.tokens[rows, position(prompts, m[1].strip())]
+    right = prompts.tokens[rows, position(prompts, m[3].strip())] if m[3] else int(m[4])
+    return ops[m[2]](left, right)
+
+
 def _finish(tokens, positions, target_pos, target_tok, source, **extra) -> PromptSet:
     n, seq = tokens.shape
     positions = {"first": np.zeros(n, np.int64), "last": np.full(n, seq - 1), **positions}

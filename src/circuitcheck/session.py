@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from . import hypothesis_file as H
-from . import models
+from . import models, prompts
 from .plan import Plan
 from .verdict import ERROR, CaseResult, Result, combine, judge
 
@@ -128,9 +128,7 @@ class Session:
                                 lambda level, h=holds, v=value: S.exact(float(h), len(v), _order_text(v, case))))
                 continue
             if claim.where is not None:
-                from .measures import condition
-
-                mask = condition(claim.where, self._runs(loaded, case.prompts).prompts)
+                mask = prompts.condition(claim.where, self._runs(loaded, case.prompts).prompts)
                 if expect.contrast is not None:
                     a, b = value[mask], value[~mask]
                     se = math.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)

@@ -101,6 +101,15 @@ class Patch(Strict):
 INTERVENTIONS = ("ablate", "keep_only", "scale_attention", "patch")
 
 
+PATCH_HOOKS = {"resid_pre": "blocks.{}.hook_resid_pre", "resid_post": "blocks.{}.hook_resid_post",
+               "attn_out": "blocks.{}.hook_attn_out", "z": "blocks.{}.attn.hook_z"}
+
+
+def patch_hook_name(body: "Patch") -> str:
+    """The full hook name a patch writes to (`resid_pre` at layer 1 -> `blocks.1.hook_resid_pre`)."""
+    return PATCH_HOOKS[body.hook].format(body.layer) if body.hook in PATCH_HOOKS else body.hook
+
+
 class Intervention(Strict):
     ablate: Ablate | None = None
     keep_only: KeepOnly | None = None
