@@ -91,3 +91,27 @@ def test_library_works_without_pytest(hyp):
     results = {r.claim_id: r for r in check(hyp(TRUE_AND_FALSE))}
     assert results["random-model-is-bad"].verdict == "pass" and results["false-claim"].verdict == "fail"
     assert results["false-claim"].main.estimate.n == 120
+
+
+def test_select_by_model_name(pytester):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "hypotheses"
+    res = pytester.runpytest(str(root / "max_of_list.hyp.yaml"), str(root / "induction.hyp.yaml"),
+                             "-p", "no:cacheprovider", "-k", "max-of-list and ov-norms", "--cc-dtype", "float16")
+    res.assert_outcomes(passed=1)
+
+
+def test_a_files_dtype_wins_over_the_run_default(tmp_path):
+    from circuitcheck import check
+    from circuitcheck.session import Options
+
+    path = tmp_path / "f.hyp.yaml"
+    path.write_text(textwrap.dedent("""\
+        model: {zoo: max-of-list, dtype: float64}
+        prompts: {generator: max_of_list, n: 50}
+        claims:
+          - {id: exact, says: "runs in float64", measure: accuracy, expect: {at_least: 0.9}}
+        """))
+    (result,) = check(path, Options(dtype="float16"))
+    assert result.verdict == "pass" and result.load["dtype"] == "float64"

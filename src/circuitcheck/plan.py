@@ -14,7 +14,7 @@ from .spec import PromptSpec
 @dataclass
 class Group:
     source: ModelSource
-    dtype: str
+    dtype: str | None
     prompts: PromptSpec
     loaded: LoadedFile  # the first file naming this group: prompt paths are relative to it
     cases: list[tuple[Case, bool]] = field(default_factory=list)  # (case, compares with clean)
@@ -50,7 +50,8 @@ class Plan:
                     self.group(loaded, spec).cases.append((case, relative))
 
     def key(self, loaded: LoadedFile, spec: PromptSpec) -> tuple:
-        return (loaded.model_source, loaded.spec.model.dtype, prompts_key(loaded.path, spec))
+        m = loaded.spec.model
+        return (loaded.model_source, m.dtype, m.device, prompts_key(loaded.path, spec))
 
     def group(self, loaded: LoadedFile, spec: PromptSpec) -> Group:
         k = self.key(loaded, spec)

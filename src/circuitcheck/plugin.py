@@ -27,8 +27,8 @@ def pytest_addoption(parser):
                 help="what an inconclusive claim does (default: fail)")
     g.addoption("--cc-require-models", action="store_true",
                 help="fail, instead of skip, claims whose model is not available (for CI)")
-    g.addoption("--cc-device", default="cpu", help="torch device for every model (default: cpu)")
-    g.addoption("--cc-dtype", default=None, help="override each file's model dtype (float32, float64, ...)")
+    g.addoption("--cc-device", default="cpu", help="torch device where a file names none (default: cpu)")
+    g.addoption("--cc-dtype", default="float32", help="model dtype where a file names none (default: float32)")
     g.addoption("--cc-batch-size", type=int, default=1024, help="prompts per forward pass (default: 1024)")
 
 
@@ -36,6 +36,7 @@ def pytest_configure(config):
     for k in KINDS:
         config.addinivalue_line("markers", f"{k}: circuitcheck claims of kind {k}")
     config.addinivalue_line("markers", "circuitcheck: every hypothesis-file claim")
+    config.addinivalue_line("markers", "xdist_group(name): claims of one model go to one pytest-xdist worker")
     options = Options(config.getoption("cc_device"), config.getoption("cc_dtype"), config.getoption("cc_batch_size"))
     config.stash[SESSION] = Session(options)
     config.stash[RESULTS] = []
@@ -60,6 +61,7 @@ class HypothesisFile(pytest.File):
         self.config.addinivalue_line("markers", f"{model}: claims on model {loaded.model_source.describe()}")
         for lc in loaded.claims:
             item = ClaimItem.from_parent(self, name=lc.claim.id, loaded=loaded, line=lc.line)
+            item.extra_keyword_matches.add(loaded.model_source.ref)  # `-k max-of-list` selects by model
             for mark in {"circuitcheck", model, *_kinds(lc.claim), *lc.claim.marks}:
                 item.add_marker(mark)
             item.add_marker(pytest.mark.xdist_group(name=model))

@@ -21,8 +21,10 @@ from .verdict import ERROR, CaseResult, Result, combine, judge
 
 @dataclass(frozen=True)
 class Options:
+    """Run-wide defaults; a file's own `model: {device, dtype}` wins over them."""
+
     device: str = "cpu"
-    dtype: str | None = None  # overrides every file's model.dtype
+    dtype: str = "float32"
     batch_size: int = 1024
 
 
@@ -62,7 +64,8 @@ class Session:
 
     # ------------------------------------------------------------ running
     def load_options(self, loaded: H.LoadedFile) -> models.LoadOptions:
-        return models.LoadOptions(_device(self.options.device), self.options.dtype or loaded.spec.model.dtype)
+        m = loaded.spec.model
+        return models.LoadOptions(_device(m.device or self.options.device), m.dtype or self.options.dtype)
 
     def model(self, loaded: H.LoadedFile):
         return models.load(loaded.model_source, self.load_options(loaded))
@@ -75,7 +78,7 @@ class Session:
         if k not in self.runs:
             group = self.plan.groups[k]
             model = self.model(loaded)
-            ps = H.prompt_set(group.loaded, k[2], spec)
+            ps = H.prompt_set(group.loaded, k[-1], spec)
             runs = Runs(model, ps, loaded.spec.seed, self.options.batch_size,
                         source_prompts=lambda s: H.build_prompts(group.loaded.path, s))
             clean, planned = group.needs(model.cfg)

@@ -38,7 +38,9 @@ class ModelSpec(Strict):
     native: "NativeSpec | None" = None
     hf: str | None = Field(None, description="a Hugging Face name or local directory")
     factory: str | None = Field(None, pattern=r"^[\w.]+:\w+$", description="package.module:function returning a model")
-    dtype: Literal["float32", "float64", "bfloat16", "float16"] = "float32"
+    dtype: Literal["float32", "float64", "bfloat16", "float16"] | None = Field(
+        None, description="this file's dtype; wins over --cc-dtype (default float32)")
+    device: str | None = Field(None, description="this file's device (cpu, cuda, cuda:1); wins over --cc-device")
 
     @model_validator(mode="before")
     @classmethod
