@@ -115,3 +115,11 @@ def test_a_files_dtype_wins_over_the_run_default(tmp_path):
         """))
     (result,) = check(path, Options(dtype="float16"))
     assert result.verdict == "pass" and result.load["dtype"] == "float64"
+
+
+def test_xdist_keeps_a_models_claims_on_one_worker_and_prints_the_table(pytester, hyp):
+    path = hyp(TRUE_AND_FALSE, prompts="{generator: max_of_list, n: 60, seed: 1}")
+    res = pytester.runpytest_subprocess(str(path), "-p", "no:cacheprovider", "-n", "2", "--dist", "loadgroup")
+    res.assert_outcomes(passed=1, failed=1)
+    out = res.stdout.str()
+    assert "circuitcheck claims" in out and "t.hyp.yaml::false-claim" in out and "INTERNALERROR" not in out

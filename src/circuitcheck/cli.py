@@ -57,7 +57,7 @@ def _check(files) -> int:
             continue
         session.add(loaded)
         results += [session.result(loaded.path, lc.claim.id) for lc in loaded.claims]
-    print("\n".join(report.table(results)))
+    print("\n".join(report.table([dict(report.properties(r)) for r in results])))
     return 1 if failed or any(r.verdict != "pass" for r in results) else 0
 
 

@@ -17,7 +17,7 @@ from .spec import INTERVENTIONS, MEASURES
 from .verdict import INCONCLUSIVE, PASS
 
 SESSION = pytest.StashKey[Session]()
-RESULTS = pytest.StashKey[list]()
+CLAIMS: list[dict] = []  # each claim's numbers, gathered from reports (they also arrive from xdist workers)
 KINDS = MEASURES + INTERVENTIONS + ("quantified", "sweep")
 
 
@@ -39,7 +39,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "xdist_group(name): claims of one model go to one pytest-xdist worker")
     options = Options(config.getoption("cc_device"), config.getoption("cc_dtype"), config.getoption("cc_batch_size"))
     config.stash[SESSION] = Session(options)
-    config.stash[RESULTS] = []
+    CLAIMS.clear()
 
 
 def pytest_collect_file(file_path: Path, parent):
@@ -94,7 +94,6 @@ class ClaimItem(pytest.Item):
             if self.config.getoption("cc_require_models"):
                 raise ClaimFailed(None) from exc
             pytest.skip(f"model not available: {exc}")
-        self.config.stash[RESULTS].append(result)
         self.user_properties.extend(report.properties(result))
         if result.verdict == PASS:
             return
@@ -113,9 +112,16 @@ class ClaimItem(pytest.Item):
         return self.path, self.line - 1, f"claim {self.name}"
 
 
+def pytest_runtest_logreport(report):
+    """Collect each claim's numbers from its report, so the table works under pytest-xdist too."""
+    props = dict(report.user_properties)
+    if report.when == "call" and "claim" in props:
+        CLAIMS.append(props)
+
+
 def pytest_terminal_summary(terminalreporter, config):
-    results = config.stash.get(RESULTS, [])
-    if results:
+    if CLAIMS:
         terminalreporter.section("circuitcheck claims")
-        for line in report.table(results):
+        for line in report.table(CLAIMS):
             terminalreporter.write_line(line)
+        CLAIMS.clear()

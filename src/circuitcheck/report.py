@@ -49,17 +49,19 @@ def describe(result: Result) -> str:
 
 
 def properties(result: Result) -> list[tuple[str, object]]:
-    """Numbers for JUnit XML (pytest `user_properties`)."""
-    c = result.main
-    if c is None:
-        return [("verdict", result.verdict), ("error", result.error)]
-    props = [("verdict", result.verdict), ("value", c.estimate.statistic), ("ci_low", c.estimate.low),
-             ("ci_high", c.estimate.high), ("ci_level", c.estimate.level), ("n", c.estimate.n),
-             ("method", c.estimate.method), ("expected", result.expected), ("seed", result.seed),
-             ("model", result.model), ("load", str(result.load))]
+    """Numbers for JUnit XML (pytest `user_properties`): of the claim's worst case, then every case."""
+    props = [("claim", f"{result.path.split('/')[-1]}::{result.claim_id}"), ("verdict", result.verdict),
+             ("expected", result.expected)]
+    if not result.cases:
+        return props + [("error", result.error)]
+    c = worst(result.cases)
+    props += [("value", c.estimate.statistic), ("ci_low", c.estimate.low), ("ci_high", c.estimate.high),
+              ("ci_level", c.estimate.level), ("n", c.estimate.n), ("method", c.estimate.method),
+              ("cases", len(result.cases)), ("seed", result.seed), ("model", result.model), ("load", str(result.load))]
     if len(result.cases) > 1:
         props += [(f"case[{x.label}]", f"{x.verdict} {x.estimate.statistic:.4g} {interval(x)}") for x in result.cases]
-    return props
+    # plain Python values: pytest-xdist sends them between processes and cannot serialise numpy scalars
+    return [(k, float(v) if hasattr(v, "dtype") else v) for k, v in props]
 
 
 def worst(cases: list[CaseResult]) -> CaseResult:
@@ -73,16 +75,15 @@ def worst(cases: list[CaseResult]) -> CaseResult:
     return min(cases, key=lambda c: (rank.get(c.verdict, 0), margin(c)))
 
 
-def table(results: list[Result]) -> list[str]:
-    """One line per claim: verdict, id, value, interval, expectation."""
+def table(claims: list[dict]) -> list[str]:
+    """One line per claim, from its `properties`: verdict, claim, value, interval, expectation, n."""
     rows = [("verdict", "claim", "value", "CI", "expected", "n")]
-    for r in results:
-        if r.main is None:
-            rows.append((r.verdict.upper(), f"{r.path.split('/')[-1]}::{r.claim_id}", "-", "-", r.expected, "-"))
+    for p in claims:
+        if "value" not in p:
+            rows.append((p["verdict"].upper(), p["claim"], "-", "-", p["expected"], "-"))
             continue
-        c = worst(r.cases)
-        value = _num(c.estimate.statistic) + ("" if len(r.cases) == 1 else f" (worst of {len(r.cases)})")
-        rows.append((r.verdict.upper(), f"{r.path.split('/')[-1]}::{r.claim_id}", value, interval(c),
-                     r.expected, str(c.estimate.n)))
+        cases = "" if p["cases"] == 1 else f" (worst of {p['cases']})"
+        rows.append((p["verdict"].upper(), p["claim"], _num(p["value"]) + cases,
+                     f"[{_num(p['ci_low'])}, {_num(p['ci_high'])}]", p["expected"], str(p["n"])))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
