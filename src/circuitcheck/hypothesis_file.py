@@ -485,8 +485,7 @@ def _check_head(loaded: LoadedFile, head: str):
 def _references(case: Case):
     """(loc inside the claim, value, 'head' | 'position') for every head and position a case names."""
     for i, iv in enumerate(case.under):
-        kind = next(k for k in ("ablate", "keep_only", "scale_attention", "patch") if getattr(iv, k) is not None)
-        body = getattr(iv, kind)
+        kind, body = iv.kind, iv.body
         base = ("under", i, kind)
         for j, h in enumerate(getattr(body, "heads", None) or []):
             yield base + ("heads", j), h, "head"

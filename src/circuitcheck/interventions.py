@@ -38,10 +38,6 @@ def pattern_name(layer: int) -> str:
     return f"blocks.{layer}.attn.hook_pattern"
 
 
-def kind(iv: Intervention) -> str:
-    return next(k for k in ("ablate", "keep_only", "scale_attention", "patch") if getattr(iv, k) is not None)
-
-
 def all_heads(cfg) -> list[str]:
     return [f"L{layer}H{h}" for layer in range(cfg.n_layers) for h in range(cfg.n_heads)]
 
@@ -57,10 +53,8 @@ def clean_needs(under, cfg) -> set[str]:
     """Clean activations the interventions read (means and resamples of z)."""
     need = set()
     for iv in under:
-        k = kind(iv)
-        if k in ("ablate", "keep_only"):
-            body = getattr(iv, k)
-            if body.method in ("mean", "resample"):
+        if iv.kind in ("ablate", "keep_only"):
+            if iv.body.method in ("mean", "resample"):
                 need |= {z_name(parse_head(h)[0]) for h in ablated_heads(iv, cfg)}
     return need
 
@@ -68,10 +62,9 @@ def clean_needs(under, cfg) -> set[str]:
 def hooks(under, ctx: Context) -> list[tuple[str, callable]]:
     out = []
     for iv in under:
-        k = kind(iv)
-        if k in ("ablate", "keep_only"):
-            out += _ablate(ablated_heads(iv, ctx.cfg), getattr(iv, k).method, getattr(iv, k, None), ctx)
-        elif k == "scale_attention":
+        if iv.kind in ("ablate", "keep_only"):
+            out += _ablate(ablated_heads(iv, ctx.cfg), iv.body.method, getattr(iv.body, "at", None), ctx)
+        elif iv.kind == "scale_attention":
             out += scale_attention(iv.scale_attention, ctx)
         else:
             out += patch(iv.patch, ctx)
@@ -87,8 +80,8 @@ def _positions(at, ctx: Context):
     return torch.as_tensor(idx)
 
 
-def _ablate(heads, method, body, ctx: Context):
-    at = _positions(getattr(body, "at", None), ctx)
+def _ablate(heads, method, at, ctx: Context):
+    at = _positions(at, ctx)
     by_layer: dict[int, list[int]] = {}
     for h in heads:
         layer, head = parse_head(h)

@@ -73,7 +73,7 @@ def _mark_name(ref: str) -> str:
 
 
 def _kinds(claim) -> list[str]:
-    kinds = [claim.measure.kind] + [next(k for k in KINDS if getattr(iv, k, None) is not None) for iv in claim.under]
+    kinds = [claim.measure.kind] + [iv.kind for iv in claim.under]
     return kinds + (["quantified"] if claim.for_ else []) + (["sweep"] if claim.sweep else [])
 
 

@@ -120,9 +120,17 @@ class Intervention(Strict):
 
     @model_validator(mode="after")
     def _one(self):
-        if sum(v is not None for v in (self.ablate, self.keep_only, self.scale_attention, self.patch)) != 1:
-            raise ValueError("each intervention is one of: ablate, keep_only, scale_attention, patch")
+        if sum(getattr(self, k) is not None for k in INTERVENTIONS) != 1:
+            raise ValueError("each intervention is one of: " + ", ".join(INTERVENTIONS))
         return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in INTERVENTIONS if getattr(self, k) is not None)
+
+    @property
+    def body(self):
+        return getattr(self, self.kind)
 
 
 # ---------------------------------------------------------------- measures
@@ -308,7 +316,8 @@ class Expect(Region):
             return self.crosses.at
         if self.order is not None:
             return Region(at_least=0.5)  # the exact check scores 1 when the order holds
-        return getattr(self, self.relative or self.swept or "at_least") if (self.relative or self.swept) else self
+        kind = self.relative or self.swept
+        return getattr(self, kind) if kind else self
 
     def text(self) -> str:
         if self.crosses is not None:
