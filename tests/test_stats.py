@@ -55,14 +55,37 @@ def test_quantifiers_combine_case_verdicts(q, verdicts, expected):
 def test_crossing_slope_and_r2_by_hand():
     xs = np.array([0.0, 0.5, 1.0, 2.0])
     ys = np.array([0.1, 0.3, 0.7, 0.9])
-    assert S.crossing(xs, 0.5, True, True)(ys) == pytest.approx(0.75)  # halfway between 0.5 and 1.0
-    assert S.crossing(xs, 0.5, True, False)(ys) == 1.0
-    assert S.crossing(xs, 0.95, True, True)(ys) == float("inf")
-    assert S.crossing(xs, 0.2, False, True)(ys[::-1]) == pytest.approx(1.5)  # 0.3 at x=1, 0.1 at x=2
+    assert S.crossing(xs, 0.5, True, True)(ys)[0] == pytest.approx(0.75)  # halfway between 0.5 and 1.0
+    assert S.crossing(xs, 0.5, True, False)(ys)[0] == 1.0
+    assert S.crossing(xs, 0.95, True, True)(ys)[0] == float("inf")
+    assert S.crossing(xs, 0.2, False, True)(ys[::-1])[0] == pytest.approx(1.5)  # 0.3 at x=1, 0.1 at x=2
+    assert S.crossing(xs, 0.05, True, True)(ys)[0] == 0.0  # already above at the first point
     slope, intercept = np.polyfit(xs, ys, 1)
-    assert S.slope(xs)(ys) == pytest.approx(slope)
+    assert S.slope(xs)(ys)[0] == pytest.approx(slope)
     fit = slope * xs + intercept
-    assert S.r2(xs)(ys) == pytest.approx(1 - ((ys - fit) ** 2).sum() / ((ys - ys.mean()) ** 2).sum())
+    assert S.r2(xs)(ys)[0] == pytest.approx(1 - ((ys - fit) ** 2).sum() / ((ys - ys.mean()) ** 2).sum())
+
+
+def test_curve_statistics_take_many_curves_at_once():
+    xs = np.array([0.0, 0.5, 1.0, 2.0])
+    curves = np.random.default_rng(2).random((50, 4))
+    for stat, one in [(S.slope(xs), lambda ys: np.polyfit(xs, ys, 1)[0]),
+                      (S.r2(xs), lambda ys: S.r2(xs)(ys)[0]),
+                      (S.crossing(xs, 0.5, True, True), lambda ys: S.crossing(xs, 0.5, True, True)(ys)[0])]:
+        assert np.allclose(stat(curves), [one(c) for c in curves], rtol=1e-12)
+
+
+def test_bootstrap_agrees_with_scipy():
+    """Our BCa (the resampled means by one matrix product) against scipy.stats.bootstrap itself."""
+    from scipy import stats as sps
+
+    rng = np.random.default_rng(5)
+    for x in (rng.normal(0.3, 1, 400), rng.exponential(1, 57), (rng.random(200) < 0.3) * 1.0):
+        for level in (0.95, 0.995):
+            ours = S.bootstrap(x, level, 11)
+            ref = sps.bootstrap((x,), np.mean, confidence_level=level, n_resamples=S.N_RESAMPLES, method="BCa",
+                                rng=np.random.default_rng(11)).confidence_interval
+            assert (ours.low, ours.high) == pytest.approx((ref.low, ref.high), rel=1e-9, abs=1e-12)
 
 
 def test_curve_interval_covers_a_known_crossing_and_is_deterministic():

@@ -1,7 +1,7 @@
 """Hypothesis file → validated spec, with every error pointing at file, line and field.
 
-YAML is read with ruamel's round-trip loader: it keeps line numbers, refuses duplicate keys, and
-builds only maps, lists and scalars (no Python objects). Everything here runs without torch, so a
+YAML is read safely (maps, lists and scalars only, never Python objects), with the line of every
+key kept for error messages and duplicate keys refused (`yaml_lines`). Everything here runs without torch, so a
 bad head, position or key is reported at collection, before any model is loaded.
 """
 from __future__ import annotations
@@ -65,48 +65,29 @@ class LoadedFile:
 
 
 def read_yaml(path: Path):
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import MarkedYAMLError
+    from .yaml_lines import MarkedYAMLError, read
 
-    yaml = YAML(typ="rt")
-    yaml.allow_duplicate_keys = False
+    text = path.read_text()
     try:
-        return yaml.load(path.read_text())
+        return read(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        if exc.context_mark is not None and mark.line >= len(path.read_text().splitlines()):
+        if exc.context_mark is not None and mark.line >= len(text.splitlines()):
             mark = exc.context_mark  # "got <stream end>": point at what was left open instead
         problem = (exc.problem or exc.context or "").strip()
+        line = mark.line + 1 if mark else None
         if "duplicate key" in problem:
-            return _raise_duplicate(path, exc, mark)
-        raise HypothesisError(path, mark.line + 1 if mark else None, "", f"YAML syntax: {problem}",
-                              "check indentation and quoting near this line") from None
+            raise HypothesisError(path, line, "", f"YAML: {problem}",
+                                  "each key may appear once in a mapping; remove or rename one") from None
+        tab = mark is not None and text[mark.index:mark.index + 1] == "\t"
+        hint = "indent with spaces: YAML does not allow tabs" if tab else "check indentation and quoting near this line"
+        raise HypothesisError(path, line, "", f"YAML syntax: {problem}", hint) from None
 
 
-def _raise_duplicate(path, exc, mark):
-    raise HypothesisError(path, mark.line + 1 if mark else None, "", f"YAML: {exc.problem.strip()}",
-                          "each key may appear once in a mapping; remove or rename one") from None
+def locate(tree, loc) -> int | None:
+    from .yaml_lines import line_of
 
-
-def locate(node, loc) -> int | None:
-    """The 1-based line of the deepest part of `loc` that exists in the YAML tree."""
-    line = None
-    for part in loc:
-        lc = getattr(node, "lc", None)
-        try:
-            if isinstance(node, dict) and part in node:
-                line = lc.key(part)[0] + 1 if lc else line
-                node = node[part]
-            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-                line = lc.item(part)[0] + 1 if lc else line
-                node = node[part]
-            else:
-                break
-        except (KeyError, TypeError, AttributeError):
-            break
-    if line is None and getattr(node, "lc", None) is not None:
-        line = node.lc.line + 1
-    return line
+    return line_of(tree, loc)
 
 
 def _plain(node):

@@ -104,7 +104,7 @@ class Session:
         run = runs.run(under, M.needs(m, runs.model.cfg))
         return M.measure(m, run.logits, run.cache, runs.prompts, runs.model)
 
-    def _values(self, loaded, claim, case) -> tuple[np.ndarray, np.ndarray | None]:
+    def values(self, loaded, claim, case) -> tuple[np.ndarray, np.ndarray | None]:
         """Per-prompt values of a case; for drop/rise/change, the paired difference and the clean values."""
         value = self._measure(loaded, case, case.under)
         rel = claim.expect.relative
@@ -124,7 +124,7 @@ class Session:
             return [self._curve_row(loaded, ci, lc, bounds)]
         rows = []
         for case in lc.cases:
-            value, clean = self._values(loaded, claim, case)
+            value, clean = self.values(loaded, claim, case)
             if expect.order is not None:
                 holds = _order_holds(expect.order, case.measure.ov_norm.tokens, value)
                 rows.append(Row(ci, case.label, float(holds), 0.0, bounds,
@@ -150,7 +150,7 @@ class Session:
         from . import stats as S
 
         claim, seed = lc.claim, loaded.spec.seed
-        matrix = np.stack([self._values(loaded, claim, c)[0] for c in lc.cases])
+        matrix = np.stack([self.values(loaded, claim, c)[0] for c in lc.cases])
         xs = np.array([float(c.value) for c in lc.cases])
         expect, name = claim.expect, next(iter(claim.sweep))
         if expect.crosses is not None:

@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -58,21 +59,47 @@ def wilson(k: int, n: int, level: float) -> Estimate:
 
 
 def bootstrap(x: np.ndarray, level: float, seed: int) -> Estimate:
-    from scipy import stats as sps
+    """BCa bootstrap of the mean; the same draws and formulas as `scipy.stats.bootstrap(method="BCa")`,
+    so the intervals agree with scipy's, but the resampled means come from one matrix product."""
+    from scipy.special import ndtr, ndtri
 
     mean, sd = float(x.mean()), float(x.std(ddof=1)) if x.size > 1 else 0.0
     if np.ptp(x) == 0:
         return Estimate(mean, mean, mean, level, x.size, "constant (every prompt gave the same value)", 0.0)
-    rng = np.random.default_rng(seed)
+    boots = resampled_means(x[:, None], seed)[:, 0]
+    alpha = (1 - level) / 2
+    z0 = ndtri(((boots < mean).sum() + (boots <= mean).sum()) / (2 * boots.size))
+    loo = (x.sum() - x) / (x.size - 1)  # jackknife means, for the acceleration
+    d = loo.mean() - loo
+    accel = (d ** 3).sum() / (6 * ((d ** 2).sum()) ** 1.5)
+    qs = [ndtr(z0 + (z0 + z) / (1 - accel * (z0 + z))) for z in (ndtri(alpha), -ndtri(alpha))]
     method = "BCa"
-    res = sps.bootstrap((x,), np.mean, confidence_level=level, n_resamples=N_RESAMPLES, method="BCa", rng=rng)
-    low, high = res.confidence_interval
-    if not (np.isfinite(low) and np.isfinite(high)):
-        method = "percentile"
-        res = sps.bootstrap((x,), np.mean, confidence_level=level, n_resamples=N_RESAMPLES,
-                            method="percentile", rng=np.random.default_rng(seed))
-        low, high = res.confidence_interval
+    if not np.all(np.isfinite(qs)):
+        method, qs = "percentile", [alpha, 1 - alpha]
+    low, high = np.quantile(boots, qs)
     return Estimate(mean, float(low), float(high), level, x.size, f"{method} bootstrap ({N_RESAMPLES} resamples)", sd)
+
+
+def resampled_means(columns: np.ndarray, seed: int) -> np.ndarray:
+    """[N_RESAMPLES, k]: the column means of each bootstrap resample of the rows (prompts) of
+    `columns` [n, k]. The draws are scipy.stats.bootstrap's for this seed; they are shared by every
+    quantity over the same n prompts, so they are drawn once and kept as counts."""
+    n = columns.shape[0]
+    return _counts(n, seed) @ columns / n  # sum, then divide: ties land where scipy's means land
+
+
+@functools.lru_cache(maxsize=4)
+def _counts(n: int, seed: int) -> np.ndarray:
+    """[N_RESAMPLES, n]: how often each prompt appears in each resample."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((N_RESAMPLES, n))
+    block = max(1, 2 ** 22 // n)  # the draws are made in blocks to bound memory; the stream is the same
+    for start in range(0, N_RESAMPLES, block):
+        rows = min(block, N_RESAMPLES - start)
+        idx = rng.integers(0, n, size=(rows, n)) + (np.arange(rows) * n)[:, None]
+        out[start:start + rows] = np.bincount(idx.ravel(), minlength=rows * n).reshape(rows, n)
+    out.flags.writeable = False
+    return out
 
 
 def p_inside(value: float, se: float, lo: float, hi: float) -> float:
@@ -120,11 +147,10 @@ def contrast(a: np.ndarray, b: np.ndarray, level: float, seed: int) -> Estimate:
 
 def curve(matrix: np.ndarray, statistic, level: float, seed: int, what: str) -> Estimate:
     """A statistic of the mean curve (one row per sweep point, one column per prompt), with a
-    percentile bootstrap over prompts (the same resample of prompt indices at every point)."""
-    point = statistic(matrix.mean(1))
+    percentile bootstrap over prompts (the same resample of prompts at every point)."""
+    point = statistic(matrix.mean(1)[None])[0]
     n = matrix.shape[1]
-    idx = np.random.default_rng(seed).integers(0, n, size=(N_RESAMPLES // 2, n))
-    boots = np.array([statistic(matrix[:, i].mean(1)) for i in idx])
+    boots = statistic(resampled_means(matrix.T, seed))
     tail = (1 - level) / 2
     low, high = np.quantile(boots, [tail, 1 - tail], method="linear") if np.all(np.isfinite(boots)) else \
         _quantile_with_inf(boots, tail)
@@ -139,32 +165,48 @@ def _quantile_with_inf(boots, tail):
     return s[int(math.floor(tail * (k - 1)))], s[int(math.ceil((1 - tail) * (k - 1)))]
 
 
+# Curve statistics take curves as rows ([curves, points]) and give one value per curve, so that
+# every bootstrap resample is handled in one array operation.
 def crossing(xs: np.ndarray, level: float, rising: bool, interpolate: bool):
     """The first x where a curve is ≥ `level` (≤ unless `rising`); +inf if it never is. With
     `interpolate`, the point between the last miss and the first hit where the line meets `level`."""
 
     def stat(ys):
+        ys = np.atleast_2d(ys)
         hit = ys >= level if rising else ys <= level
-        if not hit.any():
-            return float("inf")
-        i = int(np.argmax(hit))
-        if i == 0 or not interpolate:
-            return float(xs[i])
-        y0, y1 = ys[i - 1], ys[i]
-        return float(xs[i - 1] + (level - y0) / (y1 - y0) * (xs[i] - xs[i - 1]))
+        i = hit.argmax(1)
+        rows = np.arange(len(ys))
+        out = xs[i].astype(float)
+        if interpolate:
+            j = np.maximum(i - 1, 0)
+            y0, y1 = ys[rows, j], ys[rows, i]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                between = xs[j] + (level - y0) / (y1 - y0) * (xs[i] - xs[j])
+            out = np.where(i > 0, between, out)
+        return np.where(hit.any(1), out, np.inf)
 
     return stat
 
 
+def _fit(xs: np.ndarray, ys: np.ndarray):
+    """Least-squares slope of each row of ys against xs, and the rows centred on their means."""
+    ys = np.atleast_2d(ys)
+    dx = xs - xs.mean()
+    dy = ys - ys.mean(1, keepdims=True)
+    return dy @ dx / (dx @ dx), dx, dy
+
+
 def slope(xs: np.ndarray):
-    return lambda ys: float(np.polyfit(xs, ys, 1)[0])
+    return lambda ys: _fit(xs, ys)[0]
 
 
 def r2(xs: np.ndarray):
     def stat(ys):
-        fit = np.polyval(np.polyfit(xs, ys, 1), xs)
-        total = ((ys - ys.mean()) ** 2).sum()
-        return float(1 - ((ys - fit) ** 2).sum() / total) if total > 0 else 1.0
+        b, dx, dy = _fit(xs, ys)
+        total = (dy ** 2).sum(1)
+        resid = ((dy - b[:, None] * dx) ** 2).sum(1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(total > 0, 1 - resid / total, 1.0)
 
     return stat
 
