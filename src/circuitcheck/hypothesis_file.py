@@ -338,10 +338,20 @@ def _freeze(v):
     return v
 
 
+_GENERATED: dict[tuple, prompts.PromptSet] = {}  # generator sets are pure functions of their spec
+
+
 def prompt_set(loaded: LoadedFile, key: tuple, spec=None):
-    """The (numpy) prompt set for `key`, built once per file."""
+    """The (numpy) prompt set for `key`, built once per file; a generated set once per process,
+    so that many files over the same prompts build them once."""
     if key not in loaded.prompt_sets:
-        loaded.prompt_sets[key] = build_prompts(loaded.path, spec or loaded.spec.prompts)
+        spec = spec or loaded.spec.prompts
+        if spec.generator == "jsonl":  # a file on disk: read it anew for each hypothesis file
+            loaded.prompt_sets[key] = build_prompts(loaded.path, spec)
+        else:
+            if key not in _GENERATED:
+                _GENERATED[key] = build_prompts(loaded.path, spec)
+            loaded.prompt_sets[key] = _GENERATED[key]
     return loaded.prompt_sets[key]
 
 

@@ -67,12 +67,14 @@ class Runs:
     def _stacked(self, group, clean):
         n = self.prompts.n
         ctx = I.Context(self.model.cfg, self.prompts, clean, slice(0, n), self.seed, self.sources)
-        hooks, names = [], set()
+        parts: dict[str, list] = {}  # hook name -> (block, fn) of every stacked intervention
+        names = set()
         for i, (under, need) in enumerate(group):
-            hooks += [(name, _on_block(fn, slice(i * n, (i + 1) * n))) for name, fn in I.hooks(under, ctx)]
+            for name, fn in I.hooks(under, ctx):
+                parts.setdefault(name, []).append((slice(i * n, (i + 1) * n), fn))
             names |= need
         caches = {name: [] for name in names}
-        hooks += [(name, _keep(caches[name])) for name in names]
+        hooks = [(name, _on_blocks(p)) for name, p in parts.items()] + [(name, _keep(caches[name])) for name in names]
         with torch.inference_mode():
             logits = self.model.run_with_hooks(self.tokens.repeat(len(group), 1), fwd_hooks=hooks)
         self.forward_passes += 1
@@ -103,12 +105,14 @@ class Runs:
         return Run(torch.cat(logits), {name: torch.cat(v) for name, v in caches.items()})
 
 
-def _on_block(fn, block: slice):
-    """A hook that applies `fn` to one block of a stacked batch and leaves the other blocks alone."""
+def _on_blocks(parts):
+    """One hook for a stacked batch: each (block, fn) edits its own block, the rest is left alone.
+    One copy of the activation per pass, however many interventions share the hook."""
 
     def hook(x, hook):
         x = x.clone()
-        x[block] = fn(x[block], hook)
+        for block, fn in parts:
+            x[block] = fn(x[block], hook)
         return x
 
     return hook

@@ -14,13 +14,20 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 HEAD = re.compile(r"^L(\d+)H(\d+)$")
 Head = Annotated[str, Field(pattern=r"^(L\d+H\d+|\$\w+)$", description="a head as `L<layer>H<head>`, e.g. L0H2")]
 Position = Annotated[Union[str, int], Field(description="a named position: ANS, argmax, S1+1, last, or an index")]
 Number = Union[float, Annotated[str, Field(pattern=r"^\$\w+$")]]  # a number, or `$name` bound by a sweep
-Heads = Union[list[Head], str]  # a list, or `$name` bound by a quantifier
+
+
+def _one_head_as_list(v):
+    return [v] if isinstance(v, str) and HEAD.match(v) else v
+
+
+# A list of heads, one head (`heads: L0H1`, or `$head` bound by `each`), or `$heads` bound by a quantifier.
+Heads = Annotated[Union[list[Head], Head], BeforeValidator(_one_head_as_list)]
 
 
 class Strict(BaseModel):

@@ -1,0 +1,58 @@
+"""Planning across files: claims that share a model and a prompt set share one clean run, and an
+intervention used by several claims (in any file) runs once, stacked with the others."""
+from __future__ import annotations
+
+from circuitcheck import load
+from circuitcheck.session import Options, Session
+
+ABLATE_L1H0 = """
+- id: {id}
+  says: "mean-ablating L1H0 moves the loss"
+  under: {{ablate: {{heads: [L1H0], method: mean}}}}
+  measure: loss
+  expect: {{change: {{between: [-100, 100]}}}}
+"""
+EACH_HEAD = """
+- id: each-head
+  says: "ablating each layer-1 head moves the accuracy by at most 1"
+  for: {all: {each: [L1H0, L1H1, L1H2, L1H3]}}
+  under: {ablate: {heads: $head, method: zero}}
+  measure: accuracy
+  expect: {drop: {at_most: 1}}
+- id: attention
+  says: "L0H1 attends somewhere from S2"
+  measure: {attention: {head: L0H1, from: S2, to: S1}}
+  expect: {at_least: 0}
+"""
+
+
+def passes(files, batch_size):
+    s = Session(Options(batch_size=batch_size))
+    loaded = [load(f) for f in files]
+    for f in loaded:
+        s.add(f)
+    results = [s.result(f.path, lc.claim.id) for f in loaded for lc in f.claims]
+    assert all(r.error is None for r in results), [r.error for r in results]
+    return s.forward_passes(), results
+
+
+def test_claims_of_many_files_share_the_clean_run_and_each_intervention(hyp):
+    a = hyp(ABLATE_L1H0.format(id="a") + EACH_HEAD, name="a.hyp.yaml")
+    b = hyp(ABLATE_L1H0.format(id="b"), name="b.hyp.yaml")  # the same intervention as a's first claim
+    n = 120  # prompts per set (the fixture's)
+    # 1 clean run + 5 distinct interventions (mean L1H0, zero L1H0..L1H3), all stacked in one pass
+    assert passes([a, b], batch_size=5 * n)[0] == 1 + 1
+    # two per pass: 3 passes for the 5 interventions
+    assert passes([a, b], batch_size=2 * n)[0] == 1 + 3
+    # a batch smaller than the prompt set: chunks of 60 prompts, 2 per run, none stacked
+    assert passes([a, b], batch_size=n // 2)[0] == 2 * (1 + 5)
+
+
+def test_the_numbers_do_not_depend_on_batching(hyp):
+    a = hyp(ABLATE_L1H0.format(id="a") + EACH_HEAD, name="a.hyp.yaml")
+    _, big = passes([a], batch_size=10_000)
+    _, small = passes([a], batch_size=7)
+    for r, s in zip(big, small):
+        for c, d in zip(r.cases, s.cases):
+            assert abs(c.estimate.statistic - d.estimate.statistic) < 1e-5
+            assert c.verdict == d.verdict
