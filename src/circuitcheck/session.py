@@ -47,6 +47,7 @@ class Session:
         self.options = options
         self.plan = Plan()
         self.runs: dict[tuple, object] = {}
+        self.measured: dict[tuple, np.ndarray] = {}  # a measure of a run, shared by the claims that read it
         self.results: dict[Path, dict[str, Result]] = {}
         self.files: dict[Path, H.LoadedFile] = {}
 
@@ -88,6 +89,14 @@ class Session:
         return self.runs[k]
 
     def _measure(self, loaded, case, under) -> np.ndarray:
+        from .runs import key as run_key
+
+        k = (self.plan.key(loaded, case.prompts), run_key(under), case.measure.model_dump_json())
+        if k not in self.measured:
+            self.measured[k] = self._compute(loaded, case, under)
+        return self.measured[k]
+
+    def _compute(self, loaded, case, under) -> np.ndarray:
         from . import measures as M
 
         m = case.measure
