@@ -1,6 +1,7 @@
 """circuitcheck's Session against a notebook-style reference doing the same claims by hand.
 
     python benchmarks/suite_vs_notebook.py [FILE.hyp.yaml ...]     (default: hypotheses/*.hyp.yaml)
+    python benchmarks/suite_vs_notebook.py --generated 100         (scaling.py's claims on one model)
 
 The reference is what a researcher would write in a notebook with TransformerLens directly: each
 claim starts with a fresh `logits, cache = model.run_with_cache(tokens)` on its prompts (further
@@ -539,12 +540,20 @@ def reference_model(loaded):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("files", nargs="*")
+    ap.add_argument("--generated", type=int, default=0, help="instead of files: N generated claims on zoo:induction "
+                    "(20 a file, as in scaling.py)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=Options().batch_size)
     ap.add_argument("--threads", type=int, default=1, help="torch and BLAS threads (default 1)")
     args = ap.parse_args(argv)
     C.set_torch_threads(THREADS)
     paths = args.files or sorted(glob.glob(str(C.REPO / "hypotheses" / "*.hyp.yaml")))
+    if args.generated:
+        import tempfile
+
+        from scaling import write_files
+
+        paths = write_files(Path(tempfile.mkdtemp(prefix="cc-generated-")), args.generated, 20, 200)
     print(f"machine: {C.machine()}")
     files, skipped = [], []
     for p in paths:
