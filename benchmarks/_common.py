@@ -41,6 +41,21 @@ def set_torch_threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
+def parser(doc: str):
+    """The command line every benchmark shares: --repeats and --threads (see pin_threads)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per side; the median is reported")
+    ap.add_argument("--threads", type=int, default=1, help="torch and BLAS threads (default 1)")
+    return ap
+
+
+def start(threads: int) -> None:
+    set_torch_threads(threads)
+    print(f"machine: {machine()}")
+
+
 ZOO = REPO / "src" / "circuitcheck" / "zoo" / "models"
 
 

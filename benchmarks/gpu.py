@@ -13,8 +13,8 @@ Timings are medians after a warm-up, with `torch.cuda.synchronize()` before ever
 """
 from __future__ import annotations
 
-import argparse
 import glob
+import os
 import statistics
 import sys
 import time
@@ -27,11 +27,12 @@ import torch  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = C.parser(__doc__)
     ap.add_argument("files", nargs="*")
-    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=1024)
+    ap.set_defaults(threads=os.cpu_count())  # the CPU comparison gets every core, not one
     args = ap.parse_args()
+    C.set_torch_threads(args.threads)
     if not torch.cuda.is_available():
         print("no GPU: skipped")
         return 0

@@ -13,7 +13,6 @@ Timings are medians, the two sides interleaved, the model loaded and warmed befo
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -50,13 +49,10 @@ def scan_file(directory: Path, n: int, n_layers: int, n_heads: int) -> Path:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = C.parser(__doc__)
     ap.add_argument("--n", type=int, default=200, help="sequences (default 200)")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1, help="torch and BLAS threads (default 1)")
     args = ap.parse_args()
-    C.set_torch_threads(THREADS)
-    print(f"machine: {C.machine()}")
+    C.start(THREADS)
     from transformer_lens.head_detector import detect_head
 
     model = C.zoo_bridge("induction")

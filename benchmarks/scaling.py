@@ -15,7 +15,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import subprocess
@@ -116,15 +115,12 @@ def collect(directory: Path):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = C.parser(__doc__)
     ap.add_argument("--claims", default="10,100,1000")
     ap.add_argument("--prompts", default="100,400,1600")
     ap.add_argument("--prompt-claims", type=int, default=60, help="claims in the prompt-count rows")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1, help="torch and BLAS threads (default 1)")
     args = ap.parse_args()
-    C.set_torch_threads(THREADS)
-    print(f"machine: {C.machine()}")
+    C.start(THREADS)
     t0 = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="cc-scaling-"))
 

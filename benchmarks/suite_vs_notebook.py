@@ -19,7 +19,6 @@ Models are loaded (and warmed up) before the clock starts, on both sides.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import glob
 import json
@@ -538,15 +537,13 @@ def reference_model(loaded):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = C.parser(__doc__)
     ap.add_argument("files", nargs="*")
     ap.add_argument("--generated", type=int, default=0, help="instead of files: N generated claims on zoo:induction "
                     "(20 a file, as in scaling.py)")
-    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=Options().batch_size)
-    ap.add_argument("--threads", type=int, default=1, help="torch and BLAS threads (default 1)")
     args = ap.parse_args(argv)
-    C.set_torch_threads(THREADS)
+    C.start(THREADS)
     paths = args.files or sorted(glob.glob(str(C.REPO / "hypotheses" / "*.hyp.yaml")))
     if args.generated:
         import tempfile
@@ -554,7 +551,6 @@ def main(argv=None):
         from scaling import write_files
 
         paths = write_files(Path(tempfile.mkdtemp(prefix="cc-generated-")), args.generated, 20, 200)
-    print(f"machine: {C.machine()}")
     files, skipped = [], []
     for p in paths:
         loaded = circuitcheck.load(p)

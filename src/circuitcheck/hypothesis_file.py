@@ -1,8 +1,8 @@
 """Hypothesis file → validated spec, with every error pointing at file, line and field.
 
 YAML is read safely (maps, lists and scalars only, never Python objects), with the line of every
-key kept for error messages and duplicate keys refused (`yaml_lines`). Everything here runs without torch, so a
-bad head, position or key is reported at collection, before any model is loaded.
+key kept for error messages and duplicate keys refused (`yaml_lines`). Everything here runs
+without torch, so a bad head, position or key is reported at collection, before any model loads.
 """
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from pydantic import BaseModel, ValidationError
 
 from . import models, prompts
 from .spec import Claim, HypothesisFile, Intervention, Measure, PromptSpec, parse_head, patch_hook_name
+from .yaml_lines import MarkedYAMLError, read
+from .yaml_lines import line_of as locate  # the line of a field, for error messages
 
 PATTERN = "*.hyp.yaml"
 
@@ -65,8 +67,6 @@ class LoadedFile:
 
 
 def read_yaml(path: Path):
-    from .yaml_lines import MarkedYAMLError, read
-
     text = path.read_text()
     try:
         return read(text)
@@ -82,12 +82,6 @@ def read_yaml(path: Path):
         tab = mark is not None and text[mark.index:mark.index + 1] == "\t"
         hint = "indent with spaces: YAML does not allow tabs" if tab else "check indentation and quoting near this line"
         raise HypothesisError(path, line, "", f"YAML syntax: {problem}", hint) from None
-
-
-def locate(tree, loc) -> int | None:
-    from .yaml_lines import line_of
-
-    return line_of(tree, loc)
 
 
 def _plain(node):
