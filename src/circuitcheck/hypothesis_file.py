@@ -126,11 +126,19 @@ def _inner_model(annotation):
     return None
 
 
+def _union_tag(part) -> bool:
+    """pydantic's names for the members of a union in an error's location, not keys of the file."""
+    return isinstance(part, str) and ("[" in part or part.startswith("function-")
+                                      or re.fullmatch(r"(constrained-)?(str|int|float|bool)", part) is not None)
+
+
 def _validation_error(path, tree, exc: ValidationError) -> HypothesisError:
     errors = exc.errors()
-    # A typo in a required key yields "missing" and "unknown key": the unknown key says more.
-    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+    # A typo in a required key yields "missing" and "unknown key": the unknown key says more; a
+    # malformed head in `heads: X` fails both "a list" and "a head": the head's pattern says more.
+    err = next((e for kind in ("extra_forbidden", "string_pattern_mismatch") for e in errors if e["type"] == kind),
+               errors[0])
+    loc = tuple(p for p in err["loc"] if not _union_tag(p))
     line = locate(tree, loc)
     msg, hint = err["msg"], ""
     if err["type"] == "extra_forbidden":
