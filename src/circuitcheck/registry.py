@@ -1,0 +1,96 @@
+"""Registered Python code: the only Python a hypothesis file may name.
+
+A hypothesis file is data that researchers share and review like a data file, so it never
+imports a module or calls a function by its path. Code that builds a model, or computes a measure
+the vocabulary lacks, is registered in code (a `conftest.py` that pytest loads, or the module a
+notebook imports) under a plain name, and a file names only that:
+
+    # conftest.py
+    import circuitcheck
+
+    @circuitcheck.register_model("my-model")
+    def build():
+        return ...                              # a TransformerBridge
+
+    @circuitcheck.register_measure("my-measure", reads=["blocks.0.attn.hook_pattern"])
+    def my_measure(run):
+        return ...                              # one float per prompt
+
+    # my.hyp.yaml
+    model: factory:my-model
+    claims: [{..., measure: {python: my-measure}}]
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Callable
+
+NAME = r"^[A-Za-z0-9][\w.-]*$"
+
+
+class NotRegistered(LookupError):
+    """A file names Python code that no conftest.py or imported module registered."""
+
+    def __init__(self, kind: str, name: str, known: list[str]):
+        self.kind, self.name, self.known = kind, name, known
+        close = difflib.get_close_matches(name, known, n=1)
+        self.hint = (f"did you mean {close[0]!r}? " if close else "") + (
+            f"registered {kind}s: {', '.join(sorted(known))}" if known else
+            f"register it in a conftest.py with @circuitcheck.register_{kind}({name!r})")
+        super().__init__(f"no {kind} named {name!r} is registered")
+
+
+@dataclass(frozen=True)
+class Registered:
+    """One registered callable, with what the planner needs to know about it."""
+
+    name: str
+    fn: Callable
+    reads: tuple[str, ...] = ()  # hook names a measure reads, so planning and batching still apply
+    weights_only: bool = False  # a measure of the weights alone (no run)
+    meta: dict = field(default_factory=dict)
+
+
+MODELS: dict[str, Registered] = {}
+MEASURES: dict[str, Registered] = {}
+
+
+def register_model(name: str):
+    """Decorator: `@register_model("name")` makes `model: factory:name` build a model with `fn()`."""
+    return _register(MODELS, "model", name)
+
+
+def register_measure(name: str, reads=(), weights_only: bool = False):
+    """Decorator: `@register_measure("name", reads=[hook names])` makes `measure: {python: name}`
+    call `fn(run)` and judge the one float per prompt it returns (`weights_only`: `fn(model)`)."""
+    return _register(MEASURES, "measure", name, reads=tuple(reads), weights_only=weights_only)
+
+
+def _register(table: dict, kind: str, name: str, **extra):
+    import re
+
+    if not isinstance(name, str) or not re.match(NAME, name):
+        raise ValueError(f"a registered {kind} name is letters, digits, '.', '_' or '-': got {name!r}")
+
+    def decorate(fn: Callable) -> Callable:
+        if not callable(fn):
+            raise TypeError(f"register_{kind}({name!r}) decorates a function, not {type(fn).__name__}")
+        table[name] = Registered(name, fn, **extra)
+        return fn
+
+    return decorate
+
+
+def model(name: str) -> Registered:
+    return _lookup(MODELS, "model", name)
+
+
+def measure(name: str) -> Registered:
+    return _lookup(MEASURES, "measure", name)
+
+
+def _lookup(table: dict, kind: str, name: str) -> Registered:
+    if name not in table:
+        raise NotRegistered(kind, name, list(table))
+    return table[name]
