@@ -12,6 +12,7 @@ pytest_plugins = ["pytester"]
 TINY = dict(n_layers=2, d_model=32, n_ctx=32, d_head=8, n_heads=4, d_vocab=64, attn_only=True,
             act_fn="relu", normalization_type="LN", seed=0)
 TINY_NO_LN = dict(TINY, n_layers=1, normalization_type=None)
+TINY_MLP = dict(TINY, attn_only=False, d_mlp=48, act_fn="gelu")  # MLPs and LayerNorm, as in GPT-2
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
@@ -43,6 +44,19 @@ def tiny_no_ln_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_mlp_dir(tmp_path_factory) -> Path:
+    return save_model(tmp_path_factory.mktemp("tiny_mlp"), TINY_MLP)
+
+
+@pytest.fixture(scope="session")
+def tiny_mlp_model(tiny_mlp_dir):
+    from circuitcheck import models
+
+    d = tiny_mlp_dir
+    return models.load(models.ModelSource("native", str(d / "config.json"), str(d / "model.safetensors")))
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tiny_dir):
     from circuitcheck import models
 
@@ -65,15 +79,24 @@ def header(model_dir: Path, prompts: str = "{generator: repeated_tokens, n: 120,
         """)
 
 
-@pytest.fixture
-def hyp(tmp_path, tiny_dir):
-    """Write a hypothesis file on the tiny model: hyp(claims_yaml, prompts=...) -> path."""
-
+def writer(tmp_path: Path, model_dir: Path):
     def write(claims: str, prompts: str | None = None, name: str = "t.hyp.yaml", extra: str = "") -> Path:
-        text = header(tiny_dir, *( [prompts] if prompts else [])) + extra + "claims:\n" + textwrap.indent(
+        text = header(model_dir, *( [prompts] if prompts else [])) + extra + "claims:\n" + textwrap.indent(
             textwrap.dedent(claims), "  ")
         path = tmp_path / name
         path.write_text(text)
         return path
 
     return write
+
+
+@pytest.fixture
+def hyp(tmp_path, tiny_dir):
+    """Write a hypothesis file on the tiny model: hyp(claims_yaml, prompts=...) -> path."""
+    return writer(tmp_path, tiny_dir)
+
+
+@pytest.fixture
+def hyp_mlp(tmp_path, tiny_mlp_dir):
+    """The same on the tiny model with MLPs and LayerNorm."""
+    return writer(tmp_path, tiny_mlp_dir)

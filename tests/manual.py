@@ -34,3 +34,62 @@ def forward(model, tokens, edit_pattern=None, edit_z=None):
 def scores_edit(fn):
     fn.edits_scores = True
     return fn
+
+
+def forward_mlp(model, tokens):
+    """A hand forward of a TL-native model with LayerNorm and GELU MLPs, read from the bridge's
+    state dict (nn.Linear layouts, not TransformerLens's W_* views). Returns the logits and every
+    intermediate by name: resid_pre{l}, pattern{l} [b, h, q, k], z{l} [b, q, h, e], attn_out{l},
+    post{l}, mlp_out{l}, final_in."""
+    cfg = model.cfg
+    sd = {k: v.detach().to(torch.float64) for k, v in model.state_dict().items()}
+    h, e = cfg.n_heads, cfg.d_head
+
+    def ln(x, name):
+        x = x - x.mean(-1, keepdim=True)
+        x = x / (x.pow(2).mean(-1, keepdim=True) + cfg.eps).sqrt()
+        return x * sd[f"{name}.weight"] + sd[f"{name}.bias"]
+
+    def linear(x, name):
+        return x @ sd[f"{name}.weight"].T + sd[f"{name}.bias"]
+
+    t = tokens.shape[1]
+    resid = sd["embed.weight"][tokens] + sd["pos_embed.weight"][:t]
+    out = {}
+    for layer in range(cfg.n_layers):
+        out[f"resid_pre{layer}"] = resid
+        a = f"blocks.{layer}.attn"
+        x = ln(resid, f"blocks.{layer}.ln1")
+        q, k, v = (linear(x, f"{a}.{n}").reshape(*x.shape[:2], h, e) for n in "qkv")
+        scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / math.sqrt(e)
+        scores = scores.masked_fill(torch.triu(torch.ones(t, t, dtype=torch.bool), 1), float("-inf"))
+        pattern = torch.softmax(scores, -1)
+        z = torch.einsum("bhqk,bkhe->bqhe", pattern, v)
+        attn_out = linear(z.reshape(*z.shape[:2], h * e), f"{a}.o")
+        resid = resid + attn_out
+        pre = linear(ln(resid, f"blocks.{layer}.ln2"), f"blocks.{layer}.mlp.in")
+        post = 0.5 * pre * (1 + torch.erf(pre / math.sqrt(2)))
+        mlp_out = linear(post, f"blocks.{layer}.mlp.out")
+        resid = resid + mlp_out
+        out.update({f"pattern{layer}": pattern, f"z{layer}": z, f"attn_out{layer}": attn_out, f"post{layer}": post,
+                    f"mlp_out{layer}": mlp_out})
+    out["final_in"] = resid
+    logits = ln(resid, "ln_final") @ sd["unembed.weight"].T + sd["unembed.bias"]
+    return logits, out
+
+
+def state_weights(model) -> dict:
+    """Per-head and per-layer weight matrices rebuilt by hand from the state dict's nn.Linear layouts."""
+    cfg = model.cfg
+    sd = {k: v.detach().to(torch.float64) for k, v in model.state_dict().items()}
+    h, e = cfg.n_heads, cfg.d_head
+    out = {"W_E": sd["embed.weight"], "W_pos": sd["pos_embed.weight"], "W_U": sd["unembed.weight"].T}
+    for layer in range(cfg.n_layers):
+        a = f"blocks.{layer}.attn"
+        for n in "QKV":
+            out[f"W_{n}{layer}"] = sd[f"{a}.{n.lower()}.weight"].reshape(h, e, -1).transpose(1, 2)  # [h, d, e]
+        out[f"W_O{layer}"] = sd[f"{a}.o.weight"].T.reshape(h, e, -1)  # [h, e, d]
+        if f"blocks.{layer}.mlp.in.weight" in sd:
+            out[f"W_in{layer}"] = sd[f"blocks.{layer}.mlp.in.weight"].T  # [d, m]
+            out[f"W_out{layer}"] = sd[f"blocks.{layer}.mlp.out.weight"].T  # [m, d]
+    return out

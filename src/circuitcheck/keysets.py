@@ -1,0 +1,111 @@
+"""Sets of query and key positions for aggregated attention, resolved per prompt.
+
+A set is one position (`ANS`, `S1+1`, `3`), a list of them, an inclusive range `"S1..S2-1"`, or
+(keys only) `{where: "tok[k] == tok[q]"}`: the keys up to the query whose token meets a condition,
+where `tok[k]` is the key's token, `tok[q]` the query's, `tok[POS]` the token at a named position.
+Sets are boolean masks over positions, so ranges may differ in length between prompts. Numpy
+only: a file's sets are checked while pytest collects.
+"""
+from __future__ import annotations
+
+import operator
+import re
+
+import numpy as np
+
+from . import prompts as P
+
+OPS = {"==": operator.eq, "!=": operator.ne, "<=": operator.le, ">=": operator.ge, "<": operator.lt,
+       ">": operator.gt}
+KEY_WHERE = r"^\s*tok\[k\]\s*(==|!=|<=|>=|<|>)\s*(tok\[[^\]]+\]|-?\d+)\s*$"
+
+
+def ordered(prompts: P.PromptSet, spec) -> np.ndarray:
+    """[n, m] positions of a list or range, in order (a range must have one length in every prompt)."""
+    if isinstance(spec, list):
+        return np.stack([P.position(prompts, p) for p in spec], axis=1)
+    if isinstance(spec, str) and ".." in spec:
+        start, end = (P.position(prompts, part.strip()) for part in spec.split("..", 1))
+        width = end - start + 1
+        if (width < 1).any():
+            i = int(np.flatnonzero(width < 1)[0])
+            raise P.PromptError(f"range {spec!r} is empty in prompt {i} ({int(start[i])}..{int(end[i])})",
+                                "a range `A..B` runs from A to B inclusive, with A ≤ B")
+        if (width != width[0]).any():
+            raise P.PromptError(f"range {spec!r} has different lengths in different prompts",
+                                "pairing queries with keys needs the same number of each in every prompt")
+        return start[:, None] + np.arange(width[0])[None, :]
+    return P.position(prompts, spec)[:, None]
+
+
+def mask(prompts: P.PromptSet, spec) -> np.ndarray:
+    """[n, seq] boolean: the positions of a set (one position, a list, or a range)."""
+    out = np.zeros((prompts.n, prompts.seq_len), dtype=bool)
+    rows = np.arange(prompts.n)
+    if isinstance(spec, str) and ".." in spec:
+        start, end = (P.position(prompts, part.strip()) for part in spec.split("..", 1))
+        idx = np.arange(prompts.seq_len)[None, :]
+        out = (idx >= start[:, None]) & (idx <= end[:, None])
+    else:
+        for col in ordered(prompts, spec).T:
+            out[rows, col] = True
+    if not out.any(1).all():
+        i = int(np.flatnonzero(~out.any(1))[0])
+        raise P.PromptError(f"position set {spec!r} is empty in prompt {i}", "a range `A..B` needs A ≤ B")
+    return out
+
+
+def key_mask(prompts: P.PromptSet, spec) -> np.ndarray:
+    """[n, q, k] boolean: the keys each query's set holds."""
+    t = prompts.seq_len
+    if isinstance(spec, dict):
+        return _where(prompts, spec["where"])
+    return np.broadcast_to(mask(prompts, spec)[:, None, :], (prompts.n, t, t))
+
+
+def _where(prompts: P.PromptSet, cond: str) -> np.ndarray:
+    m = re.match(KEY_WHERE, cond)
+    if not m:
+        raise P.PromptError(f"cannot read key condition {cond!r}",
+                            "write `tok[k] OP X` with OP one of == != < <= > >= and X `tok[q]`, `tok[POS]` or a number")
+    toks = prompts.tokens
+    key = toks[:, None, :]
+    rhs = m[2]
+    if re.fullmatch(r"-?\d+", rhs):
+        right = int(rhs)
+    elif rhs == "tok[q]":
+        right = toks[:, :, None]
+    else:
+        right = toks[np.arange(prompts.n), P.position(prompts, rhs[4:-1].strip())][:, None, None]
+    t = prompts.seq_len
+    causal = np.tril(np.ones((t, t), dtype=bool))[None]
+    return OPS[m[1]](key, right) & causal
+
+
+# ---------------------------------------------------------------- on a head's pattern (torch)
+def mass(pattern, queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Per prompt: the attention mass on the key set, averaged over the queries of the set.
+    pattern [n, q, k]; queries [n, q] and keys [n, q, k] boolean masks."""
+    import torch
+
+    p = pattern.to(torch.float64)
+    on_keys = (p * torch.as_tensor(np.ascontiguousarray(keys), device=p.device)).sum(-1)  # [n, q]
+    qm = torch.as_tensor(queries, device=p.device, dtype=torch.float64)
+    return ((on_keys * qm).sum(-1) / qm.sum(-1)).cpu().numpy()
+
+
+def pairs(pattern, queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Per prompt: the mean of pattern[q_i, k_i] over paired positions [n, m] (the i-th with the i-th)."""
+    import torch
+
+    rows = torch.arange(pattern.shape[0])[:, None]
+    q, k = torch.as_tensor(queries), torch.as_tensor(keys)
+    return pattern[rows, q, k].to(torch.float64).mean(-1).cpu().numpy()
+
+
+def argmax_in(pattern, queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Per prompt: the share of the set's queries whose largest attention weight lands on the key set."""
+    top = pattern.argmax(-1).cpu().numpy()  # [n, q]
+    n, t = top.shape
+    hit = keys[np.arange(n)[:, None], np.arange(t)[None, :], top]
+    return (hit & queries).sum(-1) / queries.sum(-1)
