@@ -4,6 +4,7 @@
 Each bad file starts with its expectations as comments:
 
     # expect: <substring of str(error)>      (one or more; the message, the field, the hint)
+                                             (in the file's own encoding: some are not UTF-8)
     # line: N                                (optional: the line the error must point at)
 
 The native model in these files points at `tests/bad/tiny.safetensors`, a placeholder that holds no
@@ -32,9 +33,15 @@ FILES = sorted(BAD.glob("*.hyp.yaml"))
 KNOWN_PROBLEMS: dict[str, str] = {}
 
 
+def comments(path: Path) -> list[str]:
+    """The file's lines, whatever its bytes: the corpus has Latin-1, UTF-16 and binary files too."""
+    data = path.read_bytes()
+    return data.decode("utf-16" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else "latin-1").splitlines()
+
+
 def expectations(path: Path) -> tuple[list[str], int | None]:
     expects, line = [], None
-    for text in path.read_text().splitlines():
+    for text in comments(path):
         if m := re.match(r"^# expect: (.+)$", text):
             expects.append(m[1])
         elif m := re.match(r"^# line: (\d+)\s*$", text):
@@ -50,7 +57,7 @@ def _param(path: Path):
 def test_the_corpus_is_well_formed():
     assert len(FILES) >= 24
     for path in FILES:
-        first = path.read_text().splitlines()[0]
+        first = comments(path)[0]
         assert first.startswith("# expect: "), f"{path.name}: first line must be `# expect: ...`"
     assert (BAD / "tiny.safetensors").exists()
     stale = set(KNOWN_PROBLEMS) - {p.name for p in FILES}
@@ -124,4 +131,44 @@ def test_pytest_reports_bad_files_as_collection_errors_and_runs_the_good_one(pyt
         assert f"{dest}:{line}: " in out, out
         for expected in expects:
             assert expected in out, out
+    assert "Traceback" not in out
+
+
+UNFORESEEN = """\
+import pytest
+from circuitcheck import hypothesis_file, session
+
+_load, _rows = hypothesis_file.load, session.Session._rows
+
+
+def load(path):  # stands for any failure the loader does not check yet
+    if path.name == "unforeseen.hyp.yaml":
+        raise KeyError("an internal key")
+    return _load(path)
+
+
+def rows(self, loaded, ci, lc):
+    if lc.claim.id == "breaks":
+        raise ZeroDivisionError("an internal division")
+    return _rows(self, loaded, ci, lc)
+
+
+hypothesis_file.load, session.Session._rows = load, rows
+"""
+
+
+def test_an_unforeseen_error_is_one_files_or_one_claims_error_in_plain_words(pytester, hyp):
+    """Whatever the loader or a measure does not foresee stays with its file or claim: a plain
+    sentence first, then the internal text; the other files and claims still run."""
+    good = hyp(GOOD + GOOD.replace("random-model-is-bad", "breaks"), prompts="{generator: max_of_list, n: 120, seed: 1}")
+    pytester.makeconftest(UNFORESEEN)
+    shutil.copy(good, pytester.path / "good.hyp.yaml")
+    shutil.copy(good, pytester.path / "unforeseen.hyp.yaml")
+    res = pytester.runpytest("-p", "no:cacheprovider")
+    out = res.stdout.str()
+    assert res.parseoutcomes().get("passed") == 1 and res.parseoutcomes().get("failed") == 1, out
+    assert res.parseoutcomes().get("error", res.parseoutcomes().get("errors")) == 1, out
+    assert "unforeseen.hyp.yaml: circuitcheck failed while reading this hypothesis file" in out
+    assert "internal error KeyError" in out and "'an internal key'" in out
+    assert "circuitcheck failed while measuring this claim" in out and "ZeroDivisionError" in out
     assert "Traceback" not in out

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from . import models, prompts
 from .spec import Claim, HypothesisFile, Intervention, Measure, PromptSpec, parse_head, patch_hook_name
-from .yaml_lines import MarkedYAMLError, read
+from .yaml_lines import MarkedYAMLError, YAMLError, read
 from .yaml_lines import line_of as locate  # the line of a field, for error messages
 
 PATTERN = "*.hyp.yaml"
@@ -34,6 +34,18 @@ class HypothesisError(Exception):
         where = f"{self.path}:{self.line}" if self.line else str(self.path)
         text = f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
         return text + (f"\n  hint: {self.hint}" if self.hint else "")
+
+
+def unexpected(doing: str, exc: BaseException) -> str:
+    """A plain sentence for an error circuitcheck did not foresee, then the internal text, so the
+    user reads what happened first and a bug report still has where it came from."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    text = str(exc).splitlines()[0][:300] if str(exc) else ""
+    return (f"circuitcheck failed while {doing}, on something it does not check yet (internal error "
+            f"{type(exc).__name__}{where}: {text}). If the file looks right, please report this with the file.")
 
 
 @dataclass(frozen=True)
@@ -66,8 +78,60 @@ class LoadedFile:
     prompt_sets: dict = field(default_factory=dict)  # prompts_key -> PromptSet (numpy)
 
 
+MAX_FILE_BYTES = 5_000_000  # a hypothesis file is a page of claims; 5 MB is thousands of them
+# Characters YAML forbids (C0/C1 controls other than tab and newlines, and U+FFFE/U+FFFF).
+_CONTROL = re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_UTF8 = "save the file as UTF-8 (in most editors: Save with Encoding, UTF-8)"
+
+
+def read_text(path: Path) -> str:
+    """The file's text, refused plainly when it is not a regular UTF-8 text file of sane size."""
+    try:
+        if not path.is_file():
+            raise HypothesisError(path, 1, "", "is not a regular file", "name a hypothesis file, not a directory or device")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise HypothesisError(path, 1, "", f"is {path.stat().st_size:,} bytes, more than the "
+                                  f"{MAX_FILE_BYTES:,} a hypothesis file may have", "split it into several files")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise HypothesisError(path, 1, "", f"cannot be read ({exc.strerror or exc})",
+                              "check that the file exists and is readable") from None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise HypothesisError(path, 1, "", "is UTF-16 text (it starts with a UTF-16 byte-order mark), not UTF-8", _UTF8)
+    if b"\0" in data:
+        line = data[:data.index(b"\0")].count(b"\n") + 1
+        raise HypothesisError(path, line, "", f"contains a NUL byte on line {line}: it is a binary file or UTF-16 "
+                              "text, not a YAML text file", _UTF8)
+    try:
+        text = data.decode("utf-8-sig")  # a UTF-8 byte-order mark is harmless: drop it
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise HypothesisError(path, line, "", f"is not UTF-8: byte 0x{data[exc.start]:02X} on line {line} cannot be "
+                              "read (Latin-1 or Windows-1252 text?)", _UTF8) from None
+    bad = _CONTROL.search(text)
+    if bad:
+        line = text.count("\n", 0, bad.start()) + 1
+        raise HypothesisError(path, line, "", f"contains the control character U+{ord(bad[0]):04X} on line {line}, "
+                              "which YAML does not allow", "delete it (it often comes from pasting out of a "
+                              "terminal or a PDF)")
+    return text
+
+
+_YAML_HINTS = {  # what to do, by the problem yaml_lines reports
+    "duplicate key": "each key may appear once in a mapping; remove or rename one",
+    "is not allowed": "write the value plainly, without a `!!` tag",
+    "is tagged": "fix the value or remove the tag",
+    "merge key": "`<<: *name` merges a mapping defined with `&name`",
+    "nested more than": "hypothesis files are a few levels deep: see docs/reference.md",
+    "expand this document": "anchors and aliases are for sharing a block, not for building large documents: "
+                            "see the limits in docs/reference.md",
+    "contains it": "an alias may only refer to a block defined before and outside it",
+    "digits": "write a smaller number",
+}
+
+
 def read_yaml(path: Path):
-    text = path.read_text()
+    text = read_text(path)
     try:
         return read(text)
     except MarkedYAMLError as exc:
@@ -75,13 +139,15 @@ def read_yaml(path: Path):
         if exc.context_mark is not None and mark.line >= len(text.splitlines()):
             mark = exc.context_mark  # "got <stream end>": point at what was left open instead
         problem = (exc.problem or exc.context or "").strip()
-        line = mark.line + 1 if mark else None
-        if "duplicate key" in problem:
-            raise HypothesisError(path, line, "", f"YAML: {problem}",
-                                  "each key may appear once in a mapping; remove or rename one") from None
+        line = mark.line + 1 if mark else 1
+        hint = next((h for key, h in _YAML_HINTS.items() if key in problem), "")
+        if hint:
+            raise HypothesisError(path, line, "", f"YAML: {problem}", hint) from None
         tab = mark is not None and text[mark.index:mark.index + 1] == "\t"
         hint = "indent with spaces: YAML does not allow tabs" if tab else "check indentation and quoting near this line"
         raise HypothesisError(path, line, "", f"YAML syntax: {problem}", hint) from None
+    except YAMLError as exc:  # the reader's errors carry no mark
+        raise HypothesisError(path, 1, "", f"YAML cannot be read: {exc}", _UTF8) from None
 
 
 def _plain(node):
@@ -132,6 +198,26 @@ def _union_tag(part) -> bool:
                                       or re.fullmatch(r"(constrained-)?(str|int|float|bool)", part) is not None)
 
 
+REFERENCE = "see docs/reference.md for what each key takes"
+_TYPES = {"string_type": "text", "int_type": "a whole number", "int_parsing": "a whole number",
+          "int_from_float": "a whole number", "float_type": "a number", "float_parsing": "a number",
+          "bool_type": "true or false", "bool_parsing": "true or false", "list_type": "a list",
+          "dict_type": "a mapping", "model_type": "a mapping", "model_attributes_type": "a mapping",
+          "tuple_type": "a list", "finite_number": "a finite number"}
+
+
+def _describe(value) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "empty (null)"
+    if isinstance(value, str):
+        return f"the text {value[:40]!r}"
+    return f"{value!r}"[:40]
+
+
 def _validation_error(path, tree, exc: ValidationError) -> HypothesisError:
     errors = exc.errors()
     # A typo in a required key yields "missing" and "unknown key": the unknown key says more; a
@@ -148,7 +234,9 @@ def _validation_error(path, tree, exc: ValidationError) -> HypothesisError:
         hint = (f"did you mean {close[0]!r}? " if close else "") + (f"allowed here: {', '.join(known)}" if known else "")
     elif err["type"] == "missing":
         msg = f"missing required key {loc[-1]!r}"
-        hint = "see the key reference in the README"
+        hint = REFERENCE
+    elif err["type"] in _TYPES:
+        msg, hint = f"must be {_TYPES[err['type']]}, not {_describe(err.get('input'))}", REFERENCE
     elif err["type"] == "literal_error":
         hint = f"allowed values: {err['ctx']['expected']}"
     elif err["type"] == "string_pattern_mismatch":
@@ -195,6 +283,8 @@ def _check_unique_ids(path, tree):
     seen: dict = {}
     for i, c in enumerate(claims if isinstance(claims, list) else []):
         cid = c.get("id") if isinstance(c, dict) else None
+        if isinstance(cid, (dict, list)):
+            continue  # not a claim id at all: validation says so
         if cid in seen:
             raise HypothesisError(path, locate(tree, ("claims", i, "id")), f"claims[{i}].id",
                                   f"duplicate claim id {cid!r} (first at line {seen[cid]})",

@@ -56,6 +56,9 @@ class HypothesisFile(pytest.File):
             # One broken file must not stop the other files' claims from running.
             self.config.option.continue_on_collection_errors = True
             raise self.CollectError(str(err)) from None
+        except Exception as exc:  # a case the loader does not check yet: still this file's error only
+            self.config.option.continue_on_collection_errors = True
+            raise self.CollectError(f"{self.path}: {H.unexpected('reading this hypothesis file', exc)}") from None
         self.config.stash[SESSION].add(loaded)
         model = _mark_name(loaded.model_source.ref)
         self.config.addinivalue_line("markers", f"{model}: claims on model {loaded.model_source.describe()}")

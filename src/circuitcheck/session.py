@@ -187,7 +187,7 @@ class Session:
             except models.ModelUnavailable:
                 raise
             except Exception as exc:  # one claim that cannot be measured must not take the others down
-                errors[ci] = f"{type(exc).__name__}: {exc}"
+                errors[ci] = H.unexpected("measuring this claim", exc)
         alphas = S.holm_alphas([S.p_inside(r.point, r.se, *r.bounds) for r in rows], loaded.spec.alpha)
         cases: dict[int, list[CaseResult]] = {}
         for row, a in zip(rows, alphas):
