@@ -75,6 +75,7 @@ class LoadedFile:
     model_source: models.ModelSource
     n_layers: int | None = None
     n_heads: int | None = None
+    limits: dict = field(default_factory=dict)  # d_vocab, d_vocab_out, n_ctx where the config says
     prompt_sets: dict = field(default_factory=dict)  # prompts_key -> PromptSet (numpy)
 
 
@@ -258,8 +259,8 @@ def load(path) -> LoadedFile:
         spec = HypothesisFile.model_validate(_plain(tree))
     except ValidationError as exc:
         raise _validation_error(path, tree, exc) from None
-    source, dims = _model(path, tree, spec)
-    loaded = LoadedFile(path, spec, [], source, *dims)
+    source, cfg = _model(path, tree, spec)
+    loaded = LoadedFile(path, spec, [], source, *_dims(cfg), limits=_limits(cfg))
     for i, claim in enumerate(spec.claims):
         loc = ("claims", i)
         try:
@@ -294,7 +295,7 @@ def _check_unique_ids(path, tree):
 
 
 # ---------------------------------------------------------------- model
-def _model(path, tree, spec) -> tuple[models.ModelSource, tuple]:
+def _model(path, tree, spec) -> tuple[models.ModelSource, dict]:
     m = spec.model
     where = locate(tree, ("model",))
     if m.zoo is not None:
@@ -303,20 +304,24 @@ def _model(path, tree, spec) -> tuple[models.ModelSource, tuple]:
             close = difflib.get_close_matches(m.zoo, names, n=1)
             raise HypothesisError(path, where, "model.zoo", f"no zoo model named {m.zoo!r}",
                                   (f"did you mean {close[0]!r}? " if close else "") + f"shipped: {', '.join(names)}")
-        return models.ModelSource("zoo", m.zoo), _dims(models.zoo_config(m.zoo))
+        return models.ModelSource("zoo", m.zoo), models.zoo_config(m.zoo)
     if m.native is not None:
         return _native(path, tree, m.native)
     if m.hf is not None:
         local = Path(m.hf)
-        dims = (None, None)
-        if (local / "config.json").exists():
-            cfg = models.read_config(local / "config.json")
-            dims = (cfg.get("n_layer", cfg.get("num_hidden_layers")), cfg.get("n_head", cfg.get("num_attention_heads")))
-        return models.ModelSource("hf", m.hf), dims
-    return models.ModelSource("factory", m.factory), (None, None)
+        cfg = models.read_config(local / "config.json") if (local / "config.json").exists() else {}
+        return models.ModelSource("hf", m.hf), _hf_dims(cfg)
+    return models.ModelSource("factory", m.factory), {}
 
 
-def _native(path, tree, native) -> tuple[models.ModelSource, tuple]:
+def _hf_dims(cfg: dict) -> dict:
+    """A Hugging Face config's sizes under TransformerLens's names."""
+    names = {"n_layers": ("n_layer", "num_hidden_layers"), "n_heads": ("n_head", "num_attention_heads"),
+             "d_vocab": ("vocab_size",), "n_ctx": ("n_positions", "max_position_embeddings")}
+    return {tl: next((cfg[k] for k in hf if k in cfg), None) for tl, hf in names.items()}
+
+
+def _native(path, tree, native) -> tuple[models.ModelSource, dict]:
     import json
 
     base = path.parent
@@ -332,11 +337,17 @@ def _native(path, tree, native) -> tuple[models.ModelSource, tuple]:
             raise HypothesisError(path, locate(tree, ("model", "native", "config")), "model.native.config",
                                   f"config file {str(cfg_path)!r} does not exist", "paths are relative to the hypothesis file")
         cfg, ref, inline = models.read_config(cfg_path), str(cfg_path), None
-    return models.ModelSource("native", ref, str(weights), inline), _dims(cfg)
+    return models.ModelSource("native", ref, str(weights), inline), cfg
 
 
 def _dims(cfg: dict) -> tuple:
     return cfg.get("n_layers"), cfg.get("n_heads")
+
+
+def _limits(cfg: dict) -> dict:
+    d_vocab = cfg.get("d_vocab")
+    out = cfg.get("d_vocab_out", -1)
+    return {"d_vocab": d_vocab, "d_vocab_out": out if out and out > 0 else d_vocab, "n_ctx": cfg.get("n_ctx")}
 
 
 # ---------------------------------------------------------------- claims
@@ -430,6 +441,7 @@ def _freeze(v):
     return v
 
 
+DEFAULT_N = 200  # prompts a generator makes when the file gives no `n`
 _GENERATED: dict[tuple, prompts.PromptSet] = {}  # generator sets are pure functions of their spec
 
 
@@ -439,11 +451,13 @@ def prompt_set(loaded: LoadedFile, key: tuple, spec=None):
     if key not in loaded.prompt_sets:
         spec = spec or loaded.spec.prompts
         if spec.generator == "jsonl":  # a file on disk: read it anew for each hypothesis file
-            loaded.prompt_sets[key] = build_prompts(loaded.path, spec)
+            ps = build_prompts(loaded.path, spec)
         else:
             if key not in _GENERATED:
                 _GENERATED[key] = build_prompts(loaded.path, spec)
-            loaded.prompt_sets[key] = _GENERATED[key]
+            ps = _GENERATED[key]
+        prompts.check_fit(ps, **loaded.limits)
+        loaded.prompt_sets[key] = ps
     return loaded.prompt_sets[key]
 
 
@@ -452,6 +466,8 @@ def build_prompts(path: Path, spec) -> prompts.PromptSet:
     gen, n, seed = p.pop("generator"), p.pop("n"), p.pop("seed")
     if gen == "jsonl":
         p["base"] = path.parent
+    elif n is None:
+        n = DEFAULT_N
     return prompts.build(gen, n, seed, **p)
 
 
@@ -501,7 +517,11 @@ def _case_prompts(loaded, tree, ploc, case, spec=None):
         return prompt_set(loaded, prompts_key(loaded.path, spec), spec)
     except (prompts.PromptError, TypeError) as exc:
         hint = getattr(exc, "hint", "") or "check the generator's parameters in the README"
-        raise HypothesisError(loaded.path, locate(tree, ploc), _field(ploc), str(exc), hint) from None
+        line = locate(tree, ploc)
+        if getattr(exc, "file", None) is not None:  # a row of a data file: point at its own line
+            raise HypothesisError(exc.file, exc.line, exc.field, exc.detail,
+                                  f"{hint} (prompts of {loaded.path.name}, line {line})") from None
+        raise HypothesisError(loaded.path, line, _field(ploc), str(exc), hint) from None
 
 
 def variant_specs(case: Case) -> list[PromptSpec]:

@@ -58,12 +58,24 @@ def metric(name: str, logits: torch.Tensor, prompts: P.PromptSet) -> np.ndarray:
         value = -logp
     elif name == "logprob":
         value = logp
-    elif name == "logit_diff":
-        others = at.scatter(-1, tok[..., None], float("-inf"))
-        value = correct - others.max(-1).values
+    elif name == "logit_diff":  # minus the counterfactual's logit where a target names one
+        others = at.scatter(-1, tok[..., None], float("-inf")).max(-1).values
+        if prompts.target_cf is not None:
+            cf = torch.as_tensor(prompts.target_cf).to(logits.device)
+            named = at.gather(-1, cf.clamp(min=0)[..., None])[..., 0]
+            others = torch.where(cf >= 0, named, others)
+        value = correct - others
     else:  # rank: 1 when the correct token is the top prediction
         value = 1 + (at > correct[..., None]).sum(-1).to(torch.float64)
-    return _np(value.mean(-1))
+    return _np(over_targets(value, prompts))
+
+
+def over_targets(value: torch.Tensor, prompts: P.PromptSet) -> torch.Tensor:
+    """[n, k] -> [n]: the mean over each prompt's real targets (prompts may have different counts)."""
+    if prompts.target_valid is None:
+        return value.mean(-1)
+    valid = torch.as_tensor(prompts.target_valid, device=value.device).to(value.dtype)
+    return (value * valid).sum(-1) / valid.sum(-1)
 
 
 # ---------------------------------------------------------------- attention
@@ -98,6 +110,9 @@ def head_score(cache, prompts, head: str, kind: str, exclude_bos: bool = False) 
     layer, h = parse_head(head)
     pattern = cache[pattern_name(layer)][:, h].to(torch.float64)
     det = detection_pattern(torch.as_tensor(prompts.tokens), kind).to(pattern.device)
+    if prompts.mask is not None:  # padded prompts: only real queries and real keys count
+        real = torch.as_tensor(prompts.mask, device=pattern.device).to(pattern.dtype)
+        pattern = pattern * real[:, :, None] * real[:, None, :]
     if exclude_bos:
         pattern = pattern.clone()
         pattern[:, :, 0] = 0
@@ -128,7 +143,7 @@ def dla(model, cache, prompts, component: str, share: bool) -> np.ndarray:
     if share:
         total = torch.einsum("nkd,dnk->nk", ln(cache["ln_final.hook_in"][rows, pos].to(torch.float64), True), w_u)
         contrib = contrib / (total + model.b_U.detach().to(torch.float64)[tok])
-    return _np(contrib.mean(-1))
+    return _np(over_targets(contrib, prompts))
 
 
 def component_output(model, cache, component, rows, pos) -> torch.Tensor:

@@ -5,7 +5,7 @@ checked while pytest collects, before torch or any model is imported.
 """
 from __future__ import annotations
 
-import json
+import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,17 +17,30 @@ import numpy as np
 class PromptError(ValueError):
     """A prompt set or a position that cannot be built; `hint` says what to do instead."""
 
-    def __init__(self, message: str, hint: str = ""):
+    def __init__(self, message: str, hint: str = "", file: Path | None = None, line: int | None = None,
+                 field: str = ""):
         super().__init__(message)
         self.hint = hint
+        self.file, self.line, self.field = file, line, field  # a data file's own line (JSONL rows)
+        self.detail = message  # the message without its location, once a caller names the location
+
+
+def row_error(path, line: int, field: str, message: str, hint: str) -> PromptError:
+    """A defect in one row of a data file, located by the file's own line number."""
+    exc = PromptError(f"line {line}: {field + ': ' if field else ''}{message}", hint, path, line, field)
+    exc.detail = message
+    return exc
 
 
 @dataclass(frozen=True)
 class PromptSet:
-    """`n` prompts of equal length, with named positions and the tokens to predict.
+    """`n` prompts as one [n, seq] array, with named positions and the tokens to predict.
 
     `targets` are (position, token) pairs per prompt: the model is scored on predicting `token`
-    from the logits at `position`. Every prompt has the same number of targets.
+    from the logits at `position` (`target_cf` is the counterfactual token of a pair, -1 when none;
+    `target_valid` marks the real pairs where prompts have different numbers of targets).
+    Prompts of different lengths are padded (`mask` is 1 on real tokens, and goes to the model as
+    its attention mask); positions are absolute indices into the padded array.
     """
 
     tokens: np.ndarray  # int64 [n, seq]
@@ -36,6 +49,10 @@ class PromptSet:
     target_tok: np.ndarray  # int64 [n, k]
     source: str = ""
     extra: dict = field(default_factory=dict)
+    target_cf: np.ndarray | None = None  # int64 [n, k], -1 where a target has no counterfactual
+    target_valid: np.ndarray | None = None  # bool [n, k]; None: every target is real
+    mask: np.ndarray | None = None  # int64 [n, seq] attention mask; None: no padding
+    fields: dict[str, np.ndarray] = field(default_factory=dict)  # per-prompt metadata (object arrays)
 
     @property
     def n(self) -> int:
@@ -45,7 +62,20 @@ class PromptSet:
     def seq_len(self) -> int:
         return int(self.tokens.shape[1])
 
+    @property
+    def start(self) -> np.ndarray:
+        """Index of each prompt's first real token (after left padding)."""
+        return np.zeros(self.n, np.int64) if self.mask is None else self.mask.argmax(1).astype(np.int64)
+
+    @property
+    def length(self) -> np.ndarray:
+        """Number of real tokens of each prompt."""
+        return np.full(self.n, self.seq_len, np.int64) if self.mask is None else self.mask.sum(1).astype(np.int64)
+
     def subset(self, idx: np.ndarray) -> "PromptSet":
+        def pick(a):
+            return None if a is None else a[idx]
+
         return PromptSet(
             self.tokens[idx],
             {k: v[idx] for k, v in self.positions.items()},
@@ -53,40 +83,97 @@ class PromptSet:
             self.target_tok[idx],
             self.source,
             self.extra,
+            pick(self.target_cf),
+            pick(self.target_valid),
+            pick(self.mask),
+            {k: v[idx] for k, v in self.fields.items()},
         )
 
+    def where(self, i: int) -> str:
+        """Names prompt `i` for an error message: its JSONL line, or its index."""
+        lines = self.extra.get("lines")
+        return f"line {lines[i]} of {self.extra['file']}" if lines is not None else f"prompt {i}"
 
-_POSITION = re.compile(r"^\s*(?P<name>[A-Za-z_][\w#]*|-?\d+)\s*(?:(?P<sign>[+-])\s*(?P<off>\d+))?\s*$")
+
+_TERM = r"(?:[A-Za-z_][\w#]*|-?\d+)"
+_POSITION = re.compile(rf"^\s*(?P<name>{_TERM})(?P<offs>(?:\s*[+-]\s*\d+)*)\s*$")
 
 
-def position(prompts: PromptSet, expr: str | int) -> np.ndarray:
-    """Resolve a position expression (`ANS`, `argmax`, `S1+1`, `last`, `3`) to one index per prompt."""
+def parse_position(expr: str | int) -> tuple[str, int]:
+    """(`name` or integer text, total offset) of a position expression."""
     m = _POSITION.match(str(expr))
     if not m:
         raise PromptError(
             f"cannot read position {expr!r}",
-            "write a position name, a name plus or minus an offset (`S1+1`), or an integer",
+            "write a position name, a name plus or minus integers (`S1+1`, `last - 2`), or an integer",
         )
-    name = m["name"]
+    return m["name"], sum(int(t.replace(" ", "")) for t in re.findall(r"[+-]\s*\d+", m["offs"] or ""))
+
+
+def position(prompts: PromptSet, expr: str | int) -> np.ndarray:
+    """Resolve a position expression to one index per prompt.
+
+    A name (`ANS`, `argmax`, `last`), an integer index into the prompt's own tokens (negative
+    counts from its end; with left padding, index 0 is the first real token), or either plus or
+    minus integers (`S1+1`, `21 - 3`, `last - 2`: quantified positions like `21 - $q` arrive here
+    with `$q` bound).
+    """
+    name, off = parse_position(expr)
+    start, length = prompts.start, prompts.length
     if re.fullmatch(r"-?\d+", name):
-        base = np.full(prompts.n, int(name) % prompts.seq_len if int(name) < 0 else int(name))
+        base = start + (int(name) if int(name) >= 0 else length + int(name))
     elif name in prompts.positions:
         base = prompts.positions[name]
     else:
+        close = difflib.get_close_matches(name, list(prompts.positions), n=1)
         raise PromptError(
             f"unknown position {name!r}",
-            f"this prompt set names: {', '.join(sorted(prompts.positions))}",
+            (f"did you mean {close[0]!r}? " if close else "") + f"this prompt set names: {', '.join(sorted(prompts.positions))}",
         )
-    off = int(m["off"] or 0) * (-1 if m["sign"] == "-" else 1)
     idx = np.asarray(base, dtype=np.int64) + off
-    bad = (idx < 0) | (idx >= prompts.seq_len)
+    bad = (idx < start) | (idx >= start + length)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         raise PromptError(
-            f"position {expr!r} is {int(idx[first])} in prompt {first}, outside 0..{prompts.seq_len - 1}",
-            f"prompts of this set have {prompts.seq_len} tokens",
+            f"position {expr!r} is {int(idx[first] - start[first])} in {prompts.where(first)}, "
+            f"outside 0..{int(length[first]) - 1}",
+            f"prompts of this set have {prompts.seq_len} tokens" if prompts.mask is None
+            else f"that prompt has {int(length[first])} tokens",
         )
     return idx
+
+
+def check_fit(prompts: PromptSet, d_vocab: int | None, d_vocab_out: int | None, n_ctx: int | None) -> None:
+    """Token ids inside the model's vocabulary, targets inside its output vocabulary, prompts no
+    longer than its context: checked at collection, naming the first prompt (its JSONL line)."""
+    checks = [(prompts.tokens, d_vocab, "token id", "tokens", "the model's vocabulary"),
+              (prompts.target_tok, d_vocab_out, "target token", "targets", "the model's output vocabulary"),
+              (prompts.target_cf, d_vocab_out, "counterfactual token", "targets", "the model's output vocabulary")]
+    for values, limit, what, key, where in checks:
+        if limit is None or values is None or values.size == 0:
+            continue
+        bad = values >= limit
+        if key == "tokens" and prompts.mask is not None:
+            pad = prompts.extra["pad_token"]
+            if pad >= limit:  # padding goes through the embedding too, masked or not
+                raise PromptError(f"pad_token {pad} is outside the model's vocabulary (0..{limit - 1})",
+                                  "write `pad_token:` with a token id the model knows, e.g. 0")
+            bad &= prompts.mask.astype(bool)
+        if bad.any():
+            i = int(np.flatnonzero(bad.any(axis=1))[0])
+            raise _fit_error(prompts, i, key, f"{what} {int(values[i][bad[i]][0])} is outside {where} (0..{limit - 1})",
+                             "use token ids the model knows, or check which model the file names")
+    if n_ctx is not None and prompts.seq_len > n_ctx:
+        i = int(np.argmax(prompts.length))
+        raise _fit_error(prompts, i, "tokens", f"{int(prompts.length[i])} tokens, longer than the model's context "
+                         f"of {n_ctx}", f"shorten the prompts to at most {n_ctx} tokens")
+
+
+def _fit_error(prompts, i, key, message, hint) -> PromptError:
+    lines = prompts.extra.get("lines")
+    if lines is None:
+        return PromptError(f"{prompts.where(i)}: {message}", hint)
+    return row_error(prompts.extra.get("path"), lines[i], key, message, hint)
 
 
 def condition(where: str, prompts: PromptSet) -> np.ndarray:
@@ -232,22 +319,12 @@ def _token(word, lookup):
     return lookup[word]
 
 
-def jsonl(n: int | None, seed: int, path: str, base: Path | None = None) -> PromptSet:
-    """Prompts from a JSONL file: one `{"tokens": [...], "answer": int, "positions": {...}}` a line."""
-    p = Path(path) if base is None else (base / path)
-    if not p.exists():
-        raise PromptError(f"prompt file {str(p)!r} does not exist", "paths are relative to the hypothesis file")
-    rows = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
-    if n is not None:
-        rows = rows[:n]
-    lengths = {len(r["tokens"]) for r in rows}
-    if len(lengths) != 1:
-        raise PromptError(f"prompts in {p.name} have different lengths {sorted(lengths)}", "pad or split the file")
-    tokens = np.array([r["tokens"] for r in rows])
-    names = set().union(*[r.get("positions", {}) for r in rows])
-    positions = {k: np.array([r["positions"][k] for r in rows]) for k in names}
-    last = np.full(len(rows), tokens.shape[1] - 1)
-    return _finish(tokens, positions, last, np.array([r["answer"] for r in rows]), "jsonl")
+def jsonl(n: int | None, seed: int, path: str, base: Path | None = None, padding: str = "right",
+          pad_token: int = 0, read_at: str | int = "last") -> PromptSet:
+    """Prompts from a JSONL file, one row a line, every row checked (see `jsonl.read`)."""
+    from . import jsonl as J
+
+    return J.read(Path(path) if base is None else base / path, n, padding, pad_token, read_at)
 
 
 GENERATORS: dict[str, Callable[..., PromptSet]] = {

@@ -29,6 +29,7 @@ class Runs:
         self.source_prompts = source_prompts  # PromptSpec -> PromptSet, for patching
         self.device = next(model.parameters()).device
         self.tokens = torch.as_tensor(prompts.tokens, device=self.device)
+        self.mask = _mask(prompts, self.device)
         self.done: dict[tuple, Run] = {}
         self.sources: dict[tuple, torch.Tensor] = {}  # patch source activations
         self.forward_passes = 0
@@ -75,8 +76,9 @@ class Runs:
             names |= need
         caches = {name: [] for name in names}
         hooks = [(name, _on_blocks(p)) for name, p in parts.items()] + [(name, _keep(caches[name])) for name in names]
+        mask = None if self.mask is None else self.mask.repeat(len(group), 1)
         with torch.inference_mode():
-            logits = self.model.run_with_hooks(self.tokens.repeat(len(group), 1), fwd_hooks=hooks)
+            logits = self.model.run_with_hooks(self.tokens.repeat(len(group), 1), fwd_hooks=hooks, **_masked(mask))
         self.forward_passes += 1
         for i, (under, need) in enumerate(group):
             block = slice(i * n, (i + 1) * n)
@@ -91,18 +93,31 @@ class Runs:
                                      f"the target prompts {self.prompts.tokens.shape}: they must match")
                 tokens = torch.as_tensor(ps.tokens, device=self.device)
                 name = I.patch_hook_name(iv.patch)
-                self.sources[I.patch_key(iv.patch)] = self._forward(tokens, (), {name}, {}).cache[name]
+                self.sources[I.patch_key(iv.patch)] = self._forward(tokens, (), {name}, {}, _mask(ps, self.device)).cache[name]
 
-    def _forward(self, tokens, under, need, clean) -> Run:
+    def _forward(self, tokens, under, need, clean, mask=False) -> Run:
+        mask = self.mask if mask is False else mask
         logits, caches = [], {name: [] for name in need}
         with torch.inference_mode():
             for start in range(0, tokens.shape[0], self.batch_size):
                 rows = slice(start, min(start + self.batch_size, tokens.shape[0]))
                 ctx = I.Context(self.model.cfg, self.prompts, clean, rows, self.seed, self.sources)
                 hooks = I.hooks(under, ctx) + [(name, _keep(caches[name])) for name in need]
-                logits.append(self.model.run_with_hooks(tokens[rows], fwd_hooks=hooks))
+                part = None if mask is None else mask[rows]
+                logits.append(self.model.run_with_hooks(tokens[rows], fwd_hooks=hooks, **_masked(part)))
                 self.forward_passes += 1
         return Run(torch.cat(logits), {name: torch.cat(v) for name, v in caches.items()})
+
+
+def _mask(prompts: P.PromptSet, device):
+    """The attention mask of a padded prompt set (None when no prompt is padded)."""
+    return None if prompts.mask is None else torch.as_tensor(prompts.mask, device=device)
+
+
+def _masked(mask) -> dict:
+    """`run_with_hooks` keywords: TransformerBridge.forward takes `attention_mask` and derives the
+    positions of left-padded rows from it (checked against unpadded runs in tests/test_jsonl.py)."""
+    return {} if mask is None else {"attention_mask": mask}
 
 
 def _on_blocks(parts):

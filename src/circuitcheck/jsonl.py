@@ -1,0 +1,239 @@
+"""Prompts from a JSONL file: one prompt a line, every row checked while pytest collects.
+
+A row is a JSON object:
+
+    {"tokens": [0, 5, 9, 2],                       required: token ids
+     "answer": 7, "counterfactual": 3, "at": "last",  one target (at: default `read_at`)
+     "targets": [{"at": 2, "token": 7, "counterfactual": 3}, ...],   or several (not both)
+     "positions": {"S": 1, "IO": 2},               named positions, indices into this row
+     "fields": {"category": "neg_only", "depth": 3}}   metadata, for `where:`
+
+Rows may have different lengths: they are padded (`padding: right` or `left`, with `pad_token`)
+and the attention mask goes to the model. Every defect is a `PromptError` naming the file's own
+line: bad JSON, a key missing or misspelt, a wrong type, a position outside the row, a position,
+field or target some rows have and others lack. Numpy only: no torch at collection.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .prompts import PromptError, PromptSet, parse_position, row_error
+
+ROW_KEYS = ("tokens", "answer", "counterfactual", "at", "targets", "positions", "fields")
+TARGET_KEYS = ("at", "token", "counterfactual")
+NAME = re.compile(r"^[A-Za-z_][\w#]*$")
+RESERVED = ("first", "last")  # every prompt set names these itself
+HINT = "see `jsonl` rows in docs/reference.md"
+
+
+def read(path: Path, n: int | None, padding: str = "right", pad_token: int = 0, read_at="last") -> PromptSet:
+    """The first `n` rows of `path` (every row when `n` is None) as a padded prompt set."""
+    if padding not in ("right", "left"):
+        raise PromptError(f"padding {padding!r} is neither 'right' nor 'left'", "write `padding: left` or `padding: right`")
+    if not _is_int(pad_token) or pad_token < 0:
+        raise PromptError(f"pad_token {pad_token!r} is not a token id", "write a non-negative integer, e.g. `pad_token: 0`")
+    lines = _lines(path)
+    if n is not None and n > len(lines):
+        raise PromptError(f"`n: {n}` asks for more prompts than {path.name} has ({len(lines)} rows)",
+                          f"leave `n` out to use every row, or write `n: {len(lines)}` or less")
+    if len(lines) < 2:
+        raise PromptError(f"{path.name} has {len(lines)} row{'s' * (len(lines) != 1)}; a claim needs at least 2 prompts",
+                          "add rows, one JSON object a line")
+    rows = [_row(path, no, text, read_at) for no, text in lines[:n]]
+    _same_keys(path, rows, "positions")
+    _same_keys(path, rows, "fields")
+    _same_keys(path, rows, "targets", lambda r: {"targets"} if r["targets"] else set())
+    return _pad(path, rows, padding, pad_token)
+
+
+def _lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, text) of every non-blank line; a BOM at the start is allowed."""
+    if not path.is_file():
+        what = "does not exist" if not path.exists() else "is not a regular file"
+        raise PromptError(f"prompt file {str(path)!r} {what}", "paths are relative to the hypothesis file")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise _error(path, line, "", f"not UTF-8 text (byte {data[exc.start]:#04x})", "save the file as UTF-8") from None
+    return [(i, t) for i, t in enumerate(text.splitlines(), 1) if t.strip()]
+
+
+def _error(path, line, field, message, hint=HINT):
+    return row_error(path, line, field, message, hint)
+
+
+def _row(path: Path, line: int, text: str, read_at) -> dict:
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as exc:
+        hint = "remove the comma before the closing bracket (JSON allows no trailing commas)" \
+            if re.search(r",\s*[}\]]", text) else "each line is one JSON object: {\"tokens\": [...], \"answer\": 7}"
+        raise _error(path, line, "", f"not valid JSON: {exc.msg} (column {exc.colno})", hint) from None
+    if not isinstance(row, dict):
+        raise _error(path, line, "", f"a row is a JSON object {{\"tokens\": [...], ...}}, not {_kind(row)}")
+    _known(path, line, "", row, ROW_KEYS)
+    if "tokens" not in row:
+        raise _error(path, line, "", "missing required key 'tokens'")
+    tokens = _int_list(path, line, "tokens", row["tokens"])
+    positions = _names(path, line, "positions", row.get("positions", {}), lambda f, v: _index(path, line, f, v, tokens))
+    fields = _names(path, line, "fields", row.get("fields", {}), lambda f, v: _scalar(path, line, f, v))
+    return {"line": line, "tokens": tokens, "positions": positions, "fields": fields,
+            "targets": _targets(path, line, row, read_at, positions, len(tokens))}
+
+
+def _targets(path, line, row, read_at, positions, length) -> list[tuple[int, int, int]]:
+    """(row index, token, counterfactual or -1) of each target."""
+    if "targets" in row and any(k in row for k in ("answer", "counterfactual", "at")):
+        raise _error(path, line, "targets", "a row has `targets` or `answer` (with `at`, `counterfactual`), not both")
+    if "targets" not in row:
+        if "answer" not in row:
+            if "counterfactual" in row or "at" in row:
+                raise _error(path, line, "answer", "`at` and `counterfactual` go with `answer`")
+            return []
+        items, base = [{"token": row["answer"], **{k: row[k] for k in ("at", "counterfactual") if k in row}}], ""
+    else:
+        items, base = row["targets"], "targets"
+        if not isinstance(items, list) or not items:
+            raise _error(path, line, base, f"a non-empty list of {{\"at\": ..., \"token\": ...}} objects, not {_kind(items)}")
+    out = []
+    for i, t in enumerate(items):
+        f = f"{base}[{i}]" if base else ""
+        if not isinstance(t, dict):
+            raise _error(path, line, f, f"a target is an object {{\"at\": ..., \"token\": ...}}, not {_kind(t)}")
+        _known(path, line, f, t, TARGET_KEYS)
+        if "token" not in t:
+            raise _error(path, line, f, "missing required key 'token'")
+        tok = _int(path, line, _join(f, "token" if base else "answer"), t["token"])
+        cf = _int(path, line, _join(f, "counterfactual"), t["counterfactual"]) if "counterfactual" in t else -1
+        at = _resolve(path, line, _join(f, "at"), t.get("at", read_at), positions, length)
+        out.append((at, tok, cf))
+    return out
+
+
+def _resolve(path, line, field, expr, positions, length) -> int:
+    """A position expression inside one row, as an index into that row."""
+    if isinstance(expr, bool) or not isinstance(expr, (int, str)):
+        raise _error(path, line, field, f"a position is an index or a name, not {_kind(expr)}")
+    try:
+        name, off = parse_position(expr)
+    except PromptError as exc:
+        raise _error(path, line, field, str(exc), exc.hint) from None
+    named = {"first": 0, "last": length - 1, **positions}
+    if re.fullmatch(r"-?\d+", name):
+        base = int(name) if int(name) >= 0 else length + int(name)
+    elif name in named:
+        base = named[name]
+    else:
+        close = difflib.get_close_matches(name, list(named), n=1)
+        raise _error(path, line, field, f"unknown position {name!r}",
+                     (f"did you mean {close[0]!r}? " if close else "") + f"this row names: {', '.join(named)}")
+    if not 0 <= base + off < length:
+        raise _error(path, line, field, f"position {expr!r} is {base + off}, outside this row's 0..{length - 1}")
+    return base + off
+
+
+def _pad(path: Path, rows: list[dict], padding: str, pad_token: int) -> PromptSet:
+    n, seq = len(rows), max(len(r["tokens"]) for r in rows)
+    k = max(len(r["targets"]) for r in rows)
+    tokens = np.full((n, seq), pad_token, np.int64)
+    mask = np.zeros((n, seq), np.int64)
+    tpos, ttok, tcf = np.zeros((n, k), np.int64), np.zeros((n, k), np.int64), np.full((n, k), -1, np.int64)
+    valid = np.zeros((n, k), bool)
+    offset = np.zeros(n, np.int64)
+    for i, r in enumerate(rows):
+        length = len(r["tokens"])
+        offset[i] = seq - length if padding == "left" else 0
+        tokens[i, offset[i]:offset[i] + length] = r["tokens"]
+        mask[i, offset[i]:offset[i] + length] = 1
+        for j, (at, tok, cf) in enumerate(r["targets"]):
+            tpos[i, j], ttok[i, j], tcf[i, j], valid[i, j] = offset[i] + at, tok, cf, True
+        tpos[i, len(r["targets"]):] = offset[i]  # padding targets: a real position, never read
+    length = mask.sum(1)
+    positions = {"first": offset, "last": offset + length - 1}
+    positions.update({p: offset + np.array([r["positions"][p] for r in rows]) for p in rows[0]["positions"]})
+    fields = {f: np.array([r["fields"][f] for r in rows], dtype=object) for f in rows[0]["fields"]}
+    padded = bool((mask == 0).any())
+    return PromptSet(tokens, positions, tpos, ttok, "jsonl",
+                     {"lines": [r["line"] for r in rows], "file": path.name, "path": path, "padding": padding if padded else None,
+                      "pad_token": pad_token if padded else None},
+                     tcf, None if valid.all() else valid, mask if padded else None, fields)
+
+
+def _same_keys(path, rows, what, keys=None):
+    """Every row names the same positions (fields, targets) as the first: a name some rows lack
+    would resolve to nothing there."""
+    keys = keys or (lambda r: set(r[what]))
+    first = keys(rows[0])
+    for r in rows[1:]:
+        have = keys(r)
+        if have != first:
+            missing, extra = sorted(first - have), sorted(have - first)
+            which = f"lacks {', '.join(missing)}" if missing else f"has {', '.join(extra)}"
+            raise _error(path, r["line"], what, f"this row {which}, which line {rows[0]['line']} "
+                         f"{'has' if missing else 'lacks'}", f"every row must have the same {what}")
+
+
+# ---------------------------------------------------------------- value checks
+def _kind(v) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+             float: "a number", type(None): "null"}
+    return f"{names.get(type(v), type(v).__name__)} ({json.dumps(v)[:40]})"
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _join(base, key):
+    return f"{base}.{key}" if base else key
+
+
+def _known(path, line, base, obj, allowed):
+    for k in obj:
+        if k not in allowed:
+            close = difflib.get_close_matches(k, allowed, n=1)
+            raise _error(path, line, _join(base, k), f"unknown key {k!r}",
+                         (f"did you mean {close[0]!r}? " if close else "") + f"allowed: {', '.join(allowed)}")
+
+
+def _int(path, line, field, v) -> int:
+    if _is_int(v) and v >= 0:
+        return v
+    if isinstance(v, str) and v.strip().isdigit():
+        raise _error(path, line, field, f"the token id is the string {v!r}", f"write the number {int(v)} without quotes")
+    raise _error(path, line, field, f"a token id is a non-negative integer, not {_kind(v)}")
+
+
+def _int_list(path, line, field, v) -> list[int]:
+    if not isinstance(v, list) or not v:
+        raise _error(path, line, field, f"a non-empty list of token ids, not {_kind(v)}")
+    return [_int(path, line, f"{field}[{i}]", x) for i, x in enumerate(v)]
+
+
+def _index(path, line, field, v, tokens) -> int:
+    if not _is_int(v) or not 0 <= v < len(tokens):
+        raise _error(path, line, field, f"a named position is an index 0..{len(tokens) - 1} into this row, not {_kind(v)}")
+    return v
+
+
+def _scalar(path, line, field, v):
+    if isinstance(v, (str, int, float, bool)):
+        return v
+    raise _error(path, line, field, f"a field holds a string, number or boolean, not {_kind(v)}")
+
+
+def _names(path, line, what, obj, check) -> dict:
+    if not isinstance(obj, dict):
+        raise _error(path, line, what, f"an object {{\"name\": value}}, not {_kind(obj)}")
+    for name in obj:
+        if not NAME.match(name) or name in RESERVED:
+            raise _error(path, line, f"{what}.{name}", f"{name!r} cannot name a {what[:-1]}",
+                         "names start with a letter and hold letters, digits, _ and #; `first` and `last` are built in")
+    return {name: check(f"{what}.{name}", v) for name, v in obj.items()}
