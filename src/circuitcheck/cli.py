@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from .cache import MODES
+
 SCHEMA = Path(__file__).parent / "schema" / "hypothesis.schema.json"
 
 
@@ -25,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("check", help="run hypothesis files and print one line per claim")
     c.add_argument("files", nargs="+")
+    c.add_argument("--cc-cache", choices=MODES, default="on",
+                   help="per-prompt values kept in .pytest_cache/d/circuitcheck for reruns (as under pytest)")
     s = sub.add_parser("schema", help="write the hypothesis-file JSON Schema (for editors)")
     s.add_argument("path", nargs="?", default=str(SCHEMA))
     sub.add_parser("zoo", help="train the zoo models (see `circuitcheck zoo -h`)", add_help=False)
@@ -39,15 +43,16 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.path).write_text(schema_text())
         print(f"wrote {args.path}")
         return 0
-    return _check(args.files)
+    return _check(args.files, args.cc_cache)
 
 
-def _check(files) -> int:
+def _check(files, cache: str = "off") -> int:
     from . import report
     from .hypothesis_file import HypothesisError, load
-    from .session import Session
+    from .session import Options, Session
 
-    session, results, failed = Session(), [], False
+    session = Session(Options(cache=cache, cache_dir=str(Path(".pytest_cache") / "d" / "circuitcheck")))
+    results, failed = [], False
     for f in files:
         try:
             loaded = load(f)

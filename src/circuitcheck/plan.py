@@ -23,7 +23,6 @@ class Group:
         """Activations of the clean run, and of each intervened run (key -> (under, names))."""
         from . import interventions as I  # torch loads when runs are planned, not at collection
         from . import measures as M
-        from .runs import key as run_key
 
         clean: set[str] = set()
         runs: dict[tuple, tuple] = {}
@@ -36,6 +35,11 @@ class Group:
                 under, have = runs.get(run_key(case.under), (case.under, set()))
                 runs[run_key(case.under)] = (under, have | names)
         return clean, runs
+
+
+def run_key(under) -> tuple:
+    """Identifies a run by its interventions (torch-free, so cached values are found without it)."""
+    return tuple(iv.model_dump_json(by_alias=True) for iv in under)
 
 
 class Plan:

@@ -11,6 +11,7 @@ import pytest
 
 from . import hypothesis_file as H
 from . import report
+from .cache import MODES
 from .models import ModelUnavailable
 from .session import Options, Session
 from .spec import INTERVENTIONS, MEASURES
@@ -30,6 +31,9 @@ def pytest_addoption(parser):
     g.addoption("--cc-device", default="cpu", help="torch device where a file names none (default: cpu)")
     g.addoption("--cc-dtype", default="float32", help="model dtype where a file names none (default: float32)")
     g.addoption("--cc-batch-size", type=int, default=1024, help="prompts per forward pass (default: 1024)")
+    g.addoption("--cc-cache", choices=MODES, default="on",
+                help="per-prompt values kept in pytest's cache for reruns: on (read and write, default), "
+                     "read, write (recompute and store), off; `--cache-clear` empties it")
 
 
 def pytest_configure(config):
@@ -37,7 +41,10 @@ def pytest_configure(config):
         config.addinivalue_line("markers", f"{k}: circuitcheck claims of kind {k}")
     config.addinivalue_line("markers", "circuitcheck: every hypothesis-file claim")
     config.addinivalue_line("markers", "xdist_group(name): claims of one model go to one pytest-xdist worker")
-    options = Options(config.getoption("cc_device"), config.getoption("cc_dtype"), config.getoption("cc_batch_size"))
+    # Without pytest's cache (`-p no:cacheprovider`, as in CI) the value cache is off.
+    cache_dir = config.cache.mkdir("circuitcheck") if getattr(config, "cache", None) is not None else None
+    options = Options(config.getoption("cc_device"), config.getoption("cc_dtype"), config.getoption("cc_batch_size"),
+                      config.getoption("cc_cache"), cache_dir and str(cache_dir))
     config.stash[SESSION] = Session(options)
     CLAIMS.clear()
 

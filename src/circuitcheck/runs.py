@@ -11,16 +11,13 @@ import torch
 
 from . import interventions as I
 from . import prompts as P
+from .plan import run_key as key
 
 
 @dataclass
 class Run:
     logits: torch.Tensor  # [n, seq, vocab]
     cache: dict[str, torch.Tensor]  # hook name -> activation over all prompts
-
-
-def key(under) -> tuple:
-    return tuple(iv.model_dump_json(by_alias=True) for iv in under)
 
 
 class Runs:

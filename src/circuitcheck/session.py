@@ -15,7 +15,7 @@ import numpy as np
 
 from . import hypothesis_file as H
 from . import models, prompts
-from .plan import Plan
+from .plan import Plan, run_key
 from .verdict import ERROR, CaseResult, Result, combine, judge
 
 
@@ -26,6 +26,8 @@ class Options:
     device: str = "cpu"
     dtype: str = "float32"
     batch_size: int = 1024
+    cache: str = "off"  # value cache for reruns: on | read | write | off (see cache.py)
+    cache_dir: str | None = None
 
 
 @dataclass
@@ -50,6 +52,11 @@ class Session:
         self.measured: dict[tuple, np.ndarray] = {}  # a measure of a run, shared by the claims that read it
         self.results: dict[Path, dict[str, Result]] = {}
         self.files: dict[Path, H.LoadedFile] = {}
+        self.cache = None
+        if options.cache != "off" and options.cache_dir:
+            from .cache import ValueCache
+
+            self.cache = ValueCache(options.cache_dir, options.cache)
 
     def add(self, loaded: H.LoadedFile) -> None:
         self.files[loaded.path] = loaded
@@ -79,8 +86,7 @@ class Session:
         if k not in self.runs:
             group = self.plan.groups[k]
             model = self.model(loaded)
-            ps = H.prompt_set(group.loaded, k[-1], spec)
-            runs = Runs(model, ps, loaded.spec.seed, self.options.batch_size,
+            runs = Runs(model, self._prompts(loaded, spec), loaded.spec.seed, self.options.batch_size,
                         source_prompts=lambda s: H.build_prompts(group.loaded.path, s))
             clean, planned = group.needs(model.cfg)
             runs.clean(clean)
@@ -89,12 +95,29 @@ class Session:
         return self.runs[k]
 
     def _measure(self, loaded, case, under) -> np.ndarray:
-        from .runs import key as run_key
-
         k = (self.plan.key(loaded, case.prompts), run_key(under), case.measure.model_dump_json())
         if k not in self.measured:
-            self.measured[k] = self._compute(loaded, case, under)
+            ck = self._cache_key(loaded, case, under)
+            value = self.cache.get(ck) if ck else None
+            if value is None:
+                value = self._compute(loaded, case, under)
+                if ck:
+                    self.cache.put(ck, value)
+            self.measured[k] = value
         return self.measured[k]
+
+    def _cache_key(self, loaded, case, under) -> str | None:
+        if self.cache is None:
+            return None
+        specs = [case.prompts] + H.variant_specs(case) + [iv.patch.source for iv in under if iv.patch is not None]
+        return self.cache.key(loaded.model_source, [self._prompts(loaded, s) for s in specs], under, case.measure,
+                              self.load_options(loaded), self.options.batch_size, loaded.spec.seed)
+
+    def _prompts(self, loaded, spec):
+        """The (numpy) prompt set of `spec`: the one its runs use, built without torch."""
+        k = self.plan.key(loaded, spec)
+        group = self.plan.groups.get(k)  # prompt paths are relative to the first file naming the group
+        return H.prompt_set(group.loaded if group else loaded, k[-1], spec)
 
     def _compute(self, loaded, case, under) -> np.ndarray:
         from . import measures as M
@@ -140,7 +163,7 @@ class Session:
                                 lambda level, h=holds, v=value: S.exact(float(h), len(v), _order_text(v, case))))
                 continue
             if claim.where is not None:
-                mask = prompts.condition(claim.where, self._runs(loaded, case.prompts).prompts)
+                mask = prompts.condition(claim.where, self._prompts(loaded, case.prompts))
                 if expect.contrast is not None:
                     a, b = value[mask], value[~mask]
                     se = math.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)

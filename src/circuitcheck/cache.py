@@ -1,0 +1,167 @@
+"""A value cache for reruns: the per-prompt values of a measure, stored under a hash of everything
+they depend on, so that rerunning unchanged claims on an unchanged model reads them back without
+importing torch or running a forward pass. Statistics always run anew on the values.
+
+The key of a value hashes:
+- the model's files, byte for byte (sha256 of the config and weights; a hash is remembered by
+  path, size and mtime so that big weights are not reread every run). A factory model (Python) or
+  a hub name (files outside the project) has no files to hash: its values are never cached;
+- the load options (device, dtype) and the batch size (they change the floating-point numbers);
+- every prompt set the value reads, byte for byte (tokens, positions, targets), the file's seed;
+- the interventions and the measure (their JSON);
+- circuitcheck's version and a hash of its source files, and the torch and transformer_lens
+  versions, so that a code change or an upgrade recomputes everything.
+
+Values live as `.npy` files (read with `allow_pickle=False`) in pytest's cache directory
+(`.pytest_cache/d/circuitcheck/`), so `pytest --cache-clear` clears them and `-p no:cacheprovider`
+turns the cache off. Modes (`--cc-cache`): on (read and write, the default), read, write
+(recompute and store), off.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+MODES = ("on", "read", "write", "off")
+PACKAGE = Path(__file__).parent
+
+
+class ValueCache:
+    def __init__(self, directory: Path | str, mode: str = "on"):
+        if mode not in MODES:
+            raise ValueError(f"cache mode {mode!r}: choose one of {', '.join(MODES)}")
+        self.directory, self.mode = Path(directory), mode
+        self.hits = self.misses = 0
+        self._models: dict = {}  # model source -> fingerprint (None: not cacheable)
+        self._prompt_sets: dict[int, tuple] = {}  # id(prompt set) -> (prompt set, hash)
+
+    def key(self, source, prompt_sets, under, measure, *settings) -> str | None:
+        """The key of a measure's values on a run: None when the values depend on Python the cache
+        cannot see (a factory model, a registered function) or on files outside the project."""
+        texts = [iv.model_dump_json(by_alias=True) for iv in under] + [measure.model_dump_json()]
+        if any('"python"' in t for t in texts):
+            return None
+        if source not in self._models:
+            self._models[source] = model_fingerprint(source, self.directory)
+        if self._models[source] is None:
+            return None
+        return digest(code_version(), self._models[source], *settings, *map(self._prompts_hash, prompt_sets), *texts)
+
+    def get(self, key: str | None) -> np.ndarray | None:
+        if key is None or self.mode not in ("on", "read"):
+            return None
+        try:
+            value = np.load(self._path(key), allow_pickle=False)
+        except (OSError, ValueError):  # absent, or a file cut short by a crash: recompute
+            self.misses += 1
+            return None
+        self.hits += 1
+        return value
+
+    def put(self, key: str | None, value: np.ndarray) -> None:
+        if key is None or self.mode not in ("on", "write"):
+            return
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
+        np.save(tmp, np.asarray(value), allow_pickle=False)
+        os.replace(tmp, path)  # atomic, so pytest-xdist workers never read half a file
+
+    def _path(self, key: str) -> Path:
+        return self.directory / "values" / key[:2] / f"{key}.npy"
+
+    def _prompts_hash(self, ps) -> str:
+        if id(ps) not in self._prompt_sets:  # the set is kept with its hash, so its id is never reused
+            self._prompt_sets[id(ps)] = (ps, prompt_set_hash(ps))
+        return self._prompt_sets[id(ps)][1]
+
+
+def digest(*parts) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(str(part).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def prompt_set_hash(ps) -> str:
+    h = hashlib.sha256()
+    arrays = [("tokens", ps.tokens), ("target_pos", ps.target_pos), ("target_tok", ps.target_tok)]
+    arrays += sorted((f"position:{k}", v) for k, v in ps.positions.items())
+    for name, a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{name}{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    h.update(json.dumps(ps.extra, sort_keys=True, default=repr).encode())
+    return h.hexdigest()
+
+
+_CODE: list[str] = []
+
+
+def code_version() -> str:
+    """circuitcheck's version and source hash, with the versions of the libraries that compute values."""
+    if not _CODE:
+        from importlib import metadata
+
+        h = hashlib.sha256()
+        for path in sorted(PACKAGE.rglob("*.py")):
+            h.update(path.relative_to(PACKAGE).as_posix().encode())
+            h.update(path.read_bytes())
+        versions = []
+        for dist in ("circuitcheck", "torch", "transformer_lens", "numpy"):
+            try:
+                versions.append(f"{dist}={metadata.version(dist)}")
+            except metadata.PackageNotFoundError:
+                versions.append(f"{dist}=?")
+        _CODE.append(" ".join(versions) + " source=" + h.hexdigest())
+    return _CODE[0]
+
+
+def model_fingerprint(source, directory: Path | None = None) -> str | None:
+    """sha256 over the files a model is built from, or None when it is not built from files
+    (a factory runs Python; a hub name lives outside the project)."""
+    files = model_files(source)
+    if files is None:
+        return None
+    parts = [f"{source.kind}:{source.config or ''}"]
+    parts += [f"{p.name}:{file_sha256(p, directory)}" for p in files]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def model_files(source) -> list[Path] | None:
+    from . import models
+
+    if source.kind == "zoo":
+        d = models.ZOO_DIR / source.ref
+        return [d / "config.json", d / "model.safetensors"]
+    if source.kind == "native":
+        files = [] if source.config else [Path(source.ref)]
+        return files + ([Path(source.weights)] if source.weights else [])
+    if source.kind == "hf" and Path(source.ref).is_dir():
+        return sorted(p for p in Path(source.ref).iterdir() if p.is_file())
+    return None
+
+
+def file_sha256(path: Path, directory: Path | None = None) -> str:
+    """sha256 of a file; with a cache directory, remembered by path, size and mtime."""
+    st = path.stat()
+    stamp = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    memo = Path(directory) / "sha256" / (hashlib.sha256(stamp.encode()).hexdigest() + ".txt") if directory else None
+    if memo is not None and memo.exists():
+        return memo.read_text()
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    digest = h.hexdigest()
+    if memo is not None:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f"{memo.stem}.{os.getpid()}.tmp")
+        tmp.write_text(digest)
+        os.replace(tmp, memo)
+    return digest
