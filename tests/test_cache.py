@@ -170,3 +170,19 @@ def _clear_loaded_models():
     from circuitcheck import models
 
     models._CACHE.clear()
+
+
+def test_every_field_of_a_prompt_set_is_in_its_hash():
+    import dataclasses
+
+    from circuitcheck import prompts
+
+    ps = prompts.build("repeated_tokens", 8, 0)
+    changed = {"tokens": ps.tokens + 1, "positions": {**ps.positions, "extra": ps.tokens[:, 0]},
+               "target_pos": ps.target_pos * 0, "target_tok": ps.target_tok + 1, "source": "other",
+               "extra": {"k": 1}, "target_cf": ps.target_tok, "target_valid": ps.target_tok > 0,
+               "mask": np.ones_like(ps.tokens), "fields": {"label": np.array(list("abcdefgh"), dtype=object)}}
+    names = {f.name for f in dataclasses.fields(ps)}
+    assert names <= set(changed), f"add the new fields {names - set(changed)} here"
+    hashes = {C.prompt_set_hash(dataclasses.replace(ps, **{k: changed[k]})) for k in names}
+    assert len(hashes) == len(names) and C.prompt_set_hash(ps) not in hashes

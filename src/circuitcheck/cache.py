@@ -19,6 +19,7 @@ turns the cache off. Modes (`--cc-cache`): on (read and write, the default), rea
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -89,15 +90,26 @@ def digest(*parts) -> str:
 
 
 def prompt_set_hash(ps) -> str:
+    """Every field of a prompt set, byte for byte (new fields are covered as they are added)."""
     h = hashlib.sha256()
-    arrays = [("tokens", ps.tokens), ("target_pos", ps.target_pos), ("target_tok", ps.target_tok)]
-    arrays += sorted((f"position:{k}", v) for k, v in ps.positions.items())
-    for name, a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(f"{name}{a.dtype.str}{a.shape}".encode())
-        h.update(a.tobytes())
-    h.update(json.dumps(ps.extra, sort_keys=True, default=repr).encode())
+    for f in dataclasses.fields(ps):
+        _update(h, f.name, getattr(ps, f.name))
     return h.hexdigest()
+
+
+def _update(h, name: str, value) -> None:
+    h.update(f"\0{name}:{type(value).__name__}:".encode())
+    if isinstance(value, dict):
+        for k in sorted(value, key=str):
+            _update(h, f"{name}.{k}", value[k])
+    elif isinstance(value, np.ndarray) and value.dtype != object:
+        a = np.ascontiguousarray(value)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    elif isinstance(value, np.ndarray):  # per-prompt metadata
+        h.update(json.dumps(value.tolist(), default=repr).encode())
+    else:
+        h.update(json.dumps(value, sort_keys=True, default=repr).encode())
 
 
 _CODE: list[str] = []
