@@ -1,5 +1,5 @@
 """Every model source: shipped zoo, native config + weights (safetensors, .pt, legacy TL), Hugging
-Face (skips offline, fails under --cc-require-models), and a factory named by the file."""
+Face (skips offline, fails under --cc-require-models), and a registered factory."""
 from __future__ import annotations
 
 import json
@@ -89,33 +89,30 @@ def test_models_load_once_per_source_and_options(tiny_dir):
 
 FACTORY = """\
 - id: factory-model-runs
-  says: "a model built by a factory the file names"
+  says: "a model built by a registered factory"
   measure: accuracy
   expect: {at_most: 0.5}
 """
 
 
-def test_factory_runs_only_because_the_file_names_it(tmp_path, monkeypatch):
-    (tmp_path / "my_factory.py").write_text(textwrap.dedent("""\
-        from circuitcheck.models import native
-        CALLS = []
-        def build():
-            CALLS.append(1)
-            return native(dict(n_layers=1, d_model=16, n_ctx=8, d_head=4, n_heads=4, d_vocab=16,
-                               attn_only=True, act_fn="relu", normalization_type=None, seed=0))
-        """))
-    monkeypatch.syspath_prepend(str(tmp_path))
+def test_a_registered_factory_builds_the_model_only_when_a_claim_runs(tmp_path):
+    from circuitcheck import load, register_model
+
+    calls = []
+
+    @register_model("test-models-random-1l")
+    def build():
+        calls.append(1)
+        return models.native(dict(n_layers=1, d_model=16, n_ctx=8, d_head=4, n_heads=4, d_vocab=16,
+                                  attn_only=True, act_fn="relu", normalization_type=None, seed=0))
+
     path = tmp_path / "f.hyp.yaml"
-    path.write_text("model: factory:my_factory:build\nprompts: {generator: max_of_list, n: 50}\nclaims:\n"
+    path.write_text("model: factory:test-models-random-1l\nprompts: {generator: max_of_list, n: 50}\nclaims:\n"
                     + textwrap.indent(FACTORY, "  "))
-    import sys
-
-    from circuitcheck import load
-
     load(path)
-    assert "my_factory" not in sys.modules  # collection does not import it
+    assert calls == []  # collection looks the name up, and calls nothing
     (result,) = check(path)
-    assert result.verdict == "pass" and sys.modules["my_factory"].CALLS == [1]
+    assert result.verdict == "pass" and calls == [1]
 
 
 def test_hugging_face_model_skips_offline_and_fails_when_required(pytester, monkeypatch):

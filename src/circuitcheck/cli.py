@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _check(files, cache: str = "off") -> int:
     from . import report
+    from .conftests import ConftestError, load_beside
     from .hypothesis_file import HypothesisError, load
     from .session import Options, Session
 
@@ -55,8 +56,9 @@ def _check(files, cache: str = "off") -> int:
     results, failed = [], False
     for f in files:
         try:
+            load_beside(f)  # registered models and measures, as pytest would load them
             loaded = load(f)
-        except HypothesisError as err:
+        except (HypothesisError, ConftestError) as err:
             print(err, file=sys.stderr)
             failed = True
             continue

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from . import models, prompts
+from . import models, prompts, registry
 from .spec import Claim, HypothesisFile, Intervention, Measure, PromptSpec, parse_head, patch_hook_name
 from .yaml_lines import MarkedYAMLError, YAMLError, read
 from .yaml_lines import line_of as locate  # the line of a field, for error messages
@@ -311,7 +311,24 @@ def _model(path, tree, spec) -> tuple[models.ModelSource, dict]:
         local = Path(m.hf)
         cfg = models.read_config(local / "config.json") if (local / "config.json").exists() else {}
         return models.ModelSource("hf", m.hf), _hf_dims(cfg)
-    return models.ModelSource("factory", m.factory), {}
+    return _factory(path, tree, m.factory), {}
+
+
+def _factory(path, tree, name: str) -> models.ModelSource:
+    """A registered model: the file names it; nothing is imported or called because of the file."""
+    line = locate(tree, ("model", "factory")) or locate(tree, ("model",))
+    if not re.match(registry.NAME, name):
+        raise HypothesisError(path, line, "model.factory",
+                              f"{name!r} is not a registered name: a hypothesis file never names a module or "
+                              "function to import",
+                              "register the function in a conftest.py beside the file with "
+                              "`@circuitcheck.register_model(\"my-model\")` and write `model: factory:my-model` "
+                              "(README, Security)")
+    try:
+        registry.model(name)
+    except registry.NotRegistered as exc:
+        raise HypothesisError(path, line, "model.factory", str(exc), exc.hint) from None
+    return models.ModelSource("factory", name)
 
 
 def _hf_dims(cfg: dict) -> dict:

@@ -5,14 +5,14 @@
                  (`.safetensors`, or a `.pt` state dict read with `weights_only=True`; legacy
                  `HookedTransformer` state dicts are converted with `convert_tl_checkpoint`)
 - hf             a Hugging Face model name or local directory, through `boot_transformers`
-- factory        `package.module:function` returning a model, imported only because a file names it
+- factory        a model registered in code with `@circuitcheck.register_model(NAME)` (registry.py);
+                 a file names only the registered name, never a module
 
 Models load once per process, cached by source and load options. torch and transformer_lens
 are imported inside functions so that collecting hypothesis files never pays for them.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from dataclasses import dataclass
@@ -24,6 +24,10 @@ ZOO_DIR = Path(__file__).parent / "zoo" / "models"
 
 class ModelUnavailable(Exception):
     """The model's weights are not on this machine (a hub model offline); claims skip or fail."""
+
+
+class ModelError(Exception):
+    """A model could not be built: a sentence each claim on it reports as its error."""
 
 
 @dataclass(frozen=True)
@@ -53,8 +57,12 @@ def load(source: ModelSource, options: LoadOptions = LoadOptions()):
     """The model for `source`, loaded once per process for each set of load options."""
     key = (source, options)
     if key not in _CACHE:
-        model = _LOADERS[source.kind](source)
-        _CACHE[key] = _prepare(model, options)
+        try:
+            _CACHE[key] = _prepare(_LOADERS[source.kind](source), options)
+        except ModelError as exc:  # remembered, so a broken factory runs once, not once per claim
+            _CACHE[key] = exc
+    if isinstance(_CACHE[key], ModelError):
+        raise _CACHE[key]
     return _CACHE[key]
 
 
@@ -134,8 +142,23 @@ def _load_hf(source: ModelSource):
 
 
 def _load_factory(source: ModelSource):
-    module, _, func = source.ref.partition(":")
-    return getattr(importlib.import_module(module), func)()
+    from torch import nn
+
+    from . import registry
+
+    reg = registry.model(source.ref)
+    code = getattr(reg.fn, "__code__", None)
+    where = f" (registered at {code.co_filename}:{code.co_firstlineno})" if code else ""
+    try:
+        model = reg.fn()
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # SystemExit too: one broken factory must not end the whole run
+        raise ModelError(f"the model factory {source.ref!r}{where} raised {type(exc).__name__}: {exc}") from None
+    if not isinstance(model, nn.Module) or not hasattr(model, "cfg"):
+        raise ModelError(f"the model factory {source.ref!r}{where} returned {type(model).__name__}, not a model: "
+                         "return a transformer_lens TransformerBridge")
+    return model
 
 
 _LOADERS = {"zoo": _load_zoo, "native": _load_native, "hf": _load_hf, "factory": _load_factory}

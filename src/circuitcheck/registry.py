@@ -19,6 +19,16 @@ notebook imports) under a plain name, and a file names only that:
     # my.hyp.yaml
     model: factory:my-model
     claims: [{..., measure: {python: my-measure}}]
+
+Where registrations come from: under pytest, the conftest.py files pytest loads (pytest imports
+a directory's conftest.py before it collects the files in it); for `circuitcheck check`, the
+conftest.py files beside and above each named file (`conftests.load_beside`); and everywhere, the
+modules an installed package lists under the `circuitcheck` entry-point group, imported on the
+first lookup:
+
+    # pyproject.toml of a package that ships models
+    [project.entry-points.circuitcheck]
+    my-models = "my_pkg.circuitcheck_models"     # a module whose import registers them
 """
 from __future__ import annotations
 
@@ -35,9 +45,9 @@ class NotRegistered(LookupError):
     def __init__(self, kind: str, name: str, known: list[str]):
         self.kind, self.name, self.known = kind, name, known
         close = difflib.get_close_matches(name, known, n=1)
+        how = f"register it in a conftest.py with @circuitcheck.register_{kind}({name!r})"
         self.hint = (f"did you mean {close[0]!r}? " if close else "") + (
-            f"registered {kind}s: {', '.join(sorted(known))}" if known else
-            f"register it in a conftest.py with @circuitcheck.register_{kind}({name!r})")
+            f"registered {kind}s: {', '.join(sorted(known))}" + ("" if close else f"; or {how}") if known else how)
         super().__init__(f"no {kind} named {name!r} is registered")
 
 
@@ -54,6 +64,8 @@ class Registered:
 
 MODELS: dict[str, Registered] = {}
 MEASURES: dict[str, Registered] = {}
+ENTRY_POINT_GROUP = "circuitcheck"
+_entry_points: dict[str, str | None] = {}  # entry point -> None when imported, else why it failed
 
 
 def register_model(name: str):
@@ -91,6 +103,27 @@ def measure(name: str) -> Registered:
 
 
 def _lookup(table: dict, kind: str, name: str) -> Registered:
+    load_entry_points()
     if name not in table:
-        raise NotRegistered(kind, name, list(table))
+        err = NotRegistered(kind, name, list(table))
+        broken = [f"entry point {ep!r} failed to import ({why})" for ep, why in _entry_points.items() if why]
+        if broken:
+            err.hint += "; " + "; ".join(broken)
+        raise err
     return table[name]
+
+
+def load_entry_points() -> None:
+    """Import, once per process, the modules installed packages list under the `circuitcheck` group."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in _entry_points:
+            continue
+        try:
+            ep.load()
+            _entry_points[ep.name] = None
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a broken package must not stop the claims that do not need it
+            _entry_points[ep.name] = f"{type(exc).__name__}: {exc}"

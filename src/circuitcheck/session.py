@@ -209,6 +209,8 @@ class Session:
                 rows += self._rows(loaded, ci, lc)
             except models.ModelUnavailable:
                 raise
+            except models.ModelError as exc:
+                errors[ci] = str(exc)
             except Exception as exc:  # one claim that cannot be measured must not take the others down
                 errors[ci] = H.unexpected("measuring this claim", exc)
         alphas = S.holm_alphas([S.p_inside(r.point, r.se, *r.bounds) for r in rows], loaded.spec.alpha)

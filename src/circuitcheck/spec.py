@@ -44,7 +44,8 @@ class ModelSpec(Strict):
     zoo: str | None = Field(None, description="a model the project ships: max-of-list, induction")
     native: "NativeSpec | None" = None
     hf: str | None = Field(None, description="a Hugging Face name or local directory")
-    factory: str | None = Field(None, pattern=r"^[\w.]+:\w+$", description="package.module:function returning a model")
+    factory: str | None = Field(None, description="the name of a model registered with "
+                                "@circuitcheck.register_model(NAME), e.g. in a conftest.py; never a module path")
     dtype: Literal["float32", "float64", "bfloat16", "float16"] | None = Field(
         None, description="this file's dtype; wins over --cc-dtype (default float32)")
     device: str | None = Field(None, description="this file's device (cpu, cuda, cuda:1); wins over --cc-device")
@@ -52,10 +53,10 @@ class ModelSpec(Strict):
     @model_validator(mode="before")
     @classmethod
     def _short(cls, v):
-        if isinstance(v, str):  # `model: zoo:max-of-list`, `hf:gpt2`, `factory:pkg.mod:fn`
+        if isinstance(v, str):  # `model: zoo:max-of-list`, `hf:gpt2`, `factory:NAME`
             kind, sep, ref = v.partition(":")
             if not sep or kind not in ("zoo", "hf", "factory"):
-                raise ValueError("write `zoo:NAME`, `hf:NAME`, `factory:pkg.mod:fn`, or a mapping with `native:`")
+                raise ValueError("write `zoo:NAME`, `hf:NAME`, `factory:NAME`, or a mapping with `native:`")
             return {kind: ref}
         return v
 
