@@ -157,9 +157,14 @@ hypothesis_file.load, session.Session._rows = load, rows
 """
 
 
-def test_an_unforeseen_error_is_one_files_or_one_claims_error_in_plain_words(pytester, hyp):
+def test_an_unforeseen_error_is_one_files_or_one_claims_error_in_plain_words(pytester, hyp, monkeypatch):
     """Whatever the loader or a measure does not foresee stays with its file or claim: a plain
     sentence first, then the internal text; the other files and claims still run."""
+    from circuitcheck import hypothesis_file, session
+
+    # the conftest below replaces these in this process: put them back after the test
+    monkeypatch.setattr(hypothesis_file, "load", hypothesis_file.load)
+    monkeypatch.setattr(session.Session, "_rows", session.Session._rows)
     good = hyp(GOOD + GOOD.replace("random-model-is-bad", "breaks"), prompts="{generator: max_of_list, n: 120, seed: 1}")
     pytester.makeconftest(UNFORESEEN)
     shutil.copy(good, pytester.path / "good.hyp.yaml")
