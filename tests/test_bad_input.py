@@ -177,3 +177,9 @@ def test_an_unforeseen_error_is_one_files_or_one_claims_error_in_plain_words(pyt
     assert "internal error KeyError" in out and "'an internal key'" in out
     assert "circuitcheck failed while measuring this claim" in out and "ZeroDivisionError" in out
     assert "Traceback" not in out
+
+
+def test_a_batch_size_below_one_is_a_usage_error(pytester):
+    res = pytester.runpytest("--cc-batch-size", "0", "-p", "no:cacheprovider")
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    assert "'0' is not a positive whole number" in res.stderr.str()

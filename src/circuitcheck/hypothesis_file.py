@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -207,6 +208,10 @@ _TYPES = {"string_type": "text", "int_type": "a whole number", "int_parsing": "a
           "tuple_type": "a list", "finite_number": "a finite number"}
 
 
+_BOUNDS = {"greater_than_equal": ("ge", "at least"), "greater_than": ("gt", "more than"),
+           "less_than_equal": ("le", "at most"), "less_than": ("lt", "less than")}
+
+
 def _describe(value) -> str:
     if isinstance(value, dict):
         return "a mapping"
@@ -242,9 +247,16 @@ def _validation_error(path, tree, exc: ValidationError) -> HypothesisError:
         hint = f"allowed values: {err['ctx']['expected']}"
     elif err["type"] == "string_pattern_mismatch":
         hint = "heads are written L<layer>H<head>, e.g. L0H2" if "L\\d+H" in err["ctx"]["pattern"] else ""
+    elif err["type"] in _BOUNDS:
+        bound, word = _BOUNDS[err["type"]]
+        msg = f"must be {word} {err['ctx'][bound]}, not {_describe(err.get('input'))}"
+    elif err["type"] in ("too_short", "too_long"):
+        word = "at least" if err["type"] == "too_short" else "at most"
+        limit = err["ctx"]["min_length" if err["type"] == "too_short" else "max_length"]
+        msg = f"must have {word} {limit} item(s), not {err['ctx'].get('actual_length')}"
     elif msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
-    return HypothesisError(path, line, _field(loc), msg, hint)
+    return HypothesisError(path, line, _field(loc), msg, hint or REFERENCE)
 
 
 def load(path) -> LoadedFile:
@@ -261,6 +273,7 @@ def load(path) -> LoadedFile:
         raise _validation_error(path, tree, exc) from None
     source, cfg = _model(path, tree, spec)
     loaded = LoadedFile(path, spec, [], source, *_dims(cfg), limits=_limits(cfg))
+    _check_expansions(path, tree, spec)
     for i, claim in enumerate(spec.claims):
         loc = ("claims", i)
         try:
@@ -277,6 +290,45 @@ def load(path) -> LoadedFile:
         _check_claim(loaded, tree, loc, claim, cases)
         loaded.claims.append(LoadedClaim(claim, locate(tree, loc + ("id",)) or 1, cases))
     return loaded
+
+
+MAX_CASES = 10_000  # concrete cases a file's quantifiers and sweeps may expand to
+
+
+def case_count(claim: Claim) -> tuple[int, str]:
+    """How many cases a claim expands to, and what they are, computed without expanding it."""
+    if claim.sweep is not None:
+        return len(next(iter(claim.sweep.values()))), "sweep values"
+    if claim.for_ is None:
+        return 1, ""
+    s = claim.for_.sets
+    if s.pairs is not None:
+        return math.comb(len(s.pairs), 2), f"pairs of {len(s.pairs)} head(s)"
+    if s.cross is not None:
+        return math.prod(len(g) for g in s.cross), "combinations of one head per group"
+    if s.within is not None:
+        return sum(math.comb(len(g), 2) for g in s.within), "pairs inside the groups"
+    kind = next(k for k in ("each", "subsets", "values") if getattr(s, k) is not None)
+    items = getattr(s, kind)
+    return len(next(iter(items.values())) if kind == "values" else items), f"`{kind}` entries"
+
+
+def _check_expansions(path, tree, spec):
+    """Every claim expands to at least one case, and the file to at most MAX_CASES, before any is built."""
+    total = 0
+    for i, claim in enumerate(spec.claims):
+        n, what = case_count(claim)
+        where = ("claims", i, "for") if claim.for_ is not None else ("claims", i, "sweep")
+        if n == 0:
+            raise HypothesisError(path, locate(tree, where), _field(where),
+                                  f"expands to no case at all ({what}): a claim over nothing checks nothing",
+                                  "`pairs` needs two heads or more, `within` groups of two or more")
+        total += n
+        if total > MAX_CASES:
+            raise HypothesisError(path, locate(tree, where), _field(where),
+                                  f"the file expands to more than {MAX_CASES:,} cases (this claim alone to {n:,} "
+                                  f"{what})", "split the claim, or use fewer heads or values; see the limits in "
+                                  "docs/reference.md")
 
 
 def _check_unique_ids(path, tree):
@@ -533,12 +585,13 @@ def _case_prompts(loaded, tree, ploc, case, spec=None):
     try:
         return prompt_set(loaded, prompts_key(loaded.path, spec), spec)
     except (prompts.PromptError, TypeError) as exc:
-        hint = getattr(exc, "hint", "") or "check the generator's parameters in the README"
+        hint = getattr(exc, "hint", "") or "check the generator's parameters in docs/reference.md"
         line = locate(tree, ploc)
         if getattr(exc, "file", None) is not None:  # a row of a data file: point at its own line
             raise HypothesisError(exc.file, exc.line, exc.field, exc.detail,
                                   f"{hint} (prompts of {loaded.path.name}, line {line})") from None
-        raise HypothesisError(loaded.path, line, _field(ploc), str(exc), hint) from None
+        ploc += (exc.param,) if getattr(exc, "param", "") else ()
+        raise HypothesisError(loaded.path, locate(tree, ploc), _field(ploc), str(exc), hint) from None
 
 
 def variant_specs(case: Case) -> list[PromptSpec]:

@@ -30,10 +30,22 @@ def pytest_addoption(parser):
                 help="fail, instead of skip, claims whose model is not available (for CI)")
     g.addoption("--cc-device", default="cpu", help="torch device where a file names none (default: cpu)")
     g.addoption("--cc-dtype", default="float32", help="model dtype where a file names none (default: float32)")
-    g.addoption("--cc-batch-size", type=int, default=1024, help="prompts per forward pass (default: 1024)")
+    g.addoption("--cc-batch-size", type=positive_int, default=1024, help="prompts per forward pass (default: 1024)")
     g.addoption("--cc-cache", choices=MODES, default="on",
                 help="per-prompt values kept in pytest's cache for reruns: on (read and write, default), "
                      "read, write (recompute and store), off; `--cache-clear` empties it")
+
+
+def positive_int(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
 
 
 def pytest_configure(config):

@@ -18,9 +18,9 @@ class PromptError(ValueError):
     """A prompt set or a position that cannot be built; `hint` says what to do instead."""
 
     def __init__(self, message: str, hint: str = "", file: Path | None = None, line: int | None = None,
-                 field: str = ""):
+                 field: str = "", param: str = ""):
         super().__init__(message)
-        self.hint = hint
+        self.hint, self.param = hint, param  # `param`: the generator parameter at fault, if one is
         self.file, self.line, self.field = file, line, field  # a data file's own line (JSONL rows)
         self.detail = message  # the message without its location, once a caller names the location
 
@@ -271,7 +271,7 @@ def template(n: int, seed: int, text: str, answer: str, slots: dict[str, list | 
         m = _SLOT.match(w)
         if m and m[1] not in slots:
             raise PromptError(f"template slot {{{m[1]}}} has no values", f"add `{m[1]}: [...]` under `slots`")
-    draws = _fill_slots(rng, n, slots, distinct)
+    draws = _fill_slots(rng, n, slots, distinct, lookup)
     cols, positions, seen = [], {}, {}
     for i, w in enumerate(words):
         m = _SLOT.match(w)
@@ -282,8 +282,9 @@ def template(n: int, seed: int, text: str, answer: str, slots: dict[str, list | 
         else:
             cols.append(np.full(n, _token(w, lookup)))
     tokens = np.stack(cols, axis=1)
-    m = _SLOT.match(answer.strip())
-    ans = draws[m[1]] if m else np.full(n, _token(answer.strip(), lookup))
+    answer = str(answer).strip()  # `answer: 7` is token 7
+    m = _SLOT.match(answer)
+    ans = draws[m[1]] if m else np.full(n, _token(answer, lookup))
     return _finish(tokens, positions, np.full(n, len(words) - 1), ans, "template")
 
 
@@ -291,15 +292,26 @@ def _slot_values(v) -> list:
     """A slot's values: a list, or an inclusive integer range written `"1..63"`."""
     if isinstance(v, str) and re.fullmatch(r"\d+\.\.\d+", v.strip()):
         lo, hi = map(int, v.split(".."))
+        if not 0 < hi - lo + 1 <= MAX_SLOT_VALUES:
+            raise PromptError(f"slot range {v!r} has {max(hi - lo + 1, 0):,} values", f"a range runs from low to high "
+                              f"and has at most {MAX_SLOT_VALUES:,} values", param="slots")
         return list(range(lo, hi + 1))
-    if isinstance(v, str) or not v:
-        raise PromptError(f"slot values {v!r} are neither a list nor a range", 'write [3, 5, 7] or "1..63"')
-    return [int(x) if not isinstance(x, str) else x for x in v]
+    if not isinstance(v, list) or not v or len(v) > MAX_SLOT_VALUES:
+        raise PromptError(f"slot values {str(v)[:40]!r} are neither a list (of at most {MAX_SLOT_VALUES:,}) nor a range",
+                          'write [3, 5, 7] or "1..63"', param="slots")
+    bad = next((x for x in v if isinstance(x, bool) or not isinstance(x, (int, str))), None)
+    if bad is not None:
+        raise PromptError(f"slot value {bad!r} is neither a token id nor a word", "write integers, or words from "
+                          "`vocab`", param="slots")
+    return v
 
 
-def _fill_slots(rng, n, slots, distinct):
+MAX_SLOT_VALUES = 100_000
+
+
+def _fill_slots(rng, n, slots, distinct, lookup):
     names = list(slots)
-    values = {k: _slot_values(slots[k]) for k in names}
+    values = {k: [_token(x, lookup) for x in _slot_values(slots[k])] for k in names}
     draws = {k: np.empty(n, dtype=object) for k in names}
     for i in range(n):
         used: set = set()
@@ -347,4 +359,76 @@ def build(generator: str, n: int, seed: int, **params) -> PromptSet:
             close = difflib.get_close_matches(name, allowed, n=1)
             raise PromptError(f"generator {generator!r} has no parameter {name!r}",
                               (f"did you mean {close[0]!r}? " if close else "") + f"its parameters: {', '.join(allowed)}")
+    _check_params(generator, n, params)
     return GENERATORS[generator](n=n, seed=seed, **params)
+
+
+MAX_TOKENS = 5_000_000  # prompts × tokens of one set (40 MB as int64), checked before allocating
+MAX_INT = 1_000_000  # lengths, vocabularies, digits, token ids: far above any model's
+
+# generator -> parameter -> (kind, smallest, largest); kinds: int, int?, bool, text, text|int, map, list?
+PARAMS: dict[str, dict[str, tuple]] = {
+    "max_of_list": {"length": ("int", 1, 1_000), "digits": ("int", 2, MAX_INT), "ans_token": ("int?", 0, MAX_INT),
+                    "unique_max": ("bool",), "max_at": ("int?", 0, 999)},
+    "repeated_tokens": {"length": ("int", 2, 1_000), "vocab": ("int", 2, MAX_INT), "bos": ("int?", 0, MAX_INT),
+                        "low": ("int", 0, MAX_INT)},
+    "template": {"text": ("text",), "answer": ("text|int",), "slots": ("map",), "vocab": ("list?",),
+                 "distinct": ("bool",)},
+}
+
+
+def _check_params(generator: str, n: int, params: dict):
+    """Types and ranges of a generator's parameters, and the set's size, before anything is allocated."""
+    for name, value in params.items():
+        if name in PARAMS.get(generator, {}):
+            _check_param(name, value, *PARAMS[generator][name])
+    p = {k: v for k, v in params.items()}
+    if generator == "max_of_list":
+        length = p.get("length", 5)
+        if p.get("max_at") is not None and p["max_at"] >= length:
+            raise PromptError(f"max_at {p['max_at']} is past the end of a list of {length}",
+                              f"max_at is an index 0..{length - 1}", param="max_at")
+        _check_size(n, length + 1)
+    elif generator == "repeated_tokens":
+        length, vocab, low = p.get("length", 10), p.get("vocab", 64), p.get("low", 1)
+        if length > vocab - low:
+            raise PromptError(f"length {length} is more than the {max(vocab - low, 0)} distinct tokens from low {low} "
+                              f"to vocab {vocab}", "a segment has distinct tokens: raise `vocab` or lower `length`",
+                              param="length")
+        _check_size(n, 2 * length + 1)
+        _check_size(n, vocab, "candidate tokens")
+    elif generator == "template":
+        words = str(p.get("text", "")).split()
+        if not words:
+            raise PromptError("the template text is empty", "write the prompt's tokens, e.g. \"0 {A} {B} {A}\"", param="text")
+        _check_size(n, len(words))
+        _check_size(n, sum(len(_slot_values(v)) for v in p.get("slots", {}).values()), "slot values")
+
+
+def _check_param(name, value, kind, lo=None, hi=None):
+    if kind in ("int", "int?"):
+        if value is None and kind == "int?":
+            return
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise PromptError(f"{name} must be a whole number, not {value!r}", "see docs/reference.md", param=name)
+        if not lo <= value <= hi:
+            raise PromptError(f"{name} must be between {lo:,} and {hi:,}, not {value:,}", "see docs/reference.md", param=name)
+    elif kind == "bool" and not isinstance(value, bool):
+        yaml11 = " (in YAML 1.2, yes/no/on/off are text)" if str(value).lower() in ("yes", "no", "on", "off") else ""
+        raise PromptError(f"{name} must be true or false, not {value!r}{yaml11}", "write true or false", param=name)
+    elif kind == "text" and not isinstance(value, str):
+        raise PromptError(f"{name} must be text, not {value!r}", "see docs/reference.md", param=name)
+    elif kind == "text|int" and (isinstance(value, bool) or not isinstance(value, (str, int))):
+        raise PromptError(f"{name} must be a slot like \"{{B}}\" or a token, not {value!r}", "see docs/reference.md", param=name)
+    elif kind == "map" and not isinstance(value, dict):
+        raise PromptError(f"{name} must be a mapping from slot names to values", 'e.g. slots: {A: "1..63"}', param=name)
+    elif kind == "list?" and value is not None and not (isinstance(value, list)
+                                                       and all(isinstance(w, str) for w in value)):
+        raise PromptError(f"{name} must be a list of words", "e.g. vocab: [BOS, a, b, c]", param=name)
+
+
+def _check_size(n: int, width: int, what: str = "tokens"):
+    if n * width > MAX_TOKENS:
+        raise PromptError(f"{n:,} prompts × {width:,} {what} = {n * width:,}, more than the "
+                          f"{MAX_TOKENS:,} a prompt set may have", "use fewer prompts or shorter ones; see the "
+                          "limits in docs/reference.md", param="n")

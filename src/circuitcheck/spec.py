@@ -27,11 +27,13 @@ def _one_head_as_list(v):
 
 
 # A list of heads, one head (`heads: L0H1`, or `$head` bound by `each`), or `$heads` bound by a quantifier.
-Heads = Annotated[Union[list[Head], Head], BeforeValidator(_one_head_as_list)]
+Heads = Annotated[Union[Annotated[list[Head], Field(min_length=1)], Head], BeforeValidator(_one_head_as_list)]
+Seed = Annotated[int, Field(ge=0, le=2**63 - 1, description="a non-negative integer")]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity are refused everywhere: `about: 0.5, tol: .inf` would pass anything.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def parse_head(text: str) -> tuple[int, int]:
@@ -77,7 +79,7 @@ class PromptSpec(Strict):
     generator: Literal["max_of_list", "repeated_tokens", "template", "jsonl"]
     n: int | None = Field(None, ge=2, le=100_000,
                           description="number of prompts: default 200; for jsonl every row (fewer: the first n rows)")
-    seed: int = 0
+    seed: Seed = 0
 
 
 # ---------------------------------------------------------------- interventions
@@ -425,7 +427,7 @@ class HypothesisFile(Strict):
     model: ModelSpec
     prompts: PromptSpec
     alpha: float = Field(0.05, gt=0, lt=0.5, description="family-wise error rate for the claims of this file (Holm)")
-    seed: int = Field(0, description="seeds resampling, bootstrap and anything random at run time")
+    seed: Seed = Field(0, description="seeds resampling, bootstrap and anything random at run time")
     claims: list[Claim] = Field(min_length=1)
 
     @model_validator(mode="after")
