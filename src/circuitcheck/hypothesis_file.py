@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from . import models, prompts, registry
+from . import where as where_mod
 from .spec import Claim, HypothesisFile, Intervention, Measure, PromptSpec, parse_head, patch_hook_name
 from .yaml_lines import MarkedYAMLError, YAMLError, read
 from .yaml_lines import line_of as locate  # the line of a field, for error messages
@@ -59,6 +60,7 @@ class Case:
     prompts: PromptSpec
     prompts_key: tuple
     value: object = None  # the swept value
+    where: str | None = None  # the claim's `where:`, with bound variables substituted
 
 
 @dataclass
@@ -287,6 +289,10 @@ def load(path) -> LoadedFile:
             err = _validation_error(path, tree, exc)
             raise HypothesisError(path, locate(tree, loc + ("id",)), _field(loc), f"after binding: {err.message}",
                                   "check the values of `sweep:` or `for:` against where they are used") from None
+        if not cases:  # a quantifier that expands to nothing would pass without checking anything
+            raise HypothesisError(path, locate(tree, loc + ("for",)), _field(loc + ("for",)),
+                                  "the quantifier expands to no cases: nothing would be checked",
+                                  "give it at least one head set or value")
         _check_claim(loaded, tree, loc, claim, cases)
         loaded.claims.append(LoadedClaim(claim, locate(tree, loc + ("id",)) or 1, cases))
     return loaded
@@ -423,16 +429,24 @@ def _limits(cfg: dict) -> dict:
 def expand(path: Path, claim: Claim, prompts_spec: PromptSpec, check_unbound: bool = True) -> list[Case]:
     """The concrete cases of a claim: one per sweep value, one per set of its quantifier, or itself."""
     if not check_unbound:  # a claim with no `for:` or `sweep:` keeps `$x` for _check_claim to report
-        return [Case("", tuple(claim.under), claim.measure, prompts_spec, prompts_key(path, prompts_spec))]
+        return [Case("", tuple(claim.under), claim.measure, prompts_spec, prompts_key(path, prompts_spec),
+                     where=claim.where)]
     if claim.sweep is not None:
         (name, values), = claim.sweep.items()
         return [_bind(path, claim, prompts_spec, f"{name}={v}", {name: v}, v) for v in values]
     sets = claim.for_.sets
     if sets.values is not None:
-        (name, values), = sets.values.items()
-        return [_bind(path, claim, prompts_spec, f"{name}={v}", {name: v}) for v in values]
+        return [_bind(path, claim, prompts_spec, ",".join(f"{k}={v}" for k, v in b.items()), b)
+                for b in bindings(sets.values, sets.combine)]
     return [_bind(path, claim, prompts_spec, ",".join(hs), {"heads": list(hs), **({"head": hs[0]} if len(hs) == 1 else {})})
             for hs in head_sets(sets)]
+
+
+def bindings(values: dict[str, list], combine: str | None) -> list[dict]:
+    """One {name: value} per case: the i-th values together (`zip`) or every combination (`product`)."""
+    names = list(values)
+    rows = zip(*values.values()) if combine != "product" else itertools.product(*values.values())
+    return [dict(zip(names, row)) for row in rows]
 
 
 class UnboundVariable(ValueError):
@@ -453,9 +467,12 @@ def _find(node, value) -> tuple:
     return ()
 
 
+_VARIABLE = re.compile(r"\$(\w+)")
+
+
 def _unbound(x):
-    if isinstance(x, str) and x.startswith("$"):
-        return x
+    if isinstance(x, str) and _VARIABLE.search(x):
+        return _VARIABLE.search(x)[0]
     items = x.values() if isinstance(x, dict) else (x if isinstance(x, list) else [])
     return next((u for u in map(_unbound, items) if u), None)
 
@@ -476,6 +493,8 @@ def _bind(path: Path, claim: Claim, prompts_spec: PromptSpec, label: str, values
     def sub(x):
         if isinstance(x, str) and x.startswith("$") and x[1:] in values:
             return values[x[1:]]
+        if isinstance(x, str):  # inside text: `21 - $q` becomes `21 - 3`, a position
+            return _VARIABLE.sub(lambda m: str(values[m[1]]) if m[1] in values else m[0], x)
         if isinstance(x, dict):
             return {k: sub(v) for k, v in x.items()}
         if isinstance(x, list):
@@ -493,7 +512,19 @@ def _bind(path: Path, claim: Claim, prompts_spec: PromptSpec, label: str, values
     under = tuple(Intervention.model_validate(dump(i)) for i in claim.under)
     measure = Measure.model_validate(dump(claim.measure))
     ps = PromptSpec.model_validate(dump(prompts_spec))
-    return Case(label, under, measure, ps, prompts_key(path, ps), value)
+    where = dump_where(claim.where, sub, values)
+    return Case(label, under, measure, ps, prompts_key(path, ps), value, where)
+
+
+def dump_where(where: str | None, sub, values: dict) -> str | None:
+    if where is None:
+        return None
+    out = sub(where)
+    left = _unbound(out)
+    if left:
+        raise UnboundVariable(left, f"{left} is not bound: this claim's `for:` or `sweep:` binds "
+                              + (", ".join(f"${k}" for k in values) or "nothing"))
+    return out
 
 
 def prompts_key(path: Path, p) -> tuple:
@@ -557,8 +588,8 @@ def _check_claim(loaded: LoadedFile, tree, loc, claim: Claim, cases: list[Case])
         ps = _case_prompts(loaded, tree, ploc, case)
         for spec in variant_specs(case):
             _case_prompts(loaded, tree, loc + ("measure", "similarity", "variants"), None, spec)
-        if claim.where is not None:
-            _check_where(loaded, tree, loc, claim.where, ps)
+        if case.where is not None:
+            _check_where(loaded, tree, loc, case.where, ps, claim.expect.contrast is not None)
         for i, iv in enumerate(case.under):
             if iv.patch is not None:
                 sloc = loc + ("under", i, "patch", "source")
@@ -603,16 +634,22 @@ def variant_specs(case: Case) -> list[PromptSpec]:
 
 
 
-def _check_where(loaded, tree, loc, where, ps):
+def _check_where(loaded, tree, loc, where, ps, contrast: bool):
+    """A filter must keep at least two prompts; a contrast must split the prompts in two groups."""
+    wloc = loc + ("where",)
     try:
-        mask = prompts.condition(where, ps)
+        mask = where_mod.evaluate(where, ps)
     except prompts.PromptError as exc:
-        raise HypothesisError(loaded.path, locate(tree, loc + ("where",)), _field(loc + ("where",)), str(exc),
-                              exc.hint) from None
-    if mask.all() or not mask.any():
-        raise HypothesisError(loaded.path, locate(tree, loc + ("where",)), _field(loc + ("where",)),
+        raise HypothesisError(loaded.path, locate(tree, wloc), _field(wloc), str(exc), exc.hint) from None
+    kept = int(mask.sum())
+    if contrast and (mask.all() or not mask.any()):
+        raise HypothesisError(loaded.path, locate(tree, wloc), _field(wloc),
                               f"`{where}` holds for {'every' if mask.all() else 'no'} prompt: nothing to compare",
                               "pick a condition that splits the prompt set")
+    if not contrast and kept < 2:
+        raise HypothesisError(loaded.path, locate(tree, wloc), _field(wloc),
+                              f"`{where}` matches {kept} of {ps.n} prompts: a claim needs at least 2",
+                              "loosen the condition, or check the field names and values it compares")
 
 
 def _quantifier_heads(sets):

@@ -177,16 +177,10 @@ def _fit_error(prompts, i, key, message, hint) -> PromptError:
 
 
 def condition(where: str, prompts: PromptSet) -> np.ndarray:
-    """The prompts where `tok[A] OP tok[B]` (or `tok[A] OP 7`) holds, as a boolean mask."""
-    import operator
+    """The prompts meeting a `where:` condition, as a boolean mask (see `where.py`)."""
+    from .where import evaluate
 
-    ops = {"==": operator.eq, "!=": operator.ne, "<=": operator.le, ">=": operator.ge, "<": operator.lt,
-           ">": operator.gt}
-    m = re.fullmatch(r"\s*tok\[([^\]]+)\]\s*(==|!=|<=|>=|<|>)\s*(?:tok\[([^\]]+)\]|(-?\d+))\s*", where)
-    rows = np.arange(prompts.n)
-    left = prompts.tokens[rows, position(prompts, m[1].strip())]
-    right = prompts.tokens[rows, position(prompts, m[3].strip())] if m[3] else int(m[4])
-    return ops[m[2]](left, right)
+    return evaluate(where, prompts)
 
 
 def _finish(tokens, positions, target_pos, target_tok, source, **extra) -> PromptSet:

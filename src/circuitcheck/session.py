@@ -14,8 +14,9 @@ from typing import Callable
 import numpy as np
 
 from . import hypothesis_file as H
-from . import models, prompts
+from . import models
 from .plan import Plan, run_key
+from .where import evaluate as where_filter
 from .verdict import ERROR, CaseResult, Result, combine, judge
 
 
@@ -162,8 +163,8 @@ class Session:
                 rows.append(Row(ci, case.label, float(holds), 0.0, bounds,
                                 lambda level, h=holds, v=value: S.exact(float(h), len(v), _order_text(v, case))))
                 continue
-            if claim.where is not None:
-                mask = prompts.condition(claim.where, self._prompts(loaded, case.prompts))
+            if case.where is not None:
+                mask = where_filter(case.where, self._prompts(loaded, case.prompts))
                 if expect.contrast is not None:
                     a, b = value[mask], value[~mask]
                     se = math.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)

@@ -349,18 +349,35 @@ class HeadSet(Strict):
     within: list[list[Head]] | None = Field(None, description="every pair inside one group")
     subsets: list[list[Head]] | None = Field(None, description="these sets, as written")
     values: dict[str, list[Union[str, int, float]]] | None = Field(
-        None, description="one variable and its values, e.g. {pos: [0, 1, 2]} binds $pos")
+        None, description="variables and their values, e.g. {pos: [0, 1, 2]} binds $pos; several with `combine`")
+    combine: Literal["zip", "product"] | None = Field(
+        None, description="with several `values` variables: zip (the i-th values together) or product (every combination)")
 
     @model_validator(mode="after")
     def _one(self):
         given = [k for k in ("each", "pairs", "cross", "within", "subsets", "values") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError("give one of: each, pairs, cross, within, subsets, values")
-        if self.values is not None and (len(self.values) != 1 or not next(iter(self.values.values()))):
-            raise ValueError("`values` binds one variable to a non-empty list, e.g. {pos: [0, 1, 2]}")
+        if self.values is not None:
+            _check_values(self.values, self.combine)
+        elif self.combine is not None:
+            raise ValueError("`combine` goes with several `values` variables")
         if not getattr(self, given[0]) or any(isinstance(g, list) and not g for g in getattr(self, given[0])):
             raise ValueError(f"`{given[0]}` is empty: a quantifier over an empty set checks nothing")
         return self
+
+
+def _check_values(values: dict, combine) -> None:
+    if any(not v for v in values.values()):
+        empty = next(k for k, v in values.items() if not v)
+        raise ValueError(f"`values` binds {empty} to an empty list: a quantifier over nothing checks nothing")
+    if len(values) > 1 and combine is None:
+        raise ValueError("several `values` variables need `combine: zip` (the i-th values together) "
+                         "or `combine: product` (every combination)")
+    lengths = {k: len(v) for k, v in values.items()}
+    if combine == "zip" and len(set(lengths.values())) > 1:
+        raise ValueError("`combine: zip` pairs the i-th values, but the lists have different lengths: "
+                         + ", ".join(f"{k}: {n}" for k, n in lengths.items()))
 
 
 class Quantifier(Strict):
@@ -392,8 +409,8 @@ class Claim(Strict):
     for_: Quantifier | None = Field(None, alias="for")
     sweep: dict[str, list[Union[float, int, str]]] | None = Field(
         None, description="one variable and its values, bound as $name in under, measure and prompts")
-    where: str | None = Field(None, pattern=r"^\s*tok\[[^\]]+\]\s*(==|!=|<=|>=|<|>)\s*(tok\[[^\]]+\]|-?\d+)\s*$",
-                              description="keep prompts where a token comparison holds: `tok[1] > tok[2]`")
+    where: str | None = Field(None, description="keep the prompts meeting a condition: "
+                              "\"category == 'neg_only' and tok[S] != tok[IO]\" (see docs/reference.md)")
     expect: Expect
     prompts: PromptSpec | None = Field(None, description="overrides the file's prompt set")
     marks: list[str] = Field(default_factory=list)
@@ -402,6 +419,15 @@ class Claim(Strict):
     @classmethod
     def _listify(cls, v):
         return [v] if isinstance(v, dict) else v
+
+    @field_validator("where")
+    @classmethod
+    def _parses(cls, v):
+        from .where import parse
+
+        if v is not None:
+            parse(v)  # syntax here, with the line; names and positions once the prompts exist
+        return v
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -416,8 +442,8 @@ class Claim(Strict):
             raise ValueError("`crosses`, `slope` and `r2` judge a sweep: add `sweep:`, or use at_least/at_most/...")
         if self.sweep is not None and not all(isinstance(v, (int, float)) for v in next(iter(self.sweep.values()))):
             raise ValueError("sweep values must be numbers: the curve is judged against them")
-        if (self.expect.contrast is not None) != (self.where is not None):
-            raise ValueError("`contrast` compares prompts meeting `where:` with the rest: give both or neither")
+        if self.expect.contrast is not None and self.where is None:
+            raise ValueError("`contrast` compares prompts meeting `where:` with the rest: add `where:`")
         if (self.expect.order is not None) != (self.measure.ov_norm is not None):
             raise ValueError("`order` ranks a weight-only measure (ov_norm) and needs one")
         return self
