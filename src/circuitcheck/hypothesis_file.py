@@ -289,10 +289,6 @@ def load(path) -> LoadedFile:
             err = _validation_error(path, tree, exc)
             raise HypothesisError(path, locate(tree, loc + ("id",)), _field(loc), f"after binding: {err.message}",
                                   "check the values of `sweep:` or `for:` against where they are used") from None
-        if not cases:  # a quantifier that expands to nothing would pass without checking anything
-            raise HypothesisError(path, locate(tree, loc + ("for",)), _field(loc + ("for",)),
-                                  "the quantifier expands to no cases: nothing would be checked",
-                                  "give it at least one head set or value")
         _check_claim(loaded, tree, loc, claim, cases)
         loaded.claims.append(LoadedClaim(claim, locate(tree, loc + ("id",)) or 1, cases))
     return loaded
@@ -314,9 +310,11 @@ def case_count(claim: Claim) -> tuple[int, str]:
         return math.prod(len(g) for g in s.cross), "combinations of one head per group"
     if s.within is not None:
         return sum(math.comb(len(g), 2) for g in s.within), "pairs inside the groups"
-    kind = next(k for k in ("each", "subsets", "values") if getattr(s, k) is not None)
-    items = getattr(s, kind)
-    return len(next(iter(items.values())) if kind == "values" else items), f"`{kind}` entries"
+    if s.values is not None:
+        lengths = [len(v) for v in s.values.values()]
+        return (math.prod(lengths) if s.combine == "product" else min(lengths)), "`values` bindings"
+    kind = next(k for k in ("each", "subsets") if getattr(s, k) is not None)
+    return len(getattr(s, kind)), f"`{kind}` entries"
 
 
 def _check_expansions(path, tree, spec):
