@@ -94,10 +94,16 @@ def test_shape_errors_name_the_shapes(tiny_mlp_model):
 
 
 # ---------------------------------------------------------------- attribution
+@pytest.fixture(scope="module")
+def attr(tiny_mlp_model, run, ps):
+    """One component's attribution per prompt (mean over the read positions)."""
+    return lambda component, toward, **kw: A.attribution(tiny_mlp_model, run.cache, ps, component, toward, **kw).mean(-1)
+
+
 COMPONENTS = [f"L{layer}H{h}" for layer in range(2) for h in range(4)] + ["mlp0", "mlp1", "embed", "bias"]
 
 
-def test_components_add_up_to_the_logit_of_each_direction(tiny_mlp_model, ps, run, hand):
+def test_components_add_up_to_the_logit_of_each_direction(tiny_mlp_model, ps, run, hand, attr):
     logits = hand[0]
     rows = np.arange(ps.n)[:, None]
     at = logits[rows, ps.target_pos]  # [n, k, vocab]
@@ -108,11 +114,12 @@ def test_components_add_up_to_the_logit_of_each_direction(tiny_mlp_model, ps, ru
              7: at[..., 7]}
     cases_diff = at.gather(-1, tok[..., None])[..., 0] - at[..., 7]
     for toward, want in [*cases.items(), ({"diff": ["correct", 7]}, cases_diff)]:
-        parts = sum(A.attribution(tiny_mlp_model, run.cache, ps, c, toward) for c in COMPONENTS)
+        parts = sum(attr(c, toward) for c in COMPONENTS)
         assert np.allclose(parts, want.mean(-1).numpy(), atol=1e-4), toward
+        assert np.allclose(A.total(tiny_mlp_model, run.cache, ps, toward), want.numpy(), atol=1e-4), toward
 
 
-def test_neurons_and_layers_by_hand(tiny_mlp_model, ps, run, hand, sw):
+def test_neurons_and_layers_by_hand(tiny_mlp_model, ps, hand, sw, attr):
     """Neuron 5 of layer 1 toward W_U[:,3] - W_U[:,9], through the final LayerNorm frozen at its scale."""
     out = hand[1]
     rows = np.arange(ps.n)[:, None]
@@ -124,33 +131,33 @@ def test_neurons_and_layers_by_hand(tiny_mlp_model, ps, run, hand, sw):
     neuron = out["post1"][rows, pos][..., 5:6] * sw["W_out1"][5]
     direction = sw["W_U"][:, 3] - sw["W_U"][:, 9]
     want = (((neuron - neuron.mean(-1, keepdim=True)) / scale * w_ln) @ direction).mean(-1)
-    got = A.attribution(tiny_mlp_model, run.cache, ps, "L1N5", {"direction": "W_U[:, 3] - W_U[:, 9]"})
+    got = attr("L1N5", {"direction": "W_U[:, 3] - W_U[:, 9]"})
     assert np.allclose(got, want.numpy(), atol=1e-6)
-    neurons = sum(A.attribution(tiny_mlp_model, run.cache, ps, f"L1N{i}", 4) for i in range(48))
+    neurons = sum(attr(f"L1N{i}", 4) for i in range(48))
     bias_out = tiny_mlp_model.state_dict()["blocks.1.mlp.out.bias"].double()
     b_part = (((bias_out - bias_out.mean()) / scale * w_ln) @ sw["W_U"][:, 4]).mean(-1)
-    assert np.allclose(neurons + b_part.numpy(), A.attribution(tiny_mlp_model, run.cache, ps, "mlp1", 4), atol=1e-5)
-    heads = sum(A.attribution(tiny_mlp_model, run.cache, ps, f"L0H{h}", 4) for h in range(4))
+    assert np.allclose(neurons + b_part.numpy(), attr("mlp1", 4), atol=1e-5)
+    heads = sum(attr(f"L0H{h}", 4) for h in range(4))
     b_o = tiny_mlp_model.state_dict()["blocks.0.attn.o.bias"].double()
     b_part = (((b_o - b_o.mean()) / scale * w_ln) @ sw["W_U"][:, 4]).mean(-1)
-    assert np.allclose(heads + b_part.numpy(), A.attribution(tiny_mlp_model, run.cache, ps, "attn0", 4), atol=1e-5)
+    assert np.allclose(heads + b_part.numpy(), attr("attn0", 4), atol=1e-5)
 
 
-def test_unscaled_projection_and_a_chosen_position(tiny_mlp_model, ps, run, hand, sw):
+def test_unscaled_projection_and_a_chosen_position(ps, hand, sw, attr):
     out = hand[1]
     s2 = ps.positions["S2"]
     tok_emb = sw["W_E"][torch.as_tensor(ps.tokens[np.arange(ps.n), s2])]
-    got = A.attribution(tiny_mlp_model, run.cache, ps, "tok_embed", {"direction": "W_U[:, 2]"}, at="S2", scale="none")
+    got = attr("tok_embed", {"direction": "W_U[:, 2]"}, at="S2", scale="none")
     assert np.allclose(got, (tok_emb @ sw["W_U"][:, 2]).numpy(), atol=1e-6)
     z = out["z1"][np.arange(ps.n), s2, 3]  # [n, e]
-    got = A.attribution(tiny_mlp_model, run.cache, ps, "L1H3", "correct", at="S2", scale="none")
+    got = attr("L1H3", "correct", at="S2", scale="none")
     want = (z @ sw["W_O1"][3] * sw["W_U"][:, torch.as_tensor(ps.target_tok[:, 0])].T).sum(-1)
     assert np.allclose(got, want.numpy(), atol=1e-6)
 
 
-def test_correct_at_a_position_that_is_not_a_target_is_refused(tiny_mlp_model, ps, run):
+def test_correct_at_a_position_that_is_not_a_target_is_refused(attr):
     with pytest.raises(P.PromptError, match="not a target"):
-        A.attribution(tiny_mlp_model, run.cache, ps, "L0H0", "correct", at="S1")
+        attr("L0H0", "correct", at="S1")
 
 
 def test_logit_diff_by_hand(ps, run, hand):
@@ -206,3 +213,28 @@ def test_key_conditions_on_named_positions_and_numbers(ps):
 def test_bad_key_sets(ps, spec, says):
     with pytest.raises(P.PromptError, match=says):
         K.key_mask(ps, spec)
+
+
+# ---------------------------------------------------------------- correlation
+def test_pearson_from_moments_equals_numpy():
+    from circuitcheck import correlation as C
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=200)
+    y = 0.6 * x + rng.normal(size=200)
+    assert np.isclose(C.pearson(C.moments(x, y).mean(1))[0], np.corrcoef(x, y)[0, 1])
+
+
+def test_quantities_from_tokens_and_fields(ps):
+    from dataclasses import replace
+
+    from circuitcheck import correlation as C
+
+    assert np.array_equal(C.quantity(ps, "tok[S1+2]"), ps.tokens[:, 3])
+    with_fields = replace(ps, fields={"depth": np.arange(ps.n).astype(object), "name": np.full(ps.n, "x", object)})
+    assert np.array_equal(C.quantity(with_fields, "depth"), np.arange(ps.n))
+    with pytest.raises(P.PromptError, match="not numeric"):
+        C.quantity(with_fields, "name")
+    with pytest.raises(P.PromptError, match="cannot read") as info:
+        C.quantity(with_fields, "width")
+    assert "fields: depth, name" in info.value.hint

@@ -2,57 +2,79 @@
 LayerNorm and projected on a direction (a token's unembedding, a difference of two, or any weight
 vector), and logit differences between named tokens.
 
-Tokens are named per prompt: `correct` (the prompt's target token), an integer id, or `tok[POS]`
-(the token standing at a named position of that prompt, e.g. the subject in IOI). Values are taken
-at each prompt's target positions (averaged over them), or at one position `at`.
+Tokens are named per prompt: `correct` (the target's token), `counterfactual` (the target's
+counterfactual, from the data), an integer id, or `tok[POS]` (the token standing at a named
+position of that prompt, e.g. the subject in IOI). Values are taken at each prompt's target
+positions (averaged over its real targets), or at one position `at`.
 """
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Annotated, Union
 
 import numpy as np
+from pydantic import BeforeValidator, Field
 
 from . import prompts as P
 
-TOKEN = r"correct|-?\d+|tok\[[^\]]+\]"
+TOKEN = r"correct|counterfactual|-?\d+|tok\[[^\]]+\]"
 COMPONENT = r"L\d+H\d+|L\d+N\d+|mlp\d+|attn\d+|embed|tok_embed|pos_embed|bias"
 
 
 # ---------------------------------------------------------------- where, and which tokens (numpy)
-def targets(prompts: P.PromptSet, at=None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Positions [n, k] to read, and the correct token at each (None where `at` is not a target)."""
+@dataclass(frozen=True)
+class Reads:
+    """Where a measure reads [n, k], and the target's tokens there (None: not a target everywhere)."""
+
+    pos: np.ndarray
+    correct: np.ndarray | None
+    counterfactual: np.ndarray | None  # -1 where a target names none
+    valid: np.ndarray | None  # [n, k] real targets, where prompts have different numbers
+
+    def mean(self, value):
+        """[n, k] -> [n]: the mean over each prompt's real read positions."""
+        if self.valid is None:
+            return value.mean(-1)
+        return (value * self.valid).sum(-1) / self.valid.sum(-1)
+
+
+def reads(prompts: P.PromptSet, at=None) -> Reads:
+    """The prompt set's targets, or one position `at` (with the target there, if every prompt has one)."""
     if at is None:
-        return prompts.target_pos, prompts.target_tok
+        return Reads(prompts.target_pos, prompts.target_tok, prompts.target_cf, prompts.target_valid)
     pos = P.position(prompts, at)[:, None]
     hit = prompts.target_pos == pos
+    if prompts.target_valid is not None:
+        hit &= prompts.target_valid
     if not hit.any(1).all():
-        return pos, None
-    return pos, prompts.target_tok[np.arange(prompts.n), hit.argmax(1)][:, None]
+        return Reads(pos, None, None, None)
+    col = (np.arange(prompts.n), hit.argmax(1))
+    cf = prompts.target_cf[col][:, None] if prompts.target_cf is not None else None
+    return Reads(pos, prompts.target_tok[col][:, None], cf, None)
 
 
-def token_ids(prompts: P.PromptSet, spec, correct: np.ndarray | None, shape) -> np.ndarray:
-    """The token ids [n, k] that `spec` names in each prompt."""
+def token_ids(prompts: P.PromptSet, spec, at: Reads) -> np.ndarray:
+    """The token ids [n, k] that `spec` names in each prompt, at each read position."""
     text = str(spec).strip()
-    if text == "correct":
-        if correct is None:
-            raise P.PromptError("`correct` names the target token, but this position is not a target of every prompt",
-                                "name the token (an id or `tok[POS]`), or drop `at:` to read at the targets")
-        return np.broadcast_to(correct, shape)
+    shape = at.pos.shape
+    if text in ("correct", "counterfactual"):
+        ids = at.correct if text == "correct" else at.counterfactual
+        if ids is None:
+            raise P.PromptError(f"`{text}` names the target's token, but this position is not a target of every "
+                                "prompt", "name the token (an id or `tok[POS]`), or drop `at:` to read at the targets")
+        if (ids[at.valid if at.valid is not None else np.ones(shape, bool)] < 0).any():
+            raise P.PromptError("`counterfactual`: some targets of this prompt set name no counterfactual",
+                                "give every target a counterfactual in the data, or name the token")
+        return np.broadcast_to(np.maximum(ids, 0), shape)
     m = re.fullmatch(r"tok\[([^\]]+)\]", text)
     if m:
         tok = prompts.tokens[np.arange(prompts.n), P.position(prompts, m[1].strip())]
         return np.broadcast_to(tok[:, None], shape)
     if re.fullmatch(r"-?\d+", text):
         return np.full(shape, int(text))
-    raise P.PromptError(f"cannot read token {spec!r}", "write `correct`, a token id, or `tok[POS]`, e.g. tok[S1]")
-
-
-def check_token(prompts: P.PromptSet, spec, d_vocab: int | None = None) -> None:
-    """Collection-time check of a token name against a prompt set (and the vocabulary size)."""
-    pos, correct = targets(prompts)
-    ids = token_ids(prompts, spec, correct, pos.shape)
-    if d_vocab is not None and (ids.min() < 0 or ids.max() >= d_vocab):
-        raise P.PromptError(f"token {spec!r} is outside the vocabulary 0..{d_vocab - 1}", "")
+    raise P.PromptError(f"cannot read token {spec!r}",
+                        "write `correct`, `counterfactual`, a token id, or `tok[POS]`, e.g. tok[S1]")
 
 
 # ---------------------------------------------------------------- logit difference
@@ -60,13 +82,12 @@ def logit_diff(logits, prompts: P.PromptSet, of, vs, at=None) -> np.ndarray:
     """Per prompt: logit of `of` minus logit of `vs`, at the targets (mean) or at `at`."""
     import torch
 
-    pos, correct = targets(prompts, at)
-    a = torch.as_tensor(token_ids(prompts, of, correct, pos.shape).copy(), device=logits.device)
-    b = torch.as_tensor(token_ids(prompts, vs, correct, pos.shape).copy(), device=logits.device)
+    where = reads(prompts, at)
+    a, b = (torch.as_tensor(token_ids(prompts, t, where).copy(), device=logits.device) for t in (of, vs))
     rows = torch.arange(prompts.n)[:, None]
-    at_pos = logits[rows, torch.as_tensor(pos)].to(torch.float64)  # [n, k, vocab]
-    diff = at_pos.gather(-1, a[..., None]) - at_pos.gather(-1, b[..., None])
-    return diff[..., 0].mean(-1).cpu().numpy()
+    at_pos = logits[rows, torch.as_tensor(where.pos)].to(torch.float64)  # [n, k, vocab]
+    diff = (at_pos.gather(-1, a[..., None]) - at_pos.gather(-1, b[..., None]))[..., 0]
+    return where.mean(diff.cpu().numpy())
 
 
 # ---------------------------------------------------------------- components (torch)
@@ -134,6 +155,8 @@ def final_ln(model, cache, rows, pos):
     scale = (resid.pow(2).mean(-1, keepdim=True) + getattr(model.cfg, "eps", 1e-5)).sqrt()
     sd = model.state_dict()
     d = resid.shape[-1]
+    if not norm.endswith("Pre") and "ln_final.weight" not in sd:  # never guess a learned scale
+        raise ValueError(f"the model's final {norm} has no `ln_final.weight` in its state dict")
     w = sd.get("ln_final.weight", torch.ones(d)).to(torch.float64).to(resid.device)
     b = sd.get("ln_final.bias", torch.zeros(d)).to(torch.float64).to(resid.device)
 
@@ -145,7 +168,7 @@ def final_ln(model, cache, rows, pos):
 
 
 # ---------------------------------------------------------------- directions
-def directions(model, prompts: P.PromptSet, toward, correct, shape, device):
+def directions(model, prompts: P.PromptSet, toward, where: Reads, device):
     """Per read position, the direction [n, k, d] and the unembedding bias along it [n, k].
 
     `toward` is a token name (its unembedding column), `{diff: [a, b]}` (W_U[:, a] - W_U[:, b]),
@@ -161,9 +184,10 @@ def directions(model, prompts: P.PromptSet, toward, correct, shape, device):
         if v.shape != (w_u.shape[0],):
             raise weights.ExpressionError(f"a direction is one d_model vector ({w_u.shape[0]}), "
                                           f"but {toward['direction']!r} has shape {tuple(v.shape)}")
+        shape = where.pos.shape
         return v.expand(*shape, -1), torch.zeros(shape, dtype=torch.float64, device=device)
     pair = toward["diff"] if isinstance(toward, dict) else [toward]
-    ids = [torch.as_tensor(token_ids(prompts, t, correct, shape).copy(), device=device) for t in pair]
+    ids = [torch.as_tensor(token_ids(prompts, t, where).copy(), device=device) for t in pair]
     vec = w_u[:, ids[0]].permute(1, 2, 0)
     bias = b_u[ids[0]]
     if len(ids) == 2:
@@ -172,25 +196,68 @@ def directions(model, prompts: P.PromptSet, toward, correct, shape, device):
 
 
 def attribution(model, cache, prompts: P.PromptSet, component: str, toward, at=None, scale: str = "frozen"):
-    """Per prompt: the component's output through the final LayerNorm (frozen at the run's scale,
-    or `scale: none` for the raw residual) projected on the direction, mean over read positions.
-    The `bias` component also carries the final LayerNorm's bias and b_U along the direction."""
+    """[n, k]: at each read position, the component's output through the final LayerNorm (frozen at
+    the run's scale, or `scale: none` for the raw residual) projected on the direction. The `bias`
+    component also carries the final LayerNorm's bias and b_U along the direction."""
+    return _project(model, cache, prompts, toward, at, scale, component)
+
+
+def total(model, cache, prompts: P.PromptSet, toward, at=None, scale: str = "frozen"):
+    """[n, k]: the whole residual stream projected the same way (the logit, for a token)."""
+    return _project(model, cache, prompts, toward, at, scale, None)
+
+
+def _project(model, cache, prompts, toward, at, scale, component):
     import torch
 
-    pos_np, correct = targets(prompts, at)
+    where = reads(prompts, at)
     rows = torch.arange(prompts.n)[:, None]
-    pos = torch.as_tensor(pos_np)
-    dev = cache_device(cache) if cache else torch.device("cpu")
-    vec, bias = directions(model, prompts, toward, correct, pos_np.shape, dev)
-    part = component_output(model, cache, component, rows, pos)
-    is_bias = component == "bias"
+    pos = torch.as_tensor(where.pos)
+    vec, bias = directions(model, prompts, toward, where, cache_device(cache))
+    if component is None:
+        part = cache["ln_final.hook_in"][rows, pos].to(torch.float64)
+    else:
+        part = component_output(model, cache, component, rows, pos)
+    with_bias = component in (None, "bias")
     ln = final_ln(model, cache, rows, pos) if scale == "frozen" else (lambda x, with_bias: x)
-    value = (ln(part, is_bias) * vec).sum(-1)
-    if is_bias:
+    value = (ln(part, with_bias) * vec).sum(-1)
+    if with_bias:
         value = value + bias
-    return value.mean(-1).cpu().numpy()
+    return value.cpu().numpy()
 
 
 def centred(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Values minus their mean over a reference subset of prompts (a boolean mask)."""
     return values - values[reference].mean()
+
+
+# ---------------------------------------------------------------- in a hypothesis file
+def _token_text(v):
+    if isinstance(v, str) and not re.fullmatch(rf"\s*({TOKEN}|\$\w+)\s*", v):
+        raise ValueError(f"cannot read token {v!r}: write `correct`, `counterfactual`, a token id, or `tok[POS]` "
+                         "(the token at a named position, e.g. tok[S1])")
+    return v
+
+
+Token = Annotated[Union[int, str], BeforeValidator(_token_text), Field(
+    description="a token: `correct` (the target), `counterfactual` (the target's, from the data), an id, or "
+                "`tok[POS]` (the token at a named position)")]
+Component = Annotated[str, Field(
+    pattern=rf"^({COMPONENT}|\$\w+)$",
+    description="a head `L0H1`, a neuron `L0N12`, an MLP or attention layer `mlp0`/`attn0`, `embed` (token and "
+                "position), `tok_embed`, `pos_embed`, or `bias` (attention output biases, final LN bias, b_U)")]
+
+
+def token_references(spec, loc: tuple):
+    """The position a `tok[POS]` token names, checked at collection like any other position."""
+    m = re.fullmatch(r"\s*tok\[([^\]]+)\]\s*", str(spec))
+    if m:
+        yield loc, m[1].strip(), "position"
+
+
+def component_references(component: str, loc: tuple):
+    m = re.fullmatch(r"L(\d+)([HN])(\d+)|(?:mlp|attn)(\d+)", component)
+    if m and m[2] == "H":
+        yield loc, component, "head"
+    elif m:
+        yield loc, int(m[1] if m[1] is not None else m[4]), "layer"

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import operator
 import re
+from typing import Annotated, Union
 
 import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from . import prompts as P
 
@@ -58,8 +60,8 @@ def mask(prompts: P.PromptSet, spec) -> np.ndarray:
 def key_mask(prompts: P.PromptSet, spec) -> np.ndarray:
     """[n, q, k] boolean: the keys each query's set holds."""
     t = prompts.seq_len
-    if isinstance(spec, dict):
-        return _where(prompts, spec["where"])
+    if isinstance(spec, (dict, KeyWhere)):
+        return _where(prompts, spec["where"] if isinstance(spec, dict) else spec.where)
     return np.broadcast_to(mask(prompts, spec)[:, None, :], (prompts.n, t, t))
 
 
@@ -109,3 +111,40 @@ def argmax_in(pattern, queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
     n, t = top.shape
     hit = keys[np.arange(n)[:, None], np.arange(t)[None, :], top]
     return (hit & queries).sum(-1) / queries.sum(-1)
+
+
+# ---------------------------------------------------------------- in a hypothesis file
+class KeyWhere(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    where: str = Field(description="`tok[k] OP X`: X is `tok[q]`, `tok[POS]` or a number")
+
+
+def _key_set(v):
+    """A mapping is a key condition: check it here, so an error names the condition, not a union member."""
+    if isinstance(v, dict):
+        if set(v) != {"where"} or not isinstance(v["where"], str) or not re.match(KEY_WHERE, v["where"]):
+            raise ValueError(f"cannot read key set {v!r}: write {{where: \"tok[k] OP X\"}} with OP one of "
+                             "== != < <= > >= and X `tok[q]` (the query's token), `tok[POS]` or a number")
+    return v
+
+
+Position = Union[str, int]
+Queries = Union[list[Position], Position]
+Keys = Annotated[Union[list[Position], Position, KeyWhere], BeforeValidator(_key_set)]
+
+
+def references(spec, loc: tuple):
+    """(loc, position, 'position') for every named position inside a set, checked at collection."""
+    if isinstance(spec, KeyWhere):
+        m = re.match(KEY_WHERE, spec.where)
+        inner = m[2][4:-1].strip() if m[2].startswith("tok[") else None
+        if inner not in (None, "q"):
+            yield loc + ("where",), inner, "position"
+    elif isinstance(spec, list):
+        for j, p in enumerate(spec):
+            yield loc + (j,), p, "position"
+    elif isinstance(spec, str) and ".." in spec:
+        for part in spec.split("..", 1):
+            yield loc, part.strip(), "position"
+    else:
+        yield loc, spec, "position"

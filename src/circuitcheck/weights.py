@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
 
 PER_HEAD = ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "OV", "QK")
 PER_LAYER = ("b_O", "W_in", "W_out", "b_in", "b_out")
@@ -247,3 +250,27 @@ def cosine(a, b) -> float:
 def norm(x) -> float:
     """The Euclidean norm of a vector, the Frobenius norm of a matrix."""
     return float(x.norm())
+
+
+# ---------------------------------------------------------------- in a hypothesis file
+def _checked(text: str) -> str:
+    if "$" in text:  # checked again once a quantifier or sweep binds the variable
+        return text
+    try:
+        parse(text)
+    except ExpressionError as exc:
+        raise ValueError(f"{exc} ({exc.hint})" if exc.hint else str(exc)) from None
+    return text
+
+
+Expression = Annotated[str, AfterValidator(_checked), Field(
+    description="a weight expression: `OV[L0H1]`, `W_E @ OV[L0H1] @ W_U`, `W_U[:, 3] - W_U[:, 5]`, `W_in[0][:, 12]`")]
+
+
+def references(text: str, loc: tuple):
+    """(loc, value, what) for the heads and layers a weight expression names, checked at collection."""
+    for w in heads_and_layers(parse(text)):
+        if len(w.select) == 2:
+            yield loc, f"L{w.select[0]}H{w.select[1]}", "head"
+        elif len(w.select) == 1:
+            yield loc, w.select[0], "layer"

@@ -1,0 +1,43 @@
+"""Correlation of a measure with a per-prompt quantity from the data (`expect: {correlates: ...}`).
+
+Pearson's r is a function of five means (x, y, x², y², xy), so its interval comes from the same
+bootstrap over prompts as a sweep's curve statistics (`stats.curve`): the five moments are the
+curve's points. The quantity is `tok[POS]` (the token id at a named position, e.g. the list's
+maximum at `argmax`) or the name of a numeric field of the prompts' data (JSONL `fields`).
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from . import prompts as P
+
+
+def quantity(prompts: P.PromptSet, spec: str) -> np.ndarray:
+    """The per-prompt numbers `spec` names."""
+    m = re.fullmatch(r"\s*tok\[([^\]]+)\]\s*", spec)
+    if m:
+        return prompts.tokens[np.arange(prompts.n), P.position(prompts, m[1].strip())].astype(np.float64)
+    if spec in prompts.fields:
+        try:
+            return np.asarray(prompts.fields[spec], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise P.PromptError(f"field {spec!r} is not numeric in every prompt", "correlate with a numeric field") from None
+    known = ", ".join(sorted(prompts.fields)) or "none"
+    raise P.PromptError(f"cannot read per-prompt quantity {spec!r}",
+                        f"write `tok[POS]` (a token at a named position) or a field of the data (fields: {known})")
+
+
+def moments(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """[5, n]: the per-prompt terms whose means give Pearson's r."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    return np.stack([x, y, x * x, y * y, x * y])
+
+
+def pearson(means: np.ndarray) -> np.ndarray:
+    """r from the five means of each row [rows, 5] (NaN where a variable is constant)."""
+    means = np.atleast_2d(means)
+    mx, my, mxx, myy, mxy = means.T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (mxy - mx * my) / np.sqrt((mxx - mx * mx) * (myy - my * my))
