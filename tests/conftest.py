@@ -71,7 +71,12 @@ def tiny_no_ln_model(tiny_no_ln_dir):
     return models.load(models.ModelSource("native", str(d / "config.json"), str(d / "model.safetensors")))
 
 
-def header(model_dir: Path, prompts: str = "{generator: repeated_tokens, n: 120, seed: 1}") -> str:
+def header(model_dir: Path, prompts: str = "{generator: repeated_tokens, n: 120, seed: 1}",
+           folder: Path | None = None) -> str:
+    """A file's model and prompts. With `folder` (where the file will be), the model is copied into
+    `folder/<model dir name>/` and named relative to the file: files read only their own folder tree."""
+    if folder is not None:
+        model_dir = copy_model(model_dir, folder).relative_to(folder)
     return textwrap.dedent(f"""\
         model:
           native: {{config: {model_dir / 'config.json'}, weights: {model_dir / 'model.safetensors'}}}
@@ -79,9 +84,18 @@ def header(model_dir: Path, prompts: str = "{generator: repeated_tokens, n: 120,
         """)
 
 
+def copy_model(model_dir: Path, folder: Path) -> Path:
+    import shutil
+
+    dest = folder / model_dir.name
+    if not dest.exists():
+        shutil.copytree(model_dir, dest)
+    return dest
+
+
 def writer(tmp_path: Path, model_dir: Path):
     def write(claims: str, prompts: str | None = None, name: str = "t.hyp.yaml", extra: str = "") -> Path:
-        text = header(model_dir, *( [prompts] if prompts else [])) + extra + "claims:\n" + textwrap.indent(
+        text = header(model_dir, prompts or "{generator: repeated_tokens, n: 120, seed: 1}", tmp_path) + extra + "claims:\n" + textwrap.indent(
             textwrap.dedent(claims), "  ")
         path = tmp_path / name
         path.write_text(text)

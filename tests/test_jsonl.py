@@ -181,5 +181,5 @@ def write_hyp(tmp_path, model_dir, prompts, claims=None):
           expect: {at_most: 0}
         """
     path = tmp_path / "t.hyp.yaml"
-    path.write_text(header(model_dir, prompts) + "claims:\n" + textwrap.indent(textwrap.dedent(claims), "  "))
+    path.write_text(header(model_dir, prompts, tmp_path) + "claims:\n" + textwrap.indent(textwrap.dedent(claims), "  "))
     return path

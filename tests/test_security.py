@@ -160,3 +160,81 @@ def test_packages_register_through_the_circuitcheck_entry_point_group(tmp_path, 
     with pytest.raises(registry.NotRegistered) as err:
         registry.model("sec-nowhere")
     assert "entry point 'broken' failed to import (ModuleNotFoundError" in err.value.hint
+
+
+# ---------------------------------------------------------------- paths a file names
+NATIVE = "model:\n  native: {{config: {config}, weights: {weights}}}\n"
+
+
+@pytest.fixture
+def confined(monkeypatch, tmp_path, tiny_dir):
+    """A folder with the tiny model in it, and no folders allowed besides each file's own."""
+    from circuitcheck import paths
+    from conftest import copy_model
+
+    monkeypatch.setattr(paths, "ALLOWED", [])
+    (tmp_path / "project").mkdir()
+    copy_model(tiny_dir, tmp_path / "project")
+    return tmp_path / "project", tiny_dir.name
+
+
+def _native(folder, config, weights, name="f.hyp.yaml"):
+    path = folder / name
+    path.write_text(NATIVE.format(config=config, weights=weights) + PROMPTS + CLAIM)
+    return path
+
+
+@pytest.mark.parametrize("weights, message", [
+    ("../w.safetensors", "outside the hypothesis file's folder"),
+    ("/etc/hostname", "outside the hypothesis file's folder"),
+    ("link.safetensors", "outside the hypothesis file's folder"),  # a symlink out of the folder
+    ("''", "the weights file path is empty"),
+    ("sub", "is a directory, not a regular file"),
+    ("fifo.safetensors", "is a device, pipe or socket, not a regular file"),
+    ("nowhere.safetensors", "does not exist"),
+])
+def test_paths_a_file_names_stay_in_its_folder_and_name_regular_files(confined, message, weights):
+    import os
+
+    from circuitcheck import load
+    from circuitcheck.hypothesis_file import HypothesisError
+
+    folder, model = confined
+    (folder.parent / "w.safetensors").write_bytes(b"")
+    (folder / "link.safetensors").symlink_to(folder.parent / "w.safetensors")
+    (folder / "sub").mkdir()
+    os.mkfifo(folder / "fifo.safetensors")  # reading it would wait for a writer forever
+    path = _native(folder, f"{model}/config.json", weights)
+    with pytest.raises(HypothesisError) as err:
+        load(path)
+    assert err.value.line == 2 and err.value.field == "model.native.weights" and message in err.value.message
+
+
+def test_a_prompt_file_outside_the_folder_or_a_device_is_refused(confined):
+    from circuitcheck import load
+    from circuitcheck.hypothesis_file import HypothesisError
+
+    folder, model = confined
+    for jsonl, message in (("/dev/zero", "outside the hypothesis file's folder"), ("../p.jsonl", "outside"),
+                           ("''", "the prompt file path is empty")):
+        path = folder / "j.hyp.yaml"
+        path.write_text(NATIVE.format(config=f"{model}/config.json", weights=f"{model}/model.safetensors")
+                        + f"prompts: {{generator: jsonl, path: {jsonl}}}\n" + CLAIM)
+        with pytest.raises(HypothesisError, match=message) as err:
+            load(path)
+        assert err.value.line == 3 and err.value.field == "prompts"
+
+
+def test_allowed_folders_are_read_and_devices_are_still_refused(confined, tmp_path, pytester):
+    from circuitcheck import load, paths
+    from circuitcheck.hypothesis_file import HypothesisError
+
+    folder, model = confined
+    elsewhere = _native(tmp_path, f"project/{model}/config.json", f"project/{model}/model.safetensors")
+    _native(pytester.path, folder / model / "config.json", folder / model / "model.safetensors")
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(errors=1)  # absolute, outside: refused
+    pytester.runpytest("-p", "no:cacheprovider", "--cc-allow-path", str(folder)).assert_outcomes(passed=1)
+    load(elsewhere)  # below the file's folder: fine without an option
+    paths.allow(["/dev"])
+    with pytest.raises(HypothesisError, match="device, pipe or socket"):
+        load(_native(folder, f"{model}/config.json", "/dev/zero", "dev.hyp.yaml"))

@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("files", nargs="+")
     c.add_argument("--cc-cache", choices=MODES, default="on",
                    help="per-prompt values kept in .pytest_cache/d/circuitcheck for reruns (as under pytest)")
+    c.add_argument("--cc-allow-path", action="append", default=[], metavar="DIR",
+                   help="also read files that hypothesis files name from DIR (repeatable, as under pytest)")
     s = sub.add_parser("schema", help="write the hypothesis-file JSON Schema (for editors)")
     s.add_argument("path", nargs="?", default=str(SCHEMA))
     sub.add_parser("zoo", help="train the zoo models (see `circuitcheck zoo -h`)", add_help=False)
@@ -43,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.path).write_text(schema_text())
         print(f"wrote {args.path}")
         return 0
+    from .paths import allow
+
+    allow(args.cc_allow_path)
     return _check(args.files, args.cc_cache)
 
 

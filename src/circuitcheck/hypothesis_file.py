@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from . import models, prompts, registry
+from . import models, paths, prompts, registry
 from . import where as where_mod
 from .spec import Claim, HypothesisFile, Intervention, Measure, PromptSpec, parse_head, patch_hook_name
 from .yaml_lines import MarkedYAMLError, YAMLError, read
@@ -397,20 +397,21 @@ def _hf_dims(cfg: dict) -> dict:
 def _native(path, tree, native) -> tuple[models.ModelSource, dict]:
     import json
 
-    base = path.parent
-    weights = base / native.weights
-    if not weights.exists():
-        raise HypothesisError(path, locate(tree, ("model", "native", "weights")), "model.native.weights",
-                              f"weights file {str(weights)!r} does not exist", "paths are relative to the hypothesis file")
+    weights = _data_file(path, tree, ("model", "native", "weights"), native.weights, "weights file")
     if isinstance(native.config, dict):
         cfg, ref, inline = native.config, str(path), json.dumps(native.config, sort_keys=True)
     else:
-        cfg_path = base / native.config
-        if not cfg_path.exists():
-            raise HypothesisError(path, locate(tree, ("model", "native", "config")), "model.native.config",
-                                  f"config file {str(cfg_path)!r} does not exist", "paths are relative to the hypothesis file")
+        cfg_path = _data_file(path, tree, ("model", "native", "config"), native.config, "config file")
         cfg, ref, inline = models.read_config(cfg_path), str(cfg_path), None
     return models.ModelSource("native", ref, str(weights), inline), cfg
+
+
+def _data_file(path, tree, loc, name, what) -> Path:
+    """A file the hypothesis file names, confined to its folder tree and a regular file (paths.py)."""
+    try:
+        return paths.resolve(path, name, what)
+    except paths.PathRefused as exc:
+        raise HypothesisError(path, locate(tree, loc), _field(loc), str(exc), exc.hint) from None
 
 
 def _dims(cfg: dict) -> tuple:
@@ -562,6 +563,11 @@ def prompt_set(loaded: LoadedFile, key: tuple, spec=None):
 def build_prompts(path: Path, spec) -> prompts.PromptSet:
     p = spec.model_dump()
     gen, n, seed = p.pop("generator"), p.pop("n"), p.pop("seed")
+    if gen == "jsonl" and "path" in p:
+        try:
+            p["path"] = str(paths.resolve(path, p.get("path"), "prompt file"))
+        except paths.PathRefused as exc:
+            raise prompts.PromptError(str(exc), exc.hint) from None
     if gen == "jsonl":
         p["base"] = path.parent
     elif n is None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from . import hypothesis_file as H
-from . import report
+from . import paths, report
 from .cache import MODES
 from .models import ModelUnavailable
 from .session import Options, Session
@@ -30,6 +30,9 @@ def pytest_addoption(parser):
                 help="fail, instead of skip, claims whose model is not available (for CI)")
     g.addoption("--cc-device", default="cpu", help="torch device where a file names none (default: cpu)")
     g.addoption("--cc-dtype", default="float32", help="model dtype where a file names none (default: float32)")
+    g.addoption("--cc-allow-path", action="append", default=[], metavar="DIR",
+                help="also read files that hypothesis files name from DIR (repeatable; default: only "
+                     "each file's own folder tree)")
     g.addoption("--cc-batch-size", type=positive_int, default=1024, help="prompts per forward pass (default: 1024)")
     g.addoption("--cc-cache", choices=MODES, default="on",
                 help="per-prompt values kept in pytest's cache for reruns: on (read and write, default), "
@@ -57,6 +60,7 @@ def pytest_configure(config):
     cache_dir = config.cache.mkdir("circuitcheck") if getattr(config, "cache", None) is not None else None
     options = Options(config.getoption("cc_device"), config.getoption("cc_dtype"), config.getoption("cc_batch_size"),
                       config.getoption("cc_cache"), cache_dir and str(cache_dir))
+    paths.allow(config.getoption("cc_allow_path"))
     config.stash[SESSION] = Session(options)
     CLAIMS.clear()
 
