@@ -84,6 +84,16 @@ def header(model_dir: Path, prompts: str = "{generator: repeated_tokens, n: 120,
         """)
 
 
+def copy_hyp(path: Path, dest: Path) -> Path:
+    """Copy a file `hyp` wrote, with the model folder beside it that it names."""
+    import shutil
+
+    for model_dir in path.parent.iterdir():
+        if (model_dir / "model.safetensors").is_file():
+            copy_model(model_dir, dest.parent)
+    return Path(shutil.copy(path, dest))
+
+
 def copy_model(model_dir: Path, folder: Path) -> Path:
     import shutil
 

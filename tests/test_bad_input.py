@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from circuitcheck.hypothesis_file import HypothesisError, load
+from conftest import copy_hyp
 
 BAD = Path(__file__).resolve().parent / "bad"
 FILES = sorted(BAD.glob("*.hyp.yaml"))
@@ -119,7 +120,7 @@ def test_pytest_reports_bad_files_as_collection_errors_and_runs_the_good_one(pyt
     for name, dest in bad.items():
         shutil.copy(BAD / name, dest)
     shutil.copy(BAD / "tiny.safetensors", d / "tiny.safetensors")
-    shutil.copy(good, d / "good.hyp.yaml")  # its model paths are absolute
+    copy_hyp(good, d / "good.hyp.yaml")
 
     res = pytester.runpytest(str(d), "-p", "no:cacheprovider")
     out = res.stdout.str()
@@ -167,8 +168,8 @@ def test_an_unforeseen_error_is_one_files_or_one_claims_error_in_plain_words(pyt
     monkeypatch.setattr(session.Session, "_rows", session.Session._rows)
     good = hyp(GOOD + GOOD.replace("random-model-is-bad", "breaks"), prompts="{generator: max_of_list, n: 120, seed: 1}")
     pytester.makeconftest(UNFORESEEN)
-    shutil.copy(good, pytester.path / "good.hyp.yaml")
-    shutil.copy(good, pytester.path / "unforeseen.hyp.yaml")
+    copy_hyp(good, pytester.path / "good.hyp.yaml")
+    copy_hyp(good, pytester.path / "unforeseen.hyp.yaml")
     res = pytester.runpytest("-p", "no:cacheprovider")
     out = res.stdout.str()
     assert res.parseoutcomes().get("passed") == 1 and res.parseoutcomes().get("failed") == 1, out
