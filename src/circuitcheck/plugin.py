@@ -37,6 +37,8 @@ def pytest_addoption(parser):
     g.addoption("--cc-cache", choices=MODES, default="on",
                 help="per-prompt values kept in pytest's cache for reruns: on (read and write, default), "
                      "read, write (recompute and store), off; `--cache-clear` empties it")
+    g.addoption("--cc-family", choices=("file", "run"), default="file",
+                help="Holm's multiple-testing family: the claims of each file (default), or every claim of the run")
 
 
 def positive_int(text: str) -> int:
@@ -59,7 +61,8 @@ def pytest_configure(config):
     # Without pytest's cache (`-p no:cacheprovider`, as in CI) the value cache is off.
     cache_dir = config.cache.mkdir("circuitcheck") if getattr(config, "cache", None) is not None else None
     options = Options(config.getoption("cc_device"), config.getoption("cc_dtype"), config.getoption("cc_batch_size"),
-                      config.getoption("cc_cache"), cache_dir and str(cache_dir))
+                      config.getoption("cc_cache"), cache_dir and str(cache_dir),
+                      config.getoption("cc_family"))
     paths.allow(config.getoption("cc_allow_path"))
     config.stash[SESSION] = Session(options)
     CLAIMS.clear()

@@ -1,6 +1,8 @@
 """Report: the words and tables a researcher reads for a result."""
 from __future__ import annotations
 
+import math
+
 from .verdict import FAIL, INCONCLUSIVE, PASS, CaseResult, Result
 
 
@@ -13,51 +15,79 @@ def interval(c: CaseResult) -> str:
     return f"[{_num(e.low)}, {_num(e.high)}]"
 
 
+def level(c: CaseResult) -> str:
+    """How sure each bound is: one-sided, at the level the claim was judged at (after Holm)."""
+    if c.bound is not None and getattr(c.bound, "exact", False):
+        return "exact"
+    return f"{c.estimate.level:.4g} per side"
+
+
 def why(c: CaseResult) -> str:
     lo, hi = c.bounds
     e = c.estimate
     if c.verdict == PASS:
         return "the interval lies inside the claimed region"
     if c.verdict == FAIL:
+        if getattr(c.bound, "flat", False):
+            return e.method
         side = f"below {_num(lo)}" if e.high < lo else f"above {_num(hi)}"
         return f"the whole interval lies {side}"
+    if not (math.isfinite(e.low) or math.isfinite(e.high)):
+        return e.method  # no valid bound exists: say why
     settle = c.settle
-    advice = f"about {settle} prompts would likely settle it" if settle else "the estimate sits on the boundary"
+    advice = (f"about {settle} prompts would settle it with 80% power" if settle
+              else "no number of prompts would settle it: the estimate sits on the boundary")
     return f"the interval straddles the boundary; {advice} (now n={e.n})"
 
 
+def _quantified(result: Result) -> str:
+    if not result.quantifier:
+        return ""
+    n = len(result.cases)
+    return {"all": f"  (all of {n} cases must pass)", "any": f"  (any of {n} cases may pass)",
+            "none": f"  (none of {n} cases may pass)"}[result.quantifier]
+
+
 def describe(result: Result) -> str:
-    """The full failure message: sentence, value, interval, threshold, n, seed, file:line."""
+    """The full failure message: sentence, what was done and measured, value, interval, threshold,
+    n, seed, the multiple-testing family, file:line."""
     head = f"{result.path}:{result.line}: claim {result.claim_id!r} {result.verdict.upper()}"
     if result.error:
         return f"{head}\n  says:      {result.says}\n  could not be measured: {result.error}"
-    lines = [head, f"  says:      {result.says}", f"  expected:  {result.measure} {result.expected}"
-             + (f"  ({result.quantifier} of {len(result.cases)} cases)" if result.quantifier else "")]
+    lines = [head, f"  says:      {result.says}"]
+    if result.under:
+        lines.append(f"  under:     {result.under}")
+    lines.append(f"  expected:  {result.measure} {result.expected}" + _quantified(result))
+    main = result.main
     for c in result.cases:
         e = c.estimate
         label = f"  [{c.label}]" if c.label else ""
-        lines.append(f"  measured{label}: {_num(e.statistic)}  {e.level:.1%} CI {interval(c)}  "
-                     f"({e.method}, n={e.n})  -> {c.verdict}: {why(c)}")
+        mark = "  <- decides" if c is main and len(result.cases) > 1 else ""
+        lines.append(f"  measured{label}: {_num(e.statistic)}  CI {interval(c)} ({level(c)})  "
+                     f"({e.method}, n={e.n})  -> {c.verdict}: {why(c)}{mark}")
         if c.curve:
             lines.append("      curve: " + ", ".join(f"{x}: {_num(y)}" for x, y in c.curve))
         if c.clean is not None:
-            lines.append(f"      clean run: {_num(c.clean.statistic)} {interval(CaseResult('', '', c.clean, c.bounds))}")
+            lines.append(f"      clean run: {_num(c.clean.statistic)} [{_num(c.clean.low)}, {_num(c.clean.high)}]")
     lines.append(f"  seed {result.seed}, model {result.model}, load {result.load}")
+    if result.family:
+        lines.append(f"  multiple testing: {result.family}")
     if result.verdict == INCONCLUSIVE:
         lines.append("  an inconclusive claim fails by default; `--cc-inconclusive=skip` skips it instead")
     return "\n".join(lines)
 
 
 def properties(result: Result) -> list[tuple[str, object]]:
-    """Numbers for JUnit XML (pytest `user_properties`): of the claim's worst case, then every case."""
+    """Numbers for JUnit XML (pytest `user_properties`): of the claim's deciding case, then every case."""
     props = [("claim", f"{result.path.split('/')[-1]}::{result.claim_id}"), ("verdict", result.verdict),
-             ("expected", result.expected)]
+             ("expected", f"{result.measure} {result.expected}"), ("quantifier", result.quantifier or "")]
     if not result.cases:
         return props + [("error", result.error)]
-    c = worst(result.cases)
+    c = result.main
     props += [("value", c.estimate.statistic), ("ci_low", c.estimate.low), ("ci_high", c.estimate.high),
-              ("ci_level", c.estimate.level), ("n", c.estimate.n), ("method", c.estimate.method),
-              ("cases", len(result.cases)), ("seed", result.seed), ("model", result.model), ("load", str(result.load))]
+              ("ci_level", c.estimate.level), ("level", level(c)), ("n", c.estimate.n), ("method", c.estimate.method),
+              ("cases", len(result.cases)), ("seed", result.seed), ("model", result.model), ("load", str(result.load)),
+              ("family", result.family)]
     if len(result.cases) > 1:
         props += [(f"case[{x.label}]", f"{x.verdict} {x.estimate.statistic:.4g} {interval(x)}") for x in result.cases]
     # plain Python values: pytest-xdist sends them between processes and cannot serialise numpy scalars
@@ -66,24 +96,30 @@ def properties(result: Result) -> list[tuple[str, object]]:
 
 def worst(cases: list[CaseResult]) -> CaseResult:
     """The case nearest to failing: failed first, then inconclusive, then the smallest margin."""
-    rank = {FAIL: 0, INCONCLUSIVE: 1, PASS: 2}
+    from .verdict import deciding
 
-    def margin(c):
-        lo, hi = c.bounds
-        return min(c.estimate.low - lo, hi - c.estimate.high)
+    return deciding("all", cases)
 
-    return min(cases, key=lambda c: (rank.get(c.verdict, 0), margin(c)))
+
+WHICH = {"all": "worst", "any": "best", "none": "nearest to passing"}
 
 
 def table(claims: list[dict]) -> list[str]:
-    """One line per claim, from its `properties`: verdict, claim, value, interval, expectation, n."""
-    rows = [("verdict", "claim", "value", "CI", "expected", "n")]
+    """One line per claim, from its `properties`: verdict, claim, the deciding case's value, its
+    interval and level, the expectation, n, and the method."""
+    rows = [("verdict", "claim", "value", "CI", "level", "expected", "n", "method")]
     for p in claims:
         if "value" not in p:
-            rows.append((p["verdict"].upper(), p["claim"], "-", "-", p["expected"], "-"))
+            rows.append((p["verdict"].upper(), p["claim"], "-", "-", "-", p["expected"], "-", p.get("error", "")))
             continue
-        cases = "" if p["cases"] == 1 else f" (worst of {p['cases']})"
+        which = WHICH.get(p.get("quantifier") or "all")
+        cases = "" if p["cases"] == 1 else f" ({which} of {p['cases']})"
         rows.append((p["verdict"].upper(), p["claim"], _num(p["value"]) + cases,
-                     f"[{_num(p['ci_low'])}, {_num(p['ci_high'])}]", p["expected"], str(p["n"])))
+                     f"[{_num(p['ci_low'])}, {_num(p['ci_high'])}]", str(p.get("level", "")), p["expected"],
+                     str(p["n"]), _brief(p["method"])))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+
+
+def _brief(method: str) -> str:
+    return method.split(" (")[0].split(";")[0]

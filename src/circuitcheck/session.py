@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -17,7 +16,7 @@ from . import hypothesis_file as H
 from . import models
 from .plan import Plan, run_key
 from .where import evaluate as where_filter
-from .verdict import ERROR, CaseResult, Result, combine, judge
+from .verdict import ERROR, FAIL, CaseResult, Result, combine, judge
 
 
 @dataclass(frozen=True)
@@ -29,20 +28,23 @@ class Options:
     batch_size: int = 1024
     cache: str = "off"  # value cache for reruns: on | read | write | off (see cache.py)
     cache_dir: str | None = None
+    family: str = "file"  # Holm's family: the claims of each file, or of the whole run ("run")
 
 
 @dataclass
 class Row:
-    """One judged quantity of a file, before Holm's correction fixes its interval level."""
+    """One judged quantity of a claim: a case's bound, or a sweep's curve."""
 
-    claim: int
     label: str
-    point: float
-    se: float
-    bounds: tuple[float, float]
-    estimate_at: Callable  # level -> Estimate
-    clean: np.ndarray | None = None
+    bound: object  # stats.Bound
+    region: tuple[float, float]
+    clean: object | None = None  # stats.Bound of the clean run, for drop/rise/change
     curve: list | None = None
+
+    @property
+    def undefined(self) -> bool:
+        """The quantity does not exist for these data (R² of a flat curve): the case fails."""
+        return bool(getattr(self.bound, "flat", False))
 
 
 class Session:
@@ -65,7 +67,8 @@ class Session:
 
     def result(self, path: Path, claim_id: str) -> Result:
         if path not in self.results:
-            self.results[path] = self._check_file(self.files[path])
+            paths = list(self.files) if self.options.family == "run" else [path]
+            self.results.update(self._judged(paths))
         return self.results[path][claim_id]
 
     def forward_passes(self) -> int:
@@ -146,94 +149,192 @@ class Session:
         clean = self._measure(loaded, case, ())
         return (clean - value if rel == "drop" else value - clean), clean
 
-    # ------------------------------------------------------------ judging a file
-    def _rows(self, loaded: H.LoadedFile, ci: int, lc) -> list[Row]:
+    # ------------------------------------------------------------ judging
+    def _rows(self, loaded: H.LoadedFile, lc) -> list[Row]:
+        """Every judged quantity of one claim (one per case; one for a sweep's curve)."""
         from . import stats as S
 
         claim, seed = lc.claim, loaded.spec.seed
         expect = claim.expect
-        bounds = expect.region.bounds()
+        region = expect.region.bounds()
         if expect.swept is not None:
-            return [self._curve_row(loaded, ci, lc, bounds)]
+            return [self._curve_row(loaded, lc, region)]
         rows = []
         for case in lc.cases:
             value, clean = self.values(loaded, claim, case)
             if expect.order is not None:
                 holds = _order_holds(expect.order, case.measure.ov_norm.tokens, value)
-                rows.append(Row(ci, case.label, float(holds), 0.0, bounds,
-                                lambda level, h=holds, v=value: S.exact(float(h), len(v), _order_text(v, case))))
+                rows.append(Row(case.label, S.Exact(float(holds), len(value), _order_text(value, case)), region))
                 continue
+            kind = self._value_kind(loaded, case)
             if case.where is not None:
                 mask = where_filter(case.where, self._prompts(loaded, case.prompts))
                 if expect.contrast is not None:
-                    a, b = value[mask], value[~mask]
-                    se = math.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
-                    rows.append(Row(ci, case.label, float(a.mean() - b.mean()), se, bounds,
-                                    lambda level, a=a, b=b: S.contrast(a, b, level, seed)))
+                    groups = [S.bound_for(v, seed, **kind) for v in (value[mask], value[~mask])]
+                    rows.append(Row(case.label, S.Difference(*groups), region))
                     continue
                 value = value[mask]
                 clean = clean[mask] if clean is not None else None
-            se = value.std(ddof=1) / math.sqrt(value.size) if value.size > 1 else 0.0
-            proportion = clean is None and case.measure.metric == "accuracy"  # 0/1 outcomes, not ranks
-            rows.append(Row(ci, case.label, float(value.mean()), se, bounds,
-                            lambda level, v=value, p=proportion: S.estimate(v, level, seed, proportion=p), clean))
+            if clean is not None:
+                bound = S.bound_for(value, seed, value_range=_spread(kind.get("value_range")),
+                                    paired_binary=kind.get("binary", False))
+                rows.append(Row(case.label, bound, region, S.bound_for(clean, seed, **kind)))
+            else:
+                rows.append(Row(case.label, S.bound_for(value, seed, **kind), region))
         return rows
 
-    def _curve_row(self, loaded, ci, lc, bounds) -> Row:
+    def _value_kind(self, loaded, case) -> dict:
+        """What the per-prompt values are, by construction: 0/1 outcomes, or values in a known range."""
+        if case.measure.metric == "accuracy" and self._prompts(loaded, case.prompts).target_tok.shape[1] == 1:
+            return {"binary": True}
+        d_vocab = loaded.limits.get("d_vocab_out") or loaded.limits.get("d_vocab")
+        if case.measure.metric == "rank" and not d_vocab:
+            d_vocab = self.model(loaded).cfg.d_vocab_out  # the config did not say: ask the model
+        return {"value_range": value_range(case.measure, d_vocab)}
+
+    def _curve_row(self, loaded, lc, region) -> Row:
         from . import stats as S
 
         claim, seed = lc.claim, loaded.spec.seed
         matrix = np.stack([self.values(loaded, claim, c)[0] for c in lc.cases])
         xs = np.array([float(c.value) for c in lc.cases])
         expect, name = claim.expect, next(iter(claim.sweep))
+        kind = self._value_kind(loaded, lc.cases[0])
+        if claim.expect.relative in ("drop", "rise", "change"):
+            kind = {"value_range": _spread(kind.get("value_range")), "paired_binary": kind.get("binary", False)}
+        curve = [(c.value, float(v)) for c, v in zip(lc.cases, matrix.mean(1))]
         if expect.crosses is not None:
             c = expect.crosses
-            stat = S.crossing(xs, c.level, c.direction == "up", c.interpolate)
-            what = f"first {name} where the mean is {'≥' if c.direction == 'up' else '≤'} {c.level:g}"
+            mode = {None: "bracket", True: "linear", False: "discrete"}[c.interpolate]
+            what = f"first {name} where the mean is {'≥' if c.direction == 'up' else '≤'} {c.level:g} ({mode})"
+            bound = S.Crossing(xs, [S.bound_for(row, seed, **kind) for row in matrix], c.level, c.direction == "up",
+                               mode, what)
+            region = (region[0], min(region[1], float(xs.max())))  # a crossing beyond the sweep cannot be claimed
+        elif expect.slope is not None:
+            per_prompt = S.slope_weights(xs) @ matrix
+            rng = S.slope_range(xs, kind.get("value_range") or ((-1, 1) if kind.get("paired_binary") else
+                                                                 (0, 1) if kind.get("binary") else None))
+            bound = S.bound_for(per_prompt, seed, value_range=rng)
+            bound.method = f"slope of the mean against {name}: {bound.method}"
         else:
-            stat = S.slope(xs) if expect.slope is not None else S.r2(xs)
-            what = f"{expect.swept} of the mean against {name}"
-        if expect.crosses is not None:  # a crossing beyond the last sweep value cannot be claimed
-            bounds = (bounds[0], min(bounds[1], float(xs.max())))
-        probe = S.curve(matrix, stat, 0.95, seed, what)
-        curve = [(c.value, float(v)) for c, v in zip(lc.cases, matrix.mean(1))]
-        return Row(ci, f"curve over {name}", probe.statistic, probe.sd / math.sqrt(matrix.shape[1]), bounds,
-                   lambda level: S.curve(matrix, stat, level, seed, what), curve=curve)
+            bound = S.R2(xs, matrix, seed)
+        return Row(f"curve over {name}", bound, region, curve=curve)
 
-    def _check_file(self, loaded: H.LoadedFile) -> dict[str, Result]:
-        """Every claim of the file, with Holm's correction over all its judged quantities."""
+    def _judged(self, paths: list[Path]) -> dict[Path, dict[str, Result]]:
+        """Judge the claims of `paths` as one family: Holm's step-down over their claims."""
         from . import stats as S
 
-        rows, errors = [], {}
-        for ci, lc in enumerate(loaded.claims):
-            try:
-                rows += self._rows(loaded, ci, lc)
-            except models.ModelUnavailable:
-                raise
-            except models.ModelError as exc:
-                errors[ci] = str(exc)
-            except Exception as exc:  # one claim that cannot be measured must not take the others down
-                errors[ci] = H.unexpected("measuring this claim", exc)
-        alphas = S.holm_alphas([S.p_inside(r.point, r.se, *r.bounds) for r in rows], loaded.spec.alpha)
-        cases: dict[int, list[CaseResult]] = {}
-        for row, a in zip(rows, alphas):
-            region = loaded.claims[row.claim].claim.expect.region
-            level = 1 - a if region.about is None else 1 - 2 * a  # `about` is an equivalence test (TOST)
-            est = row.estimate_at(level)
-            clean = S.estimate(row.clean, level, loaded.spec.seed) if row.clean is not None else None
-            cases.setdefault(row.claim, []).append(
-                CaseResult(row.label, judge(est, *row.bounds), est, row.bounds, clean, a, row.curve))
-        return {lc.claim.id: self._result(loaded, lc, cases.get(ci, []), errors.get(ci))
-                for ci, lc in enumerate(loaded.claims)}
+        entries, errors = [], {}
+        for path in paths:
+            loaded = self.files[path]
+            for lc in loaded.claims:
+                try:
+                    entries.append((loaded, lc, self._rows(loaded, lc)))
+                except models.ModelUnavailable:
+                    raise
+                except models.ModelError as exc:
+                    errors[(path, lc.claim.id)] = str(exc)
+                except Exception as exc:  # one claim that cannot be measured must not take the others down
+                    errors[(path, lc.claim.id)] = H.unexpected("measuring this claim", exc)
+        alpha = min(self.files[p].spec.alpha for p in paths)
+        levels = S.holm([claim_p(lc.claim, rows) for _, lc, rows in entries], alpha)
+        family = f"Holm over {len(entries)} claims of {'this file' if len(paths) == 1 else f'{len(paths)} files'}"
+        out: dict[Path, dict[str, Result]] = {p: {} for p in paths}
+        for (loaded, lc, rows), level in zip(entries, levels):
+            cases = [_case(row, case_level(lc.claim, rows, level)) for row in rows]
+            out[loaded.path][lc.claim.id] = self._result(loaded, lc, cases, family=f"{family}, α={level:.3g}")
+        for path in paths:
+            loaded = self.files[path]
+            for lc in loaded.claims:
+                if (path, lc.claim.id) in errors:
+                    out[path][lc.claim.id] = self._result(loaded, lc, [], errors[(path, lc.claim.id)])
+        return out
 
-    def _result(self, loaded, lc, cases, error=None) -> Result:
+    def _check_file(self, loaded: H.LoadedFile) -> dict[str, Result]:
+        return self._judged([loaded.path])[loaded.path]
+
+    def _result(self, loaded, lc, cases, error=None, family="") -> Result:
         claim = lc.claim
         q = claim.for_.kind if claim.for_ else None
         return Result(
             claim.id, claim.says, claim.expect.text(), q, ERROR if error else combine(q, [c.verdict for c in cases]),
             cases, str(loaded.path), lc.line, loaded.spec.seed, loaded.model_source.describe(),
-            self.load_options(loaded).record(), claim.measure.kind, error,
+            self.load_options(loaded).record(), describe_measure(claim.measure), error,
+            under=describe_under(claim.under), family=family,
         )
+
+
+def claim_p(claim, rows: list["Row"]) -> float:
+    """The p-value of a claim, from the tests that decide its cases: every case must pass (all, or a
+    plain claim: intersection-union), one must (any: Bonferroni over its cases), every case must fail (none)."""
+    from . import stats as S
+
+    q = claim.for_.kind if claim.for_ else None
+    if q == "none":
+        return max(S.p_outside(r.bound, *r.region) for r in rows)
+    ps = [1.0 if r.undefined else S.p_inside(r.bound, *r.region) for r in rows]
+    return min(1.0, len(ps) * min(ps)) if q == "any" else max(ps)
+
+
+def case_level(claim, rows, level: float) -> float:
+    """The one-sided error level each case's bounds use, so that case verdicts match `claim_p`."""
+    q = claim.for_.kind if claim.for_ else None
+    if q == "any":
+        return level / len(rows)
+    if q == "none":
+        return level / max(1, sum(map(math.isfinite, rows[0].region)))
+    return level
+
+
+def _case(row: "Row", a: float) -> CaseResult:
+    est = row.bound.at(a)
+    verdict = FAIL if row.undefined else judge(est, *row.region)
+    clean = row.clean.at(a) if row.clean is not None else None
+    return CaseResult(row.label, verdict, est, row.region, clean, a, row.curve, bound=row.bound)
+
+
+def _spread(value_range):
+    """The range of a difference of two values that each lie in `value_range`."""
+    if value_range is None:
+        return None
+    width = value_range[1] - value_range[0]
+    return (-width, width)
+
+
+# What each measure's per-prompt values can be, by construction (None: no known range).
+RANGES = {"attention": (0.0, 1.0), "head_score": (0.0, 1.0), "row_class": (0.0, 1.0), "similarity": (-1.0, 1.0),
+          "accuracy": (0.0, 1.0), "prob": (0.0, 1.0)}
+
+
+def value_range(measure, d_vocab=None):
+    if measure.metric == "rank":
+        return (1.0, float(d_vocab)) if d_vocab else None
+    return RANGES.get(measure.metric or measure.kind)
+
+
+def describe_measure(measure) -> str:
+    """`accuracy`, or `attention(head=L0H1, from=ANS, to=argmax)`: the measure as a reader names it."""
+    if measure.metric is not None:
+        return measure.metric
+    body = getattr(measure, measure.kind).model_dump(by_alias=True, exclude_none=True)
+    return f"{measure.kind}(" + ", ".join(f"{k}={_short(v)}" for k, v in body.items()) + ")"
+
+
+def describe_under(under) -> str:
+    """`ablate L0H1 (mean); scale_attention L0H0 ANS→argmax ×0`: the interventions, as a reader names them."""
+    parts = []
+    for iv in under:
+        body = iv.body.model_dump(by_alias=True, exclude_none=True)
+        parts.append(f"{iv.kind}(" + ", ".join(f"{k}={_short(v)}" for k, v in body.items()) + ")")
+    return "; ".join(parts)
+
+
+def _short(v) -> str:
+    if isinstance(v, list):
+        return "[" + ", ".join(map(_short, v)) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {_short(x)}" for k, x in v.items()) + "}"
+    return str(v)
 
 
 def _device(device: str) -> str:

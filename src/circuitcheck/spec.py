@@ -273,7 +273,9 @@ class Crossing(Strict):
     level: float
     at: Region = Field(description="the region the crossing point lies in")
     direction: Literal["up", "down"] = Field("up", description="up: first value where the mean is ≥ level; down: ≤")
-    interpolate: bool = Field(True, description="linear between sweep points; false for layers and counts")
+    interpolate: bool | None = Field(
+        None, description="absent: the crossing is bracketed by the sweep values around it; true: the curve is "
+        "asserted linear between sweep points; false: the first sweep value reaching the level (layers, counts)")
 
 
 class Order(Strict):

@@ -1,9 +1,24 @@
-"""Statistics: an estimate with its interval and how it was computed, from per-prompt values.
+"""Statistics: from per-prompt values to one-sided bounds and p-values that hold for the sample.
 
-- proportions (every value 0 or 1): Wilson score interval;
-- anything else, and paired changes from the clean run: a seeded BCa bootstrap of the mean
-  (percentile when BCa is undefined), so the same file and seed give the same interval;
-- multiple claims in a file: Holm's step-down, applied as a per-claim interval level.
+A claim says a quantity θ lies in a region [lo, hi]. Every judged quantity is a `Bound`, chosen
+from what the measure *is* (never from what the data happen to look like):
+
+- `Binomial`        0/1 outcomes (accuracy): Clopper-Pearson, exact at any n.
+- `PairedBinomial`  the change of a 0/1 outcome, paired by prompt: exact bounds on the shares of
+                    prompts that went 1→0 and 0→1 (Clopper-Pearson each, Bonferroni over the two).
+- `Betting`         any other measure with a known range (attention, probabilities, head scores,
+                    similarities, ranks, and changes of them): the betting confidence sequence of
+                    Waudby-Smith & Ramdas (2023). Valid at every n, constant samples included.
+- `Bootstrap`       measures with no known range (logits, losses, DLA): BCa bootstrap of the mean
+                    (the draws and formulas of `scipy.stats.bootstrap`, see `bootstrap`); needs at
+                    least `MIN_N_BOOTSTRAP` prompts and some spread, else `Unknown`.
+- `Unknown`         no valid bound exists (too few prompts, or an unbounded measure with no
+                    spread): the bounds are infinite, so the verdict is inconclusive, with the reason.
+- `Exact`           quantities exact by construction (weights, architecture): a point.
+
+`lower(a)` / `upper(a)` are one-sided bounds at confidence 1-a; `p_low(m)` is the p-value against
+"θ ≤ m" and `p_high(m)` against "θ ≥ m", from the same test, so that Holm's step-down orders and
+stops on the tests that decide (see `judging.py`... `session.py`).
 """
 from __future__ import annotations
 
@@ -14,16 +29,22 @@ from dataclasses import dataclass
 import numpy as np
 
 N_RESAMPLES = 4000
+MIN_N_BOOTSTRAP = 50  # below this, BCa's one-sided error on skewed data exceeds its level (docs/calibration.md)
+BETTING_DESIGN_LEVEL = 0.005  # tunes the bets' size for power only; validity holds at every level
+# Caps on a bet as a share of the most it could be (c/m): 1/2 is robust (Waudby-Smith & Ramdas); near 1
+# gives the exact binomial bound on a constant sample. The bets of all three are averaged.
+CAPS = (0.5, 0.9, 0.999)
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """Like a scipy.stats result: the statistic, its interval, and how it was computed."""
+    """Like a scipy.stats result: the statistic, its bounds at a level, and how they were computed.
+    `low` and `high` are each a one-sided bound at confidence `level`."""
 
     statistic: float
     low: float
     high: float
-    level: float  # confidence level of [low, high]
+    level: float
     n: int
     method: str
     sd: float  # per-prompt standard deviation, for sample-size advice
@@ -33,53 +54,439 @@ class Estimate:
         return (self.high - self.low) / 2
 
 
-def is_binary(x: np.ndarray) -> bool:
-    return bool(np.all((x == 0) | (x == 1)))
+# ---------------------------------------------------------------- the base
+class Bound:
+    """A judged quantity: its statistic, one-sided bounds at any level, and p-values."""
+
+    statistic: float = float("nan")
+    n: int = 0
+    sd: float = 0.0
+    method: str = ""
+    exact: bool = False  # a point by construction
+
+    def lower(self, a: float) -> float:
+        raise NotImplementedError
+
+    def upper(self, a: float) -> float:
+        raise NotImplementedError
+
+    def p_low(self, m: float) -> float:
+        """p-value against θ ≤ m: the smallest a at which lower(a) ≥ m (found by bisection)."""
+        return _invert(lambda a: self.lower(a) >= m)
+
+    def p_high(self, m: float) -> float:
+        """p-value against θ ≥ m: the smallest a at which upper(a) ≤ m."""
+        return _invert(lambda a: self.upper(a) <= m)
+
+    def at(self, a: float) -> Estimate:
+        return Estimate(float(self.statistic), float(self.lower(a)), float(self.upper(a)), 1 - a, self.n,
+                        self.method, float(self.sd))
+
+    def resized(self, n: int) -> "Bound | None":
+        """The same data scaled to n prompts (same mean and spread), for sample-size advice."""
+        return None
 
 
-def estimate(values: np.ndarray, level: float, seed: int, proportion: bool = True) -> Estimate:
-    """The mean with its interval: Wilson when the values are 0/1 outcomes (`proportion`), else bootstrap.
-    Paired differences and ranks are never proportions, even when every value is 0 or 1."""
-    x = np.asarray(values, dtype=np.float64)
-    if x.size == 0 or not np.all(np.isfinite(x)):
-        raise ValueError("the measure produced no finite values")
-    if proportion and is_binary(x):
-        return wilson(int(x.sum()), x.size, level)
-    return bootstrap(x, level, seed)
+def _invert(clears, lo: float = 1e-300) -> float:
+    """The smallest a in (0, 1] with clears(a), for clears monotone in a (bisection on log a)."""
+    if not clears(0.5):
+        return 1.0
+    if clears(lo):
+        return 0.0
+    a, b = math.log(lo), math.log(0.5)
+    for _ in range(60):
+        mid = (a + b) / 2
+        a, b = (a, mid) if clears(math.exp(mid)) else (mid, b)
+    return math.exp(b)
 
 
-def wilson(k: int, n: int, level: float) -> Estimate:
-    from scipy.special import ndtri  # norm.ppf without importing scipy.stats (a second per run)
+class Exact(Bound):
+    exact = True
 
-    z = ndtri(0.5 + level / 2)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return Estimate(p, max(0.0, centre - half), min(1.0, centre + half), level, n, "Wilson score", math.sqrt(p * (1 - p)))
+    def __init__(self, value: float, n: int, what: str):
+        self.statistic, self.n, self.method = float(value), n, what
+
+    def lower(self, a):
+        return self.statistic
+
+    def upper(self, a):
+        return self.statistic
+
+    def p_low(self, m):
+        return 0.0 if self.statistic > m else 1.0
+
+    def p_high(self, m):
+        return 0.0 if self.statistic < m else 1.0
 
 
-def bootstrap(x: np.ndarray, level: float, seed: int) -> Estimate:
-    """BCa bootstrap of the mean; the same draws and formulas as `scipy.stats.bootstrap(method="BCa")`,
-    so the intervals agree with scipy's, but the resampled means come from one matrix product."""
-    from scipy.special import ndtr, ndtri
+class Unknown(Bound):
+    """No valid bound: infinite bounds and p-values of 1, with the reason as the method."""
 
-    mean, sd = float(x.mean()), float(x.std(ddof=1)) if x.size > 1 else 0.0
-    if np.ptp(x) == 0:
-        return Estimate(mean, mean, mean, level, x.size, "constant (every prompt gave the same value)", 0.0)
-    boots = resampled_means(x[:, None], seed)[:, 0]
-    alpha = (1 - level) / 2
+    def __init__(self, statistic: float, n: int, reason: str, sd: float = 0.0):
+        self.statistic, self.n, self.method, self.sd = statistic, n, reason, sd
+
+    def lower(self, a):
+        return -math.inf
+
+    def upper(self, a):
+        return math.inf
+
+    def p_low(self, m):
+        return 1.0
+
+    def p_high(self, m):
+        return 1.0
+
+
+# ---------------------------------------------------------------- exact counts
+class Binomial(Bound):
+    """k successes in n: Clopper-Pearson bounds and exact binomial tail p-values."""
+
+    def __init__(self, k: int, n: int):
+        self.k, self.n = int(k), int(n)
+        self.statistic = self.k / self.n
+        self.sd = math.sqrt(self.statistic * (1 - self.statistic))
+        self.method = "Clopper-Pearson (exact binomial)"
+
+    def lower(self, a):
+        from scipy.special import betaincinv
+
+        return 0.0 if self.k == 0 else float(betaincinv(self.k, self.n - self.k + 1, a))
+
+    def upper(self, a):
+        from scipy.special import betaincinv
+
+        return 1.0 if self.k == self.n else float(betaincinv(self.k + 1, self.n - self.k, 1 - a))
+
+    # Binomial tails as regularised incomplete beta functions (scipy.special: a cached rerun never
+    # imports scipy.stats): P(X >= k | m) = I_m(k, n-k+1), P(X <= k | m) = I_{1-m}(n-k, k+1).
+    def p_low(self, m):
+        from scipy.special import betainc
+
+        if m < 0 or self.k == 0 and m >= 0:
+            return 0.0 if m < 0 else 1.0
+        return 1.0 if m >= 1 else float(betainc(self.k, self.n - self.k + 1, m))
+
+    def p_high(self, m):
+        from scipy.special import betainc
+
+        if m > 1 or self.k == self.n and m <= 1:
+            return 0.0 if m > 1 else 1.0
+        return 1.0 if m <= 0 else float(betainc(self.n - self.k, self.k + 1, 1 - m))
+
+    def resized(self, n):
+        return Binomial(round(self.statistic * n), n)
+
+
+class PairedBinomial(Bound):
+    """The mean of paired changes in {-1, 0, 1}: θ = P(+1) - P(-1), bounded by Clopper-Pearson on
+    each count at half the level (Bonferroni), so it is exact however few prompts changed."""
+
+    def __init__(self, plus: int, minus: int, n: int):
+        self.plus, self.minus = Binomial(plus, n), Binomial(minus, n)
+        self.n = n
+        self.statistic = (plus - minus) / n
+        mean2 = (plus + minus) / n
+        self.sd = math.sqrt(max(mean2 - self.statistic ** 2, 0.0))
+        self.method = f"exact paired counts ({plus} up, {minus} down; Clopper-Pearson, Bonferroni)"
+
+    def lower(self, a):
+        return self.plus.lower(a / 2) - self.minus.upper(a / 2)
+
+    def upper(self, a):
+        return self.plus.upper(a / 2) - self.minus.lower(a / 2)
+
+    def resized(self, n):
+        return PairedBinomial(round(self.plus.statistic * n), round(self.minus.statistic * n), n)
+
+
+# ---------------------------------------------------------------- bounded measures: betting
+class Betting(Bound):
+    """Mean of values known to lie in [r0, r1]: the hedged-capital betting test of Waudby-Smith &
+    Ramdas (2023, JRSS-B), one-sided. Against θ ≤ m the capital Π(1 + λ_i (y_i - m)) is a
+    nonnegative supermartingale, so by Ville's inequality p = 1 / max_t capital is valid at every
+    n and every level; the bets λ_i use only earlier prompts (predictable plug-in)."""
+
+    def __init__(self, values: np.ndarray, r0: float, r1: float):
+        x = np.asarray(values, dtype=np.float64)
+        self.r0, self.r1 = float(r0), float(r1)
+        self.n = x.size
+        self.statistic = float(x.mean())
+        self.sd = float(x.std(ddof=1)) if x.size > 1 else 0.0
+        self.y = np.clip((x - self.r0) / (self.r1 - self.r0), 0.0, 1.0)
+        self.method = f"betting confidence bound (range [{_g(r0)}, {_g(r1)}])"
+        self._lam = self._bets(self.y)
+
+    @staticmethod
+    def _bets(y: np.ndarray) -> np.ndarray:
+        """λ_i from prompts before i: sqrt(2 log(1/a0) / (n σ̂²_{i-1})), uncapped here."""
+        n = y.size
+        i = np.arange(1, n + 1)
+        mu = (0.5 + np.cumsum(y)) / (i + 1)  # μ̂_i, regularised towards 1/2
+        dev = np.concatenate([[0.0], np.cumsum((y - mu) ** 2)[:-1]])
+        var = (0.25 + dev) / i  # σ̂²_{i-1}
+        return np.sqrt(2 * math.log(1 / BETTING_DESIGN_LEVEL) / (n * var))
+
+    def _p(self, m: float, side: int) -> float:
+        """side +1: against θ ≤ m; -1: against θ ≥ m (m on the original scale)."""
+        u = (m - self.r0) / (self.r1 - self.r0)
+        if side > 0 and u < 0 or side < 0 and u > 1:
+            return 0.0
+        if side > 0 and u >= 1 or side < 0 and u <= 0:
+            return 1.0
+        if side > 0 and u == 0 or side < 0 and u == 1:  # θ at the range's end: only a constant sample there fits
+            return 1.0 if np.all(self.y == u) else 0.0
+        room = u if side > 0 else 1 - u  # how far y can move against the bet
+        capital = np.zeros(self.n)
+        for c in CAPS:  # the average of nonnegative supermartingales is one: valid, and adapts to the data
+            lam = np.minimum(self._lam, c / room)
+            capital += np.exp(np.cumsum(np.log1p(side * lam * (self.y - u)))) / len(CAPS)
+        return float(min(1.0, 1.0 / max(1.0, capital.max())))
+
+    def p_low(self, m):
+        return self._p(m, +1)
+
+    def p_high(self, m):
+        return self._p(m, -1)
+
+    def lower(self, a):
+        return self._edge(a, +1)
+
+    def upper(self, a):
+        return self._edge(a, -1)
+
+    def _edge(self, a: float, side: int) -> float:
+        """The bound: where the p-value crosses a, by bisection between the range end and the mean."""
+        outer, inner = (self.r0, self.statistic) if side > 0 else (self.r1, self.statistic)
+        if self._p(outer, side) > a:
+            return outer
+        for _ in range(50):  # to ~1e-15 of the range
+            mid = (outer + inner) / 2
+            outer, inner = (mid, inner) if self._p(mid, side) <= a else (outer, mid)
+        return outer
+
+    def resized(self, n):
+        reps = -(-n // self.n)
+        return Betting(np.tile(self.y * (self.r1 - self.r0) + self.r0, reps)[:n], self.r0, self.r1)
+
+
+# ---------------------------------------------------------------- unbounded measures: BCa
+class Bootstrap(Bound):
+    """BCa bootstrap of the mean with seeded draws shared by a file's quantities (`resampled_means`).
+    Agrees with `scipy.stats.bootstrap(method="BCa")` (same draws, same formulas) wherever scipy's
+    is defined and the resampled means have no ties at the quantiles; for n below MIN_N_BOOTSTRAP
+    or constant values, `bound_for` gives `Unknown` instead, since no bootstrap interval is valid."""
+
+    def __init__(self, values: np.ndarray, seed: int):
+        x = np.asarray(values, dtype=np.float64)
+        self.x, self.n = x, x.size
+        self.statistic = float(x.mean())
+        self.sd = float(x.std(ddof=1))
+        self.boots = np.sort(resampled_means(x[:, None], seed)[:, 0])
+        self.z0, self.accel = _bca_constants(x, self.boots, self.statistic)
+        self.method = f"BCa bootstrap ({N_RESAMPLES} resamples)"
+
+    def _quantile(self, tail: float) -> float:
+        from scipy.special import ndtr, ndtri
+
+        z = ndtri(tail)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            q = ndtr(self.z0 + (self.z0 + z) / (1 - self.accel * (self.z0 + z)))
+        if not np.isfinite(q):
+            q = tail  # BCa undefined: the percentile interval
+        return float(np.quantile(self.boots, q))
+
+    def lower(self, a):
+        return self._quantile(a)
+
+    def upper(self, a):
+        return self._quantile(1 - a)
+
+    def resized(self, n):
+        return _Normal(self.statistic, self.sd, n, self.method)
+
+
+def _bca_constants(x, boots, mean):
+    from scipy.special import ndtri
+
     z0 = ndtri(((boots < mean).sum() + (boots <= mean).sum()) / (2 * boots.size))
     loo = (x.sum() - x) / (x.size - 1)  # jackknife means, for the acceleration
     d = loo.mean() - loo
-    accel = (d ** 3).sum() / (6 * ((d ** 2).sum()) ** 1.5)
-    qs = [ndtr(z0 + (z0 + z) / (1 - accel * (z0 + z))) for z in (ndtri(alpha), -ndtri(alpha))]
-    method = "BCa"
-    if not np.all(np.isfinite(qs)):
-        method, qs = "percentile", [alpha, 1 - alpha]
-    low, high = np.quantile(boots, qs)
-    return Estimate(mean, float(low), float(high), level, x.size, f"{method} bootstrap ({N_RESAMPLES} resamples)", sd)
+    denom = 6 * ((d ** 2).sum()) ** 1.5
+    return float(z0), float((d ** 3).sum() / denom) if denom > 0 else 0.0
 
 
+class _Normal(Bound):
+    """A normal-theory stand-in, used only to size a future bootstrap for sample-size advice."""
+
+    def __init__(self, mean, sd, n, method):
+        self.statistic, self.sd, self.n, self.method = mean, sd, n, method
+
+    def lower(self, a):
+        from scipy.special import ndtri
+
+        return self.statistic + ndtri(a) * self.sd / math.sqrt(self.n)
+
+    def upper(self, a):
+        return 2 * self.statistic - self.lower(a)
+
+
+def bound_for(values: np.ndarray, seed: int, binary: bool = False, value_range=None, paired_binary: bool = False) -> Bound:
+    """The bound for the mean of per-prompt values, chosen by what the values are (see module doc)."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.size == 0 or not np.all(np.isfinite(x)):
+        raise ValueError("the measure produced no finite values" if x.size else "no prompts to measure")
+    if paired_binary:
+        return PairedBinomial(int((x > 0).sum()), int((x < 0).sum()), x.size)
+    if binary:
+        return Binomial(int(x.sum()), x.size)
+    if value_range is not None and all(math.isfinite(r) for r in value_range) and value_range[1] > value_range[0]:
+        return Betting(x, *value_range)
+    if x.size < MIN_N_BOOTSTRAP:
+        return Unknown(float(x.mean()), x.size, f"no valid bound: n={x.size} is below the {MIN_N_BOOTSTRAP} prompts "
+                       "a bootstrap needs for a measure with no known range", float(x.std(ddof=1)) if x.size > 1 else 0.0)
+    if np.ptp(x) == 0:
+        return Unknown(float(x.mean()), x.size, "no valid bound: every prompt gave the same value and the measure "
+                       "has no known range")
+    return Bootstrap(x, seed)
+
+
+# ---------------------------------------------------------------- two groups
+class Difference(Bound):
+    """θ_a - θ_b of two independent groups: each side's bound at half the level (Bonferroni)."""
+
+    def __init__(self, a: Bound, b: Bound):
+        self.a, self.b = a, b
+        self.statistic = a.statistic - b.statistic
+        self.n = a.n + b.n
+        self.sd = math.sqrt((a.sd ** 2 + b.sd ** 2) / 2)
+        self.method = f"difference of two groups ({a.n} vs {b.n} prompts; each {a.method}; Bonferroni)"
+
+    def lower(self, a):
+        return self.a.lower(a / 2) - self.b.upper(a / 2)
+
+    def upper(self, a):
+        return self.a.upper(a / 2) - self.b.lower(a / 2)
+
+    def resized(self, n):
+        ra, rb = self.a.resized(max(2, n // 2)), self.b.resized(max(2, n // 2))
+        return Difference(ra, rb) if ra and rb else None
+
+
+# ---------------------------------------------------------------- curves over a sweep
+class Crossing(Bound):
+    """Where a swept mean first reaches `level`, from per-point bounds held simultaneously
+    (Bonferroni over the K points). The interval is the set of crossings no point rules out:
+    - `mode="bracket"` (default): the crossing lies between the last sweep value where the mean
+      surely misses and the first where it surely reaches the level: (x[j_lo-1], x[j_hi)];
+    - `mode="discrete"` (`interpolate: false`): the first sweep value reaching it, [x[j_lo], x[j_hi]];
+    - `mode="linear"` (`interpolate: true`, linearity between points asserted): where the
+      upper-bound curve and the lower-bound curve, each joined linearly, reach the level."""
+
+    def __init__(self, xs, points: list[Bound], level: float, rising: bool, mode: str, what: str):
+        self.xs, self.points, self.level, self.rising, self.mode = np.asarray(xs, float), points, level, rising, mode
+        self.n = min(p.n for p in points)
+        means = np.array([p.statistic for p in points])
+        self.means = means
+        self.statistic = _first_crossing(self.xs, means, level, rising, interpolate=mode != "discrete")
+        self.sd = float(np.mean([p.sd for p in points]))
+        self.method = f"{what}; per-point {points[0].method}, simultaneous over {len(points)} points"
+
+    def _curves(self, a):
+        k = len(self.points)
+        lows = np.array([p.lower(a / k) for p in self.points])
+        highs = np.array([p.upper(a / k) for p in self.points])
+        return (highs, lows) if self.rising else (lows, highs)  # (optimistic, pessimistic) curves
+
+    def lower(self, a):
+        optimistic, _ = self._curves(a)
+        hit = self._hits(optimistic)
+        if not hit.any():
+            return math.inf
+        j = int(hit.argmax())
+        if self.mode == "discrete":
+            return float(self.xs[j])
+        if j == 0:
+            return -math.inf  # it may already be reached before the sweep starts
+        if self.mode == "bracket":
+            return float(self.xs[j - 1])
+        return _first_crossing(self.xs, optimistic, self.level, self.rising, interpolate=True)
+
+    def upper(self, a):
+        _, pessimistic = self._curves(a)
+        hit = self._hits(pessimistic)
+        if not hit.any():
+            return math.inf
+        if self.mode == "linear":
+            return _first_crossing(self.xs, pessimistic, self.level, self.rising, interpolate=True)
+        return float(self.xs[int(hit.argmax())])
+
+    def _hits(self, ys):
+        return ys >= self.level if self.rising else ys <= self.level
+
+
+def _first_crossing(xs, ys, level, rising, interpolate) -> float:
+    hit = ys >= level if rising else ys <= level
+    if not hit.any():
+        return math.inf
+    i = int(hit.argmax())
+    if not interpolate or i == 0:
+        return float(xs[i])
+    y0, y1 = ys[i - 1], ys[i]
+    return float(xs[i - 1] + (level - y0) / (y1 - y0) * (xs[i] - xs[i - 1]))
+
+
+def slope_weights(xs) -> np.ndarray:
+    """w with slope = w · ys for a least-squares line through (xs, ys)."""
+    xs = np.asarray(xs, float)
+    dx = xs - xs.mean()
+    return dx / (dx @ dx)
+
+
+def slope_range(xs, value_range):
+    """The range of a per-prompt slope when each point's value lies in `value_range`."""
+    if value_range is None:
+        return None
+    w = slope_weights(xs)
+    r0, r1 = value_range
+    return float(np.minimum(w * r0, w * r1).sum()), float(np.maximum(w * r0, w * r1).sum())
+
+
+class R2(Bound):
+    """R² of the straight-line fit to the mean curve: a percentile bootstrap over prompts. A flat
+    curve has no R² (no variance to explain): `flat` says so and the claim fails with that reason."""
+
+    def __init__(self, xs, matrix: np.ndarray, seed: int):
+        self.xs, self.n = np.asarray(xs, float), matrix.shape[1]
+        mean = matrix.mean(1)
+        self.flat = bool(np.ptp(mean) <= 1e-12 * max(1.0, float(np.abs(mean).max())))
+        self.statistic = float(_r2(self.xs, mean[None])[0]) if not self.flat else math.nan
+        self.boots = np.sort(_r2(self.xs, resampled_means(matrix.T, seed)))
+        self.sd = float(np.nanstd(self.boots) * math.sqrt(self.n))
+        self.method = f"R² of the mean curve, percentile bootstrap over prompts ({N_RESAMPLES} resamples)"
+        if self.flat:
+            self.method = "R² is undefined: the mean curve is flat (no variance for a line to explain)"
+
+    def lower(self, a):
+        return -math.inf if self.flat else float(np.nanquantile(self.boots, a))
+
+    def upper(self, a):
+        return math.inf if self.flat else float(np.nanquantile(self.boots, 1 - a))
+
+
+def _r2(xs, ys):
+    ys = np.atleast_2d(ys)
+    w = slope_weights(xs)
+    dx = xs - xs.mean()
+    dy = ys - ys.mean(1, keepdims=True)
+    b = dy @ w
+    total = (dy ** 2).sum(1)
+    resid = ((dy - b[:, None] * dx) ** 2).sum(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(total > 0, 1 - resid / total, np.nan)
+
+
+# ---------------------------------------------------------------- shared bootstrap draws
 def resampled_means(columns: np.ndarray, seed: int) -> np.ndarray:
     """[N_RESAMPLES, k]: the column means of each bootstrap resample of the rows (prompts) of
     `columns` [n, k]. The draws are scipy.stats.bootstrap's for this seed; they are shared by every
@@ -102,114 +509,66 @@ def _counts(n: int, seed: int) -> np.ndarray:
     return out
 
 
-def p_inside(value: float, se: float, lo: float, hi: float) -> float:
-    """Normal-approximation p-value against 'the true value is outside [lo, hi]' (for Holm's order)."""
-    from scipy.special import ndtr  # norm.cdf, without importing scipy.stats
-
-    d = min(value - lo, hi - value)
-    if not np.isfinite(d):
-        return 1.0
-    if se == 0 or not np.isfinite(se):
-        return 0.0 if d > 0 else 1.0
-    return float(ndtr(-d / se))
+# ---------------------------------------------------------------- regions, Holm, sample sizes
+def p_inside(bound: Bound, lo: float, hi: float) -> float:
+    """p-value against "θ lies outside [lo, hi]": both one-sided tests must reject (intersection-union)."""
+    p_lo = bound.p_low(lo) if math.isfinite(lo) else 0.0
+    p_hi = bound.p_high(hi) if math.isfinite(hi) else 0.0
+    return max(p_lo, p_hi)
 
 
-def holm_alphas(pvalues: list[float], alpha: float) -> list[float]:
-    """Holm: the claim with the i-th smallest p-value (0-based) is tested at alpha / (m - i)."""
+def p_outside(bound: Bound, lo: float, hi: float) -> float:
+    """p-value against "θ lies inside [lo, hi]": one of the two one-sided tests rejects (Bonferroni)."""
+    sides = [bound.p_high(lo)] if math.isfinite(lo) else []
+    sides += [bound.p_low(hi)] if math.isfinite(hi) else []
+    return min(1.0, len(sides) * min(sides)) if sides else 1.0
+
+
+def holm(pvalues: list[float], alpha: float) -> list[float]:
+    """Holm's step-down: the level each hypothesis is judged at. In p order, the i-th (0-based) is
+    judged at alpha / (m - i) while every earlier one was rejected; from the first that is not,
+    every later one is judged at that same level, so none of them can be rejected (the stop)."""
     m = len(pvalues)
-    order = np.argsort(pvalues, kind="stable")
-    out = [alpha] * m
-    for rank, idx in enumerate(order):
-        out[idx] = alpha / (m - rank)
-    return out
+    levels = [alpha] * m
+    stopped = None
+    for rank, idx in enumerate(np.argsort(pvalues, kind="stable")):
+        level = stopped if stopped is not None else alpha / (m - rank)
+        levels[idx] = level
+        if stopped is None and pvalues[idx] > level:
+            stopped = level
+    return levels
 
 
-def prompts_to_settle(est: Estimate, lo: float, hi: float) -> int | None:
-    """Roughly how many prompts would make the interval clear the nearest boundary."""
-    d = min(abs(est.statistic - lo), abs(est.statistic - hi))
-    if d == 0 or not math.isfinite(d) or not (0 < est.half_width < math.inf):
+def prompts_to_settle(bound: Bound, lo: float, hi: float, a: float, power: float = 0.8, cap: int = 10_000_000):
+    """The number of prompts at which the same method would settle the claim with `power`, if the
+    mean and spread stayed as measured; None when no number can (the estimate sits on a boundary).
+    Power: the bound must clear with the estimate moved z_power standard errors towards the boundary."""
+    from scipy.special import ndtri
+
+    if bound.resized(bound.n) is None or not all(map(math.isfinite, (bound.statistic,))):
         return None
-    return int(math.ceil(est.n * (est.half_width / d) ** 2))
+    inside = lo <= bound.statistic <= hi
+    z = ndtri(power)
+
+    def settles(n):
+        b = bound.resized(n)
+        shift = z * bound.sd / math.sqrt(n)
+        est = b.at(a)
+        if inside:
+            return est.low - shift * (lo > -math.inf) >= lo and est.high + shift * (hi < math.inf) <= hi
+        return est.high + shift < lo or est.low - shift > hi
+
+    n = bound.n
+    while not settles(n):
+        n *= 2
+        if n > cap:
+            return None
+    lo_n, hi_n = max(bound.n, n // 2), n
+    while hi_n - lo_n > max(1, lo_n // 50):
+        mid = (lo_n + hi_n) // 2
+        lo_n, hi_n = (lo_n, mid) if settles(mid) else (mid, hi_n)
+    return hi_n
 
 
-def contrast(a: np.ndarray, b: np.ndarray, level: float, seed: int) -> Estimate:
-    """Mean of `a` minus mean of `b` (independent groups), with a seeded BCa bootstrap interval."""
-    from scipy import stats as sps
-
-    diff = float(a.mean() - b.mean())
-    sd = math.sqrt(a.var(ddof=1) / a.size * (a.size + b.size) / 2 + b.var(ddof=1) / b.size * (a.size + b.size) / 2)
-    res = sps.bootstrap((a, b), lambda x, y, axis: x.mean(axis) - y.mean(axis), vectorized=True,
-                        confidence_level=level, n_resamples=N_RESAMPLES, method="BCa", rng=np.random.default_rng(seed))
-    low, high = res.confidence_interval
-    return Estimate(diff, float(low), float(high), level, a.size + b.size,
-                    f"two-sample BCa bootstrap ({a.size} vs {b.size} prompts)", sd)
-
-
-def curve(matrix: np.ndarray, statistic, level: float, seed: int, what: str) -> Estimate:
-    """A statistic of the mean curve (one row per sweep point, one column per prompt), with a
-    percentile bootstrap over prompts (the same resample of prompts at every point)."""
-    point = statistic(matrix.mean(1)[None])[0]
-    n = matrix.shape[1]
-    boots = statistic(resampled_means(matrix.T, seed))
-    tail = (1 - level) / 2
-    low, high = np.quantile(boots, [tail, 1 - tail], method="linear") if np.all(np.isfinite(boots)) else \
-        _quantile_with_inf(boots, tail)
-    sd = float(np.std(boots[np.isfinite(boots)]) * math.sqrt(n)) if np.isfinite(boots).sum() > 1 else float("inf")
-    return Estimate(float(point), float(low), float(high), level, n,
-                    f"{what}, percentile bootstrap over prompts ({len(boots)} resamples)", sd)
-
-
-def _quantile_with_inf(boots, tail):
-    s = np.sort(boots)  # +inf sorts last: "never crosses" counts as beyond every sweep value
-    k = len(s)
-    return s[int(math.floor(tail * (k - 1)))], s[int(math.ceil((1 - tail) * (k - 1)))]
-
-
-# Curve statistics take curves as rows ([curves, points]) and give one value per curve, so that
-# every bootstrap resample is handled in one array operation.
-def crossing(xs: np.ndarray, level: float, rising: bool, interpolate: bool):
-    """The first x where a curve is ≥ `level` (≤ unless `rising`); +inf if it never is. With
-    `interpolate`, the point between the last miss and the first hit where the line meets `level`."""
-
-    def stat(ys):
-        ys = np.atleast_2d(ys)
-        hit = ys >= level if rising else ys <= level
-        i = hit.argmax(1)
-        rows = np.arange(len(ys))
-        out = xs[i].astype(float)
-        if interpolate:
-            j = np.maximum(i - 1, 0)
-            y0, y1 = ys[rows, j], ys[rows, i]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                between = xs[j] + (level - y0) / (y1 - y0) * (xs[i] - xs[j])
-            out = np.where(i > 0, between, out)
-        return np.where(hit.any(1), out, np.inf)
-
-    return stat
-
-
-def _fit(xs: np.ndarray, ys: np.ndarray):
-    """Least-squares slope of each row of ys against xs, and the rows centred on their means."""
-    ys = np.atleast_2d(ys)
-    dx = xs - xs.mean()
-    dy = ys - ys.mean(1, keepdims=True)
-    return dy @ dx / (dx @ dx), dx, dy
-
-
-def slope(xs: np.ndarray):
-    return lambda ys: _fit(xs, ys)[0]
-
-
-def r2(xs: np.ndarray):
-    def stat(ys):
-        b, dx, dy = _fit(xs, ys)
-        total = (dy ** 2).sum(1)
-        resid = ((dy - b[:, None] * dx) ** 2).sum(1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(total > 0, 1 - resid / total, 1.0)
-
-    return stat
-
-
-def exact(value: float, n: int, what: str) -> Estimate:
-    return Estimate(float(value), float(value), float(value), 1.0, n, what, 0.0)
+def _g(x: float) -> str:
+    return f"{x:g}"

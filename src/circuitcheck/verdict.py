@@ -27,10 +27,20 @@ class CaseResult:
     clean: Estimate | None = None  # the clean run's value, when the claim is about a change
     alpha: float = 0.05
     curve: list | None = None  # (swept value, mean) points, for sweeps
+    bound: object = None  # the stats.Bound behind the estimate, for sample-size advice
 
     @property
     def settle(self) -> int | None:
-        return prompts_to_settle(self.estimate, *self.bounds) if self.verdict == INCONCLUSIVE else None
+        """Prompts that would settle an inconclusive case with 80% power (None: no number would)."""
+        if self.verdict != INCONCLUSIVE or self.bound is None:
+            return None
+        return prompts_to_settle(self.bound, *self.bounds, self.alpha)
+
+    @property
+    def margin(self) -> float:
+        """How far the interval sits inside the region (negative: outside or straddling)."""
+        lo, hi = self.bounds
+        return min(self.estimate.low - lo, hi - self.estimate.high)
 
 
 @dataclass
@@ -50,10 +60,24 @@ class Result:
     load: dict = field(default_factory=dict)
     measure: str = ""
     error: str | None = None  # why the claim could not be measured
+    under: str = ""  # the interventions, as a reader names them
+    family: str = ""  # the multiple-testing family and the level this claim was judged at
 
     @property
     def main(self) -> CaseResult | None:
-        return self.cases[0] if self.cases else None
+        """The case that decides the verdict: the worst for `all` (and a plain claim), the best for
+        `any`, and for `none` the case nearest to passing (it alone could make the claim fail)."""
+        return deciding(self.quantifier, self.cases)
+
+
+RANK = {FAIL: 0, INCONCLUSIVE: 1, PASS: 2}
+
+
+def deciding(quantifier: str | None, cases: list[CaseResult]) -> CaseResult | None:
+    if not cases:
+        return None
+    key = lambda c: (RANK.get(c.verdict, 0), c.margin)  # noqa: E731
+    return max(cases, key=key) if quantifier in ("any", "none") else min(cases, key=key)
 
 
 def combine(quantifier: str | None, verdicts: list[str]) -> str:
