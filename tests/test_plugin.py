@@ -24,8 +24,9 @@ def test_true_claim_passes_false_claim_fails_with_the_numbers(pytester, hyp):
     out = result.stdout.str()
     line = path.read_text().splitlines().index("  - id: false-claim") + 1
     assert f"{path}:{line}: claim 'false-claim' FAIL" in out
-    for text in ("says:      A random model is right half the time", "expected:  metric ≥ 0.5", "95.0% CI [",
-                 "Wilson score, n=120", "the whole interval lies below 0.5", "seed 0", "dtype': 'float32'"):
+    for text in ("says:      A random model is right half the time", "expected:  accuracy ≥ 0.5", "CI [",
+                 "per side)", "Clopper-Pearson (exact binomial), n=120", "the whole interval lies below 0.5", "seed 0",
+                 "dtype': 'float32'", "multiple testing: Holm over 2 claims of this file"):
         assert text in out
     assert "Traceback" not in out and "circuitcheck/" not in out.split("FAILURES")[1].split("circuitcheck claims")[0]
     assert "circuitcheck claims" in out and "t.hyp.yaml::random-model-is-bad" in out
@@ -40,7 +41,7 @@ def test_inconclusive_fails_by_default_and_can_skip(pytester, hyp):
         """, prompts="{generator: repeated_tokens, n: 10, seed: 1}")
     res = pytester.runpytest(str(path), "-p", "no:cacheprovider")
     res.assert_outcomes(failed=1)
-    assert "INCONCLUSIVE" in res.stdout.str() and "prompts would likely settle it" in res.stdout.str()
+    assert "INCONCLUSIVE" in res.stdout.str() and "prompts would settle it with 80% power" in res.stdout.str()
     pytester.runpytest(str(path), "-p", "no:cacheprovider", "--cc-inconclusive=skip").assert_outcomes(skipped=1)
 
 

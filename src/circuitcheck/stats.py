@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 N_RESAMPLES = 4000
-MIN_N_BOOTSTRAP = 50  # below this, BCa's one-sided error on skewed data exceeds its level (docs/calibration.md)
+MIN_N_BOOTSTRAP = 100  # below this, BCa's one-sided error on skewed data exceeds its level (docs/calibration.md)
 BETTING_DESIGN_LEVEL = 0.005  # tunes the bets' size for power only; validity holds at every level
 # Caps on a bet as a share of the most it could be (c/m): 1/2 is robust (Waudby-Smith & Ramdas); near 1
 # gives the exact binomial bound on a constant sample. The bets of all three are averaged.
@@ -462,7 +462,8 @@ class R2(Bound):
         self.flat = bool(np.ptp(mean) <= 1e-12 * max(1.0, float(np.abs(mean).max())))
         self.statistic = float(_r2(self.xs, mean[None])[0]) if not self.flat else math.nan
         self.boots = np.sort(_r2(self.xs, resampled_means(matrix.T, seed)))
-        self.sd = float(np.nanstd(self.boots) * math.sqrt(self.n))
+        finite = self.boots[np.isfinite(self.boots)]
+        self.sd = float(finite.std() * math.sqrt(self.n)) if finite.size > 1 else 0.0
         self.method = f"R² of the mean curve, percentile bootstrap over prompts ({N_RESAMPLES} resamples)"
         if self.flat:
             self.method = "R² is undefined: the mean curve is flat (no variance for a line to explain)"
