@@ -148,10 +148,10 @@ def load(path):  # stands for any failure the loader does not check yet
     return _load(path)
 
 
-def rows(self, loaded, ci, lc):
+def rows(self, loaded, lc):
     if lc.claim.id == "breaks":
         raise ZeroDivisionError("an internal division")
-    return _rows(self, loaded, ci, lc)
+    return _rows(self, loaded, lc)
 
 
 hypothesis_file.load, session.Session._rows = load, rows
