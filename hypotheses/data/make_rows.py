@@ -55,5 +55,5 @@ def write(name: str, data: list[dict]) -> None:
 
 
 if __name__ == "__main__":
-    write("induction_rows.jsonl", rows(seed=0, n=200))
+    write("induction_rows.jsonl", rows(seed=0, n=400))
     write("induction_first_token.jsonl", first_token(seed=1, n=100))
