@@ -1,8 +1,6 @@
 """The zoo: shipped models load, are small, carry cards; the training loop runs (one quick smoke)."""
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
@@ -13,7 +11,7 @@ NAMES = models.zoo_names()
 
 
 def test_every_trainable_model_is_shipped():
-    assert sorted(SPECS) == NAMES == ["induction", "max-of-list"]
+    assert sorted([*SPECS, "ioi"]) == NAMES == ["induction", "ioi", "max-of-list"]  # ioi: zoo/ioi.py
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -23,9 +21,8 @@ def test_shipped_model_is_small_documented_and_loads(name):
     card = (d / "card.md").read_text()
     for text in ("## Held-out evaluation", "accuracy **", f"python -m circuitcheck.zoo train {name}", "## Training"):
         assert text in card
-    held_out = json.loads((d / "config.json").read_text())
     model = models.load(models.ModelSource("zoo", name))
-    assert model.cfg.n_layers == held_out["config"]["n_layers"]
+    assert model.cfg.n_layers == models.zoo_config(name)["n_layers"]
 
 
 def test_max_of_list_model_really_computes_the_maximum():

@@ -278,9 +278,10 @@ def load(path) -> LoadedFile:
     _check_expansions(path, tree, spec)
     for i, claim in enumerate(spec.claims):
         loc = ("claims", i)
+        ploc = loc + ("prompts",) if claim.prompts else ("prompts",)
+        ps = _with_tokenizer(path, tree, ploc, claim.prompts or spec.prompts, source)
         try:
-            cases = expand(path, claim, claim.prompts or spec.prompts) if claim.for_ or claim.sweep else \
-                expand(path, claim, claim.prompts or spec.prompts, check_unbound=False)
+            cases = expand(path, claim, ps) if claim.for_ or claim.sweep else expand(path, claim, ps, check_unbound=False)
         except UnboundVariable as exc:
             where = loc + _find(tree["claims"][i], exc.name)
             raise HypothesisError(path, locate(tree, where), _field(where), str(exc),
@@ -366,7 +367,7 @@ def _model(path, tree, spec) -> tuple[models.ModelSource, dict]:
     if m.hf is not None:
         local = Path(m.hf)
         cfg = models.read_config(local / "config.json") if (local / "config.json").exists() else {}
-        return models.ModelSource("hf", m.hf), _hf_dims(cfg)
+        return models.ModelSource("hf", m.hf), models.hf_dims(cfg)
     return _factory(path, tree, m.factory), {}
 
 
@@ -387,13 +388,6 @@ def _factory(path, tree, name: str) -> models.ModelSource:
     return models.ModelSource("factory", name)
 
 
-def _hf_dims(cfg: dict) -> dict:
-    """A Hugging Face config's sizes under TransformerLens's names."""
-    names = {"n_layers": ("n_layer", "num_hidden_layers"), "n_heads": ("n_head", "num_attention_heads"),
-             "d_vocab": ("vocab_size",), "n_ctx": ("n_positions", "max_position_embeddings")}
-    return {tl: next((cfg[k] for k in hf if k in cfg), None) for tl, hf in names.items()}
-
-
 def _native(path, tree, native) -> tuple[models.ModelSource, dict]:
     import json
 
@@ -412,6 +406,18 @@ def _data_file(path, tree, loc, name, what) -> Path:
         return paths.resolve(path, name, what)
     except paths.PathRefused as exc:
         raise HypothesisError(path, locate(tree, loc), _field(loc), str(exc), exc.hint) from None
+
+
+def _with_tokenizer(path: Path, tree, loc: tuple, p: PromptSpec, source: models.ModelSource) -> PromptSpec:
+    """Text prompts tokenise with the model's tokenizer unless the file names a tokenizer.json."""
+    if p.generator != "text":
+        return p
+    given = (p.model_extra or {}).get("tokenizer")
+    if given is not None:
+        found = _data_file(path, tree, loc + ("tokenizer",), given, "tokenizer")
+    else:
+        found = models.tokenizer_dir(source)
+    return p if found is None else p.model_copy(update={"tokenizer": str(found)})
 
 
 def _dims(cfg: dict) -> tuple:
@@ -625,7 +631,8 @@ def _case_prompts(loaded, tree, ploc, case, spec=None):
         if getattr(exc, "file", None) is not None:  # a row of a data file: point at its own line
             raise HypothesisError(exc.file, exc.line, exc.field, exc.detail,
                                   f"{hint} (prompts of {loaded.path.name}, line {line})") from None
-        ploc += (exc.param,) if getattr(exc, "param", "") else ()
+        param = getattr(exc, "param", "")  # a name, or a path such as ("slots", "S")
+        ploc += (param,) if isinstance(param, str) and param else tuple(param or ())
         raise HypothesisError(loaded.path, locate(tree, ploc), _field(ploc), str(exc), hint) from None
 
 

@@ -1,6 +1,7 @@
 """Models: one interface over TransformerLens 4 `TransformerBridge`, from four sources.
 
-- `zoo:NAME`     a model the project trains and ships (`circuitcheck/zoo/models/NAME/`)
+- `zoo:NAME`     a model the project trains and ships (`circuitcheck/zoo/models/NAME/`): a native
+                 config + weights, or a Hugging Face directory (`zoo:ioi`) loaded the `hf` way
 - native         a TransformerLens-native config (JSON or inline) plus a weights file
                  (`.safetensors`, or a `.pt` state dict read with `weights_only=True`; legacy
                  `HookedTransformer` state dicts are converted with `convert_tl_checkpoint`)
@@ -118,8 +119,22 @@ def read_config(path: Path) -> dict:
     return cfg.get("config", cfg)  # a zoo card keeps the TL config under "config"
 
 
+def is_hf_dir(d: Path) -> bool:
+    """A directory `transformers` wrote (its config.json names a `model_type`)."""
+    return (d / "config.json").exists() and "model_type" in json.loads((d / "config.json").read_text())
+
+
+def hf_dims(cfg: dict) -> dict:
+    """The TransformerLens names of a Hugging Face config's sizes (read without transformers)."""
+    pick = lambda *keys: next((cfg[k] for k in keys if k in cfg), None)  # noqa: E731
+    return {"n_layers": pick("n_layer", "num_hidden_layers"), "n_heads": pick("n_head", "num_attention_heads"),
+            "n_ctx": pick("n_positions", "max_position_embeddings"), "d_vocab": pick("vocab_size")}
+
+
 def _load_zoo(source: ModelSource):
     d = ZOO_DIR / source.ref
+    if is_hf_dir(d):
+        return _load_hf(ModelSource("hf", str(d)))
     return native(read_config(d / "config.json"), read_weights(d / "model.safetensors"))
 
 
@@ -169,8 +184,26 @@ def zoo_names() -> list[str]:
 
 
 def zoo_config(name: str) -> dict:
-    """The TL config of a shipped model, read without torch (for checks at collection time)."""
-    return read_config(ZOO_DIR / name / "config.json")
+    """The TL config of a shipped model (its sizes, for a Hugging Face one), read without torch."""
+    cfg = read_config(ZOO_DIR / name / "config.json")
+    return hf_dims(cfg) if "model_type" in cfg else cfg
+
+
+def tokenizer_dir(source: ModelSource) -> Path | None:
+    """Where the model's `tokenizer.json` is, without loading the model: a zoo or local
+    Hugging Face directory, or a hub model's local cache; None if it has none here."""
+    if source.kind == "zoo":
+        d = ZOO_DIR / source.ref
+    elif source.kind == "hf" and Path(source.ref).is_dir():
+        d = Path(source.ref)
+    elif source.kind == "hf":
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(source.ref, "tokenizer.json")
+        return Path(found).parent if isinstance(found, str) else None
+    else:
+        return None
+    return d if (d / "tokenizer.json").exists() else None
 
 
 def hf_offline() -> bool:

@@ -18,7 +18,7 @@ class PromptError(ValueError):
     """A prompt set or a position that cannot be built; `hint` says what to do instead."""
 
     def __init__(self, message: str, hint: str = "", file: Path | None = None, line: int | None = None,
-                 field: str = "", param: str = ""):
+                 field: str = "", param: str | tuple = ""):
         super().__init__(message)
         self.hint, self.param = hint, param  # `param`: the generator parameter at fault, if one is
         self.file, self.line, self.field = file, line, field  # a data file's own line (JSONL rows)
@@ -183,7 +183,7 @@ def condition(where: str, prompts: PromptSet) -> np.ndarray:
     return evaluate(where, prompts)
 
 
-def _finish(tokens, positions, target_pos, target_tok, source, **extra) -> PromptSet:
+def _finish(tokens, positions, target_pos, target_tok, source, target_cf=None, **extra) -> PromptSet:
     n, seq = tokens.shape
     positions = {"first": np.zeros(n, np.int64), "last": np.full(n, seq - 1), **positions}
     return PromptSet(
@@ -193,6 +193,7 @@ def _finish(tokens, positions, target_pos, target_tok, source, **extra) -> Promp
         np.asarray(target_tok, np.int64).reshape(n, -1),
         source,
         extra,
+        target_cf=None if target_cf is None else np.asarray(target_cf, np.int64).reshape(n, -1),
     )
 
 
@@ -333,11 +334,20 @@ def jsonl(n: int | None, seed: int, path: str, base: Path | None = None, padding
     return J.read(Path(path) if base is None else base / path, n, padding, pad_token, read_at)
 
 
+def text(n: int, seed: int, template, slots: dict, answer: str, counterfactual: str | None = None,
+         tokenizer: str | None = None, prepend_bos: bool = True, distinct: bool = True) -> PromptSet:
+    """Text templates tokenised by the model's tokenizer (`circuitcheck.text_prompts.text`)."""
+    from .text_prompts import text as build_text
+
+    return build_text(n, seed, template, slots, answer, counterfactual, tokenizer, prepend_bos, distinct)
+
+
 GENERATORS: dict[str, Callable[..., PromptSet]] = {
     "max_of_list": max_of_list,
     "repeated_tokens": repeated_tokens,
     "template": template,
     "jsonl": jsonl,
+    "text": text,
 }
 
 

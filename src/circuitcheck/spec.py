@@ -76,7 +76,7 @@ class NativeSpec(Strict):
 
 class PromptSpec(Strict):
     model_config = ConfigDict(extra="allow", frozen=True)  # generator parameters, checked by the generator
-    generator: Literal["max_of_list", "repeated_tokens", "template", "jsonl"]
+    generator: Literal["max_of_list", "repeated_tokens", "template", "jsonl", "text"]
     n: int | None = Field(None, ge=2, le=100_000,
                           description="number of prompts: default 200; for jsonl every row (fewer: the first n rows)")
     seed: Seed = 0

@@ -10,6 +10,7 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     from circuitcheck.zoo.train import SPECS
 
+    SPECS = {**SPECS, "ioi": None}  # zoo:ioi trains through circuitcheck.zoo.ioi (a Hugging Face model)
     ap = argparse.ArgumentParser(prog="python -m circuitcheck.zoo", description="Train the zoo models.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train a zoo model from scratch (CPU, seeded)")
@@ -39,8 +40,13 @@ def main(argv: list[str] | None = None) -> int:
         out = None
         if args.out is not None:
             out = Path(args.out) / name if args.name == "all" else Path(args.out)
-        m = train(name, steps=args.steps, out=out, seed=args.seed, measure=not args.no_measure,
-                  verbose=not args.quiet)
+        if name == "ioi":
+            from circuitcheck.zoo import ioi
+
+            m = ioi.train(steps=args.steps, out=out, seed=args.seed, measure=not args.no_measure, verbose=not args.quiet)
+        else:
+            m = train(name, steps=args.steps, out=out, seed=args.seed, measure=not args.no_measure,
+                      verbose=not args.quiet)
         summary = {k: m[k] for k in ("name", "steps", "final_train_loss", "train_time_s", "held_out", "out")}
         print(json.dumps(summary), flush=True)
     return 0
