@@ -378,6 +378,7 @@ PARAMS: dict[str, dict[str, tuple]] = {
                         "low": ("int", 0, MAX_INT)},
     "template": {"text": ("text",), "answer": ("text|int",), "slots": ("map",), "vocab": ("list?",),
                  "distinct": ("bool",)},
+    "text": {"answer": ("text",), "slots": ("map",), "distinct": ("bool",), "prepend_bos": ("bool",)},
 }
 
 
@@ -407,6 +408,12 @@ def _check_params(generator: str, n: int, params: dict):
             raise PromptError("the template text is empty", "write the prompt's tokens, e.g. \"0 {A} {B} {A}\"", param="text")
         _check_size(n, len(words))
         _check_size(n, sum(len(_slot_values(v)) for v in p.get("slots", {}).values()), "slot values")
+    elif generator == "text":
+        _check_size(n, max(len(str(t).split()) + 1 for t in _as_list(p.get("template", ""))))
+
+
+def _as_list(x) -> list:
+    return x if isinstance(x, list) and x else [x]
 
 
 def _check_param(name, value, kind, lo=None, hi=None):

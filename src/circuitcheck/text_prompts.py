@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .prompts import PromptError, PromptSet, _fill_slots, _finish
+from .prompts import PromptError, PromptSet, _fill_slots, _finish, _slot_values
 
 _SLOT = re.compile(r"\{(\w+)\}")
 
@@ -121,7 +121,8 @@ def text(n: int, seed: int, template: str | list[str], slots: dict[str, list], a
                           "use a model with a tokenizer.json (zoo:ioi, a local hf: directory) or give `tokenizer: PATH`")
     templates = [template] if isinstance(template, str) else list(template)
     rng = np.random.default_rng(seed)
-    draws = _fill_slots(rng, n, slots, distinct)
+    words = {str(v): str(v) for values in slots.values() for v in _slot_values(values)}  # words stay words
+    draws = _fill_slots(rng, n, slots, distinct, words)
     which = rng.integers(len(templates), size=n)
     parts = [_tokenise_template(tokenizer, t, slots, draws, prepend_bos) for t in templates]
     if len({p[0].shape[1] for p in parts}) != 1:
