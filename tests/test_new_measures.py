@@ -238,3 +238,19 @@ def test_quantities_from_tokens_and_fields(ps):
     with pytest.raises(P.PromptError, match="cannot read") as info:
         C.quantity(with_fields, "width")
     assert "fields: depth, name" in info.value.hint
+
+
+def test_correlation_bound_brackets_r_and_narrows_with_n():
+    from circuitcheck import correlation as C
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=400)
+    y = 0.5 * x + rng.normal(size=400)
+    r = np.corrcoef(x, y)[0, 1]
+    wide, narrow = C.Correlation(x[:100], y[:100], 0, "y"), C.Correlation(x, y, 0, "y")
+    assert np.isclose(narrow.statistic, r)
+    assert narrow.lower(0.025) < r < narrow.upper(0.025)
+    assert narrow.upper(0.025) - narrow.lower(0.025) < wide.upper(0.025) - wide.lower(0.025)
+    assert narrow.p_low(0.2) < 0.01 and narrow.p_high(0.2) > 0.5  # r ≈ 0.45: clearly above 0.2
+    flat = C.Correlation(np.ones(50), y[:50], 0, "y")
+    assert flat.flat and flat.lower(0.05) == -np.inf and "undefined" in flat.method

@@ -12,6 +12,7 @@ import re
 import numpy as np
 
 from . import prompts as P
+from . import stats as S
 
 
 def quantity(prompts: P.PromptSet, spec: str) -> np.ndarray:
@@ -41,3 +42,26 @@ def pearson(means: np.ndarray) -> np.ndarray:
     mx, my, mxx, myy, mxy = means.T
     with np.errstate(divide="ignore", invalid="ignore"):
         return (mxy - mx * my) / np.sqrt((mxx - mx * mx) * (myy - my * my))
+
+
+class Correlation(S.Bound):
+    """Pearson's r of x with y: a percentile bootstrap over prompts, the resamples shared with every
+    other quantity over the same prompts. A constant x or y has no r: infinite bounds, and the
+    method says why."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, seed: int, what: str):
+        matrix = moments(x, y)
+        self.n = matrix.shape[1]
+        self.statistic = float(pearson(matrix.mean(1))[0])
+        self.flat = not np.isfinite(self.statistic)
+        boots = pearson(S.resampled_means(matrix.T, seed))
+        self.boots = np.sort(boots[np.isfinite(boots)])
+        self.sd = float(self.boots.std() * np.sqrt(self.n)) if self.boots.size > 1 else 0.0
+        self.method = (f"Pearson r with {what}, percentile bootstrap over prompts ({S.N_RESAMPLES} resamples)"
+                       if not self.flat else f"Pearson r with {what} is undefined: one of the two is constant")
+
+    def lower(self, a):
+        return -np.inf if self.flat else float(np.quantile(self.boots, a))
+
+    def upper(self, a):
+        return np.inf if self.flat else float(np.quantile(self.boots, 1 - a))
