@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from . import models, paths, prompts, registry
+from . import model_files, models, paths, prompts, registry
 from . import where as where_mod
 from .spec import Claim, HypothesisFile, Intervention, Measure, PromptSpec, parse_head, patch_hook_name
 from .yaml_lines import MarkedYAMLError, YAMLError, read
@@ -366,8 +366,9 @@ def _model(path, tree, spec) -> tuple[models.ModelSource, dict]:
         return _native(path, tree, m.native)
     if m.hf is not None:
         local = Path(m.hf)
-        cfg = models.read_config(local / "config.json") if (local / "config.json").exists() else {}
-        return models.ModelSource("hf", m.hf), models.hf_dims(cfg)
+        cfg = _model_file(path, tree, ("model", "hf"), model_files.read_json, local / "config.json") \
+            if (local / "config.json").is_file() else {}
+        return models.ModelSource("hf", m.hf), models.hf_dims(cfg if isinstance(cfg, dict) else {})
     return _factory(path, tree, m.factory), {}
 
 
@@ -391,13 +392,27 @@ def _factory(path, tree, name: str) -> models.ModelSource:
 def _native(path, tree, native) -> tuple[models.ModelSource, dict]:
     import json
 
+    cloc = ("model", "native", "config")
     weights = _data_file(path, tree, ("model", "native", "weights"), native.weights, "weights file")
     if isinstance(native.config, dict):
-        cfg, ref, inline = native.config, str(path), json.dumps(native.config, sort_keys=True)
+        cfg = _model_file(path, tree, cloc, model_files.check_config, native.config, "the inline config", inline=True)
+        ref, inline = str(path), json.dumps(native.config, sort_keys=True)
     else:
-        cfg_path = _data_file(path, tree, ("model", "native", "config"), native.config, "config file")
-        cfg, ref, inline = models.read_config(cfg_path), str(cfg_path), None
+        cfg_path = _data_file(path, tree, cloc, native.config, "config file")
+        cfg, ref, inline = _model_file(path, tree, cloc, model_files.read_config, cfg_path), str(cfg_path), None
+    shapes = _model_file(path, tree, ("model", "native", "weights"), model_files.weight_shapes, weights)
+    _model_file(path, tree, cloc, model_files.check_dims, cfg, shapes, inline=isinstance(native.config, dict))
     return models.ModelSource("native", ref, str(weights), inline), cfg
+
+
+def _model_file(path, tree, loc, check, *args, inline=False):
+    """`check(*args)`, its ModelFileError as this file's error at `loc` (with `inline`, a config key's
+    error at that key of the file's inline config)."""
+    try:
+        return check(*args)
+    except model_files.ModelFileError as exc:
+        where = loc + ((exc.key,) if exc.key and inline else ())
+        raise HypothesisError(path, locate(tree, where), _field(where), str(exc), exc.hint) from None
 
 
 def _data_file(path, tree, loc, name, what) -> Path:

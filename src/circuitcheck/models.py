@@ -109,13 +109,20 @@ def read_weights(path: Path) -> dict:
         from safetensors.torch import load_file
 
         return load_file(str(path))
+    import pickle
+
     import torch
 
-    return torch.load(str(path), map_location="cpu", weights_only=True)
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # torch's text says to retry with weights_only=False: never
+        from .model_files import refused
+
+        raise refused(path, "it holds Python objects other than tensors") from None
 
 
 def read_config(path: Path) -> dict:
-    cfg = json.loads(path.read_text())
+    cfg = json.loads(path.read_bytes().decode("utf-8-sig"))
     return cfg.get("config", cfg)  # a zoo card keeps the TL config under "config"
 
 

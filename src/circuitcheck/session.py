@@ -14,6 +14,7 @@ import numpy as np
 
 from . import hypothesis_file as H
 from . import models
+from .model_files import ModelFileError
 from .plan import Plan, run_key
 from .where import evaluate as where_filter
 from .verdict import ERROR, FAIL, CaseResult, Result, combine, judge
@@ -234,6 +235,8 @@ class Session:
                     raise
                 except models.ModelError as exc:
                     errors[(path, lc.claim.id)] = str(exc)
+                except ModelFileError as exc:  # weights swapped after collection
+                    errors[(path, lc.claim.id)] = f"{exc} ({exc.hint})"
                 except Exception as exc:  # one claim that cannot be measured must not take the others down
                     errors[(path, lc.claim.id)] = H.unexpected("measuring this claim", exc)
         alpha = min(self.files[p].spec.alpha for p in paths)
