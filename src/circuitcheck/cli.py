@@ -26,11 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="circuitcheck")
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("check", help="run hypothesis files and print one line per claim")
-    c.add_argument("files", nargs="+")
-    c.add_argument("--cc-cache", choices=MODES, default="on",
-                   help="per-prompt values kept in .pytest_cache/d/circuitcheck for reruns (as under pytest)")
-    c.add_argument("--cc-allow-path", action="append", default=[], metavar="DIR",
-                   help="also read files that hypothesis files name from DIR (repeatable, as under pytest)")
+    sp = sub.add_parser("specificity", help="re-judge each passing claim with its heads swapped and its "
+                        "direction flipped; list the mutants that still pass")
+    for p in (c, sp):
+        p.add_argument("files", nargs="+")
+        p.add_argument("--cc-cache", choices=MODES, default="on",
+                       help="per-prompt values kept in .pytest_cache/d/circuitcheck for reruns (as under pytest)")
+        p.add_argument("--cc-allow-path", action="append", default=[], metavar="DIR",
+                       help="also read files that hypothesis files name from DIR (repeatable, as under pytest)")
     s = sub.add_parser("schema", help="write the hypothesis-file JSON Schema (for editors)")
     s.add_argument("path", nargs="?", default=str(SCHEMA))
     sub.add_parser("zoo", help="train the zoo models (see `circuitcheck zoo -h`)", add_help=False)
@@ -48,29 +51,51 @@ def main(argv: list[str] | None = None) -> int:
     from .paths import allow
 
     allow(args.cc_allow_path)
+    if args.cmd == "specificity":
+        return _specificity(args.files, args.cc_cache)
     return _check(args.files, args.cc_cache)
 
 
-def _check(files, cache: str = "off") -> int:
-    from . import report
+def _session_with(files, cache: str):
+    """A session holding every file that loads; the others' errors go to stderr."""
     from .conftests import ConftestError, load_beside
     from .hypothesis_file import HypothesisError, load
     from .session import Options, Session
 
     session = Session(Options(cache=cache, cache_dir=str(Path(".pytest_cache") / "d" / "circuitcheck")))
-    results, failed = [], False
+    loaded, failed = [], False
     for f in files:
         try:
             load_beside(f)  # registered models and measures, as pytest would load them
-            loaded = load(f)
+            loaded.append(load(f))
         except (HypothesisError, ConftestError) as err:
             print(err, file=sys.stderr)
             failed = True
             continue
-        session.add(loaded)
-        results += [session.result(loaded.path, lc.claim.id) for lc in loaded.claims]
+        session.add(loaded[-1])
+    return session, loaded, failed
+
+
+def _check(files, cache: str = "off") -> int:
+    from . import report
+
+    session, loaded, failed = _session_with(files, cache)
+    results = [session.result(f.path, lc.claim.id) for f in loaded for lc in f.claims]
     print("\n".join(report.table([dict(report.properties(r)) for r in results])))
     return 1 if failed or any(r.verdict != "pass" for r in results) else 0
+
+
+def _specificity(files, cache: str = "off") -> int:
+    from . import specificity
+
+    session, loaded, failed = _session_with(files, cache)
+    reports = [r for f in loaded for r in specificity.check(session, f)]
+    for r in reports:
+        print("\n".join(r.lines()))
+    flagged = [r for r in reports if r.survivors]
+    print(f"\n{len(flagged)} of {len(reports)} claims do not single out what they name" if flagged
+          else f"\nevery passing claim of {len(reports)} fails when its heads are swapped or its direction flipped")
+    return 1 if failed or flagged else 0
 
 
 if __name__ == "__main__":

@@ -264,7 +264,16 @@ def _validation_error(path, tree, exc: ValidationError) -> HypothesisError:
 def load(path) -> LoadedFile:
     """Read, validate and expand one hypothesis file; raise `HypothesisError` on any problem."""
     path = Path(path)
-    tree = read_yaml(path)
+    return load_tree(path, read_yaml(path))
+
+
+def plain_tree(path) -> dict:
+    """A file's YAML as plain dicts and lists (for tools that rewrite claims, like specificity)."""
+    return _plain(read_yaml(Path(path)))
+
+
+def load_tree(path: Path, tree) -> LoadedFile:
+    """Validate and expand an already-read tree as if it were the file at `path`."""
     if not isinstance(tree, dict):
         raise HypothesisError(path, 1, "", "a hypothesis file is a mapping with model, prompts and claims",
                               "start from an example in hypotheses/")

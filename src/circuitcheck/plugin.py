@@ -37,6 +37,9 @@ def pytest_addoption(parser):
     g.addoption("--cc-cache", choices=MODES, default="on",
                 help="per-prompt values kept in pytest's cache for reruns: on (read and write, default), "
                      "read, write (recompute and store), off; `--cache-clear` empties it")
+    g.addoption("--cc-specificity", action="store_true",
+                help="fail a passing claim that still passes with a named head swapped for another head of "
+                     "its layer, or with its direction flipped (see `circuitcheck specificity`)")
     g.addoption("--cc-family", choices=("file", "run"), default="file",
                 help="Holm's multiple-testing family: the claims of each file (default), or every claim of the run")
 
@@ -106,6 +109,10 @@ def _kinds(claim) -> list[str]:
     return kinds + (["quantified"] if claim.for_ else []) + (["sweep"] if claim.sweep else [])
 
 
+class NotSpecific(Exception):
+    """A passing claim whose mutants pass too (`--cc-specificity`)."""
+
+
 class ClaimFailed(Exception):
     def __init__(self, result):
         self.result = result
@@ -125,12 +132,25 @@ class ClaimItem(pytest.Item):
             pytest.skip(f"model not available: {exc}")
         self.user_properties.extend(report.properties(result))
         if result.verdict == PASS:
+            if self.config.getoption("cc_specificity"):
+                self._check_specificity()
             return
         if result.verdict == INCONCLUSIVE and self.config.getoption("cc_inconclusive") == "skip":
             pytest.skip(f"inconclusive: {report.why(result.main)}")
         raise ClaimFailed(result)
 
+    def _check_specificity(self):
+        from . import specificity
+
+        index = [lc.claim.id for lc in self.loaded.claims].index(self.name)
+        rep = specificity.check_claim(self.config.stash[SESSION], self.loaded, index)
+        if rep.survivors:
+            raise NotSpecific("\n".join(rep.lines()))
+
     def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, NotSpecific):
+            return f"{self.path}:{self.line}: claim {self.name!r} passes but does not single out what it names\n" \
+                   + str(excinfo.value)
         if isinstance(excinfo.value, ClaimFailed):
             if excinfo.value.result is None:
                 return f"model not available and --cc-require-models is set: {excinfo.value.__cause__}"

@@ -244,14 +244,22 @@ class Session:
         family = f"Holm over {len(entries)} claims of {'this file' if len(paths) == 1 else f'{len(paths)} files'}"
         out: dict[Path, dict[str, Result]] = {p: {} for p in paths}
         for (loaded, lc, rows), level in zip(entries, levels):
-            cases = [_case(row, case_level(lc.claim, rows, level)) for row in rows]
-            out[loaded.path][lc.claim.id] = self._result(loaded, lc, cases, family=f"{family}, α={level:.3g}")
+            out[loaded.path][lc.claim.id] = self.judge_at(loaded, lc, level, rows, f"{family}, α={level:.3g}")
         for path in paths:
             loaded = self.files[path]
             for lc in loaded.claims:
                 if (path, lc.claim.id) in errors:
                     out[path][lc.claim.id] = self._result(loaded, lc, [], errors[(path, lc.claim.id)])
         return out
+
+    def judge_at(self, loaded, lc, level: float, rows=None, family: str = "") -> Result:
+        """One claim judged at a given error level (its Holm level, or the level of the claim a
+        specificity mutant stands for)."""
+        rows = self._rows(loaded, lc) if rows is None else rows
+        cases = [_case(row, case_level(lc.claim, rows, level)) for row in rows]
+        result = self._result(loaded, lc, cases, family=family or f"judged alone at α={level:.3g}")
+        result.level = level
+        return result
 
     def _check_file(self, loaded: H.LoadedFile) -> dict[str, Result]:
         return self._judged([loaded.path])[loaded.path]

@@ -237,11 +237,12 @@ class Betting(Bound):
         if side > 0 and u == 0 or side < 0 and u == 1:  # θ at the range's end: only a constant sample there fits
             return 1.0 if np.all(self.y == u) else 0.0
         room = u if side > 0 else 1 - u  # how far y can move against the bet
-        capital = np.zeros(self.n)
+        logs = []
         for c in CAPS:  # the average of nonnegative supermartingales is one: valid, and adapts to the data
             lam = np.minimum(self._lam, c / room)
-            capital += np.exp(np.cumsum(np.log1p(side * lam * (self.y - u)))) / len(CAPS)
-        return float(min(1.0, 1.0 / max(1.0, capital.max())))
+            logs.append(np.cumsum(np.log1p(side * lam * (self.y - u))))
+        log_capital = np.logaddexp.reduce(np.stack(logs), axis=0) - math.log(len(CAPS))
+        return float(math.exp(-max(0.0, float(log_capital.max()))))
 
     def p_low(self, m):
         return self._p(m, +1)

@@ -62,6 +62,7 @@ class Result:
     error: str | None = None  # why the claim could not be measured
     under: str = ""  # the interventions, as a reader names them
     family: str = ""  # the multiple-testing family and the level this claim was judged at
+    level: float = 0.05  # that level: the claim's error rate after Holm
 
     @property
     def main(self) -> CaseResult | None:

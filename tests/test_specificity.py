@@ -1,0 +1,80 @@
+"""Specificity: a passing claim re-judged with its heads swapped and its direction flipped."""
+from __future__ import annotations
+
+from circuitcheck import specificity as SP
+from circuitcheck.session import Session
+
+# On the tiny random model every head attends somewhere: a low bar passes for every head.
+LOOSE_AND_TIGHT = """\
+- id: loose
+  says: "L0H1 puts some attention on the previous token"
+  measure: {head_score: {head: L0H1, pattern: previous_token}}
+  expect: {at_least: 0.0001}
+- id: unlike-its-neighbours
+  says: "L0H1's previous-token score exceeds what every other layer-0 head scores"
+  measure: {head_score: {head: L0H1, pattern: previous_token}}
+  expect: {at_least: %s}
+"""
+
+
+def _run(hyp, text):
+    from circuitcheck import load
+
+    path = hyp(text, prompts="{generator: repeated_tokens, n: 2000, seed: 1}")
+    session = Session()
+    loaded = load(path)
+    session.add(loaded)
+    return session, loaded
+
+
+def test_mutants_swap_each_named_head_and_flip_the_direction():
+    claim = {"id": "x", "says": "L0H1", "for": {"all": {"each": ["L0H1", "L0H3"]}},
+             "measure": {"attention": {"head": "$head", "from": 1, "to": 0}}, "expect": {"at_least": 0.5}}
+    heads = {m.what for m in SP.head_mutants(claim, 4)}
+    assert heads == {"L0H1 -> L0H0", "L0H1 -> L0H2", "L0H3 -> L0H0", "L0H3 -> L0H2"}
+    (flip,) = SP.direction_mutants(claim)
+    assert flip.claim["expect"] == {"at_most": 0.5} and "any" in flip.claim["for"]  # De Morgan
+    none = {**claim, "for": {"none": {"each": ["L0H1"]}}}
+    assert SP.direction_mutants(none)[0].claim["for"] == {"any": {"each": ["L0H1"]}}
+    assert SP.direction_mutants({**claim, "expect": {"about": 1, "tol": 0.1}}) == []
+
+
+def test_a_claim_any_head_meets_is_flagged_and_one_that_singles_out_its_head_is_not(hyp):
+    probe = "".join(f"""\
+- id: h{h}
+  says: "probe"
+  measure: {{head_score: {{head: L0H{h}, pattern: previous_token}}}}
+  expect: {{at_least: 0}}
+""" for h in range(4))
+    session, loaded = _run(hyp, probe)
+    scores = sorted((session.result(loaded.path, f"h{h}").main.estimate.statistic, h) for h in range(4))
+    (second, _), (top, best) = scores[-2], scores[-1]
+    claims = f"""\
+- id: loose
+  says: "L0H{best} puts some attention on the previous token"
+  measure: {{head_score: {{head: L0H{best}, pattern: previous_token}}}}
+  expect: {{at_least: 0.0001}}
+- id: tight
+  says: "L0H{best} scores above the midpoint between it and the next layer-0 head"
+  measure: {{head_score: {{head: L0H{best}, pattern: previous_token}}}}
+  expect: {{at_least: {(top + second) / 2}}}
+"""
+    session, loaded = _run(hyp, claims)
+    loose, tight = SP.check(session, loaded)
+    assert loose.verdict == "pass" and len(loose.survivors) == 3
+    assert f"also passes with L0H{(best + 1) % 4} in place of L0H{best}: this claim does not single out L0H{best}" \
+        in "\n".join(loose.lines())
+    assert tight.verdict == "pass" and tight.mutants and not tight.survivors  # 3 heads and the flip, all killed
+
+
+def test_the_pytest_option_fails_a_claim_that_does_not_single_out_its_head(pytester, hyp):
+    path = hyp("""\
+        - id: loose
+          says: "L0H1 puts some attention on the previous token"
+          measure: {head_score: {head: L0H1, pattern: previous_token}}
+          expect: {at_least: 0.0001}
+        """)
+    pytester.runpytest(str(path), "-p", "no:cacheprovider").assert_outcomes(passed=1)
+    res = pytester.runpytest(str(path), "-p", "no:cacheprovider", "--cc-specificity")
+    res.assert_outcomes(failed=1)
+    assert "does not single out L0H1" in res.stdout.str()
