@@ -124,3 +124,13 @@ def test_xdist_keeps_a_models_claims_on_one_worker_and_prints_the_table(pytester
     res.assert_outcomes(passed=1, failed=1)
     out = res.stdout.str()
     assert "circuitcheck claims" in out and "t.hyp.yaml::false-claim" in out and "INTERNALERROR" not in out
+
+
+def test_holm_family_per_file_or_per_run(pytester, hyp, tmp_path):
+    one = hyp(TRUE_AND_FALSE, name="one.hyp.yaml")
+    two = hyp(TRUE_AND_FALSE, name="two.hyp.yaml")
+    per_file = pytester.runpytest(str(one), str(two), "-p", "no:cacheprovider")
+    assert "Holm over 2 claims of this file" in per_file.stdout.str()
+    per_run = pytester.runpytest(str(one), str(two), "-p", "no:cacheprovider", "--cc-family=run")
+    per_run.assert_outcomes(passed=2, failed=2)
+    assert "Holm over 4 claims of 2 files" in per_run.stdout.str()
