@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import statistics
 import time
 from pathlib import Path
 
@@ -46,7 +45,7 @@ def parser(doc: str):
     import argparse
 
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=3, help="timed runs per side; the median is reported")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per side; the fastest is reported")
     ap.add_argument("--threads", type=int, default=1, help="torch and BLAS threads (default 1)")
     return ap
 
@@ -60,7 +59,8 @@ ZOO = REPO / "src" / "circuitcheck" / "zoo" / "models"
 
 
 def timed(fn, repeats: int = 3, warmup: int = 1):
-    """(median seconds, every timing, the last return value) of `repeats` calls after `warmup` calls."""
+    """(fastest seconds, every timing, the last return value) of `repeats` calls after `warmup` calls.
+    The fastest, not the median: on a shared machine other processes only ever add time."""
     out = None
     for _ in range(warmup):
         out = fn()
@@ -69,12 +69,12 @@ def timed(fn, repeats: int = 3, warmup: int = 1):
         t = time.perf_counter()
         out = fn()
         times.append(time.perf_counter() - t)
-    return statistics.median(times), times, out
+    return min(times), times, out
 
 
 def interleaved(fns: dict, repeats: int = 3, warmup: int = 1) -> dict:
     """Time several functions side by side, alternating A B A B ..., so that load from other
-    processes on the machine hits every side alike. Returns name -> (median, timings, last value)."""
+    processes on the machine hits every side alike. Returns name -> (fastest, timings, last value)."""
     last = {}
     for _ in range(warmup):
         for name, fn in fns.items():
@@ -85,7 +85,7 @@ def interleaved(fns: dict, repeats: int = 3, warmup: int = 1) -> dict:
             t = time.perf_counter()
             last[name] = fn()
             times[name].append(time.perf_counter() - t)
-    return {name: (statistics.median(ts), ts, last[name]) for name, ts in times.items()}
+    return {name: (min(ts), ts, last[name]) for name, ts in times.items()}
 
 
 def table(rows: list[list], header: list[str]) -> str:

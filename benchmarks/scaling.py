@@ -138,7 +138,7 @@ def main():
         rows.append([n, files, p, f"{full:.3f}", f"{1000 * full / n:.2f}", f"{values:.3f}",
                      f"{1000 * values / n:.2f}", passes])
     print(f"\nSession on zoo:induction, claims a third each attention / head_score / single-head ablation; "
-          f"median of {args.repeats}\n")
+          f"fastest of {args.repeats}\n")
     print(C.table(rows, ["claims", "files", "prompts", "seconds", "ms/claim", "values-only s", "values ms/claim",
                          "forward passes"]))
 
@@ -151,7 +151,7 @@ def main():
     wall, report, items, out = runs[0]
     torch_loaded = any(r[1]["torch"] for r in runs)
     print(f"\ncollection: {items} claims in {len(paths)} files, `pytest --collect-only -q` in a subprocess "
-          f"(median of {args.repeats}):")
+          f"(fastest of {args.repeats}):")
     print(f"  whole subprocess (interpreter start, imports, collection): {walls[len(walls) // 2]:.2f} s  "
           f"{['%.2f' % w for w in walls]}")
     print(f"  pytest.main alone (start-up, plugins, collection):         {inner[len(inner) // 2]:.2f} s  "

@@ -108,15 +108,30 @@ def detection_pattern(tokens: torch.Tensor, kind: str) -> torch.Tensor:
 def head_score(cache, prompts, head: str, kind: str, exclude_bos: bool = False) -> np.ndarray:
     """Per sequence: the share of the head's attention on the detection pattern ("mul" measure)."""
     layer, h = parse_head(head)
-    pattern = cache[pattern_name(layer)][:, h].to(torch.float64)
-    det = detection_pattern(torch.as_tensor(prompts.tokens), kind).to(pattern.device)
-    if prompts.mask is not None:  # padded prompts: only real queries and real keys count
-        real = torch.as_tensor(prompts.mask, device=pattern.device).to(pattern.dtype)
-        pattern = pattern * real[:, :, None] * real[:, None, :]
-    if exclude_bos:
-        pattern = pattern.clone()
-        pattern[:, :, 0] = 0
-    return _np((pattern * det).sum((-1, -2)) / pattern.sum((-1, -2)))
+    return _layer_scores(cache[pattern_name(layer)], prompts, kind, exclude_bos)[:, h]
+
+
+_LAYER_SCORES: dict = {}  # (ids of pattern, prompts), kind, exclude_bos -> (pattern, prompts, [n, heads])
+
+
+def _layer_scores(pattern, prompts, kind: str, exclude_bos: bool) -> np.ndarray:
+    """Every head of a layer at once: a scan of all heads builds the detection pattern and converts
+    the layer's attention once per layer, not once per head. The last few layers are remembered
+    (with the tensors themselves, so that the ids in the key stay theirs)."""
+    key = (id(pattern), id(prompts), kind, exclude_bos)
+    if key not in _LAYER_SCORES:
+        while len(_LAYER_SCORES) >= 8:
+            _LAYER_SCORES.pop(next(iter(_LAYER_SCORES)))
+        p = pattern.to(torch.float64)  # [n, heads, q, k]
+        det = detection_pattern(torch.as_tensor(prompts.tokens), kind).to(p.device)[:, None]
+        if prompts.mask is not None:  # padded prompts: only real queries and real keys count
+            real = torch.as_tensor(prompts.mask, device=p.device).to(p.dtype)
+            p = p * real[:, None, :, None] * real[:, None, None, :]
+        if exclude_bos:
+            p = p.clone()
+            p[..., 0] = 0
+        _LAYER_SCORES[key] = (pattern, prompts, _np((p * det).sum((-1, -2)) / p.sum((-1, -2))))
+    return _LAYER_SCORES[key][2]
 
 
 # ---------------------------------------------------------------- direct logit attribution
