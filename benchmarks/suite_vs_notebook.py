@@ -342,8 +342,11 @@ def ov_norm(model, h, tokens):
     return (x @ model.W_O[layer, hh].double()).norm(dim=-1).numpy()
 
 
+WHERE = r"\s*tok\[([^\]]+)\]\s*(==|!=|<=|>=|<|>)\s*(?:tok\[([^\]]+)\]|(-?\d+))\s*"
+
+
 def where_mask(where, ps):
-    m = re.fullmatch(r"\s*tok\[([^\]]+)\]\s*(==|!=|<=|>=|<|>)\s*(?:tok\[([^\]]+)\]|(-?\d+))\s*", where)
+    m = re.fullmatch(WHERE, where)
     rows = np.arange(len(ps.tokens))
     a = ps.tokens[rows, position(ps, m[1])]
     b = ps.tokens[rows, position(ps, m[3])] if m[3] else int(m[4])
@@ -621,6 +624,11 @@ def supported(loaded, lc) -> str | None:
     """Why the reference cannot do this claim, or None."""
     if loaded.model_source.kind not in ("zoo", "native"):
         return f"model source {loaded.model_source.kind} (the reference loads zoo and native models only)"
+    ps = loaded.prompt_sets.get(lc.cases[0].prompts_key)
+    if ps is not None and (ps.mask is not None or ps.target_valid is not None or ps.fields):
+        return "JSONL prompts with padding, several targets or fields (not reimplemented)"
+    if lc.claim.where is not None and not re.fullmatch(WHERE, lc.claim.where):
+        return "a where filter beyond tok[...] comparisons (not reimplemented)"
     return None
 
 
