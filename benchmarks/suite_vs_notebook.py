@@ -563,7 +563,7 @@ def curve_stat_rows(lc):
             j, rows = np.maximum(i - 1, 0), np.arange(len(ys))
             with np.errstate(divide="ignore", invalid="ignore"):
                 between = xs[j] + (e.crosses.level - ys[rows, j]) / (ys[rows, i] - ys[rows, j]) * (xs[i] - xs[j])
-            out = np.where((i > 0) & e.crosses.interpolate, between, xs[i])
+            out = np.where((i > 0) & bool(e.crosses.interpolate), between, xs[i])
             return np.where(hit.any(1), out, np.inf)
         return stat
 
