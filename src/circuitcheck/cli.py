@@ -28,12 +28,16 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("check", help="run hypothesis files and print one line per claim")
     sp = sub.add_parser("specificity", help="re-judge each passing claim with its heads swapped and its "
                         "direction flipped; list the mutants that still pass")
-    for p in (c, sp):
+    m = sub.add_parser("measure", help="measure every claim of hypothesis files without judging it: value, "
+                       "interval and every case (as `expect: record`)")
+    for p in (c, sp, m):
         p.add_argument("files", nargs="+")
         p.add_argument("--cc-cache", choices=MODES, default="on",
                        help="per-prompt values kept in .pytest_cache/d/circuitcheck for reruns (as under pytest)")
         p.add_argument("--cc-allow-path", action="append", default=[], metavar="DIR",
                        help="also read files that hypothesis files name from DIR (repeatable, as under pytest)")
+        p.add_argument("--cc-dump-values", metavar="DIR", default=None,
+                       help="write each claim case's per-prompt values to DIR/<file>/<claim>[.<case>].json")
     s = sub.add_parser("schema", help="write the hypothesis-file JSON Schema (for editors)")
     s.add_argument("path", nargs="?", default=str(SCHEMA))
     sub.add_parser("zoo", help="train the zoo models (see `circuitcheck zoo -h`)", add_help=False)
@@ -53,16 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     allow(args.cc_allow_path)
     if args.cmd == "specificity":
         return _specificity(args.files, args.cc_cache)
-    return _check(args.files, args.cc_cache)
+    return _check(args.files, args.cc_cache, args.cc_dump_values, record=args.cmd == "measure")
 
 
-def _session_with(files, cache: str):
+def _session_with(files, cache: str, **options):
     """A session holding every file that loads; the others' errors go to stderr."""
     from .conftests import ConftestError, load_beside
     from .hypothesis_file import HypothesisError, load
     from .session import Options, Session
 
-    session = Session(Options(cache=cache, cache_dir=str(Path(".pytest_cache") / "d" / "circuitcheck")))
+    session = Session(Options(cache=cache, cache_dir=str(Path(".pytest_cache") / "d" / "circuitcheck"), **options))
     loaded, failed = [], False
     for f in files:
         try:
@@ -76,13 +80,16 @@ def _session_with(files, cache: str):
     return session, loaded, failed
 
 
-def _check(files, cache: str = "off") -> int:
+def _check(files, cache: str = "off", dump_values: str | None = None, record: bool = False) -> int:
     from . import report
 
-    session, loaded, failed = _session_with(files, cache)
+    session, loaded, failed = _session_with(files, cache, dump_values=dump_values, record=record)
     results = [session.result(f.path, lc.claim.id) for f in loaded for lc in f.claims]
+    if record:  # every case with its value and interval, no verdict
+        print("\n\n".join(report.describe(r) for r in results))
+        return 1 if failed or any(r.error for r in results) else 0
     print("\n".join(report.table([dict(report.properties(r)) for r in results])))
-    return 1 if failed or any(r.verdict != "pass" for r in results) else 0
+    return 1 if failed or any(r.verdict not in ("pass", "recorded") for r in results) else 0
 
 
 def _specificity(files, cache: str = "off") -> int:

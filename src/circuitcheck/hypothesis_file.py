@@ -364,6 +364,11 @@ def _check_unique_ids(path, tree):
 def _model(path, tree, spec) -> tuple[models.ModelSource, dict]:
     m = spec.model
     where = locate(tree, ("model",))
+    hub_zoo = m.zoo is not None and m.zoo in models.zoo_names() and models.is_hf_dir(models.ZOO_DIR / m.zoo)
+    if m.attention is not None and (m.hf is not None or m.factory is not None or hub_zoo):
+        raise HypothesisError(path, locate(tree, ("model", "attention")), "model.attention",
+                              "`attention:` sets the attention_dir of a zoo or native config; a Hugging Face or "
+                              "registered model keeps its own", "remove `attention:`, or build the model with it")
     if m.zoo is not None:
         names = models.zoo_names()
         if m.zoo not in names:
@@ -379,6 +384,22 @@ def _model(path, tree, spec) -> tuple[models.ModelSource, dict]:
             if (local / "config.json").is_file() else {}
         return models.ModelSource("hf", m.hf), models.hf_dims(cfg if isinstance(cfg, dict) else {})
     return _factory(path, tree, m.factory), {}
+
+
+def model_source(ref, base: Path = Path(".")):
+    """(source, validated model spec) for a `model:` value outside a file (`load_model`)."""
+    from types import SimpleNamespace
+
+    from .spec import ModelSpec
+
+    path = base / "<model>"
+    tree = {"model": ref}
+    try:
+        spec = ModelSpec.model_validate(_plain(ref) if isinstance(ref, dict) else ref)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise HypothesisError(path, None, "model", err["msg"].removeprefix("Value error, "), REFERENCE) from None
+    return _model(path, tree, SimpleNamespace(model=spec))[0], spec
 
 
 def _factory(path, tree, name: str) -> models.ModelSource:
@@ -623,7 +644,7 @@ def _check_claim(loaded: LoadedFile, tree, loc, claim: Claim, cases: list[Case])
         for spec in variant_specs(case):
             _case_prompts(loaded, tree, loc + ("measure", "similarity", "variants"), None, spec)
         if case.where is not None:
-            _check_where(loaded, tree, loc, case.where, ps, claim.expect.contrast is not None)
+            _check_where(loaded, tree, loc, case.where, ps, claim.expect.relative == "contrast")
         for i, iv in enumerate(case.under):
             if iv.patch is not None:
                 sloc = loc + ("under", i, "patch", "source")

@@ -31,13 +31,20 @@ class ModelError(Exception):
     """A model could not be built: a sentence each claim on it reports as its error."""
 
 
+PROCESSING_STEPS = ("fold_ln", "center_writing_weights", "center_unembed", "fold_value_biases")
+
+
 @dataclass(frozen=True)
 class LoadOptions:
     device: str = "cpu"
     dtype: str = "float32"
+    processing: tuple[str, ...] = ()  # the process_weights steps applied, e.g. ("fold_ln", "center_unembed")
+    attention: str | None = None  # "causal" | "bidirectional": overrides a zoo or native config
 
     def record(self) -> dict:
-        return {"device": self.device, "dtype": self.dtype, "weight_processing": "none"}
+        """What was applied to the model, for every result."""
+        return {"device": self.device, "dtype": self.dtype, "weight_processing": ", ".join(self.processing) or "none",
+                **({"attention": self.attention} if self.attention else {})}
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,7 @@ def load(source: ModelSource, options: LoadOptions = LoadOptions()):
     key = (source, options)
     if key not in _CACHE:
         try:
-            _CACHE[key] = _prepare(_LOADERS[source.kind](source), options)
+            _CACHE[key] = _prepare(_LOADERS[source.kind](source, options.attention), options)
         except ModelError as exc:  # remembered, so a broken factory runs once, not once per claim
             _CACHE[key] = exc
     if isinstance(_CACHE[key], ModelError):
@@ -74,6 +81,10 @@ def _prepare(model, options: LoadOptions):
     import torch
 
     model.eval()
+    if options.processing:  # on the float32 weights, before any cast
+        if not hasattr(model, "process_weights"):
+            raise ModelError(f"weight processing needs a TransformerBridge, and this model is a {type(model).__name__}")
+        model.process_weights(**{step: step in options.processing for step in PROCESSING_STEPS})
     with contextlib.redirect_stdout(io.StringIO()):  # the bridge prints "Moving model to device"
         return model.to(device=options.device, dtype=getattr(torch, options.dtype))
 
@@ -138,19 +149,23 @@ def hf_dims(cfg: dict) -> dict:
             "n_ctx": pick("n_positions", "max_position_embeddings"), "d_vocab": pick("vocab_size")}
 
 
-def _load_zoo(source: ModelSource):
+def _with_attention(config: dict, attention: str | None) -> dict:
+    return config if attention is None else {**config, "attention_dir": attention}
+
+
+def _load_zoo(source: ModelSource, attention=None):
     d = ZOO_DIR / source.ref
-    if is_hf_dir(d):
+    if is_hf_dir(d):  # a Hugging Face checkpoint keeps its own attention (refused at collection)
         return _load_hf(ModelSource("hf", str(d)))
-    return native(read_config(d / "config.json"), read_weights(d / "model.safetensors"))
+    return native(_with_attention(read_config(d / "config.json"), attention), read_weights(d / "model.safetensors"))
 
 
-def _load_native(source: ModelSource):
+def _load_native(source: ModelSource, attention=None):
     config = json.loads(source.config) if source.config else read_config(Path(source.ref))
-    return native(config, read_weights(Path(source.weights)) if source.weights else None)
+    return native(_with_attention(config, attention), read_weights(Path(source.weights)) if source.weights else None)
 
 
-def _load_hf(source: ModelSource):
+def _load_hf(source: ModelSource, attention=None):
     from transformer_lens.model_bridge import TransformerBridge
 
     try:
@@ -163,7 +178,7 @@ def _load_hf(source: ModelSource):
         ) from exc
 
 
-def _load_factory(source: ModelSource):
+def _load_factory(source: ModelSource, attention=None):
     from torch import nn
 
     from . import registry

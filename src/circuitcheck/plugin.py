@@ -15,7 +15,7 @@ from .cache import MODES
 from .models import ModelUnavailable
 from .session import Options, Session
 from .spec import INTERVENTIONS, MEASURES
-from .verdict import INCONCLUSIVE, PASS
+from .verdict import INCONCLUSIVE, PASS, RECORDED
 
 SESSION = pytest.StashKey[Session]()
 CLAIMS: list[dict] = []  # each claim's numbers, gathered from reports (they also arrive from xdist workers)
@@ -42,6 +42,8 @@ def pytest_addoption(parser):
                      "its layer, or with its direction flipped (see `circuitcheck specificity`)")
     g.addoption("--cc-family", choices=("file", "run"), default="file",
                 help="Holm's multiple-testing family: the claims of each file (default), or every claim of the run")
+    g.addoption("--cc-dump-values", metavar="DIR", default=None,
+                help="write each claim case's per-prompt values to DIR/<file>/<claim>[.<case>].json")
 
 
 def positive_int(text: str) -> int:
@@ -65,7 +67,7 @@ def pytest_configure(config):
     cache_dir = config.cache.mkdir("circuitcheck") if getattr(config, "cache", None) is not None else None
     options = Options(config.getoption("cc_device"), config.getoption("cc_dtype"), config.getoption("cc_batch_size"),
                       config.getoption("cc_cache"), cache_dir and str(cache_dir),
-                      config.getoption("cc_family"))
+                      config.getoption("cc_family"), dump_values=config.getoption("cc_dump_values"))
     paths.allow(config.getoption("cc_allow_path"))
     config.stash[SESSION] = Session(options)
     CLAIMS.clear()
@@ -131,6 +133,9 @@ class ClaimItem(pytest.Item):
                 raise ClaimFailed(None) from exc
             pytest.skip(f"model not available: {exc}")
         self.user_properties.extend(report.properties(result))
+        if result.verdict == RECORDED:  # `expect: record`: passes, and its numbers print at the end
+            self.user_properties.append(("recorded", report.describe(result)))
+            return
         if result.verdict == PASS:
             if self.config.getoption("cc_specificity"):
                 self._check_specificity()
@@ -173,4 +178,9 @@ def pytest_terminal_summary(terminalreporter, config):
         terminalreporter.section("circuitcheck claims")
         for line in report.table(CLAIMS):
             terminalreporter.write_line(line)
+        recorded = [p["recorded"] for p in CLAIMS if "recorded" in p]
+        if recorded:
+            terminalreporter.section("circuitcheck recorded values (expect: record, not judged)")
+            for text in recorded:
+                terminalreporter.write_line(text)
         CLAIMS.clear()

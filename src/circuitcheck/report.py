@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from .verdict import FAIL, INCONCLUSIVE, PASS, CaseResult, Result
+from .verdict import FAIL, INCONCLUSIVE, PASS, RECORDED, CaseResult, Result
 
 
 def _num(x: float) -> str:
@@ -27,6 +27,8 @@ def why(c: CaseResult) -> str:
     e = c.estimate
     if c.verdict == PASS:
         return "the interval lies inside the claimed region"
+    if c.verdict == RECORDED:
+        return "recorded, not judged"
     if c.verdict == FAIL:
         if getattr(c.bound, "flat", False):
             return e.method

@@ -16,8 +16,9 @@ from . import hypothesis_file as H
 from . import models
 from .model_files import ModelFileError
 from .plan import Plan, run_key
+from .spec import processing_flags
+from .verdict import ERROR, FAIL, RECORDED, CaseResult, Result, combine, judge
 from .where import evaluate as where_filter
-from .verdict import ERROR, FAIL, CaseResult, Result, combine, judge
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class Options:
     cache: str = "off"  # value cache for reruns: on | read | write | off (see cache.py)
     cache_dir: str | None = None
     family: str = "file"  # Holm's family: the claims of each file, or of the whole run ("run")
+    record: bool = False  # every claim as `expect: record`: numbers, no verdicts (`circuitcheck measure`)
+    dump_values: str | None = None  # a directory for each case's per-prompt values (dump.py)
 
 
 @dataclass
@@ -77,8 +80,7 @@ class Session:
 
     # ------------------------------------------------------------ running
     def load_options(self, loaded: H.LoadedFile) -> models.LoadOptions:
-        m = loaded.spec.model
-        return models.LoadOptions(_device(m.device or self.options.device), m.dtype or self.options.dtype)
+        return load_options(loaded.spec.model, self.options)
 
     def model(self, loaded: H.LoadedFile):
         return models.load(loaded.model_source, self.load_options(loaded))
@@ -151,6 +153,10 @@ class Session:
         return (clean - value if rel == "drop" else value - clean), clean
 
     # ------------------------------------------------------------ judging
+    def recording(self, claim) -> bool:
+        """Whether a claim is measured without a verdict (`expect: record`, `circuitcheck measure`)."""
+        return self.options.record or claim.expect.record is not None
+
     def _rows(self, loaded: H.LoadedFile, lc) -> list[Row]:
         """Every judged quantity of one claim (one per case; one for a sweep's curve)."""
         from . import stats as S
@@ -158,24 +164,28 @@ class Session:
         claim, seed = lc.claim, loaded.spec.seed
         expect = claim.expect
         region = expect.region.bounds()
-        if expect.swept is not None:
+        if expect.swept is not None and not self.recording(claim):
             return [self._curve_row(loaded, lc, region)]
         rows = []
         for case in lc.cases:
             value, clean = self.values(loaded, claim, case)
+            ps = self._prompts(loaded, case.prompts)
+            kept = np.arange(value.size)
             if expect.order is not None:
                 holds = _order_holds(expect.order, case.measure.ov_norm.tokens, value)
                 rows.append(Row(case.label, S.Exact(float(holds), len(value), _order_text(value, case)), region))
                 continue
             kind = self._value_kind(loaded, case)
             if case.where is not None:
-                mask = where_filter(case.where, self._prompts(loaded, case.prompts))
-                if expect.contrast is not None:
+                mask = where_filter(case.where, ps)
+                if expect.relative == "contrast":
+                    self._dump(loaded, claim, case, kept, value, None, mask, ps)
                     groups = [S.bound_for(v, seed, **kind) for v in (value[mask], value[~mask])]
                     rows.append(Row(case.label, S.Difference(*groups), region))
                     continue
-                value = value[mask]
+                kept, value = kept[mask], value[mask]
                 clean = clean[mask] if clean is not None else None
+            self._dump(loaded, claim, case, kept, value, clean, None, ps)
             if clean is not None:
                 bound = S.bound_for(value, seed, value_range=_spread(kind.get("value_range")),
                                     paired_binary=kind.get("binary", False))
@@ -183,6 +193,12 @@ class Session:
             else:
                 rows.append(Row(case.label, S.bound_for(value, seed, **kind), region))
         return rows
+
+    def _dump(self, loaded, claim, case, kept, value, clean, group, ps):
+        if self.options.dump_values and value.size == kept.size:  # per-prompt values (not ov_norm's per token)
+            from . import dump
+
+            dump.write(self.options.dump_values, loaded, claim, case, kept, value, clean, group, ps)
 
     def _value_kind(self, loaded, case) -> dict:
         """What the per-prompt values are, by construction: 0/1 outcomes, or values in a known range."""
@@ -198,6 +214,8 @@ class Session:
 
         claim, seed = lc.claim, loaded.spec.seed
         matrix = np.stack([self.values(loaded, claim, c)[0] for c in lc.cases])
+        for c, row in zip(lc.cases, matrix):
+            self._dump(loaded, claim, c, np.arange(row.size), row, None, None, self._prompts(loaded, c.prompts))
         xs = np.array([float(c.value) for c in lc.cases])
         expect, name = claim.expect, next(iter(claim.sweep))
         kind = self._value_kind(loaded, lc.cases[0])
@@ -239,10 +257,18 @@ class Session:
                     errors[(path, lc.claim.id)] = f"{exc} ({exc.hint})"
                 except Exception as exc:  # one claim that cannot be measured must not take the others down
                     errors[(path, lc.claim.id)] = H.unexpected("measuring this claim", exc)
+        # Recorded claims test nothing: they stay out of Holm's family, with bounds at the file's alpha.
+        recorded = [e for e in entries if self.recording(e[1].claim)]
+        entries = [e for e in entries if not self.recording(e[1].claim)]
         alpha = min(self.files[p].spec.alpha for p in paths)
         levels = S.holm([claim_p(lc.claim, rows) for _, lc, rows in entries], alpha)
         family = f"Holm over {len(entries)} claims of {'this file' if len(paths) == 1 else f'{len(paths)} files'}"
         out: dict[Path, dict[str, Result]] = {p: {} for p in paths}
+        for loaded, lc, rows in recorded:
+            cases = [_case(row, loaded.spec.alpha) for row in rows]
+            for c in cases:
+                c.verdict = RECORDED
+            out[loaded.path][lc.claim.id] = self._result(loaded, lc, cases, family="recorded, not judged")
         for (loaded, lc, rows), level in zip(entries, levels):
             out[loaded.path][lc.claim.id] = self.judge_at(loaded, lc, level, rows, f"{family}, α={level:.3g}")
         for path in paths:
@@ -267,12 +293,21 @@ class Session:
     def _result(self, loaded, lc, cases, error=None, family="") -> Result:
         claim = lc.claim
         q = claim.for_.kind if claim.for_ else None
+        verdict = ERROR if error else RECORDED if self.recording(claim) else combine(q, [c.verdict for c in cases])
+        expected = "recorded" if self.options.record and claim.expect.record is None else claim.expect.text()
         return Result(
-            claim.id, claim.says, claim.expect.text(), q, ERROR if error else combine(q, [c.verdict for c in cases]),
-            cases, str(loaded.path), lc.line, loaded.spec.seed, loaded.model_source.describe(),
-            self.load_options(loaded).record(), describe_measure(claim.measure), error,
+            claim.id, claim.says, expected, q, verdict, cases, str(loaded.path), lc.line, loaded.spec.seed,
+            loaded.model_source.describe(), self._record(loaded, lc), describe_measure(claim.measure), error,
             under=describe_under(claim.under), family=family,
         )
+
+    def _record(self, loaded, lc) -> dict:
+        """What was applied: the load options, and the padding of the claim's prompts if any."""
+        out = self.load_options(loaded).record()
+        ps = self._prompts(loaded, lc.cases[0].prompts) if lc.cases else None
+        if ps is not None and ps.mask is not None:
+            out.update(attention_mask=f"{ps.extra['padding']} padding", pad_token=ps.extra["pad_token"])
+        return out
 
 
 def claim_p(claim, rows: list["Row"]) -> float:
@@ -346,6 +381,31 @@ def _short(v) -> str:
     if isinstance(v, dict):
         return "{" + ", ".join(f"{k}: {_short(x)}" for k, x in v.items()) + "}"
     return str(v)
+
+
+def load_options(m, options: Options) -> models.LoadOptions:
+    """How a file's model loads: its own dtype and device win over the run's defaults."""
+    return models.LoadOptions(_device(m.device or options.device), m.dtype or options.dtype, processing_flags(m),
+                              m.attention)
+
+
+def load_model(ref, device: str | None = None, dtype: str | None = None):
+    """The model a hypothesis file names, loaded as its claims load it (weight processing,
+    attention, dtype, device), for notebooks:
+
+        model = circuitcheck.load_model("hypotheses/induction.hyp.yaml")
+        model = circuitcheck.load_model("zoo:induction")
+        model = circuitcheck.load_model({"zoo": "max-of-list", "weight_processing": "default"})
+
+    `ref` is a path to a `*.hyp.yaml` file, or a `model:` value as a file writes it (native paths
+    relative to the working directory). `device`/`dtype` apply where the file names none.
+    """
+    options = Options(device or "cpu", dtype or "float32")
+    if isinstance(ref, (str, Path)) and str(ref).endswith(".yaml"):
+        loaded = H.load(ref)
+        return models.load(loaded.model_source, load_options(loaded.spec.model, options))
+    source, spec = H.model_source(ref)
+    return models.load(source, load_options(spec, options))
 
 
 def _device(device: str) -> str:

@@ -51,6 +51,10 @@ class ModelSpec(Strict):
     dtype: Literal["float32", "float64", "bfloat16", "float16"] | None = Field(
         None, description="this file's dtype; wins over --cc-dtype (default float32)")
     device: str | None = Field(None, description="this file's device (cpu, cuda, cuda:1); wins over --cc-device")
+    weight_processing: Union[Literal["none", "default"], "Processing"] = Field(
+        "none", description="TransformerLens weight processing: none, default (all four), or the flags to apply")
+    attention: Literal["causal", "bidirectional"] | None = Field(
+        None, description="attention direction of a zoo or native model (its config's attention_dir)")
 
     @model_validator(mode="before")
     @classmethod
@@ -67,6 +71,16 @@ class ModelSpec(Strict):
         if sum(x is not None for x in (self.zoo, self.native, self.hf, self.factory)) != 1:
             raise ValueError("give exactly one of zoo, native, hf, factory")
         return self
+
+
+class Processing(Strict):
+    """TransformerBridge.process_weights: each step leaves the model's log-probabilities unchanged."""
+
+    fold_ln: bool = Field(False, description="fold LayerNorm weights and biases into the next layer")
+    center_writing_weights: bool = Field(False, description="centre weights that write to the residual stream")
+    center_unembed: bool = Field(False, description="centre the unembedding (logits shift by a constant)")
+    fold_value_biases: bool = Field(False, description="fold value biases into the output bias")
+
 
 
 class NativeSpec(Strict):
@@ -303,20 +317,29 @@ class Expect(Region):
     slope: Region | None = Field(None, description="least-squares slope of the measure against the swept value")
     r2: Region | None = Field(None, description="R² of that straight-line fit")
     order: Order | None = None
+    record: Literal["value", "drop", "rise", "change", "contrast"] | None = Field(
+        None, description="no threshold: report the value (or the change, or the contrast) and its interval")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, v):
+        return {"record": "value"} if v == "record" else v  # `expect: record`
 
     @model_validator(mode="after")
     def _one(self):
-        given = [k for k in RELATIVE + SWEPT + ("order",) if getattr(self, k) is not None]
+        given = [k for k in RELATIVE + SWEPT + ("order", "record") if getattr(self, k) is not None]
         plain = any(v is not None for v in (self.at_least, self.at_most, self.between, self.about))
         if len(given) + plain != 1:
             raise ValueError("state one of: at_least, at_most, between, about (+tol), "
-                             + ", ".join(RELATIVE + SWEPT + ("order",)))
+                             + ", ".join(RELATIVE + SWEPT + ("order",)) + ", or `record` to see the numbers first")
         if plain:
             Region._one(self)
         return self
 
     @property
     def relative(self) -> str | None:
+        if self.record is not None:
+            return self.record if self.record != "value" else None
         return next((k for k in RELATIVE if getattr(self, k) is not None), None)
 
     @property
@@ -325,6 +348,8 @@ class Expect(Region):
 
     @property
     def region(self) -> Region:
+        if self.record is not None:  # no region: every interval lies inside (-inf, inf)
+            return Region.model_construct(at_least=None, at_most=None, between=None, about=None, tol=None)
         if self.crosses is not None:
             return self.crosses.at
         if self.order is not None:
@@ -333,6 +358,8 @@ class Expect(Region):
         return getattr(self, kind) if kind else self
 
     def text(self) -> str:
+        if self.record is not None:
+            return "recorded" + (f" ({self.record})" if self.record != "value" else "")
         if self.crosses is not None:
             return f"crosses {self.crosses.level:g} at {self.crosses.at.text()}"
         if self.order is not None:
@@ -440,13 +467,15 @@ class Claim(Strict):
                 raise ValueError("a sweep needs at least two values")
             if self.for_ is not None:
                 raise ValueError("a claim has a sweep or a `for:` quantifier, not both")
-        if (self.expect.swept is not None) != (self.sweep is not None):
+        if self.expect.swept is not None and self.sweep is None:
             raise ValueError("`crosses`, `slope` and `r2` judge a sweep: add `sweep:`, or use at_least/at_most/...")
         if self.sweep is not None and not all(isinstance(v, (int, float)) for v in next(iter(self.sweep.values()))):
             raise ValueError("sweep values must be numbers: the curve is judged against them")
-        if self.expect.contrast is not None and self.where is None:
+        if self.expect.relative == "contrast" and self.where is None:
             raise ValueError("`contrast` compares prompts meeting `where:` with the rest: add `where:`")
-        if (self.expect.order is not None) != (self.measure.ov_norm is not None):
+        if self.sweep is not None and self.expect.swept is None and self.expect.record is None:
+            raise ValueError("a sweep is judged with `crosses`, `slope` or `r2` (or `expect: record` to see each value)")
+        if self.expect.record is None and (self.expect.order is not None) != (self.measure.ov_norm is not None):
             raise ValueError("`order` ranks a weight-only measure (ov_norm) and needs one")
         return self
 
@@ -469,6 +498,14 @@ class HypothesisFile(Strict):
 
 
 ModelSpec.model_rebuild()
+
+
+def processing_flags(m: ModelSpec) -> tuple[str, ...]:
+    """The weight-processing steps a file asks for, in TransformerLens's order."""
+    steps = tuple(Processing.model_fields)
+    if m.weight_processing in ("none", "default"):
+        return steps if m.weight_processing == "default" else ()
+    return tuple(k for k in steps if getattr(m.weight_processing, k))
 Patch.model_rebuild()
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from .stats import Estimate, prompts_to_settle
 
 PASS, FAIL, INCONCLUSIVE, ERROR = "pass", "fail", "inconclusive", "error"
+RECORDED = "recorded"  # `expect: record`: measured and reported, not judged
 
 
 def judge(est: Estimate, lo: float, hi: float) -> str:
