@@ -88,25 +88,24 @@ def test_circuitcheck_measure_and_dump_values(hyp, tmp_path):
     assert np.mean(record["values"]) == pytest.approx(look.cases[1].estimate.statistic)
 
 
-def test_load_model_returns_the_model_a_file_names(hyp, tiny_model):
+def test_load_model_returns_the_model_a_file_names(hyp):
     path = hyp(RECORDED, prompts="{generator: max_of_list, n: 150, seed: 2}")
     model = circuitcheck.load_model(path)
-    assert model is tiny_model  # the same cached model the claims run on
+    session = Session()
+    loaded = load(path)
+    session.add(loaded)
+    assert model is session.model(loaded)  # the same cached model the claims run on
     zoo = circuitcheck.load_model("zoo:induction")
     assert zoo.cfg.n_layers == 2 and circuitcheck.load_model({"zoo": "induction"}) is zoo
     with pytest.raises(HypothesisError, match="zoo:NAME"):
         circuitcheck.load_model("induction")
 
 
-MLP_CONFIG = dict(n_layers=2, d_model=32, n_ctx=32, d_head=8, n_heads=4, d_vocab=64, attn_only=False, d_mlp=64,
-                  act_fn="relu", normalization_type="LN", seed=0)
+@pytest.fixture
+def mlp_dir(tmp_path, tiny_mlp_dir):
+    from conftest import copy_model
 
-
-@pytest.fixture(scope="module")
-def mlp_dir(tmp_path_factory):
-    from conftest import save_model
-
-    return save_model(tmp_path_factory.mktemp("mlp"), MLP_CONFIG)
+    return copy_model(tiny_mlp_dir, tmp_path).relative_to(tmp_path)  # files read only their own folder tree
 
 
 def mlp_file(tmp_path, mlp_dir, model_extra: str, claim_extra: str = "", name="m.hyp.yaml"):
