@@ -1,6 +1,7 @@
 """`circuitcheck`: run hypothesis files without pytest, write the JSON Schema, train the zoo.
 
     circuitcheck check hypotheses/max_of_list.hyp.yaml
+    circuitcheck measure hypotheses/max_of_list.hyp.yaml     (numbers, no verdicts)
     circuitcheck schema [PATH]
     circuitcheck zoo train NAME|all
 """
