@@ -183,3 +183,16 @@ def write_hyp(tmp_path, model_dir, prompts, claims=None):
     path = tmp_path / "t.hyp.yaml"
     path.write_text(header(model_dir, prompts, tmp_path) + "claims:\n" + textwrap.indent(textwrap.dedent(claims), "  "))
     return path
+
+
+def test_row_class_over_every_row_of_padded_prompts_is_refused(tmp_path, tiny_dir):
+    write_rows(tmp_path / "rows.jsonl", [{"tokens": [1, 2], "answer": 3}, {"tokens": [1, 2, 3], "answer": 3}])
+    claims = """\
+        - id: c
+          says: "rows"
+          measure: {row_class: {head: L0H1, behaviour: previous}}
+          expect: {at_least: 0}
+        """
+    with pytest.raises(HypothesisError, match="`rows: all` reads every query position") as info:
+        load(write_hyp(tmp_path, tiny_dir, "{generator: jsonl, path: rows.jsonl}", claims))
+    assert info.value.line == 7

@@ -641,6 +641,12 @@ def _check_claim(loaded: LoadedFile, tree, loc, claim: Claim, cases: list[Case])
                 raise HypothesisError(path, locate(tree, floc + where), _field(floc + where), str(exc), exc.hint) from None
     for case in cases:
         ps = _case_prompts(loaded, tree, ploc, case)
+        rc = case.measure.row_class
+        if rc is not None and rc.rows == "all" and ps.mask is not None:  # `all` would count padding rows
+            rloc = loc + ("measure", "row_class")
+            raise HypothesisError(path, locate(tree, rloc), _field(rloc), "`rows: all` reads every query position, "
+                                  "and these prompts are padded to different lengths",
+                                  "name the rows (`rows: [S2, last]` or `rows: S2..last`), or give rows of one length")
         for spec in variant_specs(case):
             _case_prompts(loaded, tree, loc + ("measure", "similarity", "variants"), None, spec)
         if case.where is not None:
