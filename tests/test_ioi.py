@@ -113,3 +113,15 @@ def test_logit_diff_uses_the_counterfactual():
     logits[rows, -1, 50] = 5.0  # a third token, larger than both: not part of IO - S
     assert np.allclose(metric("logit_diff", logits, ps), 2.0)
     assert np.allclose(metric("logit_diff", logits[[1, 3]], ps.subset(np.array([1, 3]))), 2.0)
+
+
+def test_training_smoke_writes_a_loadable_hugging_face_directory(tmp_path):
+    from circuitcheck.zoo import ioi
+
+    metrics = ioi.train(steps=3, out=tmp_path, measure=False)
+    assert {"config.json", "model.safetensors", "tokenizer.json", "training.json", "card.md"} <= \
+        {p.name for p in tmp_path.iterdir()}
+    assert metrics["reload_max_abs_diff"] < 1e-4 and metrics["steps"] == 3
+    assert (tmp_path / "tokenizer.json").read_text() == (IOI / "tokenizer.json").read_text()  # same vocabulary
+    with pytest.raises(ValueError, match="--out"):
+        ioi.train(steps=3)  # a short run never overwrites the shipped model

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from circuitcheck import text_prompts as T
-from circuitcheck.zoo.train import EVAL_SEED, TRAIN_SEED_BASE, ZOO_MODELS, _lr_factor
+from circuitcheck.zoo.train import EVAL_SEED, TRAIN_SEED_BASE, ZOO_MODELS, _lr_factor, reproduce, reproducible_cpu
 
 BOS = "<|endoftext|>"
 NAMES = ["Mary", "John", "Alice", "Bob", "Tom", "Anna", "Kate", "James", "Sarah", "David", "Emma", "Paul",
@@ -216,11 +216,7 @@ def train(steps: int | None = None, out: str | Path | None = None, seed: int = 0
     spec["config"]["vocab_size"] = vocab
     width = spec["config"]["n_positions"]
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one thread: the same reduction order, so the same model, every run
-    flushed = torch.set_flush_denormal(True)
-    torch.use_deterministic_algorithms(True)
-    try:
+    with reproducible_cpu():  # one thread, deterministic: the same model every run
         torch.manual_seed(seed)
         model = GPT2LMHeadModel(GPT2Config(bos_token_id=0, eos_token_id=0, **spec["config"]))
         model.train()
@@ -264,11 +260,6 @@ def train(steps: int | None = None, out: str | Path | None = None, seed: int = 0
         write_card(out, measure)
         metrics["out"] = str(out)
         return metrics
-    finally:
-        torch.use_deterministic_algorithms(False)
-        if flushed:
-            torch.set_flush_denormal(False)
-        torch.set_num_threads(threads)
 
 
 # --------------------------------------------------------------------------------------------
@@ -445,12 +436,7 @@ def card(spec: dict, metrics: dict, measured: dict | None, default: bool) -> str
         f"On the held-out sentence (`{templates(HELD_OUT)[0]}`, both orders): accuracy {ht['accuracy']:.4f}, logit difference "
         f"{ht['logit_diff_io_s']:.3f}, IO above S in {ht['io_beats_s']:.1%}.",
         "",
-        "## Reproduce",
-        "",
-        "```",
-        cmd,
-        "```",
-        "",
+        *reproduce(cmd),
     ]
     if measured is not None:
         c = measured["clean"]

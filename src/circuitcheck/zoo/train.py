@@ -11,6 +11,7 @@ directly (plain AdamW loop); its `state_dict()` is what ships.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -259,19 +260,7 @@ def train(name: str, steps: int | None = None, out: str | Path | None = None, se
     if out == ZOO_MODELS / name and steps != default_steps:
         raise ValueError("a run with non-default --steps must write elsewhere: pass --out DIR")
 
-    was_deterministic = torch.are_deterministic_algorithms_enabled()
-    # Once attention gets sharp, softmax produces subnormal floats that slow CPU training ~10x.
-    flushed = torch.set_flush_denormal(True)
-    # One thread: CPU kernels may reduce in a different order with more threads, and training
-    # is chaotic enough that this changes which heads end up doing what.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        torch.use_deterministic_algorithms(True)
-        deterministic = True
-    except Exception:  # pragma: no cover - depends on the torch build
-        deterministic = False
-    try:
+    with reproducible_cpu() as deterministic:
         torch.manual_seed(seed)
         np.random.seed(seed)
         model = build_model(spec["config"])
@@ -324,6 +313,28 @@ def train(name: str, steps: int | None = None, out: str | Path | None = None, se
         metrics["out"] = str(out)
         metrics["reload_max_abs_diff"] = _check_reload(out, model, spec)
         return metrics
+
+
+@contextlib.contextmanager
+def reproducible_cpu():
+    """Train on one torch thread with deterministic algorithms and subnormals flushed; yields
+    whether deterministic algorithms are on; puts every setting back afterwards."""
+    import torch
+
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    # Once attention gets sharp, softmax produces subnormal floats that slow CPU training ~10x.
+    flushed = torch.set_flush_denormal(True)
+    # One thread: CPU kernels may reduce in a different order with more threads, and training
+    # is chaotic enough that this changes which heads end up doing what.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.use_deterministic_algorithms(True)
+        deterministic = True
+    except Exception:  # pragma: no cover - depends on the torch build
+        deterministic = False
+    try:
+        yield deterministic
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
         if flushed:
@@ -364,6 +375,11 @@ def _check_reload(out: Path, model, spec: dict) -> float:
 
 def _n_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def reproduce(cmd: str) -> list[str]:
+    """A card's "Reproduce" section: the command that trains the model again."""
+    return ["## Reproduce", "", "```", cmd, "```", ""]
 
 
 def card(name: str, spec: dict, metrics: dict, measured: dict | None, default: bool) -> str:
@@ -430,12 +446,7 @@ def card(name: str, spec: dict, metrics: dict, measured: dict | None, default: b
         f"accuracy **{ho['accuracy']:.4f}**, loss {ho['loss']:.4f}"
         + (" (on the second-copy targets)." if name == "induction" else " (at ANS)."),
         "",
-        "## Reproduce",
-        "",
-        "```",
-        cmd,
-        "```",
-        "",
+        *reproduce(cmd),
     ]
     if measured is not None:
         from circuitcheck.zoo import inspect_zoo
