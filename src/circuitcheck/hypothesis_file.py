@@ -202,6 +202,21 @@ def _union_tag(part) -> bool:
                                       or re.fullmatch(r"(constrained-)?(str|int|float|bool)", part) is not None)
 
 
+def _file_loc(tree, loc) -> tuple:
+    """An error's location as keys of the file: pydantic's names for union members left out, unless
+    the file itself has a key by that name (a mistyped `p[rompts:`)."""
+    out, node = [], tree
+    for part in loc:
+        if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int) \
+                and 0 <= part < len(node):
+            out.append(part)
+            node = node[part]
+        elif not _union_tag(part):
+            out.append(part)
+            node = None
+    return tuple(out)
+
+
 REFERENCE = "see docs/reference.md for what each key takes"
 _TYPES = {"string_type": "text", "int_type": "a whole number", "int_parsing": "a whole number",
           "int_from_float": "a whole number", "float_type": "a number", "float_parsing": "a number",
@@ -232,7 +247,7 @@ def _validation_error(path, tree, exc: ValidationError) -> HypothesisError:
     # malformed head in `heads: X` fails both "a list" and "a head": the head's pattern says more.
     err = next((e for kind in ("extra_forbidden", "string_pattern_mismatch") for e in errors if e["type"] == kind),
                errors[0])
-    loc = tuple(p for p in err["loc"] if not _union_tag(p))
+    loc = _file_loc(tree, err["loc"])
     line = locate(tree, loc)
     msg, hint = err["msg"], ""
     if err["type"] == "extra_forbidden":
@@ -246,7 +261,10 @@ def _validation_error(path, tree, exc: ValidationError) -> HypothesisError:
     elif err["type"] in _TYPES:
         msg, hint = f"must be {_TYPES[err['type']]}, not {_describe(err.get('input'))}", REFERENCE
     elif err["type"] == "literal_error":
-        hint = f"allowed values: {err['ctx']['expected']}"
+        allowed = re.findall(r"'([^']*)'", err["ctx"]["expected"])
+        close = difflib.get_close_matches(str(err.get("input")), allowed, n=1)
+        msg = f"{_describe(err.get('input'))} is not one of the allowed values"
+        hint = (f"did you mean {close[0]!r}? " if close else "") + f"allowed: {err['ctx']['expected']} (docs/reference.md)"
     elif err["type"] == "string_pattern_mismatch":
         hint = "heads are written L<layer>H<head>, e.g. L0H2" if "L\\d+H" in err["ctx"]["pattern"] else ""
     elif err["type"] in _BOUNDS:

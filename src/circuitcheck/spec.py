@@ -510,6 +510,14 @@ Patch.model_rebuild()
 
 
 def json_schema() -> dict:
+    """The JSON Schema of a hypothesis file, with the short forms the loader also accepts."""
     schema = HypothesisFile.model_json_schema(by_alias=True)
     schema["title"] = "circuitcheck hypothesis file"
+    defs = schema["$defs"]
+    defs["ModelSpec"] = {"anyOf": [{"type": "string", "pattern": r"^(zoo|hf|factory):.+$",
+                                    "description": "zoo:NAME, hf:NAME or factory:NAME"}, defs["ModelSpec"]]}
+    defs["Measure"] = {"anyOf": [{"enum": list(Metric.__args__), "description": "a metric name"}, defs["Measure"]]}
+    under = defs["Claim"]["properties"]["under"]
+    defs["Claim"]["properties"]["under"] = {"anyOf": [{"$ref": "#/$defs/Intervention"}, under], "title": "Under",
+                                            "description": "one intervention, or a list applied together"}
     return schema
