@@ -129,6 +129,7 @@ _YAML_HINTS = {  # what to do, by the problem yaml_lines reports
     "nested more than": "hypothesis files are a few levels deep: see docs/reference.md",
     "expand this document": "anchors and aliases are for sharing a block, not for building large documents: "
                             "see the limits in docs/reference.md",
+    "this document has more than": "split the file; see the limits in docs/reference.md",
     "contains it": "an alias may only refer to a block defined before and outside it",
     "digits": "write a smaller number",
 }

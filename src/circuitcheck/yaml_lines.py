@@ -152,20 +152,23 @@ _Loader.yaml_constructors = {
 def read(text: str):
     """The document in `text` as Map/Seq/scalars; raises yaml's MarkedYAMLError on bad YAML,
     on a tag that is not plain data, and on a document too deep or too large once expanded."""
-    _check_depth(text)  # before composing: libyaml's composer recurses in C, and crashes when too deep
+    aliases = _check_events(text)  # before composing: libyaml's composer recurses in C, and crashes when too deep
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None
-        _check_expansion(node)
+        if aliases:  # without aliases, the events already counted every value
+            _check_expansion(node)
         return loader.construct_document(node)
     finally:
         loader.dispose()
 
 
-def _check_depth(text: str):
-    depth = 0
+def _check_events(text: str) -> bool:
+    """Refuse a document nested deeper than MAX_DEPTH or with more than MAX_NODES values as written;
+    whether it has aliases (which expand beyond what is written)."""
+    depth, nodes, aliases = 0, 0, False
     for event in yaml.parse(text, Loader=_Loader):
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
@@ -173,10 +176,19 @@ def _check_depth(text: str):
                 raise _too_deep(event.start_mark)
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
             depth -= 1
+        aliases |= isinstance(event, yaml.AliasEvent)
+        nodes += isinstance(event, (yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent))
+        if nodes > MAX_NODES:
+            raise _too_large(event.start_mark, "this document has")
+    return aliases
 
 
 def _too_deep(mark):
     return ConstructorError(None, None, f"mappings and lists are nested more than {MAX_DEPTH} levels deep", mark)
+
+
+def _too_large(mark, what="anchors and aliases expand this document to"):
+    return ConstructorError(None, None, f"{what} more than {MAX_NODES:,} values", mark)
 
 
 def _children(node) -> list:
@@ -201,8 +213,7 @@ def _check_expansion(root):
             depth[k] = 1 + max((depth[id(c)] for c in kids), default=0)
             open_nodes.discard(k)
             if size[k] > MAX_NODES:
-                raise ConstructorError(None, None, f"anchors and aliases expand this document to more than "
-                                       f"{MAX_NODES:,} values", node.start_mark)
+                raise _too_large(node.start_mark)
             if depth[k] > MAX_DEPTH + 1:
                 raise _too_deep(node.start_mark)
             continue
