@@ -61,6 +61,7 @@ class Case:
     prompts_key: tuple
     value: object = None  # the swept value
     where: str | None = None  # the claim's `where:`, with bound variables substituted
+    versus: Measure | None = None  # judged: measure minus versus, paired by prompt
 
 
 @dataclass
@@ -309,7 +310,14 @@ def load_tree(path: Path, tree) -> LoadedFile:
         ploc = loc + ("prompts",) if claim.prompts else ("prompts",)
         ps = _with_tokenizer(path, tree, ploc, claim.prompts or spec.prompts, source)
         try:
-            cases = expand(path, claim, ps) if claim.for_ or claim.sweep else expand(path, claim, ps, check_unbound=False)
+            if claim.ranks is not None:
+                cases = rank_cases(path, claim, ps, loaded.n_layers, loaded.n_heads)
+            else:
+                cases = expand(path, claim, ps) if claim.for_ or claim.sweep else \
+                    expand(path, claim, ps, check_unbound=False)
+        except RanksError as exc:
+            raise HypothesisError(path, locate(tree, loc + ("ranks",)), _field(loc + ("ranks",)), str(exc),
+                                  exc.hint) from None
         except UnboundVariable as exc:
             where = loc + _find(tree["claims"][i], exc.name)
             raise HypothesisError(path, locate(tree, where), _field(where), str(exc),
@@ -499,7 +507,7 @@ def expand(path: Path, claim: Claim, prompts_spec: PromptSpec, check_unbound: bo
     """The concrete cases of a claim: one per sweep value, one per set of its quantifier, or itself."""
     if not check_unbound:  # a claim with no `for:` or `sweep:` keeps `$x` for _check_claim to report
         return [Case("", tuple(claim.under), claim.measure, prompts_spec, prompts_key(path, prompts_spec),
-                     where=claim.where)]
+                     where=claim.where, versus=claim.versus)]
     if claim.sweep is not None:
         (name, values), = claim.sweep.items()
         return [_bind(path, claim, prompts_spec, f"{name}={v}", {name: v}, v) for v in values]
@@ -558,7 +566,8 @@ def head_sets(s) -> list[tuple[str, ...]]:
     return [tuple(x) for x in s.subsets]
 
 
-def _bind(path: Path, claim: Claim, prompts_spec: PromptSpec, label: str, values: dict, value=None) -> Case:
+def _bind(path: Path, claim: Claim, prompts_spec: PromptSpec, label: str, values: dict, value=None,
+          versus_values: dict | None = None) -> Case:
     def sub(x):
         if isinstance(x, str) and x.startswith("$") and x[1:] in values:
             return values[x[1:]]
@@ -582,7 +591,44 @@ def _bind(path: Path, claim: Claim, prompts_spec: PromptSpec, label: str, values
     measure = Measure.model_validate(dump(claim.measure))
     ps = PromptSpec.model_validate(dump(prompts_spec))
     where = dump_where(claim.where, sub, values)
-    return Case(label, under, measure, ps, prompts_key(path, ps), value, where)
+    versus = Measure.model_validate(dump(claim.versus)) if claim.versus is not None else None
+    if versus_values is not None:  # a ranking: the same measure, bound to the other head
+        values = versus_values  # `sub` reads `values`: from here on it binds the other head
+        versus = Measure.model_validate(dump(claim.measure))
+    return Case(label, under, measure, ps, prompts_key(path, ps), value, where, versus)
+
+
+class RanksError(ValueError):
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.hint = hint
+
+
+def rank_cases(path: Path, claim: Claim, prompts_spec: PromptSpec, n_layers, n_heads) -> list[Case]:
+    """One paired case per (named head, other head): the measure with $head bound to each."""
+    if "$head" not in str(claim.measure.model_dump()):
+        raise RanksError("`ranks` compares heads through `$head`, which the measure does not name",
+                         "write the measure for one head as `head: $head` (or `component: $head`)")
+    return [_bind(path, claim, prompts_spec, f"{h}>{o}", {"head": h, "heads": [h]}, None,
+                  {"head": o, "heads": [o]}) for h, o in rank_pairs(claim.ranks, n_layers, n_heads)]
+
+
+def rank_pairs(ranks, n_layers, n_heads) -> list[tuple[str, str]]:
+    named = list(ranks.heads)
+    if isinstance(ranks.above, list):
+        clash = sorted(set(named) & set(ranks.above))
+        if clash:
+            raise RanksError(f"{', '.join(clash)} is both among `heads` and `above`", "a head cannot beat itself")
+        return [(h, o) for h in named for o in ranks.above]
+    if n_layers is None or n_heads is None:
+        raise RanksError(f"`above: {ranks.above}` needs the model's heads, which are known only for zoo and native "
+                         "models", "list the heads: `above: [L0H0, L0H2]`")
+    layers = {parse_head(h)[0] for h in named} if ranks.above == "layer" else range(n_layers)
+    others = [f"L{layer}H{i}" for layer in sorted(layers) for i in range(n_heads) if f"L{layer}H{i}" not in named]
+    if not others:
+        raise RanksError("`ranks` names every head, so there is no other head to beat", "name fewer heads")
+    same = ranks.above == "layer"
+    return [(h, o) for h in named for o in others if not same or parse_head(o)[0] == parse_head(h)[0]]
 
 
 def dump_where(where: str | None, sub, values: dict) -> str | None:
@@ -648,7 +694,14 @@ def build_prompts(path: Path, spec) -> prompts.PromptSet:
 def _check_claim(loaded: LoadedFile, tree, loc, claim: Claim, cases: list[Case]):
     path = loaded.path
     ploc = loc + ("prompts",) if claim.prompts else ("prompts",)
-    if claim.for_ is None and claim.sweep is None and _mentions(claim, "$"):
+    if claim.ranks is not None:
+        for where, head in _rank_heads(claim.ranks):
+            try:
+                _check_head(loaded, head)
+            except prompts.PromptError as exc:
+                sub = loc + ("ranks",) + where
+                raise HypothesisError(path, locate(tree, sub), _field(sub), str(exc), exc.hint) from None
+    elif claim.for_ is None and claim.sweep is None and _mentions(claim, "$"):
         raise HypothesisError(path, locate(tree, loc + ("id",)), _field(loc), "uses a `$variable` but has no `for:` "
                               "or `sweep:` to bind it", "add `for: {all: {each: [...]}}`, a sweep, or write the value")
     if claim.for_ is not None:
@@ -670,6 +723,8 @@ def _check_claim(loaded: LoadedFile, tree, loc, claim: Claim, cases: list[Case])
             _case_prompts(loaded, tree, loc + ("measure", "similarity", "variants"), None, spec)
         if case.where is not None:
             _check_where(loaded, tree, loc, case.where, ps, claim.expect.relative == "contrast")
+        if claim.expect.correlates is not None:
+            _check_quantity(loaded, tree, loc + ("expect", "correlates", "with"), claim.expect.correlates.with_, ps)
         for i, iv in enumerate(case.under):
             if iv.patch is not None:
                 sloc = loc + ("under", i, "patch", "source")
@@ -733,6 +788,21 @@ def _check_where(loaded, tree, loc, where, ps, contrast: bool):
                               "loosen the condition, or check the field names and values it compares")
 
 
+def _check_quantity(loaded, tree, where, spec, ps):
+    from . import correlation
+
+    try:
+        correlation.quantity(ps, spec)
+    except prompts.PromptError as exc:
+        raise HypothesisError(loaded.path, locate(tree, where), _field(where), str(exc), exc.hint) from None
+
+
+def _rank_heads(ranks):
+    yield from ((("heads", j), h) for j, h in enumerate(ranks.heads))
+    if isinstance(ranks.above, list):
+        yield from ((("above", j), h) for j, h in enumerate(ranks.above))
+
+
 def _quantifier_heads(sets):
     for name in ("each", "pairs", "cross", "within", "subsets"):
         for i, item in enumerate(getattr(sets, name) or []):
@@ -790,9 +860,13 @@ def _references(case: Case):
         at = getattr(body, "at", None)
         for j, p in enumerate(at if isinstance(at, list) else ([] if at is None else [at])):
             yield base + ("at", j) if isinstance(at, list) else base + ("at",), p, "position"
-    m = case.measure
+    for name, m in (("measure", case.measure), ("versus", case.versus)):
+        if m is not None:
+            yield from _measure_references(m, (name, m.kind))
+
+
+def _measure_references(m, base: tuple):
     body = getattr(m, m.kind)
-    base = ("measure", m.kind)
     if getattr(body, "head", None):
         yield base + ("head",), body.head, "head"
     if m.dla is not None and m.dla.component.startswith("L"):

@@ -27,7 +27,7 @@ class Group:
         clean: set[str] = set()
         runs: dict[tuple, tuple] = {}
         for case, relative in self.cases:
-            names = M.needs(case.measure, cfg)
+            names = M.needs(case.measure, cfg) | (M.needs(case.versus, cfg) if case.versus is not None else set())
             clean |= I.clean_needs(case.under, cfg)
             if not case.under or relative:
                 clean |= names

@@ -108,7 +108,7 @@ def _mark_name(ref: str) -> str:
 
 def _kinds(claim) -> list[str]:
     kinds = [claim.measure.kind] + [iv.kind for iv in claim.under]
-    return kinds + (["quantified"] if claim.for_ else []) + (["sweep"] if claim.sweep else [])
+    return kinds + (["quantified"] if claim.for_ or claim.ranks else []) + (["sweep"] if claim.sweep else [])
 
 
 class NotSpecific(Exception):

@@ -102,22 +102,29 @@ class Session:
         return self.runs[k]
 
     def _measure(self, loaded, case, under) -> np.ndarray:
-        k = (self.plan.key(loaded, case.prompts), run_key(under), case.measure.model_dump_json())
+        """The case's per-prompt values under `under` (measure minus versus, where it has one)."""
+        value = self._measure_one(loaded, case, under, case.measure)
+        if case.versus is None:
+            return value
+        return value - self._measure_one(loaded, case, under, case.versus)
+
+    def _measure_one(self, loaded, case, under, m) -> np.ndarray:
+        k = (self.plan.key(loaded, case.prompts), run_key(under), m.model_dump_json())
         if k not in self.measured:
-            ck = self._cache_key(loaded, case, under)
+            ck = self._cache_key(loaded, case, under, m)
             value = self.cache.get(ck) if ck else None
             if value is None:
-                value = self._compute(loaded, case, under)
+                value = self._compute(loaded, case, under, m)
                 if ck:
                     self.cache.put(ck, value)
             self.measured[k] = value
         return self.measured[k]
 
-    def _cache_key(self, loaded, case, under) -> str | None:
+    def _cache_key(self, loaded, case, under, m) -> str | None:
         if self.cache is None:
             return None
         specs = [case.prompts] + H.variant_specs(case) + [iv.patch.source for iv in under if iv.patch is not None]
-        return self.cache.key(loaded.model_source, [self._prompts(loaded, s) for s in specs], under, case.measure,
+        return self.cache.key(loaded.model_source, [self._prompts(loaded, s) for s in specs], under, m,
                               self.load_options(loaded), self.options.batch_size, loaded.spec.seed)
 
     def _prompts(self, loaded, spec):
@@ -126,10 +133,9 @@ class Session:
         group = self.plan.groups.get(k)  # prompt paths are relative to the first file naming the group
         return H.prompt_set(group.loaded if group else loaded, k[-1], spec)
 
-    def _compute(self, loaded, case, under) -> np.ndarray:
+    def _compute(self, loaded, case, under, m) -> np.ndarray:
         from . import measures as M
 
-        m = case.measure
         if m.ov_norm is not None:
             return M.ov_norm(self.model(loaded), m.ov_norm.head, m.ov_norm.tokens)
         if m.similarity is not None:
@@ -176,6 +182,7 @@ class Session:
                 rows.append(Row(case.label, S.Exact(float(holds), len(value), _order_text(value, case)), region))
                 continue
             kind = self._value_kind(loaded, case)
+            mask = None
             if case.where is not None:
                 mask = where_filter(case.where, ps)
                 if expect.relative == "contrast":
@@ -186,6 +193,10 @@ class Session:
                 kept, value = kept[mask], value[mask]
                 clean = clean[mask] if clean is not None else None
             self._dump(loaded, claim, case, kept, value, clean, None, ps)
+            if expect.correlates is not None:
+                rows.append(Row(case.label, self._correlation(loaded, case, value, mask, expect.correlates.with_),
+                                region))
+                continue
             if clean is not None:
                 bound = S.bound_for(value, seed, value_range=_spread(kind.get("value_range")),
                                     paired_binary=kind.get("binary", False))
@@ -200,14 +211,31 @@ class Session:
 
             dump.write(self.options.dump_values, loaded, claim, case, kept, value, clean, group, ps)
 
+    def _correlation(self, loaded, case, value, mask, spec: str):
+        from . import correlation as C
+
+        data = C.quantity(self._prompts(loaded, case.prompts), spec)
+        return C.Correlation(value, data if mask is None else data[mask], loaded.spec.seed, spec)
+
     def _value_kind(self, loaded, case) -> dict:
-        """What the per-prompt values are, by construction: 0/1 outcomes, or values in a known range."""
-        if case.measure.metric == "accuracy" and self._prompts(loaded, case.prompts).target_tok.shape[1] == 1:
+        """What the per-prompt values are, by construction: 0/1 outcomes, or values in a known range;
+        with `versus`, the difference of two such values, paired by prompt."""
+        one = self._one_kind(loaded, case, case.measure)
+        if case.versus is None:
+            return one
+        other = self._one_kind(loaded, case, case.versus)
+        if one.get("binary") and other.get("binary"):
+            return {"paired_binary": True}
+        a, b = _range_of(one), _range_of(other)
+        return {"value_range": (a[0] - b[1], a[1] - b[0]) if a and b else None}
+
+    def _one_kind(self, loaded, case, measure) -> dict:
+        if measure.metric == "accuracy" and self._prompts(loaded, case.prompts).target_tok.shape[1] == 1:
             return {"binary": True}
         d_vocab = loaded.limits.get("d_vocab_out") or loaded.limits.get("d_vocab")
-        if case.measure.metric == "rank" and not d_vocab:
+        if measure.metric == "rank" and not d_vocab:
             d_vocab = self.model(loaded).cfg.d_vocab_out  # the config did not say: ask the model
-        return {"value_range": value_range(case.measure, d_vocab)}
+        return {"value_range": value_range(measure, d_vocab)}
 
     def _curve_row(self, loaded, lc, region) -> Row:
         from . import stats as S
@@ -294,7 +322,8 @@ class Session:
         claim = lc.claim
         q = claim.for_.kind if claim.for_ else None
         verdict = ERROR if error else RECORDED if self.recording(claim) else combine(q, [c.verdict for c in cases])
-        expected = "recorded" if self.options.record and claim.expect.record is None else claim.expect.text()
+        expected = "recorded" if self.options.record and claim.expect.record is None else \
+            ("difference " if claim.versus or claim.ranks else "") + claim.expect.text()
         return Result(
             claim.id, claim.says, expected, q, verdict, cases, str(loaded.path), lc.line, loaded.spec.seed,
             loaded.model_source.describe(), self._record(loaded, lc), describe_measure(claim.measure), error,
@@ -337,6 +366,11 @@ def _case(row: "Row", a: float) -> CaseResult:
     verdict = FAIL if row.undefined else judge(est, *row.region)
     clean = row.clean.at(a) if row.clean is not None else None
     return CaseResult(row.label, verdict, est, row.region, clean, a, row.curve, bound=row.bound)
+
+
+def _range_of(kind: dict):
+    """The range a value kind's values lie in (0/1 outcomes: [0, 1]), or None."""
+    return (0.0, 1.0) if kind.get("binary") else kind.get("value_range")
 
 
 def _spread(value_range):

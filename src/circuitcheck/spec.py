@@ -300,13 +300,21 @@ class Order(Strict):
     monotonic: bool | None = Field(None, description="whether the values rise or fall monotonically with the unit")
 
 
-RELATIVE = ("drop", "rise", "change", "contrast")
+class Correlates(Region):
+    """Pearson's r between the measure and a per-prompt quantity of the data, over the prompts."""
+
+    with_: str = Field(alias="with", description="`tok[POS]` (the token id at a named position) or a numeric field "
+                                                 "of the data")
+
+
+RELATIVE = ("drop", "rise", "change", "contrast", "correlates")
 SWEPT = ("crosses", "slope", "r2")
 
 
 class Expect(Region):
     """The region the value lies in. `drop`/`rise`/`change` compare with the clean run, paired by
-    prompt; `contrast` compares prompts meeting the claim's `where` with the rest; `crosses`,
+    prompt; `contrast` compares prompts meeting the claim's `where` with the rest; `correlates`
+    correlates the measure with a per-prompt quantity of the data; `crosses`,
     `slope` and `r2` judge a sweep's curve; `order` ranks a weight-only measure's units."""
 
     drop: Region | None = Field(None, description="clean minus intervened")
@@ -317,6 +325,8 @@ class Expect(Region):
     slope: Region | None = Field(None, description="least-squares slope of the measure against the swept value")
     r2: Region | None = Field(None, description="R² of that straight-line fit")
     order: Order | None = None
+    correlates: Correlates | None = Field(None, description="Pearson's r with a per-prompt quantity, "
+                                                             "percentile bootstrap over prompts")
     record: Literal["value", "drop", "rise", "change", "contrast"] | None = Field(
         None, description="no threshold: report the value (or the change, or the contrast) and its interval")
 
@@ -364,6 +374,8 @@ class Expect(Region):
             return f"crosses {self.crosses.level:g} at {self.crosses.at.text()}"
         if self.order is not None:
             return "order " + ", ".join(f"{k}={v}" for k, v in self.order.model_dump(exclude_none=True).items())
+        if self.correlates is not None:
+            return f"correlation with {self.correlates.with_} {self.correlates.text()}"
         kind = self.relative or self.swept
         return f"{kind} {self.region.text()}" if kind else Region.text(self)
 
@@ -430,11 +442,23 @@ class Quantifier(Strict):
 
 
 # ---------------------------------------------------------------- the claim and the file
+class Ranks(Strict):
+    """A ranking over heads: each named head's value exceeds each other head's, as paired cases
+    (`L0H1>L0H0`, ...) each judged on the per-prompt difference; the measure names `$head`."""
+
+    heads: Heads = Field(description="the heads claimed to come first, each bound as $head in the measure")
+    above: Union[list[Head], Literal["layer", "all"]] = Field(
+        description="the heads they beat: a list, `layer` (every other head of the named head's layer) or `all`")
+
+
 class Claim(Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9][\w.-]*$", description="unique in the file; used by -k")
     says: str = Field(min_length=1, description="the sentence this claim checks, shown in reports")
     under: list[Intervention] = Field(default_factory=list)
     measure: Measure
+    versus: Measure | None = Field(None, description="a second measure on the same prompts and runs: the claim "
+                                                     "judges measure minus versus, paired by prompt")
+    ranks: Ranks | None = None
     for_: Quantifier | None = Field(None, alias="for")
     sweep: dict[str, list[Union[float, int, str]]] | None = Field(
         None, description="one variable and its values, bound as $name in under, measure and prompts")
@@ -477,6 +501,12 @@ class Claim(Strict):
             raise ValueError("a sweep is judged with `crosses`, `slope` or `r2` (or `expect: record` to see each value)")
         if self.expect.record is None and (self.expect.order is not None) != (self.measure.ov_norm is not None):
             raise ValueError("`order` ranks a weight-only measure (ov_norm) and needs one")
+        if self.ranks is not None and (self.for_ is not None or self.sweep is not None or self.versus is not None):
+            raise ValueError("`ranks` makes its own paired cases: it goes without `for:`, `sweep:` and `versus:`")
+        if (self.ranks is not None or self.versus is not None) and self.expect.order is not None:
+            raise ValueError("`order` ranks one weight-only measure's units; compare two measures with at_least/...")
+        if self.versus is not None and (self.versus.ov_norm is not None or self.versus.similarity is not None):
+            raise ValueError("`versus` is one value per prompt of the claim's own prompts: not ov_norm or similarity")
         return self
 
 
