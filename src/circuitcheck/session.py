@@ -120,9 +120,10 @@ class Session:
             self.measured[k] = value
         return self.measured[k]
 
-    def _cache_key(self, loaded, case, under, m) -> str | None:
+    def _cache_key(self, loaded, case, under, m=None) -> str | None:
         if self.cache is None:
             return None
+        m = m or case.measure
         specs = [case.prompts] + H.variant_specs(case) + [iv.patch.source for iv in under if iv.patch is not None]
         return self.cache.key(loaded.model_source, [self._prompts(loaded, s) for s in specs], under, m,
                               self.load_options(loaded), self.options.batch_size, loaded.spec.seed)
