@@ -1,6 +1,7 @@
 """`circuitcheck`: run hypothesis files without pytest, write the JSON Schema, train the zoo.
 
-    circuitcheck check hypotheses/max_of_list.hyp.yaml
+    circuitcheck check hypotheses/max_of_list.hyp.yaml [--cc-model REF=SOURCE] [--cc-json PATH] ...
+    circuitcheck diff A.json B.json
     circuitcheck measure hypotheses/max_of_list.hyp.yaml     (numbers, no verdicts)
     circuitcheck schema [PATH]
     circuitcheck zoo train NAME|all
@@ -39,6 +40,13 @@ def main(argv: list[str] | None = None) -> int:
                        help="also read files that hypothesis files name from DIR (repeatable, as under pytest)")
         p.add_argument("--cc-dump-values", metavar="DIR", default=None,
                        help="write each claim case's per-prompt values to DIR/<file>/<claim>[.<case>].json")
+    from .regression import add_options
+
+    add_options(c.add_argument)
+    d = sub.add_parser("diff", help="compare two --cc-json reports: verdict flips and drift (exit 1 on a flip)")
+    d.add_argument("a", help="the reference report")
+    d.add_argument("b", help="the new report")
+    d.add_argument("--cc-drift", choices=("warn", "fail"), default="warn", help="whether drift alone exits 1")
     s = sub.add_parser("schema", help="write the hypothesis-file JSON Schema (for editors)")
     s.add_argument("path", nargs="?", default=str(SCHEMA))
     sub.add_parser("zoo", help="train the zoo models (see `circuitcheck zoo -h`)", add_help=False)
@@ -53,9 +61,13 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.path).write_text(schema_text())
         print(f"wrote {args.path}")
         return 0
+    if args.cmd == "diff":
+        return _diff(args)
     from .paths import allow
 
     allow(args.cc_allow_path)
+    if args.cmd == "check":
+        return _check_regression(args)
     if args.cmd == "specificity":
         return _specificity(args.files, args.cc_cache)
     return _check(args.files, args.cc_cache, args.cc_dump_values, record=args.cmd == "measure")
@@ -108,3 +120,49 @@ def _specificity(files, cache: str = "off") -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _check_regression(args) -> int:
+    """`check`: every claim's line, with --cc-model overrides, baselines and the JSON/HTML reports."""
+    from . import regression, report
+    from .baseline import BaselineError
+    from .override import OverrideError
+
+    try:
+        run = regression.Run.from_options(lambda name: getattr(args, name))
+    except OverrideError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    session = _session_with([], args.cc_cache, dump_values=args.cc_dump_values)[0]
+    _, files, failed = _session_with(args.files, "off")  # read and checked here; run on `session` below
+    results, records = [], []
+    for f in files:
+        for checkpoint, run_on in run.variants(f):
+            key = (f.path, checkpoint) if checkpoint else f.path
+            session.add(run_on, key)
+            for lc in f.claims:
+                r = session.result(key, lc.claim.id)
+                try:
+                    records.append(run.record(r, session, key))
+                except BaselineError as exc:
+                    print(exc, file=sys.stderr)
+                    return 2
+                results.append(r)
+    print("\n".join(report.table([dict(regression.properties(r)) for r in results])))
+    for line in run.finish(records):
+        print(line)
+    bad = any(r.verdict not in ("pass", "recorded") or run.drift_fails(r) for r in results)
+    return 1 if failed or bad else 0
+
+
+def _diff(args) -> int:
+    from .report_json import ReportError, diff_lines, read
+
+    try:
+        a, b = read(args.a), read(args.b)
+    except ReportError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    lines, flipped, drifted = diff_lines(a, b)
+    print("\n".join(lines))
+    return 1 if flipped or (drifted and args.cc_drift == "fail") else 0

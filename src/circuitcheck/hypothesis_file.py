@@ -281,8 +281,11 @@ def _validation_error(path, tree, exc: ValidationError) -> HypothesisError:
     return HypothesisError(path, line, _field(loc), msg, hint or REFERENCE)
 
 
-def load(path) -> LoadedFile:
-    """Read, validate and expand one hypothesis file; raise `HypothesisError` on any problem."""
+def load(path, roles: dict[str, str] | None = None) -> LoadedFile:
+    """Read, validate and expand one hypothesis file; raise `HypothesisError` on any problem.
+
+    `roles` binds the file's `roles:` (name -> head) before its claims are read; without it each
+    role stands in as its first candidate, so that collection checks every claim (roles.py)."""
     path = Path(path)
     return load_tree(path, read_yaml(path))
 
@@ -300,6 +303,10 @@ def load_tree(path: Path, tree) -> LoadedFile:
     _check_unique_ids(path, tree)
     try:
         spec = HypothesisFile.model_validate(_plain(tree))
+        if spec.roles:
+            from .roles import bind
+
+            spec = HypothesisFile.model_validate(bind(_plain(tree), spec, roles))
     except ValidationError as exc:
         raise _validation_error(path, tree, exc) from None
     source, cfg = _model(path, tree, spec)

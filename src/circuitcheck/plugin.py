@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from . import hypothesis_file as H
-from . import paths, report
+from . import override, paths, regression, report
+from .baseline import BaselineError
 from .cache import MODES
 from .models import ModelUnavailable
 from .session import Options, Session
@@ -18,7 +19,9 @@ from .spec import INTERVENTIONS, MEASURES
 from .verdict import INCONCLUSIVE, PASS, RECORDED
 
 SESSION = pytest.StashKey[Session]()
+RUN = pytest.StashKey["regression.Run"]()
 CLAIMS: list[dict] = []  # each claim's numbers, gathered from reports (they also arrive from xdist workers)
+RECORDS: list[dict] = []  # each claim's JSON record (report_json), gathered the same way
 KINDS = MEASURES + INTERVENTIONS + ("quantified", "sweep")
 
 
@@ -44,6 +47,7 @@ def pytest_addoption(parser):
                 help="Holm's multiple-testing family: the claims of each file (default), or every claim of the run")
     g.addoption("--cc-dump-values", metavar="DIR", default=None,
                 help="write each claim case's per-prompt values to DIR/<file>/<claim>[.<case>].json")
+    regression.add_options(g.addoption)
 
 
 def positive_int(text: str) -> int:
@@ -70,7 +74,12 @@ def pytest_configure(config):
                       config.getoption("cc_family"), dump_values=config.getoption("cc_dump_values"))
     paths.allow(config.getoption("cc_allow_path"))
     config.stash[SESSION] = Session(options)
+    try:
+        config.stash[RUN] = regression.Run.from_options(config.getoption)
+    except (override.OverrideError, ValueError) as exc:
+        raise pytest.UsageError(str(exc)) from None
     CLAIMS.clear()
+    RECORDS.clear()
 
 
 def pytest_collect_file(file_path: Path, parent):
@@ -90,16 +99,19 @@ class HypothesisFile(pytest.File):
         except Exception as exc:  # a case the loader does not check yet: still this file's error only
             self.config.option.continue_on_collection_errors = True
             raise self.CollectError(f"{self.path}: {H.unexpected('reading this hypothesis file', exc)}") from None
-        self.config.stash[SESSION].add(loaded)
         model = _mark_name(loaded.model_source.ref)
         self.config.addinivalue_line("markers", f"{model}: claims on model {loaded.model_source.describe()}")
-        for lc in loaded.claims:
-            item = ClaimItem.from_parent(self, name=lc.claim.id, loaded=loaded, line=lc.line)
-            item.extra_keyword_matches.add(loaded.model_source.ref)  # `-k max-of-list` selects by model
-            for mark in {"circuitcheck", model, *_kinds(lc.claim), *lc.claim.marks}:
-                item.add_marker(mark)
-            item.add_marker(pytest.mark.xdist_group(name=model))
-            yield item
+        for checkpoint, run_on in self.config.stash[RUN].variants(loaded):
+            key = (loaded.path, checkpoint) if checkpoint else loaded.path
+            self.config.stash[SESSION].add(run_on, key)
+            for lc in loaded.claims:
+                name = f"{lc.claim.id}[{checkpoint}]" if checkpoint else lc.claim.id
+                item = ClaimItem.from_parent(self, name=name, loaded=run_on, line=lc.line, key=key, claim_id=lc.claim.id)
+                item.extra_keyword_matches.add(loaded.model_source.ref)  # `-k max-of-list` selects by model
+                for mark in {"circuitcheck", model, *_kinds(lc.claim), *lc.claim.marks}:
+                    item.add_marker(mark)
+                item.add_marker(pytest.mark.xdist_group(name=model))
+                yield item
 
 
 def _mark_name(ref: str) -> str:
@@ -121,22 +133,26 @@ class ClaimFailed(Exception):
 
 
 class ClaimItem(pytest.Item):
-    def __init__(self, *, loaded, line, **kw):
+    def __init__(self, *, loaded, line, key=None, claim_id=None, **kw):
         super().__init__(**kw)
         self.loaded, self.line = loaded, line
+        self.key, self.claim_id = key or loaded.path, claim_id or self.name
+        self.cc_record = None
 
     def runtest(self):
         try:
-            result = self.config.stash[SESSION].result(self.loaded.path, self.name)
+            result = self.config.stash[SESSION].result(self.key, self.claim_id)
         except ModelUnavailable as exc:
             if self.config.getoption("cc_require_models"):
                 raise ClaimFailed(None) from exc
             pytest.skip(f"model not available: {exc}")
-        self.user_properties.extend(report.properties(result))
+        run = self.config.stash[RUN]
+        self.cc_record = run.record(result, self.config.stash[SESSION], self.key)
+        self.user_properties.extend(regression.properties(result))
         if result.verdict == RECORDED:  # `expect: record`: passes, and its numbers print at the end
             self.user_properties.append(("recorded", report.describe(result)))
             return
-        if result.verdict == PASS:
+        if result.verdict == PASS and not run.drift_fails(result):
             if self.config.getoption("cc_specificity"):
                 self._check_specificity()
             return
@@ -159,11 +175,21 @@ class ClaimItem(pytest.Item):
         if isinstance(excinfo.value, ClaimFailed):
             if excinfo.value.result is None:
                 return f"model not available and --cc-require-models is set: {excinfo.value.__cause__}"
-            return report.describe(excinfo.value.result)
+            return regression.describe(excinfo.value.result)
+        if isinstance(excinfo.value, BaselineError):
+            return str(excinfo.value)
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self):
         return self.path, self.line - 1, f"claim {self.name}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A claim's full record rides on its report (plain JSON values), so it reaches the controller under xdist."""
+    outcome = yield
+    if call.when == "call" and getattr(item, "cc_record", None) is not None:
+        outcome.get_result().cc_record = item.cc_record
 
 
 def pytest_runtest_logreport(report):
@@ -171,6 +197,8 @@ def pytest_runtest_logreport(report):
     props = dict(report.user_properties)
     if report.when == "call" and "claim" in props:
         CLAIMS.append(props)
+        if getattr(report, "cc_record", None) is not None:
+            RECORDS.append(report.cc_record)
 
 
 def pytest_terminal_summary(terminalreporter, config):
@@ -184,3 +212,7 @@ def pytest_terminal_summary(terminalreporter, config):
             for text in recorded:
                 terminalreporter.write_line(text)
         CLAIMS.clear()
+    if RUN in config.stash:
+        for line in config.stash[RUN].finish(RECORDS):
+            terminalreporter.write_line(line)
+    RECORDS.clear()

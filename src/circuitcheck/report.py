@@ -108,17 +108,19 @@ WHICH = {"all": "worst", "any": "best", "none": "nearest to passing"}
 
 def table(claims: list[dict]) -> list[str]:
     """One line per claim, from its `properties`: verdict, claim, the deciding case's value, its
-    interval and level, the expectation, n, and the method."""
-    rows = [("verdict", "claim", "value", "CI", "level", "expected", "n", "method")]
+    interval and level, the expectation, n, and the method (and the baseline, when there is one)."""
+    base = any("baseline" in p for p in claims)  # a column for baseline.py's comparison, when there is one
+    rows = [("verdict", "claim", "value", "CI", "level", "expected", "n", "method") + (("baseline",) if base else ())]
     for p in claims:
+        extra = (p.get("baseline", "-"),) if base else ()
         if "value" not in p:
-            rows.append((p["verdict"].upper(), p["claim"], "-", "-", "-", p["expected"], "-", p.get("error", "")))
+            rows.append((p["verdict"].upper(), p["claim"], "-", "-", "-", p["expected"], "-", p.get("error", "")) + extra)
             continue
         which = WHICH.get(p.get("quantifier") or "all")
         cases = "" if p["cases"] == 1 else f" ({which} of {p['cases']})"
         rows.append((p["verdict"].upper(), p["claim"], _num(p["value"]) + cases,
                      f"[{_num(p['ci_low'])}, {_num(p['ci_high'])}]", str(p.get("level", "")), p["expected"],
-                     str(p["n"]), _brief(p["method"])))
+                     str(p["n"]), _brief(p["method"])) + extra)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
 

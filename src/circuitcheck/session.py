@@ -64,16 +64,76 @@ class Session:
             from .cache import ValueCache
 
             self.cache = ValueCache(options.cache_dir, options.cache)
+        self.fingerprints: dict[tuple, dict] = {}
+        self.roles: dict = {}  # key -> claim id -> role -> head; a file with roles plans once they are bound
 
-    def add(self, loaded: H.LoadedFile) -> None:
-        self.files[loaded.path] = loaded
-        self.plan.add(loaded)
+    def add(self, loaded: H.LoadedFile, key=None) -> None:
+        """`key` (default: the file's path) tells apart one file run on several checkpoints."""
+        self.files[key or loaded.path] = loaded
+        if not loaded.spec.roles:
+            self.plan.add(loaded)
 
     def result(self, path: Path, claim_id: str) -> Result:
         if path not in self.results:
             paths = list(self.files) if self.options.family == "run" else [path]
-            self.results.update(self._judged(paths))
+            failed = self._bind_roles(paths)
+            ok = [p for p in paths if p not in failed]
+            self.results.update(self._judged(ok) if ok else {})
+            for p, error in failed.items():  # a scan that cannot run: every claim of the file says why
+                self.results[p] = {lc.claim.id: self._result(self.files[p], lc, [], error) for lc in self.files[p].claims}
+            for p in paths:
+                self._regression_fields(p)
         return self.results[path][claim_id]
+
+    def _bind_roles(self, keys) -> dict:
+        """Bind the roles of each file among `keys` that has some; {key: why} for scans that cannot run."""
+        failed = {}
+        for key in keys:
+            if self.files[key].spec.roles and key not in self.roles:
+                try:
+                    self._bind_file_roles(key)
+                except models.ModelUnavailable:
+                    raise
+                except Exception as exc:
+                    failed[key] = f"binding roles: {exc}"
+        return failed
+
+    def _bind_file_roles(self, key) -> None:
+        """Scan for the file's roles on its model, then read the file again with them bound (roles.py)."""
+        import dataclasses
+
+        from . import roles
+
+        loaded = self.files[key]
+        scanned = roles.scan(self.model(loaded), loaded, self.options.batch_size)
+        heads = {name: r["head"] for name, r in scanned.items()}
+        bound = dataclasses.replace(H.load(loaded.path, heads), model_source=loaded.model_source,
+                                    n_layers=loaded.n_layers, n_heads=loaded.n_heads)
+        raw = H.HypothesisFile.model_validate(H._plain(H.read_yaml(loaded.path)))  # `$role` left in
+        used = roles.uses(raw, heads)
+        roles.relabel(bound, raw, used)
+        # claim id -> the heads filling the roles it uses
+        self.roles[key] = {cid: {n: heads[n] for n in names} for cid, names in used.items()}
+        self.files[key] = bound
+        self.plan.add(bound)
+
+    def _regression_fields(self, key) -> None:
+        """What each result ran on (fingerprint.py), which checkpoint, and each case's interventions."""
+        from .fingerprint import fingerprint
+
+        loaded = self.files[key]
+        fk = (loaded.model_source, self.load_options(loaded))
+        if fk not in self.fingerprints:
+            self.fingerprints[fk] = fingerprint(loaded.model_source, self.load_options(loaded).record(),
+                                                lambda: self.model(loaded))
+        for lc in loaded.claims:
+            r = self.results[key][lc.claim.id]
+            r.fingerprint = self.fingerprints[fk]
+            r.checkpoint = key[1] if isinstance(key, tuple) else ""
+            r.drift = lc.claim.drift
+            r.roles = self.roles.get(key, {}).get(lc.claim.id, {})
+            r.case_under = {c.label: [iv.model_dump(mode="json", by_alias=True, exclude_none=True) for iv in c.under]
+                            for c in lc.cases}
 
     def forward_passes(self) -> int:
         return sum(r.forward_passes for r in self.runs.values())
@@ -277,7 +337,7 @@ class Session:
             loaded = self.files[path]
             for lc in loaded.claims:
                 try:
-                    entries.append((loaded, lc, self._rows(loaded, lc)))
+                    entries.append((path, loaded, lc, self._rows(loaded, lc)))
                 except models.ModelUnavailable:
                     raise
                 except models.ModelError as exc:
@@ -287,19 +347,19 @@ class Session:
                 except Exception as exc:  # one claim that cannot be measured must not take the others down
                     errors[(path, lc.claim.id)] = H.unexpected("measuring this claim", exc)
         # Recorded claims test nothing: they stay out of Holm's family, with bounds at the file's alpha.
-        recorded = [e for e in entries if self.recording(e[1].claim)]
-        entries = [e for e in entries if not self.recording(e[1].claim)]
+        recorded = [e for e in entries if self.recording(e[2].claim)]
+        entries = [e for e in entries if not self.recording(e[2].claim)]
         alpha = min(self.files[p].spec.alpha for p in paths)
-        levels = S.holm([claim_p(lc.claim, rows) for _, lc, rows in entries], alpha)
+        levels = S.holm([claim_p(lc.claim, rows) for _, _, lc, rows in entries], alpha)
         family = f"Holm over {len(entries)} claims of {'this file' if len(paths) == 1 else f'{len(paths)} files'}"
         out: dict[Path, dict[str, Result]] = {p: {} for p in paths}
-        for loaded, lc, rows in recorded:
+        for path, loaded, lc, rows in recorded:  # path: the session's key for the file
             cases = [_case(row, loaded.spec.alpha) for row in rows]
             for c in cases:
                 c.verdict = RECORDED
-            out[loaded.path][lc.claim.id] = self._result(loaded, lc, cases, family="recorded, not judged")
-        for (loaded, lc, rows), level in zip(entries, levels):
-            out[loaded.path][lc.claim.id] = self.judge_at(loaded, lc, level, rows, f"{family}, α={level:.3g}")
+            out[path][lc.claim.id] = self._result(loaded, lc, cases, family="recorded, not judged")
+        for (path, loaded, lc, rows), level in zip(entries, levels):
+            out[path][lc.claim.id] = self.judge_at(loaded, lc, level, rows, f"{family}, α={level:.3g}")
         for path in paths:
             loaded = self.files[path]
             for lc in loaded.claims:

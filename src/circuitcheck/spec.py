@@ -467,6 +467,8 @@ class Claim(Strict):
     expect: Expect
     prompts: PromptSpec | None = Field(None, description="overrides the file's prompt set")
     marks: list[str] = Field(default_factory=list)
+    drift: float | None = Field(None, gt=0, description="largest change from the baseline value that is not drift "
+                                "(default: drift when the baseline's and this run's intervals do not overlap)")
 
     @field_validator("under", mode="before")
     @classmethod
@@ -510,15 +512,43 @@ class Claim(Strict):
         return self
 
 
+class Role(Strict):
+    """A head named by what it does: the candidate scoring highest on a measure, found when the claims run."""
+
+    best: "Measure" = Field(description="a measure with `$head` where the candidate goes, e.g. "
+                                        "{head_score: {head: $head, pattern: induction}}")
+    among: Union[list[Head], str] = Field("all", description="candidates: a list of heads, `layer N`, or `all`")
+    rank: int = Field(1, ge=1, description="1 takes the highest-scoring candidate, 2 the next, ...")
+    prompts: PromptSpec | None = Field(None, description="the prompts the scan runs on (default: the file's)")
+
+    @field_validator("among")
+    @classmethod
+    def _among(cls, v):
+        if isinstance(v, str) and not re.fullmatch(r"all|layer \d+", v):
+            raise ValueError("write `among: all`, `among: layer 1`, or a list of heads")
+        return v
+
+    @model_validator(mode="after")
+    def _uses_head(self):
+        if "$head" not in str(self.best.model_dump()):
+            raise ValueError("a role's `best:` measure puts the candidate where it writes `$head`")
+        return self
+
+
 class HypothesisFile(Strict):
     model: ModelSpec
     prompts: PromptSpec
+    roles: dict[Annotated[str, Field(pattern=r"^[A-Za-z_]\w*$")], Role] = Field(
+        default_factory=dict, description="heads bound by a scan when the claims run; claims write `$name`")
     alpha: float = Field(0.05, gt=0, lt=0.5, description="family-wise error rate for the claims of this file (Holm)")
     seed: Seed = Field(0, description="seeds resampling, bootstrap and anything random at run time")
     claims: list[Claim] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _unique_ids(self):
+        taken = {"head", "heads"} & set(self.roles)
+        if taken:
+            raise ValueError(f"role name ${taken.pop()} is taken: `for:` binds $head and $heads")
         seen = set()
         for c in self.claims:
             if c.id in seen:

@@ -64,6 +64,13 @@ class Result:
     under: str = ""  # the interventions, as a reader names them
     family: str = ""  # the multiple-testing family and the level this claim was judged at
     level: float = 0.05  # that level: the claim's error rate after Holm
+    # regression checks (fingerprint.py, override.py, baseline.py)
+    fingerprint: dict = field(default_factory=dict)  # weights sha256, library versions, dtype, device
+    checkpoint: str = ""  # the checkpoint's name when `--cc-model REF=a,b,c` runs a series
+    case_under: dict = field(default_factory=dict)  # case label -> its interventions, with values bound
+    roles: dict = field(default_factory=dict)  # role name -> the head a scan bound it to
+    drift: float | None = None  # the claim's `drift:` tolerance against its baseline
+    baseline: object = None  # a baseline.Comparison when a baseline exists
 
     @property
     def main(self) -> CaseResult | None:

@@ -19,6 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--out", default=None,
                    help="output directory (default: the package's zoo/models/NAME; with 'all', DIR/NAME)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--save-every", type=int, default=None, metavar="N",
+                   help="also write DIR/step-N/ every N steps and at the last (needs --out): a checkpoint series")
     t.add_argument("--no-measure", action="store_true", help="skip the 'Measured behaviour' section")
     t.add_argument("--quiet", action="store_true")
     sub.add_parser("list", help="list the models this module can train")
@@ -35,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.steps is not None and args.out is None:
         ap.error("--steps needs --out DIR (the shipped models are trained with the default steps)")
+    if args.save_every is not None and (args.out is None or args.save_every < 1):
+        ap.error("--save-every N needs N >= 1 and --out DIR (checkpoints never go into the installed package)")
 
     for name in names:
         out = None
@@ -43,10 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         if name == "ioi":
             from circuitcheck.zoo import ioi
 
-            m = ioi.train(steps=args.steps, out=out, seed=args.seed, measure=not args.no_measure, verbose=not args.quiet)
+            m = ioi.train(steps=args.steps, out=out, seed=args.seed, measure=not args.no_measure, verbose=not args.quiet, save_every=args.save_every)
         else:
             m = train(name, steps=args.steps, out=out, seed=args.seed, measure=not args.no_measure,
-                      verbose=not args.quiet)
+                      verbose=not args.quiet, save_every=args.save_every)
         summary = {k: m[k] for k in ("name", "steps", "final_train_loss", "train_time_s", "held_out", "out")}
         print(json.dumps(summary), flush=True)
     return 0

@@ -239,11 +239,13 @@ def build_model(config: dict):
 
 
 def train(name: str, steps: int | None = None, out: str | Path | None = None, seed: int = 0,
-          measure: bool = True, verbose: bool = False) -> dict:
+          measure: bool = True, verbose: bool = False, save_every: int | None = None) -> dict:
     """Train zoo model `name` and write it to `out` (default `zoo/models/NAME`); returns metrics.
 
     `steps` overrides the default number of steps (a smoke run: `steps=20`). `seed` seeds the
-    initialisation and the training data; the shipped models use seed 0.
+    initialisation and the training data; the shipped models use seed 0. `save_every` also writes
+    `out/step-N/` (config.json + model.safetensors) every N steps and at the last step: a
+    checkpoint series for `--cc-model zoo:NAME='out/step-*'`.
     """
     import torch
 
@@ -257,8 +259,8 @@ def train(name: str, steps: int | None = None, out: str | Path | None = None, se
     tr["seed"] = seed
     spec["config"]["seed"] = seed
     out = Path(out) if out is not None else ZOO_MODELS / name
-    if out == ZOO_MODELS / name and steps != default_steps:
-        raise ValueError("a run with non-default --steps must write elsewhere: pass --out DIR")
+    if out == ZOO_MODELS / name and (steps != default_steps or save_every):
+        raise ValueError("a run with non-default --steps or with --save-every must write elsewhere: pass --out DIR")
 
     with reproducible_cpu() as deterministic:
         torch.manual_seed(seed)
@@ -283,6 +285,8 @@ def train(name: str, steps: int | None = None, out: str | Path | None = None, se
             opt.step()
             sched.step()
             losses.append(task_loss.item())
+            if save_every and (step + 1) % save_every == 0 and step + 1 < steps:
+                _save(out / f"step-{step + 1}", spec, model)
             if verbose and (step % 250 == 0 or step == steps - 1):
                 print(f"[{name}] step {step:5d}  loss {loss.item():.4f}", flush=True)
         train_time = time.perf_counter() - t0
@@ -310,6 +314,8 @@ def train(name: str, steps: int | None = None, out: str | Path | None = None, se
             measured = inspect_zoo.measure(name, model)
             metrics["measured"] = measured
         _write(out, name, spec, model, metrics, measured, default=steps == default_steps)
+        if save_every:
+            _save(out / f"step-{steps}", spec, model)
         metrics["out"] = str(out)
         metrics["reload_max_abs_diff"] = _check_reload(out, model, spec)
         return metrics
@@ -343,6 +349,12 @@ def reproducible_cpu():
 
 
 def _write(out: Path, name: str, spec: dict, model, metrics: dict, measured: dict | None, default: bool):
+    _save(out, spec, model)
+    (out / "card.md").write_text(card(name, spec, metrics, measured, default))
+
+
+def _save(out: Path, spec: dict, model):
+    """config.json (the zoo card's config) and model.safetensors: what `--cc-model REF=DIR` reads."""
     from safetensors.torch import save_file
 
     out.mkdir(parents=True, exist_ok=True)
@@ -351,7 +363,6 @@ def _write(out: Path, name: str, spec: dict, model, metrics: dict, measured: dic
     (out / "model.safetensors").chmod(0o644)
     doc = {k: spec[k] for k in ("config", "task", "prompts", "training", "eval")}
     (out / "config.json").write_text(json.dumps(doc, indent=2) + "\n")
-    (out / "card.md").write_text(card(name, spec, metrics, measured, default))
 
 
 def _check_reload(out: Path, model, spec: dict) -> float:

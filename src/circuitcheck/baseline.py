@@ -1,0 +1,245 @@
+"""Baselines, the syrupy way: a run's results saved beside the hypothesis files, reviewed in git,
+and every later run compared with them.
+
+Layout: one baseline file per hypothesis file, in a `__baselines__/` folder beside it,
+
+    hypotheses/max_of_list.hyp.yaml
+    hypotheses/__baselines__/max_of_list.json
+
+holding, per claim, its verdict and per case the value, interval, level, method, n and verdict,
+plus the fingerprint of the run that wrote it (weights sha256, versions, dtype, device) and the
+heads that filled its roles. `--cc-update-baselines` writes them; a claim selected out of the run
+(`-k`) keeps its old entry, a claim gone from the file loses it.
+
+A comparison reports, per claim: the baseline value and the change, a verdict flip
+(`pass→fail`, `pass→inconclusive`, ...), and drift. A case drifts when its change exceeds the
+claim's `drift:` tolerance or, without one, when this run's interval and the baseline's do not
+overlap: the two runs disagree beyond what either run's sampling noise explains. Claims with no
+baseline entry and baseline entries with no claim are listed, as syrupy lists unused snapshots.
+
+Entries are plain dicts in the JSON report's shape (`entry`), so `circuitcheck diff A.json B.json`
+compares two saved reports with the same `compare`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FORMAT = "circuitcheck-baseline/1"
+FOLDER = "__baselines__"
+CASE_FIELDS = ("value", "low", "high", "level", "method", "n", "verdict")
+
+
+def path_for(hypothesis_file) -> Path:
+    p = Path(hypothesis_file)
+    return p.parent / FOLDER / (p.name.removesuffix(".hyp.yaml").removesuffix(".yaml") + ".json")
+
+
+# ---------------------------------------------------------------- entries
+def entry(result) -> dict:
+    """A claim's result as a baseline entry (also the core of its JSON report record)."""
+    return {
+        "verdict": result.verdict,
+        "drift": result.drift,
+        "roles": dict(result.roles),
+        "cases": [_case(c) for c in result.cases],
+    }
+
+
+def _case(c) -> dict:
+    return {"label": c.label, **numbers(c.estimate), "verdict": c.verdict}
+
+
+def numbers(e) -> dict:
+    """An estimate's value, interval, level, method and n, as plain JSON values."""
+    return {"value": float(e.statistic), "low": float(e.low), "high": float(e.high),
+            "level": float(e.level), "method": e.method, "n": int(e.n)}
+
+
+# ---------------------------------------------------------------- comparing
+@dataclass
+class CaseChange:
+    label: str
+    base: dict | None  # the baseline's case, None for a case the baseline lacks
+    now: dict | None  # this run's case, None for a case gone from this run
+    drift: bool = False
+
+    @property
+    def change(self) -> float | None:
+        return self.now["value"] - self.base["value"] if self.base and self.now else None
+
+    @property
+    def flip(self) -> str | None:
+        if self.base and self.now and self.base["verdict"] != self.now["verdict"]:
+            return f"{self.base['verdict']}→{self.now['verdict']}"
+        return None
+
+
+@dataclass
+class Comparison:
+    base_verdict: str
+    verdict: str
+    cases: list[CaseChange] = field(default_factory=list)
+    tolerance: str = "drift: the intervals do not overlap"
+    roles: dict = field(default_factory=dict)  # role -> (baseline head, this run's head), where they differ
+    weights_changed: bool | None = None
+
+    @property
+    def flip(self) -> str | None:
+        return f"{self.base_verdict}→{self.verdict}" if self.base_verdict != self.verdict else None
+
+    @property
+    def drift(self) -> bool:
+        return any(c.drift for c in self.cases)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.flip or self.drift or any(c.base is None or c.now is None for c in self.cases))
+
+    def shown(self) -> CaseChange | None:
+        """The case a one-line summary shows: the one that flipped or drifted most, else the first."""
+        both = [c for c in self.cases if c.base and c.now]
+        if not both:
+            return None
+        return max(both, key=lambda c: (c.flip is not None, c.drift, abs(c.change)))
+
+    def cell(self) -> str:
+        """One table cell: `0.93 (Δ-0.12 drift) pass→fail`."""
+        c = self.shown()
+        label = f"[{c.label}] " if c and c.label and len(self.cases) > 1 else ""
+        text = f"{label}{_num(c.base['value'])} (Δ{c.change:+.3g}{' drift' if c.drift else ''})" if c else "-"
+        return text + (f" {self.flip}" if self.flip else "")
+
+    def lines(self) -> list[str]:
+        """The baseline part of a failure message or summary."""
+        out = [f"  baseline: verdict {self.base_verdict}" + (f", now {self.verdict} ({self.flip})" if self.flip else
+                                                             " (unchanged)")
+               + ("; weights differ from the baseline run's" if self.weights_changed else "")]
+        for c in self.cases:
+            label = f"[{c.label}] " if c.label else ""
+            if c.base is None:
+                out.append(f"    {label}new case: no baseline")
+            elif c.now is None:
+                out.append(f"    {label}in the baseline, not in this run")
+            else:
+                out.append(f"    {label}{_num(c.base['value'])} [{_num(c.base['low'])}, {_num(c.base['high'])}] → "
+                           f"{_num(c.now['value'])} [{_num(c.now['low'])}, {_num(c.now['high'])}]  Δ{c.change:+.3g}"
+                           + (f"  DRIFT ({self.tolerance})" if c.drift else "")
+                           + (f"  {c.flip}" if c.flip else ""))
+        for role, (was, now) in self.roles.items():
+            out.append(f"    role ${role}: {was} in the baseline, {now} now")
+        return out
+
+
+def compare(now: dict, base: dict, base_sha: str | None = None, now_sha: str | None = None) -> Comparison:
+    """This run's entry against the baseline's, case by case (matched by label)."""
+    tol = now.get("drift") if now.get("drift") is not None else base.get("drift")
+    cmp = Comparison(base["verdict"], now["verdict"],
+                     tolerance=f"drift: |Δ| > {tol:g}, the claim's `drift:`" if tol is not None else
+                     "drift: the intervals do not overlap")
+    base_cases = {c["label"]: c for c in base.get("cases", [])}
+    now_cases = {c["label"]: c for c in now.get("cases", [])}
+    for label in list(now_cases) + [x for x in base_cases if x not in now_cases]:
+        b, n = base_cases.get(label), now_cases.get(label)
+        cmp.cases.append(CaseChange(label, b, n, bool(b and n and _drifts(b, n, tol))))
+    roles_b, roles_n = base.get("roles") or {}, now.get("roles") or {}
+    cmp.roles = {r: (roles_b[r], roles_n[r]) for r in roles_n if r in roles_b and roles_b[r] != roles_n[r]}
+    if base_sha and now_sha:
+        cmp.weights_changed = base_sha != now_sha
+    return cmp
+
+
+def _drifts(base: dict, now: dict, tol: float | None) -> bool:
+    if tol is not None:
+        return abs(now["value"] - base["value"]) > tol
+    # Zero-width intervals (a constant measure) touch within rounding: float32 keeps ~7 digits.
+    eps = 1e-6 * max(1.0, abs(base["value"]), abs(now["value"]))
+    return now["low"] > base["high"] + eps or now["high"] < base["low"] - eps
+
+
+def _num(x: float) -> str:
+    return f"{x:.4g}"
+
+
+# ---------------------------------------------------------------- baseline files
+class Baselines:
+    """The baseline files of a run, read once each; compares results and writes updates."""
+
+    def __init__(self):
+        self._read: dict[Path, dict | None] = {}
+
+    def read(self, hypothesis_file) -> dict | None:
+        p = path_for(hypothesis_file)
+        if p not in self._read:
+            self._read[p] = _read(p)
+        return self._read[p]
+
+    def attach(self, result) -> None:
+        """Set `result.baseline` to its comparison with the baseline, where the baseline has the claim."""
+        data = self.read(result.path)
+        if not data or result.claim_id not in data["claims"] or result.error:
+            return
+        base = data["claims"][result.claim_id]
+        result.baseline = compare(entry(result), base, (data.get("fingerprint") or {}).get("weights_sha256"),
+                                  result.fingerprint.get("weights_sha256"))
+
+
+def _read(p: Path) -> dict | None:
+    if not p.exists():
+        return None
+    try:
+        data = json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise BaselineError(f"{p}: not valid JSON ({exc}); rewrite it with --cc-update-baselines") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("claims"), dict):
+        raise BaselineError(f"{p}: not a {FORMAT} baseline file; rewrite it with --cc-update-baselines")
+    return data
+
+
+class BaselineError(ValueError):
+    """A baseline file that cannot be read."""
+
+
+def write(hypothesis_file, claim_ids: list[str], records: list[dict]) -> Path:
+    """Write the baseline of one hypothesis file from this run's records (JSON report claims).
+
+    `claim_ids` are the file's claims now: entries of claims not in this run are kept from the
+    old baseline, entries of claims gone from the file are dropped."""
+    p = path_for(hypothesis_file)
+    old = (_read(p) or {}).get("claims", {}) if p.exists() else {}
+    ran = {r["id"]: r for r in records}
+    claims = {}
+    for cid in claim_ids:
+        if cid in ran:
+            r = ran[cid]
+            claims[cid] = {"verdict": r["verdict"], "drift": r["drift"], "roles": r["roles"],
+                           "cases": [{k: c[k] for k in ("label",) + CASE_FIELDS} for c in r["cases"]]}
+        elif cid in old:
+            claims[cid] = old[cid]
+    fp = next((r["fingerprint"] for r in records if r.get("fingerprint")), None)
+    data = {"format": FORMAT, "hypothesis_file": Path(hypothesis_file).name,
+            "model": next((r["model"] for r in records), None), "fingerprint": fp, "claims": claims}
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(_dump(data))
+    return p
+
+
+def _dump(data: dict) -> str:
+    """Indented JSON with each case on one line: a changed number is a one-line diff in review."""
+    one = lambda x: json.dumps(x, ensure_ascii=False, allow_nan=False)  # noqa: E731
+    claims = []
+    for cid, c in data["claims"].items():
+        head = ", ".join(f"{one(k)}: {one(c[k])}" for k in ("verdict", "drift", "roles"))
+        cases = ",\n".join(f"    {one(case)}" for case in c["cases"])
+        claims.append(f"  {one(cid)}: {{{head}, \"cases\": [\n{cases}\n  ]}}")
+    top = {k: v for k, v in data.items() if k != "claims"}
+    return (json.dumps(top, indent=1, ensure_ascii=False)[:-2] + ',\n "claims": {\n'
+            + ",\n".join(claims) + "\n }\n}\n")
+
+
+def unused(hypothesis_file, claim_ids: list[str], ran: list[str]) -> tuple[list[str], list[str]]:
+    """(baseline entries whose claim is gone from the file, claims that ran without a baseline entry)."""
+    data = _read(path_for(hypothesis_file))
+    have = set(data["claims"]) if data else set()
+    return sorted(have - set(claim_ids)), [c for c in ran if c not in have]

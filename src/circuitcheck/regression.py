@@ -1,0 +1,232 @@
+"""Regression checks for the pytest plugin and `circuitcheck check` alike: `--cc-model` overrides
+and checkpoint series, baselines, the JSON and HTML reports.
+
+`Run` holds one run's options; the plugin and the CLI call `variants` while loading files,
+`record` for each result, and `finish` once with every record (under pytest-xdist, on the
+controller, where the records arrive on the test reports).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import baseline, override, report, report_json
+
+
+def add_options(add) -> None:
+    """The regression flags, for pytest's `addoption` and argparse's `add_argument` alike."""
+    add("--cc-model", action="append", default=[], metavar="REF=SOURCE",
+        help="run the claims on model REF (zoo:NAME, hf:NAME, a file's native config/weights path) on SOURCE "
+             "instead: zoo:/hf:/factory:NAME, a model directory or weights file; a,b,c or a glob runs a "
+             "checkpoint series (repeatable)")
+    add("--cc-json", default=None, metavar="PATH", help="write every claim and case as JSON (circuitcheck-report/1)")
+    add("--cc-html", default=None, metavar="PATH", help="write a self-contained HTML report")
+    add("--cc-update-baselines", action="store_true",
+        help="write each hypothesis file's results to __baselines__/<name>.json beside it")
+    add("--cc-drift", choices=("warn", "fail"), default="warn",
+        help="whether drift from the baseline alone fails a claim (default: warn)")
+
+
+@dataclass
+class Run:
+    overrides: list[override.Override] = field(default_factory=list)
+    json_path: str | None = None
+    html_path: str | None = None
+    update: bool = False
+    drift: str = "warn"
+    baselines: baseline.Baselines = field(default_factory=baseline.Baselines)
+    matched: set = field(default_factory=set)
+    loaded_here: bool = False  # False on the xdist controller, which loads no files
+
+    @classmethod
+    def from_options(cls, get) -> "Run":
+        overrides = [override.parse(t) for t in get("cc_model") or []]
+        run = cls(overrides, get("cc_json"), get("cc_html"), bool(get("cc_update_baselines")), get("cc_drift"))
+        if run.update and any(o.series for o in overrides):
+            raise override.OverrideError("--cc-update-baselines writes one baseline per file: "
+                                         "give --cc-model one checkpoint, not a series")
+        return run
+
+    def variants(self, loaded) -> list[tuple[str, object]]:
+        self.loaded_here = True
+        o = override.find(self.overrides, loaded.model_source)
+        if o is not None:
+            self.matched.add(o.ref)
+        return override.variants(loaded, self.overrides)
+
+    def record(self, result, session=None, key=None) -> dict:
+        """The result's JSON record, compared with its baseline; with --cc-html, an attention example."""
+        if not self.update:
+            self.baselines.attach(result)
+        rec = report_json.record(result)
+        if self.html_path and session is not None and not result.error:
+            rec["attention"] = attention_example(session, key, result.claim_id)
+        return rec
+
+    def drift_fails(self, result) -> bool:
+        return self.drift == "fail" and result.baseline is not None and result.baseline.drift
+
+    # ------------------------------------------------------------ end of the run
+    def finish(self, records: list[dict]) -> list[str]:
+        """Write the reports and baselines; the summary lines for the terminal."""
+        lines = []
+        if self.loaded_here:
+            lines += [f"--cc-model {o.ref}=...: no file's model is {o.ref}" for o in self.overrides
+                      if o.ref not in self.matched]
+        if any(r.get("checkpoint") for r in records):
+            from .series import table
+
+            lines += ["", "claims across checkpoints:"] + table(records)
+        unused, missing = self._unused(records)
+        if self.update:
+            lines += self._write_baselines(records)
+        else:
+            lines += _baseline_summary(records, unused, missing)
+        if self.json_path:
+            lines.append(f"circuitcheck: wrote {report_json.write(self.json_path, records, unused, missing)}")
+        if self.html_path:
+            from . import report_html
+
+            lines.append(f"circuitcheck: wrote {report_html.write(self.html_path, records)}")
+        return lines
+
+    def _unused(self, records) -> tuple[list[dict], list[dict]]:
+        unused, missing = [], []
+        files = _by_file(records)
+        if not any(baseline.path_for(f).exists() for f in files):
+            return [], []  # a run that uses no baselines hears nothing about them
+        for f, recs in files.items():
+            try:
+                gone, lacking = baseline.unused(f, _claim_ids(f, recs), sorted({r["id"] for r in recs}))
+            except baseline.BaselineError:  # each claim of the file already failed saying so
+                continue
+            unused += [{"file": f, "claim": c} for c in gone]
+            missing += [{"file": f, "claim": c} for c in lacking]
+        return unused, missing
+
+    def _write_baselines(self, records) -> list[str]:
+        return [f"circuitcheck: wrote baseline {baseline.write(f, _claim_ids(f, recs), recs)} ({len(recs)} claims)"
+                for f, recs in _by_file(records).items()]
+
+
+def _by_file(records) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for r in records:
+        out.setdefault(r["file"], []).append(r)
+    return out
+
+
+def _claim_ids(path, ran: list[dict]) -> list[str]:
+    """The file's claims now (read again: a file that ran may have lost or gained claims since)."""
+    from .hypothesis_file import load
+
+    try:
+        return [lc.claim.id for lc in load(Path(path)).claims]
+    except Exception:  # the file's own error was reported when it was collected
+        return [r["id"] for r in ran]
+
+
+def _baseline_summary(records, unused, missing) -> list[str]:
+    compared = [r for r in records if r.get("baseline")]
+    if not compared and not unused:
+        return []
+    flips = [(r, _flips(r["baseline"])) for r in compared if _flips(r["baseline"])]
+    drifted = [r for r in compared if r["baseline"]["drift"]]
+    lines = ["", f"circuitcheck baselines: {len(compared)} claims compared, {len(flips)} with verdict flips, "
+             f"{len(drifted)} drifted"]
+    for r, text in flips:
+        lines.append(f"  flip   {_name(r)}: {text}")
+    for r in drifted:
+        changes = ", ".join(f"{c['label'] or 'value'} Δ{c['change']:+.3g}" for c in r["baseline"]["cases"] if c["drift"])
+        lines.append(f"  drift  {_name(r)}: {changes} ({r['baseline']['tolerance']})")
+    for r in compared:
+        for role, v in r["baseline"]["roles"].items():
+            lines.append(f"  role   {_name(r)}: ${role} was {v['baseline']}, now {v['now']}")
+    for u in unused:
+        lines.append(f"  unused baseline {Path(u['file']).name}::{u['claim']}: the claim is gone from the file")
+    for m in missing:
+        lines.append(f"  no baseline for {Path(m['file']).name}::{m['claim']} (write one with --cc-update-baselines)")
+    return lines
+
+
+def _flips(cmp: dict) -> str:
+    """The claim's verdict flip, then its cases' (`pass→fail; [L0H1] pass→inconclusive`)."""
+    cases = [f"[{c['label']}] {c['flip']}" for c in cmp["cases"] if c["flip"] and c["label"]]
+    return "; ".join(([cmp["flip"]] if cmp["flip"] else []) + cases)
+
+
+def _name(r: dict) -> str:
+    return f"{Path(r['file']).name}::{r['id']}" + (f"[{r['checkpoint']}]" if r.get("checkpoint") else "")
+
+
+# ------------------------------------------------------------ per-result text
+def properties(result) -> list[tuple[str, object]]:
+    """`report.properties`, with the checkpoint in the claim's name and the baseline cell when compared."""
+    props = report.properties(result)
+    if result.checkpoint:
+        props = [(k, f"{v}[{result.checkpoint}]" if k == "claim" else v) for k, v in props]
+    if result.fingerprint.get("weights_sha256"):
+        props.append(("weights_sha256", result.fingerprint["weights_sha256"]))
+    if result.baseline is not None:
+        props.append(("baseline", result.baseline.cell()))
+    return props
+
+
+def describe(result) -> str:
+    text = report.describe(result)
+    if result.roles:
+        text += "\n  roles: " + ", ".join(f"${k} = {v}" for k, v in result.roles.items())
+    if result.baseline is not None:
+        text += "\n" + "\n".join(result.baseline.lines())
+        if result.verdict == "pass" and result.baseline.drift:
+            text += "\n  drift from the baseline fails this claim (--cc-drift=fail)"
+    return text
+
+
+# ------------------------------------------------------------ the HTML report's attention example
+EXAMPLE_POSITIONS = 24  # the heatmap shows at most the last 24 positions of the first prompt
+
+
+def head_of(case) -> str | None:
+    """The head a case is about: its measure's head, else the first head its interventions name."""
+    from .spec import HEAD
+
+    body = getattr(case.measure, case.measure.kind, None)
+    for name in ("head", "component"):
+        h = getattr(body, name, None)
+        if isinstance(h, str) and HEAD.match(h):
+            return h
+    for iv in case.under:
+        heads = getattr(iv.body, "heads", None) or [getattr(iv.body, "head", None)]
+        if heads and isinstance(heads[0], str) and HEAD.match(heads[0]):
+            return heads[0]
+    return None
+
+
+def attention_example(session, key, claim_id: str) -> dict | None:
+    """{head, tokens, pattern}: the head's attention on the claim's first prompt, for the heatmap."""
+    import torch
+
+    from . import hypothesis_file as H
+    from .interventions import pattern_name
+    from .spec import parse_head
+
+    loaded = session.files[key]
+    lc = next(lc for lc in loaded.claims if lc.claim.id == claim_id)
+    head = head_of(lc.cases[0]) if lc.cases else None
+    if head is None:
+        return None
+    case, (layer, h) = lc.cases[0], parse_head(head)
+    model = session.model(loaded)
+    ids = H.prompt_set(loaded, case.prompts_key, case.prompts).tokens[0][-EXAMPLE_POSITIONS:]
+    kept = {}
+
+    def keep(x, hook):
+        kept["pattern"] = x[0, h].detach().float().cpu()
+
+    with torch.inference_mode():
+        tokens = torch.as_tensor(ids[None], device=next(model.parameters()).device)
+        model.run_with_hooks(tokens, fwd_hooks=[(pattern_name(layer), keep)])
+    tok = getattr(model, "tokenizer", None)
+    labels = tok.convert_ids_to_tokens([int(i) for i in ids]) if tok is not None else [str(int(i)) for i in ids]
+    return {"head": head, "tokens": labels, "pattern": [[round(float(v), 4) for v in row] for row in kept["pattern"]]}

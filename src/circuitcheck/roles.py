@@ -1,0 +1,117 @@
+"""Roles: heads named by what they do, bound by a scan when the claims run.
+
+    roles:
+      induction: {best: {head_score: {head: $head, pattern: induction}}, among: layer 1}
+    claims:
+      - id: induction-head-copies
+        measure: {head_score: {head: $induction, pattern: induction}}
+
+A retrain permutes heads; a role follows the circuit. Each candidate in `among` (a list of heads,
+`layer N`, or `all`) is put where the role's `best:` measure writes `$head`, measured on the
+file's prompts (or the role's own `prompts:`), and the candidate with the highest mean (or the
+`rank`-th highest; ties keep candidate order) fills the role. Claims write `$induction` wherever
+a head goes; their case labels keep the role's name (`$induction`), so baselines compare roles,
+not head names, and each result records which head filled each role.
+
+Collection needs no torch: the file is read with each role standing in as its first candidate,
+which checks every claim; the session scans and reads the file again before its claims run.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+ROLE_REF = re.compile(r"^\$(\w+)$")
+
+
+def candidates(role, n_layers: int | None, n_heads: int | None) -> list[str]:
+    if isinstance(role.among, list):
+        return list(role.among)
+    if n_heads is None or (role.among == "all" and n_layers is None):
+        return []
+    layers = range(n_layers) if role.among == "all" else [int(role.among.split()[1])]
+    return [f"L{layer}H{h}" for layer in layers for h in range(n_heads)]
+
+
+def placeholder(role) -> str:
+    """A valid head standing in for the role at collection."""
+    if isinstance(role.among, list):
+        return role.among[0]
+    return "L0H0" if role.among == "all" else f"L{role.among.split()[1]}H0"
+
+
+def bind(tree: dict, spec, heads: dict[str, str] | None) -> dict:
+    """The file's plain tree with `$role` in its claims replaced by the role's head (or stand-in)."""
+    values = {name: (heads or {}).get(name) or placeholder(role) for name, role in spec.roles.items()}
+
+    def sub(x):
+        if isinstance(x, str):
+            m = ROLE_REF.match(x)
+            return values[m[1]] if m and m[1] in values else x
+        if isinstance(x, dict):
+            return {k: sub(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [sub(v) for v in x]
+        return x
+
+    return {**tree, "claims": sub(tree["claims"])}
+
+
+def uses(raw, names) -> dict[str, list[str]]:
+    """Claim id -> the roles it names (`raw`: the file's spec read with `$role` left in)."""
+    out = {}
+    for c in raw.claims:
+        text = repr(c.model_dump(exclude={"id", "says"}))
+        out[c.id] = [n for n in names if re.search(rf"\${n}\b", text)]
+    return out
+
+
+def scan(model, loaded, batch_size: int) -> dict[str, dict]:
+    """Role name -> {"head": the head that fills it, "scores": candidate -> mean}."""
+    from . import hypothesis_file as H
+    from . import measures as M
+    from .runs import Runs
+    from .spec import Measure
+
+    out = {}
+    for name, role in loaded.spec.roles.items():
+        cands = candidates(role, model.cfg.n_layers, model.cfg.n_heads)
+        if len(cands) < role.rank:
+            raise ValueError(f"role ${name}: rank {role.rank} among {len(cands)} candidates ({role.among})")
+        body = role.best.model_dump(by_alias=True, exclude_none=True)
+        measures = [Measure.model_validate(_put(body, c)) for c in cands]
+        spec = role.prompts or loaded.spec.prompts
+        runs = Runs(model, H.prompt_set(loaded, H.prompts_key(loaded.path, spec), spec), loaded.spec.seed, batch_size)
+        run = runs.clean(set().union(*(M.needs(m, model.cfg) for m in measures)))
+        scores = {c: float(np.mean(M.measure(m, run.logits, run.cache, runs.prompts, model)))
+                  for c, m in zip(cands, measures)}
+        ranked = sorted(cands, key=lambda c: -scores[c])
+        out[name] = {"head": ranked[role.rank - 1], "scores": scores}
+    return out
+
+
+def _put(x, head: str):
+    if x == "$head":
+        return head
+    if isinstance(x, dict):
+        return {k: _put(v, head) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_put(v, head) for v in x]
+    return x
+
+
+def relabel(loaded, raw, used: dict[str, list[str]]) -> None:
+    """Case labels name roles, not heads (`$induction`, `$a,L0H2`), so runs line up across retrains.
+
+    The labels come from the claim as written, so two roles filled by one head stay apart."""
+    import dataclasses
+
+    from .hypothesis_file import head_sets
+
+    for lc, claim in zip(loaded.claims, raw.claims):
+        sets = claim.for_.sets if claim.for_ else None
+        if not used.get(claim.id) or sets is None or sets.values is not None:
+            continue
+        labels = [",".join(hs) for hs in head_sets(sets)]
+        lc.cases = [dataclasses.replace(c, label=label) for c, label in zip(lc.cases, labels)]

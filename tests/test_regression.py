@@ -1,0 +1,308 @@
+"""Regression checks: --cc-model overrides, fingerprints, the JSON report, baselines, diff."""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import pytest
+
+from circuitcheck import baseline, override
+from circuitcheck.models import ZOO_DIR
+
+from conftest import TINY, save_model
+
+CLAIMS = """\
+- id: random-model-is-bad
+  says: "A random model gets almost nothing right"
+  measure: accuracy
+  expect: {at_least: 0}
+- id: prev-head
+  says: "L0H1 attends to the previous token"
+  for: {all: {each: [L0H1, L1H2]}}
+  measure: {head_score: {head: $head, pattern: previous_token}}
+  expect: {at_least: 0}
+"""
+PROMPTS = "{generator: repeated_tokens, n: 60, seed: 1}"
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run(pytester, path, *args):
+    return pytester.runpytest(str(path), "-p", "no:cacheprovider", *args)
+
+
+def report(path) -> dict:
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def other_dir(tmp_path_factory):
+    """The tiny model's architecture with other weights: a 'retrain'."""
+    return save_model(tmp_path_factory.mktemp("other"), TINY, seed=7)
+
+
+# ---------------------------------------------------------------- --cc-model
+def test_source_forms(tiny_dir, tmp_path):
+    o = override.parse(f"zoo:induction={tiny_dir}")
+    (ck,) = o.checkpoints
+    assert o.ref == "zoo:induction" and not o.series
+    assert ck.source.kind == "native" and ck.source.weights == str(tiny_dir / "model.safetensors")
+    assert ck.dims == (TINY["n_layers"], TINY["n_heads"])
+    assert override.source(str(tiny_dir / "model.safetensors"))[0] == ck.source
+    assert override.source("zoo:max-of-list")[0].kind == "zoo"
+    assert override.source("hf:gpt2")[0] == override.source("hf:gpt2")[0].__class__("hf", "gpt2")
+    hf = tmp_path / "hfdir"
+    hf.mkdir()
+    (hf / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_layer": 2, "n_head": 3}))
+    assert override.source(str(hf)) == (override.source(str(hf))[0].__class__("hf", str(hf)), (2, 3))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("zoo:max-of-list", "write REF=SOURCE"),
+    ("zoo:max-of-list=/no/such/dir", "neither a file, a directory"),
+    ("zoo:max-of-list=zoo:max-of-lsit", "no zoo model named 'max-of-lsit'"),
+    ("zoo:max-of-list=/tmp/*.no-such-glob", "matches no file"),
+])
+def test_bad_overrides_say_what_to_write(text, message):
+    with pytest.raises(override.OverrideError, match=message):
+        override.parse(text)
+
+
+def test_a_directory_without_weights_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(TINY))
+    with pytest.raises(override.OverrideError, match="none of model.safetensors"):
+        override.parse(f"zoo:induction={tmp_path}")
+
+
+def test_a_series_from_a_glob_in_step_order(tiny_dir, tmp_path):
+    for step in (1200, 400, 800):
+        d = tmp_path / f"step-{step}"
+        d.mkdir()
+        for f in ("config.json", "model.safetensors"):
+            (d / f).write_bytes((tiny_dir / f).read_bytes())
+    o = override.parse(f"zoo:induction={tmp_path}/step-*")
+    assert o.series and [c.name for c in o.checkpoints] == ["step-400", "step-800", "step-1200"]
+
+
+def test_override_runs_the_other_model_under_the_same_names(pytester, hyp, tiny_dir, other_dir, tmp_path):
+    path = hyp(CLAIMS, prompts=PROMPTS)
+    out_a, out_b, xml = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "b.xml"
+    run(pytester, path, f"--cc-json={out_a}").assert_outcomes(passed=2)
+    res = run(pytester, path, f"--cc-json={out_b}", f"--junitxml={xml}",
+              f"--cc-model={tiny_dir / 'config.json'}={other_dir}")
+    res.assert_outcomes(passed=2)
+    a, b = report(out_a)["claims"], report(out_b)["claims"]
+    assert [r["id"] for r in a] == [r["id"] for r in b] == ["random-model-is-bad", "prev-head"]
+    assert 'name="random-model-is-bad"' in xml.read_text() and 'name="prev-head"' in xml.read_text()
+    assert a[0]["fingerprint"]["weights_sha256"] == sha256(tiny_dir / "model.safetensors")
+    assert b[0]["fingerprint"]["weights_sha256"] == sha256(other_dir / "model.safetensors")
+    assert a[1]["cases"][0]["value"] != b[1]["cases"][0]["value"]  # it really ran the other weights
+    assert str(other_dir) in b[0]["model"]
+
+
+def test_an_override_matching_no_file_is_reported(pytester, hyp, other_dir):
+    res = run(pytester, hyp(CLAIMS, prompts=PROMPTS), f"--cc-model=zoo:induction={other_dir}")
+    assert "--cc-model zoo:induction=...: no file's model is zoo:induction" in res.stdout.str()
+
+
+def test_fingerprint_of_a_zoo_model():
+    from circuitcheck.fingerprint import fingerprint
+    from circuitcheck.models import ModelSource
+
+    fp = fingerprint(ModelSource("zoo", "max-of-list"), {"dtype": "float32", "device": "cpu"})
+    assert fp["weights_sha256"] == sha256(ZOO_DIR / "max-of-list" / "model.safetensors")
+    assert fp["weights_from"] == ["model.safetensors"]
+    assert {"torch", "transformer_lens", "circuitcheck", "dtype", "device"} <= set(fp)
+
+
+# ---------------------------------------------------------------- JSON report
+def test_json_report_follows_its_schema(pytester, hyp, tmp_path):
+    jsonschema = pytest.importorskip("jsonschema")
+    from circuitcheck.report_json import SCHEMA
+
+    path = hyp(CLAIMS + """\
+- id: ablating-changes-little
+  says: "ablating L0H0 changes accuracy by at most 1"
+  under: {ablate: {heads: [L0H0], method: zero}}
+  measure: accuracy
+  expect: {change: {about: 0, tol: 1}}
+""", prompts=PROMPTS)
+    run(pytester, path, "--cc-update-baselines")
+    out = tmp_path / "r.json"
+    run(pytester, path, f"--cc-json={out}").assert_outcomes(passed=3)
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    data = report(out)
+    jsonschema.validate(data, schema)
+    ablate = data["claims"][2]
+    assert ablate["cases"][0]["interventions"] == [{"ablate": {"heads": ["L0H0"], "method": "zero"}}]
+    assert ablate["cases"][0]["clean"]["n"] == 60 and ablate["baseline"]["flip"] is None
+    data["claims"][0]["cases"][0]["value"] = "high"  # the schema is not a rubber stamp
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, schema)
+
+
+# ---------------------------------------------------------------- baselines
+def test_baselines_round_trip(pytester, hyp, tmp_path):
+    path = hyp(CLAIMS, prompts=PROMPTS)
+    res = run(pytester, path, "--cc-update-baselines")
+    stored = baseline.path_for(path)
+    assert stored == tmp_path / "__baselines__" / "t.json" and "wrote baseline" in res.stdout.str()
+    data = json.loads(stored.read_text())
+    assert set(data["claims"]) == {"random-model-is-bad", "prev-head"}
+    assert [c["label"] for c in data["claims"]["prev-head"]["cases"]] == ["L0H1", "L1H2"]
+
+    out = tmp_path / "r.json"
+    res = run(pytester, path, f"--cc-json={out}")
+    res.assert_outcomes(passed=2)
+    assert "2 claims compared, 0 with verdict flips, 0 drifted" in res.stdout.str()
+    for rec in report(out)["claims"]:
+        assert rec["baseline"]["flip"] is None and not rec["baseline"]["drift"]
+        assert all(c["change"] == 0 for c in rec["baseline"]["cases"])
+
+
+def edit_baseline(path, claim, case=0, **changes):
+    p = baseline.path_for(path)
+    data = json.loads(p.read_text())
+    if "verdict" in changes and case is None:
+        data["claims"][claim]["verdict"] = changes.pop("verdict")
+    else:
+        data["claims"][claim]["cases"][case].update(changes)
+    p.write_text(json.dumps(data))
+    return data
+
+
+def test_a_perturbed_baseline_is_drift_and_drift_can_fail(pytester, hyp, tmp_path):
+    path = hyp(CLAIMS, prompts=PROMPTS)
+    run(pytester, path, "--cc-update-baselines")
+    old = json.loads(baseline.path_for(path).read_text())["claims"]["prev-head"]["cases"][0]
+    width = old["high"] - old["low"]
+    edit_baseline(path, "prev-head", value=old["value"] + 2 * width, low=old["high"] + width,
+                  high=old["high"] + 3 * width)
+    res = run(pytester, path)
+    res.assert_outcomes(passed=2)  # --cc-drift=warn: reported, not failed
+    out = res.stdout.str()
+    assert "1 drifted" in out and "drift  t.hyp.yaml::prev-head: L0H1 Δ" in out
+    assert "the intervals do not overlap" in out
+    res = run(pytester, path, "--cc-drift=fail")
+    res.assert_outcomes(passed=1, failed=1)
+    assert "DRIFT" in res.stdout.str() and "drift from the baseline fails this claim" in res.stdout.str()
+
+
+def test_a_claims_drift_key_sets_the_tolerance(pytester, hyp):
+    path = hyp(CLAIMS.replace("  expect: {at_least: 0}\n", "  expect: {at_least: 0}\n  drift: 0.5\n", 1),
+               prompts=PROMPTS)
+    run(pytester, path, "--cc-update-baselines")
+    old = json.loads(baseline.path_for(path).read_text())["claims"]["random-model-is-bad"]["cases"][0]
+    edit_baseline(path, "random-model-is-bad", value=old["value"] + 0.4, low=old["high"] + 0.3, high=old["high"] + 0.5)
+    assert "0 drifted" in run(pytester, path).stdout.str()  # non-overlapping, but within drift: 0.5
+    edit_baseline(path, "random-model-is-bad", value=old["value"] + 0.6)
+    out = run(pytester, path).stdout.str()
+    assert "1 drifted" in out and "|Δ| > 0.5" in out
+
+
+def test_a_verdict_flip_is_reported(pytester, hyp, tmp_path):
+    path = hyp(CLAIMS, prompts=PROMPTS)
+    run(pytester, path, "--cc-update-baselines")
+    edit_baseline(path, "random-model-is-bad", case=None, verdict="fail")
+    edit_baseline(path, "prev-head", case=1, verdict="inconclusive")
+    out = tmp_path / "r.json"
+    res = run(pytester, path, f"--cc-json={out}")
+    text = res.stdout.str()
+    assert "2 with verdict flips" in text and "flip   t.hyp.yaml::random-model-is-bad: fail→pass" in text
+    assert "flip   t.hyp.yaml::prev-head: [L1H2] inconclusive→pass" in text
+    prev = report(out)["claims"][1]["baseline"]
+    assert prev["flip"] is None and prev["cases"][1]["flip"] == "inconclusive→pass"
+
+
+def test_unused_and_missing_baselines_are_reported(pytester, hyp):
+    path = hyp(CLAIMS, prompts=PROMPTS)
+    run(pytester, path, "--cc-update-baselines")
+    p = baseline.path_for(path)
+    data = json.loads(p.read_text())
+    data["claims"]["renamed-away"] = data["claims"].pop("random-model-is-bad")
+    p.write_text(json.dumps(data))
+    out = run(pytester, path).stdout.str()
+    assert "unused baseline t.hyp.yaml::renamed-away: the claim is gone from the file" in out
+    assert "no baseline for t.hyp.yaml::random-model-is-bad" in out
+    run(pytester, path, "--cc-update-baselines", "-k", "prev-head")  # a partial update keeps the others...
+    assert set(json.loads(p.read_text())["claims"]) == {"prev-head"}  # ...that exist in the file
+
+
+def test_another_model_drifts_from_the_baseline(pytester, hyp, tiny_dir, other_dir):
+    path = hyp(CLAIMS.replace("{at_least: 0}", "{at_least: 0.01}"), prompts=PROMPTS)
+    run(pytester, path, "--cc-update-baselines")
+    res = run(pytester, path, f"--cc-model={tiny_dir / 'model.safetensors'}={other_dir}")
+    out = res.stdout.str()
+    assert "drift  t.hyp.yaml::prev-head" in out
+    header = next(x for x in out.split("circuitcheck claims")[1].splitlines() if x.startswith("verdict"))
+    assert header.split()[-1] == "baseline"  # the table's baseline column
+
+
+def test_a_broken_baseline_file_is_a_clear_error(pytester, hyp):
+    path = hyp(CLAIMS, prompts=PROMPTS)
+    p = baseline.path_for(path)
+    p.parent.mkdir()
+    p.write_text("{not json")
+    res = run(pytester, path)
+    assert "not valid JSON" in res.stdout.str() and "--cc-update-baselines" in res.stdout.str()
+
+
+# ---------------------------------------------------------------- circuitcheck check / diff
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "circuitcheck.cli", *map(str, args)], capture_output=True, text=True)
+
+
+def test_check_and_diff_from_the_command_line(hyp, tiny_dir, other_dir, tmp_path):
+    path = hyp(CLAIMS.replace("{at_least: 0}", "{at_least: 0.01}"), prompts=PROMPTS)
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    cli("check", path, "--cc-json", a)
+    cli("check", path, "--cc-json", b, "--cc-model", f"{tiny_dir / 'config.json'}={other_dir}")
+    same = cli("diff", a, a)
+    assert same.returncode == 0 and "0 with verdict flips, 0 drifted" in same.stdout
+    changed = cli("diff", a, b)
+    assert "t.hyp.yaml::prev-head" in changed.stdout and "drift" in changed.stdout
+    flipped = any(x["verdict"] != y["verdict"] for ra, rb in zip(report(a)["claims"], report(b)["claims"])
+                  for x, y in zip([ra] + ra["cases"], [rb] + rb["cases"]))
+    assert changed.returncode == int(flipped)
+    assert cli("diff", a, b, "--cc-drift", "fail").returncode == 1
+    for bad in (tmp_path / "none.json", tmp_path):
+        r = cli("diff", bad, a)
+        assert r.returncode == 2 and "Traceback" not in r.stderr and str(bad) in r.stderr
+
+
+# ---------------------------------------------------------------- checkpoint series
+def test_a_checkpoint_series_from_training_runs_each_claim_on_each(pytester, tmp_path):
+    from circuitcheck.zoo.train import train
+
+    train("max-of-list", steps=20, out=tmp_path / "run", measure=False, save_every=10)
+    assert sorted(p.name for p in (tmp_path / "run").glob("step-*")) == ["step-10", "step-20"]
+    path = pytester.path / "m.hyp.yaml"
+    path.write_text("model: zoo:max-of-list\nprompts: {generator: max_of_list, n: 50, seed: 0}\nclaims:\n"
+                    "  - {id: some-accuracy, says: accuracy, measure: accuracy, expect: {at_least: 0}}\n")
+    out = tmp_path / "series.json"
+    res = run(pytester, path, f"--cc-model=zoo:max-of-list={tmp_path / 'run'}/step-*", f"--cc-json={out}",
+              "-v")
+    res.assert_outcomes(passed=2)
+    text = res.stdout.str()
+    assert "some-accuracy[step-10] PASSED" in text and "some-accuracy[step-20] PASSED" in text
+    table = text.split("claims across checkpoints:")[1].splitlines()
+    assert table[1].split() == ["claim", "step-10", "step-20"]
+    recs = report(out)["claims"]
+    assert [r["checkpoint"] for r in recs] == ["step-10", "step-20"]
+    shas = {r["fingerprint"]["weights_sha256"] for r in recs}
+    assert shas == {sha256(tmp_path / "run" / s / "model.safetensors") for s in ("step-10", "step-20")}
+    assert sha256(tmp_path / "run" / "step-20" / "model.safetensors") == sha256(tmp_path / "run" / "model.safetensors")
+    bad = run(pytester, path, f"--cc-model=zoo:max-of-list={tmp_path / 'run'}/step-*", "--cc-update-baselines")
+    assert "give --cc-model one checkpoint, not a series" in bad.stderr.str()
+
+
+def test_save_every_never_writes_into_the_package():
+    from circuitcheck.zoo.train import train
+
+    with pytest.raises(ValueError, match="--out"):
+        train("max-of-list", steps=2000, save_every=500)
