@@ -35,6 +35,13 @@ def run(pytester, path, *args):
     return pytester.runpytest(str(path), "-p", "no:cacheprovider", *args)
 
 
+def model_of(path):
+    """The model source a hypothesis file names (its own copy of the tiny model, beside it)."""
+    from circuitcheck.hypothesis_file import load
+
+    return load(path).model_source
+
+
 def report(path) -> dict:
     return json.loads(path.read_text())
 
@@ -93,7 +100,7 @@ def test_override_runs_the_other_model_under_the_same_names(pytester, hyp, tiny_
     out_a, out_b, xml = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "b.xml"
     run(pytester, path, f"--cc-json={out_a}").assert_outcomes(passed=2)
     res = run(pytester, path, f"--cc-json={out_b}", f"--junitxml={xml}",
-              f"--cc-model={tiny_dir / 'config.json'}={other_dir}")
+              f"--cc-model={model_of(path).ref}={other_dir}")
     res.assert_outcomes(passed=2)
     a, b = report(out_a)["claims"], report(out_b)["claims"]
     assert [r["id"] for r in a] == [r["id"] for r in b] == ["random-model-is-bad", "prev-head"]
@@ -236,7 +243,7 @@ def test_unused_and_missing_baselines_are_reported(pytester, hyp):
 def test_another_model_drifts_from_the_baseline(pytester, hyp, tiny_dir, other_dir):
     path = hyp(CLAIMS.replace("{at_least: 0}", "{at_least: 0.01}"), prompts=PROMPTS)
     run(pytester, path, "--cc-update-baselines")
-    res = run(pytester, path, f"--cc-model={tiny_dir / 'model.safetensors'}={other_dir}")
+    res = run(pytester, path, f"--cc-model={model_of(path).weights}={other_dir}")
     out = res.stdout.str()
     assert "drift  t.hyp.yaml::prev-head" in out
     header = next(x for x in out.split("circuitcheck claims")[1].splitlines() if x.startswith("verdict"))
@@ -261,7 +268,7 @@ def test_check_and_diff_from_the_command_line(hyp, tiny_dir, other_dir, tmp_path
     path = hyp(CLAIMS.replace("{at_least: 0}", "{at_least: 0.01}"), prompts=PROMPTS)
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     cli("check", path, "--cc-json", a)
-    cli("check", path, "--cc-json", b, "--cc-model", f"{tiny_dir / 'config.json'}={other_dir}")
+    cli("check", path, "--cc-json", b, "--cc-model", f"{model_of(path).ref}={other_dir}")
     same = cli("diff", a, a)
     assert same.returncode == 0 and "0 with verdict flips, 0 drifted" in same.stdout
     changed = cli("diff", a, b)

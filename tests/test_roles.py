@@ -75,7 +75,7 @@ def test_a_role_is_the_best_scoring_head_and_follows_a_permutation(pytester, hyp
     other = permuted(tiny_dir, tmp_path / "permuted", perm)
     out_b = tmp_path / "b.json"
     res = pytester.runpytest(str(path), "-p", "no:cacheprovider", f"--cc-json={out_b}",
-                             f"--cc-model={tiny_dir / 'config.json'}={other}")
+                             f"--cc-model={load(path).model_source.ref}={other}")
     b = records(out_b)
     moved = f"L0H{perm.index(int(best[-1]))}"
     assert b["prev-role"]["roles"] == {"prev": moved}
