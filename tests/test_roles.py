@@ -21,6 +21,7 @@ CLAIMS = """\
   for: {all: {each: [L0H0, L0H1, L0H2, L0H3]}}
   measure: {head_score: {head: $head, pattern: previous_token}}
   expect: {at_least: 0}
+  drift: 0.001
 - id: prev-role
   says: "the previous-token head attends back"
   for: {all: {each: [$prev]}}
@@ -84,7 +85,7 @@ def test_a_role_is_the_best_scoring_head_and_follows_a_permutation(pytester, hyp
     assert b["prev-role"]["baseline"]["roles"] == {"prev": {"baseline": best, "now": moved}}
     text = res.stdout.str()
     assert f"role   t.hyp.yaml::prev-role: $prev was {best}, now {moved}" in text
-    # the hard-coded heads moved: the same labels now hold other heads' numbers
+    # the hard-coded heads moved: the same labels now hold other heads' numbers (drift: 0.001)
     assert b["prev-scores"]["baseline"]["drift"]
 
 
