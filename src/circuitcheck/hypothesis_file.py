@@ -287,7 +287,7 @@ def load(path, roles: dict[str, str] | None = None) -> LoadedFile:
     `roles` binds the file's `roles:` (name -> head) before its claims are read; without it each
     role stands in as its first candidate, so that collection checks every claim (roles.py)."""
     path = Path(path)
-    return load_tree(path, read_yaml(path))
+    return load_tree(path, read_yaml(path), roles)
 
 
 def plain_tree(path) -> dict:
@@ -295,8 +295,8 @@ def plain_tree(path) -> dict:
     return _plain(read_yaml(Path(path)))
 
 
-def load_tree(path: Path, tree) -> LoadedFile:
-    """Validate and expand an already-read tree as if it were the file at `path`."""
+def load_tree(path: Path, tree, roles: dict[str, str] | None = None) -> LoadedFile:
+    """Validate and expand an already-read tree as if it were the file at `path` (`roles`: see `load`)."""
     if not isinstance(tree, dict):
         raise HypothesisError(path, 1, "", "a hypothesis file is a mapping with model, prompts and claims",
                               "start from an example in hypotheses/")
