@@ -118,9 +118,6 @@ def _specificity(files, cache: str = "off") -> int:
     return 1 if failed or flagged else 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
 
 def _check_regression(args) -> int:
     """`check`: every claim's line, with --cc-model overrides, baselines and the JSON/HTML reports."""
@@ -166,3 +163,7 @@ def _diff(args) -> int:
     lines, flipped, drifted = diff_lines(a, b)
     print("\n".join(lines))
     return 1 if flipped or (drifted and args.cc_drift == "fail") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
