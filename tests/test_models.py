@@ -130,11 +130,40 @@ def test_hugging_face_model_skips_offline_and_fails_when_required(pytester, monk
         """))
     res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rs")  # fresh HF_HUB_OFFLINE
     res.assert_outcomes(skipped=1)
-    assert "not available offline" in res.stdout.str()
+    assert "is not in the local cache" in res.stdout.str() and "HF_HUB_OFFLINE is set" in res.stdout.str()
     res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--cc-require-models")
     res.assert_outcomes(failed=1)
     assert "--cc-require-models" in res.stdout.str()
 
 
+def test_a_hub_model_without_network_skips_at_once_and_says_to_set_hf_hub_offline(monkeypatch):
+    """Without a cached copy and without network, the claim skips before transformers is asked
+    (it would retry for half a minute); with HF_HUB_OFFLINE set, not even the network is tried."""
+    import socket
+
+    from huggingface_hub import constants
+    from transformer_lens.model_bridge import TransformerBridge
+
+    from circuitcheck import hub
+
+    probes = []
+
+    def no_network(address, timeout=None):
+        probes.append(address)
+        raise OSError("Name or service not known")
+
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", *hub.PROXIES):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(TransformerBridge, "boot_transformers", lambda *a, **k: pytest.fail("asked transformers"))
+    with pytest.raises(models.ModelUnavailable, match="set HF_HUB_OFFLINE=1 on machines without network"):
+        models.load(models.ModelSource("hf", "circuitcheck-no-such-org/no-such-model"))
+    assert len(probes) == 1 and probes[0][0] == constants.ENDPOINT.split("//")[1].split("/")[0].split(":")[0]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(models.ModelUnavailable, match="HF_HUB_OFFLINE is set"):
+        models.load(models.ModelSource("hf", "circuitcheck-no-such-org/another"))
+    assert len(probes) == 1
+
+
 def test_the_shipped_json_schema_is_current():
-    assert SCHEMA.read_text() == schema_text(), "run `circuitcheck schema` and commit the result"
+    assert SCHEMA.read_text() == schema_text(), "run `circuitcheck schema src/circuitcheck/schema/hypothesis.schema.json` and commit it"

@@ -1,6 +1,8 @@
 """The zoo: shipped models load, are small, carry cards; the training loop runs (one quick smoke)."""
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 import torch
 
@@ -19,8 +21,11 @@ def test_shipped_model_is_small_documented_and_loads(name):
     d = models.ZOO_DIR / name
     assert (d / "model.safetensors").stat().st_size < 1_000_000
     card = (d / "card.md").read_text()
-    for text in ("## Held-out evaluation", "accuracy **", f"python -m circuitcheck.zoo train {name}", "## Training"):
+    for text in ("## Held-out evaluation", "accuracy **", f"circuitcheck zoo train {name} --out DIR", "## Training"):
         assert text in card
+    if name in SPECS:  # trained by train.py, which puts the weights' sha256 on the card
+        sha = hashlib.sha256((d / "model.safetensors").read_bytes()).hexdigest()
+        assert f"`model.safetensors` has sha256 `{sha}`" in card
     model = models.load(models.ModelSource("zoo", name))
     assert model.cfg.n_layers == models.zoo_config(name)["n_layers"]
 
@@ -44,4 +49,13 @@ def test_training_loop_smoke(tmp_path):
 
 def test_short_runs_never_overwrite_the_shipped_models():
     with pytest.raises(ValueError, match="--out"):
-        train("max-of-list", steps=5)
+        train("max-of-list", out=models.ZOO_DIR / "max-of-list", steps=5)
+
+
+def test_training_writes_only_where_told(tmp_path, monkeypatch, capsys):
+    from circuitcheck.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):  # no --out: argparse refuses, nothing is trained or written
+        main(["zoo", "train", "max-of-list", "--steps", "2"])
+    assert "--out" in capsys.readouterr().err and not list(tmp_path.iterdir())

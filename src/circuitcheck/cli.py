@@ -3,8 +3,10 @@
     circuitcheck check hypotheses/max_of_list.hyp.yaml [--cc-model REF=SOURCE] [--cc-json PATH] ...
     circuitcheck diff A.json B.json
     circuitcheck measure hypotheses/max_of_list.hyp.yaml     (numbers, no verdicts)
-    circuitcheck schema [PATH]
-    circuitcheck zoo train NAME|all
+    circuitcheck specificity hypotheses/                      (a folder: every *.hyp.yaml in it)
+    circuitcheck schema [PATH]                                (no PATH: print it)
+    circuitcheck zoo train NAME|all --out DIR
+    circuitcheck --version
 """
 from __future__ import annotations
 
@@ -24,8 +26,19 @@ def schema_text() -> str:
     return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
 
 
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("circuitcheck")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="circuitcheck")
+    ap.add_argument("--version", action="version", version=f"circuitcheck {version()}")
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("check", help="run hypothesis files and print one line per claim")
     sp = sub.add_parser("specificity", help="re-judge each passing claim with its heads swapped and its "
@@ -33,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     m = sub.add_parser("measure", help="measure every claim of hypothesis files without judging it: value, "
                        "interval and every case (as `expect: record`)")
     for p in (c, sp, m):
-        p.add_argument("files", nargs="+")
+        p.add_argument("files", nargs="+", help="hypothesis files, or folders: every *.hyp.yaml in them")
         p.add_argument("--cc-cache", choices=MODES, default="on",
                        help="per-prompt values kept in .pytest_cache/d/circuitcheck for reruns (as under pytest)")
         p.add_argument("--cc-allow-path", action="append", default=[], metavar="DIR",
@@ -47,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("a", help="the reference report")
     d.add_argument("b", help="the new report")
     d.add_argument("--cc-drift", choices=("warn", "fail"), default="warn", help="whether drift alone exits 1")
-    s = sub.add_parser("schema", help="write the hypothesis-file JSON Schema (for editors)")
-    s.add_argument("path", nargs="?", default=str(SCHEMA))
-    sub.add_parser("zoo", help="train the zoo models (see `circuitcheck zoo -h`)", add_help=False)
+    s = sub.add_parser("schema", help="print the hypothesis-file JSON Schema (for editors), or write it to PATH")
+    s.add_argument("path", nargs="?", help="write here instead of printing")
+    sub.add_parser("zoo", help="train the zoo models (see `circuitcheck zoo train -h`)", add_help=False)
     args, rest = ap.parse_known_args(argv)
     if args.cmd == "zoo":
         from .zoo.__main__ import main as zoo_main
@@ -58,8 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     if rest:
         ap.error(f"unrecognised arguments: {' '.join(rest)}")
     if args.cmd == "schema":
-        Path(args.path).write_text(schema_text())
-        print(f"wrote {args.path}")
+        if args.path is None:
+            sys.stdout.write(schema_text())
+        else:
+            Path(args.path).write_text(schema_text())
+            print(f"wrote {args.path}", file=sys.stderr)
         return 0
     if args.cmd == "diff":
         return _diff(args)
@@ -73,14 +89,33 @@ def main(argv: list[str] | None = None) -> int:
     return _check(args.files, args.cc_cache, args.cc_dump_values, record=args.cmd == "measure")
 
 
-def _session_with(files, cache: str, **options):
+def hypothesis_files(args) -> tuple[list[Path], list[str]]:
+    """The files the arguments name (a folder: every *.hyp.yaml below it), and a message per bad one."""
+    files, problems = [], []
+    for arg in map(Path, args):
+        if arg.is_dir():
+            found = sorted(arg.rglob("*.hyp.yaml"))
+            files += found
+            if not found:
+                problems.append(f"{arg}: no hypothesis files (*.hyp.yaml) in this folder")
+        elif arg.exists() or arg.is_symlink():
+            files.append(arg)  # not a regular file: the loader says so, with the file
+        else:
+            problems.append(f"{arg}: no such file or folder")
+    return files, problems
+
+
+def _session_with(args, cache: str, **options):
     """A session holding every file that loads; the others' errors go to stderr."""
     from .conftests import ConftestError, load_beside
     from .hypothesis_file import HypothesisError, load
     from .session import Options, Session
 
     session = Session(Options(cache=cache, cache_dir=str(Path(".pytest_cache") / "d" / "circuitcheck"), **options))
-    loaded, failed = [], False
+    files, problems = hypothesis_files(args)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    loaded, failed = [], bool(problems)
     for f in files:
         try:
             load_beside(f)  # registered models and measures, as pytest would load them
@@ -96,8 +131,15 @@ def _session_with(files, cache: str, **options):
 def _check(files, cache: str = "off", dump_values: str | None = None, record: bool = False) -> int:
     from . import report
 
+    from .models import ModelUnavailable
+
     session, loaded, failed = _session_with(files, cache, dump_values=dump_values, record=record)
-    results = [session.result(f.path, lc.claim.id) for f in loaded for lc in f.claims]
+    results = []
+    for f in loaded:
+        try:
+            results += [session.result(f.path, lc.claim.id) for lc in f.claims]
+        except ModelUnavailable as exc:  # as under pytest: skipped, with the reason
+            print(f"{f.path}: {len(f.claims)} claims skipped: model not available: {exc}", file=sys.stderr)
     if record:  # every case with its value and interval, no verdict
         print("\n\n".join(report.describe(r) for r in results))
         return 1 if failed or any(r.error for r in results) else 0
@@ -149,6 +191,8 @@ def _check_regression(args) -> int:
     for line in run.finish(records):
         print(line)
     bad = any(r.verdict not in ("pass", "recorded") or run.drift_fails(r) for r in results)
+    if not results and not failed:
+        print("no claims ran", file=sys.stderr)
     return 1 if failed or bad else 0
 
 

@@ -168,6 +168,11 @@ def _load_native(source: ModelSource, attention=None):
 def _load_hf(source: ModelSource, attention=None):
     from transformer_lens.model_bridge import TransformerBridge
 
+    from . import hub
+
+    why = hub.unavailable(source.ref)
+    if why:
+        raise ModelUnavailable(why)
     try:
         return TransformerBridge.boot_transformers(source.ref)
     except (OSError, ValueError) as exc:

@@ -3,8 +3,8 @@
 Each model directory holds `model.safetensors` (the `TransformerBridge` state dict), `config.json`
 (`{"config": TransformerBridgeConfig kwargs, "task", "prompts", "training", "eval"}`) and `card.md`.
 Load one with `circuitcheck.models.load(ModelSource("zoo", NAME))`; retrain with
-`python -m circuitcheck.zoo train NAME`, or from Python with
-`from circuitcheck.zoo.train import train; train(NAME, steps=None, out=None, seed=0)`.
+`circuitcheck zoo train NAME --out DIR` (it writes nowhere else), or from Python with
+`from circuitcheck.zoo.train import train; train(NAME, out=DIR, steps=None, seed=0)`.
 """
 from __future__ import annotations
 

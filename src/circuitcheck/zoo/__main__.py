@@ -1,4 +1,8 @@
-"""`python -m circuitcheck.zoo train NAME|all [--steps N] [--out DIR] [--seed S]`."""
+"""`circuitcheck zoo train NAME|all --out DIR [--steps N] [--seed S]` (also `python -m circuitcheck.zoo`).
+
+Training writes only where `--out` says: never into the installed package by default. To
+regenerate a shipped model, name its folder: `--out src/circuitcheck/zoo/models/NAME`.
+"""
 from __future__ import annotations
 
 import argparse
@@ -16,8 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("train", help="train a zoo model from scratch (CPU, seeded)")
     t.add_argument("name", help=f"one of: {', '.join(SPECS)}, or 'all'")
     t.add_argument("--steps", type=int, default=None, help="override the number of steps (smoke runs)")
-    t.add_argument("--out", default=None,
-                   help="output directory (default: the package's zoo/models/NAME; with 'all', DIR/NAME)")
+    t.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder (with 'all': DIR/NAME for each); nothing is written anywhere else")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--save-every", type=int, default=None, metavar="N",
                    help="also write DIR/step-N/ every N steps and at the last (needs --out): a checkpoint series")
@@ -35,21 +39,17 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"unknown model {name!r}; known: {', '.join(SPECS)}, all")
     from circuitcheck.zoo.train import train
 
-    if args.steps is not None and args.out is None:
-        ap.error("--steps needs --out DIR (the shipped models are trained with the default steps)")
-    if args.save_every is not None and (args.out is None or args.save_every < 1):
-        ap.error("--save-every N needs N >= 1 and --out DIR (checkpoints never go into the installed package)")
+    if args.save_every is not None and args.save_every < 1:
+        ap.error("--save-every N needs N >= 1")
 
     for name in names:
-        out = None
-        if args.out is not None:
-            out = Path(args.out) / name if args.name == "all" else Path(args.out)
+        out = Path(args.out) / name if args.name == "all" else Path(args.out)
         if name == "ioi":
             from circuitcheck.zoo import ioi
 
             m = ioi.train(steps=args.steps, out=out, seed=args.seed, measure=not args.no_measure, verbose=not args.quiet, save_every=args.save_every)
         else:
-            m = train(name, steps=args.steps, out=out, seed=args.seed, measure=not args.no_measure,
+            m = train(name, out=out, steps=args.steps, seed=args.seed, measure=not args.no_measure,
                       verbose=not args.quiet, save_every=args.save_every)
         summary = {k: m[k] for k in ("name", "steps", "final_train_loss", "train_time_s", "held_out", "out")}
         print(json.dumps(summary), flush=True)

@@ -1,7 +1,7 @@
 """`zoo:ioi`: a small GPT-2 trained here on indirect-object identification, shipped in Hugging Face format.
 
-    python -m circuitcheck.zoo train ioi                       # writes zoo/models/ioi/
-    python -m circuitcheck.zoo train ioi --steps 20 --out DIR  # smoke run
+    circuitcheck zoo train ioi --out DIR             # writes DIR/ (the shipped one: zoo/models/ioi/)
+    circuitcheck zoo train ioi --steps 20 --out DIR  # smoke run
 
 The directory is what `transformers` writes (`config.json`, `model.safetensors`, `tokenizer.json`,
 `tokenizer_config.json`), so the model loads through the `hf:` route, offline; `training.json`
@@ -391,7 +391,7 @@ def write_card(out: Path = ZOO_MODELS / "ioi", measure: bool = True) -> None:
 
 def card(spec: dict, metrics: dict, measured: dict | None, default: bool) -> str:
     cfg, tr = spec["config"], spec["training"]
-    cmd = "python -m circuitcheck.zoo train ioi" + ("" if default else f" --steps {tr['steps']} --out DIR") + \
+    cmd = "circuitcheck zoo train ioi --out DIR" + ("" if default else f" --steps {tr['steps']}") + \
         (f" --seed {metrics['seed']}" if metrics["seed"] else "")
     ho, ht = metrics["held_out"], metrics["held_out_templates"]
     lines = [

@@ -1,8 +1,13 @@
 """Train the zoo models from scratch on CPU, seeded and deterministic.
 
-    python -m circuitcheck.zoo train max-of-list          # writes zoo/models/max-of-list/
-    python -m circuitcheck.zoo train all
-    python -m circuitcheck.zoo train induction --steps 20 --out /tmp/smoke   # quick smoke run
+    circuitcheck zoo train max-of-list --out DIR          # writes DIR/{model.safetensors,config.json,card.md}
+    circuitcheck zoo train all --out DIR                  # DIR/max-of-list/, DIR/induction/
+    circuitcheck zoo train induction --steps 20 --out /tmp/smoke   # quick smoke run
+
+Reproducible: with the same torch build and CPU, the same prompt generators and the default
+steps and seed, retraining writes a byte-identical `model.safetensors` (its sha256 is on the card;
+checked for both models with torch 2.13.0+cpu on x86-64). Training is chaotic, so another torch
+version or CPU kernel set can move the last bits and, from there, which head does what.
 
 Training data comes from the prompt generators in `circuitcheck.prompts` (the same ones the
 hypothesis files use), drawn fresh each step with seeds that never collide with evaluation seeds.
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import json
 import math
 import time
@@ -238,9 +244,9 @@ def build_model(config: dict):
     return TransformerBridge.boot_native(TransformerBridgeConfig(**config))
 
 
-def train(name: str, steps: int | None = None, out: str | Path | None = None, seed: int = 0,
+def train(name: str, out: str | Path, steps: int | None = None, seed: int = 0,
           measure: bool = True, verbose: bool = False, save_every: int | None = None) -> dict:
-    """Train zoo model `name` and write it to `out` (default `zoo/models/NAME`); returns metrics.
+    """Train zoo model `name` and write it to the folder `out` (nowhere else); returns metrics.
 
     `steps` overrides the default number of steps (a smoke run: `steps=20`). `seed` seeds the
     initialisation and the training data; the shipped models use seed 0. `save_every` also writes
@@ -258,8 +264,8 @@ def train(name: str, steps: int | None = None, out: str | Path | None = None, se
     tr["steps"] = steps
     tr["seed"] = seed
     spec["config"]["seed"] = seed
-    out = Path(out) if out is not None else ZOO_MODELS / name
-    if out == ZOO_MODELS / name and (steps != default_steps or save_every):
+    out = Path(out)
+    if out.resolve() == (ZOO_MODELS / name).resolve() and (steps != default_steps or save_every):
         raise ValueError("a run with non-default --steps or with --save-every must write elsewhere: pass --out DIR")
 
     with reproducible_cpu() as deterministic:
@@ -361,6 +367,7 @@ def _save(out: Path, spec: dict, model):
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(state, str(out / "model.safetensors"))
     (out / "model.safetensors").chmod(0o644)
+    metrics["sha256"] = hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest()
     doc = {k: spec[k] for k in ("config", "task", "prompts", "training", "eval")}
     (out / "config.json").write_text(json.dumps(doc, indent=2) + "\n")
 
@@ -395,9 +402,9 @@ def reproduce(cmd: str) -> list[str]:
 
 def card(name: str, spec: dict, metrics: dict, measured: dict | None, default: bool) -> str:
     cfg, tr, ev = spec["config"], spec["training"], spec["eval"]
-    cmd = f"python -m circuitcheck.zoo train {name}"
+    cmd = f"circuitcheck zoo train {name} --out DIR"
     if not default:
-        cmd += f" --steps {tr['steps']} --out DIR"
+        cmd += f" --steps {tr['steps']}"
     if metrics["seed"]:
         cmd += f" --seed {metrics['seed']}"
     ho = metrics["held_out"]
@@ -458,6 +465,11 @@ def card(name: str, spec: dict, metrics: dict, measured: dict | None, default: b
         + (" (on the second-copy targets)." if name == "induction" else " (at ANS)."),
         "",
         *reproduce(cmd),
+        f"`model.safetensors` has sha256 `{metrics['sha256']}`. Retraining with the same torch build "
+        f"({metrics['torch_version']}) on the same kind of CPU writes the same bytes (checked on x86-64); "
+        "another torch version or CPU can change the last bits of the weights and, since training is "
+        "chaotic, the numbers below.",
+        "",
     ]
     if measured is not None:
         from circuitcheck.zoo import inspect_zoo
