@@ -100,6 +100,37 @@ def test_scale_attention_rescales_the_pre_softmax_score(tiny_no_ln_model, ps, fa
     close(got, manual.forward(tiny_no_ln_model, tokens, edit_pattern=edit)[0])
 
 
+def test_scale_attention_on_weight_at_factor_0_removes_the_edge(tiny_no_ln_model, ps):
+    """`on: weight` multiplies the post-softmax weight: at factor 0 the edge carries no attention
+    (the score form at factor 0 only sets the score to 0, which leaves weight on the edge)."""
+    q, k = "S2", "S1+1"
+    rows, qi, ki = np.arange(ps.n), P.position(ps, q), P.position(ps, k)
+    name = "blocks.0.attn.hook_pattern"
+
+    def edge(on):
+        iv = Intervention.model_validate({"scale_attention": {"head": "L0H2", "from": q, "to": k, "factor": 0, "on": on}})
+        pattern = Runs(tiny_no_ln_model, ps, 0).run((iv,), {name}).cache[name]
+        return pattern[rows, 2, qi, ki]
+
+    assert edge("weight").abs().max().item() <= 1e-6
+    assert edge("score").max().item() > 1e-2  # the pre-softmax form at 0 is not a removal
+
+
+def test_scale_attention_on_weight_rescales_and_renormalises(tiny_no_ln_model, ps):
+    tokens = torch.as_tensor(ps.tokens)
+    q, k = int(ps.positions["S2"][0]), int(ps.positions["S1"][0]) + 1
+
+    def edit(pattern):
+        pattern = pattern.clone()
+        pattern[:, 2, q, k] *= 0.3
+        pattern[:, 2, q] /= pattern[:, 2, q].sum(-1, keepdim=True)
+        return pattern
+
+    got = run(tiny_no_ln_model, ps, {"scale_attention": {"head": "L0H2", "from": "S2", "to": "S1+1",
+                                                         "factor": 0.3, "on": "weight"}})
+    close(got, manual.forward(tiny_no_ln_model, tokens, edit_pattern=edit)[0])
+
+
 def test_patch_replaces_the_activation_from_the_source_prompts(tiny_no_ln_model, ps):
     src = {"generator": "repeated_tokens", "n": 16, "seed": 99, "length": 8}
     runs = Runs(tiny_no_ln_model, ps, 0, source_prompts=lambda spec: P.build(**spec.model_dump()))

@@ -751,6 +751,23 @@ def _check_claim(loaded: LoadedFile, tree, loc, claim: Claim, cases: list[Case])
                     prompts.position(ps, value)
             except (prompts.PromptError, ValueError) as exc:
                 raise HypothesisError(path, locate(tree, sub), _field(sub), str(exc), getattr(exc, "hint", "")) from None
+        _check_edges(path, tree, loc, case, ps)
+
+
+def _check_edges(path, tree, loc, case, ps):
+    """A scaled edge the causal mask hides (key after query) would scale nothing: refuse it."""
+    for i, iv in enumerate(case.under):
+        body = iv.scale_attention
+        if body is None:
+            continue
+        later = int((prompts.position(ps, body.to) > prompts.position(ps, body.from_)).sum())
+        if later:
+            sub = loc + ("under", i, "scale_attention", "to")
+            raise HypothesisError(
+                path, locate(tree, sub), _field(sub),
+                f"`to: {body.to}` comes after `from: {body.from_}` in {later} of {ps.n} prompts: the causal mask "
+                "already hides that edge, so scaling it would change nothing",
+                "attention runs from a query to itself or earlier keys: swap `from` and `to`, or pick an earlier key")
 
 
 def _case_prompts(loaded, tree, ploc, case, spec=None):

@@ -147,10 +147,13 @@ def attn_scale(cfg) -> float:
 
 
 def scale_attention(body, ctx: Context):
-    """Multiply one pre-softmax score (head, from → to) by `factor` and renormalise the row.
+    """Rescale one attention edge (head, from → to) and renormalise the row.
 
-    softmax(s with s_k → f·s_k) equals the clean row with p_k multiplied by exp((f-1)·s_k) and
-    renormalised, so the edit is exact at `hook_pattern` given s_k = q·k / scale.
+    `on: score` multiplies the pre-softmax score: softmax(s with s_k → f·s_k) equals the clean row
+    with p_k multiplied by exp((f-1)·s_k) and renormalised, so the edit is exact at `hook_pattern`
+    given s_k = q·k / scale. Factor 0 sets the score to 0, which leaves the edge with weight.
+    `on: weight` multiplies the post-softmax weight p_k by f and renormalises: factor 0 removes the
+    edge (a row whose whole weight was on it keeps none).
     """
     layer, head = parse_head(body.head)
     src = torch.as_tensor(P.position(ctx.prompts, body.from_)[ctx.rows])
@@ -172,9 +175,9 @@ def scale_attention(body, ctx: Context):
         score = (q * k).sum(-1) / attn_scale(ctx.cfg)
         pattern = pattern.clone()
         row = pattern[rows, head, src]
-        boost = torch.exp((factor - 1.0) * score)
+        boost = torch.exp((factor - 1.0) * score) if body.on == "score" else torch.full_like(score, factor)
         row[rows, dst] = row[rows, dst] * boost
-        pattern[rows, head, src] = row / row.sum(-1, keepdim=True)
+        pattern[rows, head, src] = row / row.sum(-1, keepdim=True).clamp_min(1e-30)
         return pattern
 
     base = f"blocks.{layer}.attn"

@@ -115,7 +115,11 @@ class ScaleAttention(Strict):
     head: Head
     from_: Position = Field(alias="from")
     to: Position
-    factor: Number = Field(description="multiplies the pre-softmax score; 0 removes it, 1 is clean")
+    factor: Number = Field(description="the multiplier; 1 is clean")
+    on: Literal["score", "weight"] = Field(
+        "score", description="score: multiply the pre-softmax score (seed 000's scaling; factor 0 sets the score to "
+        "0, which does NOT remove the edge); weight: multiply the post-softmax weight and renormalise the row "
+        "(factor 0 removes the edge)")
 
 
 class Patch(Strict):

@@ -47,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         if name == "ioi":
             from circuitcheck.zoo import ioi
 
-            m = ioi.train(steps=args.steps, out=out, seed=args.seed, measure=not args.no_measure, verbose=not args.quiet, save_every=args.save_every)
+            if args.save_every is not None:
+                ap.error("--save-every is not supported for ioi yet (only the TransformerLens-native zoo models)")
+            m = ioi.train(steps=args.steps, out=out, seed=args.seed, measure=not args.no_measure, verbose=not args.quiet)
         else:
             m = train(name, out=out, steps=args.steps, seed=args.seed, measure=not args.no_measure,
                       verbose=not args.quiet, save_every=args.save_every)
