@@ -313,7 +313,7 @@ def test_a_checkpoint_series_from_training_runs_each_claim_on_each(pytester, tmp
 
 
 def test_save_every_never_writes_into_the_package():
-    from circuitcheck.zoo.train import train
+    from circuitcheck.zoo.train import ZOO_MODELS, train
 
     with pytest.raises(ValueError, match="--out"):
-        train("max-of-list", steps=2000, save_every=500)
+        train("max-of-list", out=ZOO_MODELS / "max-of-list", steps=2000, save_every=500)

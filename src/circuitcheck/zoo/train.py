@@ -356,6 +356,7 @@ def reproducible_cpu():
 
 def _write(out: Path, name: str, spec: dict, model, metrics: dict, measured: dict | None, default: bool):
     _save(out, spec, model)
+    metrics["sha256"] = hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest()
     (out / "card.md").write_text(card(name, spec, metrics, measured, default))
 
 
@@ -367,7 +368,6 @@ def _save(out: Path, spec: dict, model):
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(state, str(out / "model.safetensors"))
     (out / "model.safetensors").chmod(0o644)
-    metrics["sha256"] = hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest()
     doc = {k: spec[k] for k in ("config", "task", "prompts", "training", "eval")}
     (out / "config.json").write_text(json.dumps(doc, indent=2) + "\n")
 
