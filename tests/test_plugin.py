@@ -42,7 +42,52 @@ def test_inconclusive_fails_by_default_and_can_skip(pytester, hyp):
     res = pytester.runpytest(str(path), "-p", "no:cacheprovider")
     res.assert_outcomes(failed=1)
     assert "INCONCLUSIVE" in res.stdout.str() and "prompts would settle it with 80% power" in res.stdout.str()
-    pytester.runpytest(str(path), "-p", "no:cacheprovider", "--cc-inconclusive=skip").assert_outcomes(skipped=1)
+    res = pytester.runpytest(str(path), "-p", "no:cacheprovider", "--cc-inconclusive=skip", "-rs")
+    res.assert_outcomes(skipped=1)
+    line = path.read_text().splitlines().index("  - id: straddles") + 1
+    assert f"t.hyp.yaml:{line}: inconclusive: the interval straddles" in res.stdout.str()  # the claim's YAML line
+
+
+def test_the_short_summary_starts_with_the_verdict_and_numbers(pytester, hyp):
+    import re
+
+    path = hyp(TRUE_AND_FALSE, prompts="{generator: max_of_list, n: 120, seed: 1}")
+    out = pytester.runpytest(str(path), "-p", "no:cacheprovider", "-rf", "-vv").stdout.str()  # -vv: untrimmed
+    assert re.search(r"^FAILED \S+::false-claim - FAIL 0 \[0, 0\.\d+\] expected ≥ 0\.5$", out, re.M), out
+
+
+def test_marks_from_files_are_registered_for_strict_markers(pytester, hyp):
+    path = hyp(TRUE_AND_FALSE.replace('  says: "A random model is right half the time"',
+                                      '  says: "A random model is right half the time"\n  marks: [slow, nightly]'))
+    res = pytester.runpytest(str(path), "-p", "no:cacheprovider", "--strict-markers", "-m", "slow")
+    res.assert_outcomes(failed=1)
+    assert "not found in `markers`" not in res.stdout.str()
+
+
+SLOW_FACTORY = """\
+import time
+
+import circuitcheck
+from circuitcheck.models import native
+
+
+@circuitcheck.register_model("plugin-slow-to-build")
+def build():
+    time.sleep(2.0)  # stands for loading a big model: work every claim of the file shares
+    return native(dict(n_layers=1, d_model=16, n_ctx=8, d_head=4, n_heads=4, d_vocab=16,
+                       attn_only=True, act_fn="relu", normalization_type=None, seed=0))
+"""
+
+
+def test_durations_charge_shared_work_to_the_first_setup_and_each_claim_its_own(pytester, tiny_model):
+    pytester.makeconftest(SLOW_FACTORY)
+    pytester.makefile(".hyp.yaml", slow="model: factory:plugin-slow-to-build\n"
+                      "prompts: {generator: max_of_list, n: 40}\nclaims:\n" + textwrap.indent(TRUE_AND_FALSE, "  "))
+    reports = pytester.inline_run("-p", "no:cacheprovider").getreports("pytest_runtest_logreport")
+    setup = [r.duration for r in reports if r.when == "setup"]
+    calls = [r.duration for r in reports if r.when == "call"]
+    assert len(calls) == 2 and all(0 < d < 2.0 for d in calls), calls  # not the first claim: the model
+    assert setup[0] >= 2.0 and setup[1] < 2.0, setup  # the first claim's setup built it, for both
 
 
 def test_junit_xml_carries_the_numbers(pytester, hyp, tmp_path):
@@ -118,12 +163,25 @@ def test_a_files_dtype_wins_over_the_run_default(tmp_path):
     assert result.verdict == "pass" and result.load["dtype"] == "float64"
 
 
-def test_xdist_keeps_a_models_claims_on_one_worker_and_prints_the_table(pytester, hyp):
-    path = hyp(TRUE_AND_FALSE, prompts="{generator: max_of_list, n: 60, seed: 1}")
-    res = pytester.runpytest_subprocess(str(path), "-p", "no:cacheprovider", "-n", "2", "--dist", "loadgroup")
-    res.assert_outcomes(passed=1, failed=1)
+def test_xdist_keeps_a_models_claims_on_one_worker_and_prints_the_table(pytester, hyp, tmp_path):
+    import re
+
+    extra = "".join(f"- {{id: more-{i}, says: more, measure: accuracy, expect: {{at_most: 0.2}}}}\n" for i in range(3))
+    tiny = hyp(TRUE_AND_FALSE + extra, prompts="{generator: max_of_list, n: 60, seed: 1}")
+    zoo = tmp_path / "zoo.hyp.yaml"
+    zoo.write_text("model: zoo:max-of-list\nprompts: {generator: max_of_list, n: 60}\nclaims:\n" + "".join(
+        f"  - {{id: zoo-{i}, says: right, measure: accuracy, expect: {{at_least: 0.8}}}}\n" for i in range(5)))
+    res = pytester.runpytest_subprocess(str(tiny), str(zoo), "-p", "no:cacheprovider", "-n", "2",
+                                        "--dist", "loadgroup", "-v")
+    res.assert_outcomes(passed=9, failed=1)
     out = res.stdout.str()
     assert "circuitcheck claims" in out and "t.hyp.yaml::false-claim" in out and "INTERNALERROR" not in out
+    workers: dict[str, set[str]] = {}
+    for worker, nodeid in re.findall(r"^\[(gw\d+)\] \[\s*\d+%\] (?:PASSED|FAILED) (\S+)", out, re.M):
+        assert "@model_" in nodeid  # the group pytest-xdist's loadgroup reads
+        workers.setdefault(nodeid.split("::")[0], set()).add(worker)
+    assert sum(len(w) for w in workers.values()) >= 2 and len(re.findall(r"^\[gw\d+\] \[", out, re.M)) == 10
+    assert [len(w) for w in workers.values()] == [1, 1], workers  # each model's claims on one worker
 
 
 def test_holm_family_per_file_or_per_run(pytester, hyp, tmp_path):

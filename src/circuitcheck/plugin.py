@@ -5,6 +5,8 @@ Collection reads YAML and numpy only; torch is imported when the first claim run
 """
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -66,7 +68,6 @@ def pytest_configure(config):
     for k in KINDS:
         config.addinivalue_line("markers", f"{k}: circuitcheck claims of kind {k}")
     config.addinivalue_line("markers", "circuitcheck: every hypothesis-file claim")
-    config.addinivalue_line("markers", "xdist_group(name): claims of one model go to one pytest-xdist worker")
     # Without pytest's cache (`-p no:cacheprovider`, as in CI) the value cache is off.
     cache_dir = config.cache.mkdir("circuitcheck") if getattr(config, "cache", None) is not None else None
     options = Options(config.getoption("cc_device"), config.getoption("cc_dtype"), config.getoption("cc_batch_size"),
@@ -101,17 +102,36 @@ class HypothesisFile(pytest.File):
             raise self.CollectError(f"{self.path}: {H.unexpected('reading this hypothesis file', exc)}") from None
         model = _mark_name(loaded.model_source.ref)
         self.config.addinivalue_line("markers", f"{model}: claims on model {loaded.model_source.describe()}")
+        for mark in {m for lc in loaded.claims for m in lc.claim.marks}:  # so that --strict-markers accepts them
+            self.config.addinivalue_line("markers", f"{mark}: a mark hypothesis files give their claims (marks:)")
+        group = _group(self.config, loaded)
         for checkpoint, run_on in self.config.stash[RUN].variants(loaded):
             key = (loaded.path, checkpoint) if checkpoint else loaded.path
             self.config.stash[SESSION].add(run_on, key)
             for lc in loaded.claims:
                 name = f"{lc.claim.id}[{checkpoint}]" if checkpoint else lc.claim.id
-                item = ClaimItem.from_parent(self, name=name, loaded=run_on, line=lc.line, key=key, claim_id=lc.claim.id)
+                nodeid = f"{self.nodeid}::{name}@{group}" if group else None
+                item = ClaimItem.from_parent(self, name=name, loaded=run_on, line=lc.line, key=key,
+                                             claim_id=lc.claim.id, nodeid=nodeid)
                 item.extra_keyword_matches.add(loaded.model_source.ref)  # `-k max-of-list` selects by model
                 for mark in {"circuitcheck", model, *_kinds(lc.claim), *lc.claim.marks}:
                     item.add_marker(mark)
-                item.add_marker(pytest.mark.xdist_group(name=model))
                 yield item
+
+
+def _group(config, loaded) -> str | None:
+    """Under `-n N --dist loadgroup`, the model's group name, for every claim on the same model to
+    run on one worker (which loads it and runs the shared passes once).
+
+    pytest-xdist reads the group from the node id's `@group` suffix, which it adds itself for
+    items marked `xdist_group`; pytest 9.2 keeps node ids where xdist 3.8 no longer reaches them,
+    so the claims carry the suffix from the start."""
+    if not getattr(config.option, "loadgroup", False):  # set on pytest-xdist workers under --dist loadgroup
+        return None
+    source = loaded.model_source
+    if source.kind == "zoo":
+        return _mark_name(source.ref)
+    return f"{_mark_name(source.ref)}_{hashlib.sha1(source.describe().encode()).hexdigest()[:10]}"
 
 
 def _mark_name(ref: str) -> str:
@@ -138,14 +158,26 @@ class ClaimItem(pytest.Item):
         self.loaded, self.line = loaded, line
         self.key, self.claim_id = key or loaded.path, claim_id or self.name
         self.cc_record = None
+        self.unavailable: ModelUnavailable | None = None
+        self.measured_here = 0.0  # seconds of claims measured in this item's setup
+
+    def setup(self):
+        # A file's claims are judged together (Holm), so the first claim's setup measures them all:
+        # its setup carries the shared work, and each claim's call is charged its own measuring.
+        session = self.config.stash[SESSION]
+        before = set(session.seconds)
+        try:
+            session.result(self.key, self.claim_id)
+        except ModelUnavailable as exc:
+            self.unavailable = exc
+        self.measured_here = sum(session.seconds[k] for k in set(session.seconds) - before)
 
     def runtest(self):
-        try:
-            result = self.config.stash[SESSION].result(self.key, self.claim_id)
-        except ModelUnavailable as exc:
+        if self.unavailable is not None:
             if self.config.getoption("cc_require_models"):
-                raise ClaimFailed(None) from exc
-            pytest.skip(f"model not available: {exc}")
+                raise ClaimFailed(None) from self.unavailable
+            self._skip(f"model not available: {self.unavailable}")
+        result = self.config.stash[SESSION].result(self.key, self.claim_id)
         run = self.config.stash[RUN]
         self.cc_record = run.record(result, self.config.stash[SESSION], self.key)
         self.user_properties.extend(regression.properties(result))
@@ -157,16 +189,27 @@ class ClaimItem(pytest.Item):
                 self._check_specificity()
             return
         if result.verdict == INCONCLUSIVE and self.config.getoption("cc_inconclusive") == "skip":
-            pytest.skip(f"inconclusive: {report.why(result.main)}")
+            self._skip(f"inconclusive: {report.why(result.main)}")
         raise ClaimFailed(result)
 
     def _check_specificity(self):
         from . import specificity
 
-        index = [lc.claim.id for lc in self.loaded.claims].index(self.name)
+        index = [lc.claim.id for lc in self.loaded.claims].index(self.claim_id)
         rep = specificity.check_claim(self.config.stash[SESSION], self.loaded, index)
         if rep.survivors:
             raise NotSpecific("\n".join(rep.lines()))
+
+    def _skip(self, reason: str):
+        raise pytest.skip.Exception(reason, _use_item_location=True)  # reported at the claim's YAML line
+
+    def charge(self, rep) -> None:
+        """Durations per claim: the setup keeps the shared work, each call gets its claim's own time."""
+        own = self.config.stash[SESSION].seconds.get((self.key, self.claim_id))
+        if rep.when == "setup":
+            rep.duration = max(rep.duration - self.measured_here, 0.0)
+        elif rep.when == "call" and own is not None:
+            rep.duration += own
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, NotSpecific):
@@ -175,7 +218,7 @@ class ClaimItem(pytest.Item):
         if isinstance(excinfo.value, ClaimFailed):
             if excinfo.value.result is None:
                 return f"model not available and --cc-require-models is set: {excinfo.value.__cause__}"
-            return regression.describe(excinfo.value.result)
+            return ClaimRepr(regression.describe(excinfo.value.result), headline(excinfo.value.result))
         if isinstance(excinfo.value, BaselineError):
             return str(excinfo.value)
         return super().repr_failure(excinfo, style)
@@ -184,12 +227,46 @@ class ClaimItem(pytest.Item):
         return self.path, self.line - 1, f"claim {self.name}"
 
 
+@dataclass
+class Crash:
+    message: str  # what pytest's short summary and JUnit XML's message show
+
+
+class ClaimRepr:
+    """A failed claim as pytest shows it: the full description, and the verdict with its numbers
+    for the one-line short summary (`FAILED ...::claim - FAIL 0.31 [0.29, 0.32] expected ≥ 0.6`)."""
+
+    def __init__(self, text: str, summary: str):
+        self.text, self.reprcrash = text, Crash(summary)
+
+    def toterminal(self, tw) -> None:
+        for line in self.text.splitlines():
+            tw.line(line)
+
+    def __str__(self) -> str:  # how pytest-xdist sends it to the controller: the summary line first
+        return f"{self.reprcrash.message}\n{self.text}"
+
+
+def headline(result) -> str:
+    """`FAIL 0.31 [0.29, 0.32] expected ≥ 0.6`: a claim's verdict and numbers in one line."""
+    if result.error or result.main is None:
+        return f"{result.verdict.upper()}: {(result.error or 'no cases').splitlines()[0]}"
+    c = result.main
+    case = f" (case {c.label} of {len(result.cases)})" if len(result.cases) > 1 else ""
+    return (f"{result.verdict.upper()} {c.estimate.statistic:.4g} {report.interval(c)} "
+            f"expected {result.expected}{case}")
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """A claim's full record rides on its report (plain JSON values), so it reaches the controller under xdist."""
+    """Each claim's own durations; its full record rides on its report (plain JSON values), so it
+    reaches the controller under pytest-xdist."""
     outcome = yield
-    if call.when == "call" and getattr(item, "cc_record", None) is not None:
-        outcome.get_result().cc_record = item.cc_record
+    if isinstance(item, ClaimItem):
+        rep = outcome.get_result()
+        item.charge(rep)
+        if call.when == "call" and item.cc_record is not None:
+            rep.cc_record = item.cc_record
 
 
 def pytest_runtest_logreport(report):

@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import math
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +61,11 @@ class Session:
         self.measured: dict[tuple, np.ndarray] = {}  # a measure of a run, shared by the claims that read it
         self.results: dict[Path, dict[str, Result]] = {}
         self.files: dict[Path, H.LoadedFile] = {}
+        # Each claim's own measuring time; work claims share (loading the model, the clean and
+        # intervention runs) is counted apart, so a file's first claim is not charged for it.
+        self.seconds: dict[tuple[Path, str], float] = {}
+        self.shared_seconds = 0.0
+        self._sharing = False
         self.cache = None
         if options.cache != "off" and options.cache_dir:
             from .cache import ValueCache
@@ -143,23 +150,41 @@ class Session:
         return load_options(loaded.spec.model, self.options)
 
     def model(self, loaded: H.LoadedFile):
-        return models.load(loaded.model_source, self.load_options(loaded))
+        with self._shared_work():
+            return models.load(loaded.model_source, self.load_options(loaded))
+
+    @contextmanager
+    def _shared_work(self):
+        """Time work that several claims share (the outermost such block only)."""
+        if self._sharing:
+            yield
+            return
+        self._sharing, start = True, time.perf_counter()
+        try:
+            yield
+        finally:
+            self._sharing = False
+            self.shared_seconds += time.perf_counter() - start
 
     def _runs(self, loaded: H.LoadedFile, spec):
         """The runs over one prompt set: on first use, the clean run and every planned intervention."""
-        from .runs import Runs
-
         k = self.plan.key(loaded, spec)
         if k not in self.runs:
-            group = self.plan.groups[k]
-            model = self.model(loaded)
-            runs = Runs(model, self._prompts(loaded, spec), loaded.spec.seed, self.options.batch_size,
-                        source_prompts=lambda s: H.build_prompts(group.loaded.path, s))
-            clean, planned = group.needs(model.cfg)
-            runs.clean(clean)
-            runs.run_many(list(planned.values()))
-            self.runs[k] = runs
+            with self._shared_work():
+                self.runs[k] = self._new_runs(loaded, spec, k)
         return self.runs[k]
+
+    def _new_runs(self, loaded: H.LoadedFile, spec, k):
+        from .runs import Runs
+
+        group = self.plan.groups[k]
+        model = self.model(loaded)
+        runs = Runs(model, self._prompts(loaded, spec), loaded.spec.seed, self.options.batch_size,
+                    source_prompts=lambda s: H.build_prompts(group.loaded.path, s))
+        clean, planned = group.needs(model.cfg)
+        runs.clean(clean)
+        runs.run_many(list(planned.values()))
+        return runs
 
     def _measure(self, loaded, case, under) -> np.ndarray:
         """The case's per-prompt values under `under` (measure minus versus, where it has one)."""
@@ -336,6 +361,7 @@ class Session:
         for path in paths:
             loaded = self.files[path]
             for lc in loaded.claims:
+                start, shared = time.perf_counter(), self.shared_seconds
                 try:
                     entries.append((path, loaded, lc, self._rows(loaded, lc)))
                 except models.ModelUnavailable:
@@ -346,6 +372,9 @@ class Session:
                     errors[(path, lc.claim.id)] = f"{exc} ({exc.hint})"
                 except Exception as exc:  # one claim that cannot be measured must not take the others down
                     errors[(path, lc.claim.id)] = H.unexpected("measuring this claim", exc)
+                finally:
+                    own = time.perf_counter() - start - (self.shared_seconds - shared)
+                    self.seconds[(path, lc.claim.id)] = max(own, 0.0)
         # Recorded claims test nothing: they stay out of Holm's family, with bounds at the file's alpha.
         recorded = [e for e in entries if self.recording(e[2].claim)]
         entries = [e for e in entries if not self.recording(e[2].claim)]
