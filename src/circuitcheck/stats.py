@@ -178,28 +178,6 @@ class Binomial(Bound):
         return Binomial(round(self.statistic * n), n)
 
 
-class PairedBinomial(Bound):
-    """The mean of paired changes in {-1, 0, 1}: θ = P(+1) - P(-1), bounded by Clopper-Pearson on
-    each count at half the level (Bonferroni), so it is exact however few prompts changed."""
-
-    def __init__(self, plus: int, minus: int, n: int):
-        self.plus, self.minus = Binomial(plus, n), Binomial(minus, n)
-        self.n = n
-        self.statistic = (plus - minus) / n
-        mean2 = (plus + minus) / n
-        self.sd = math.sqrt(max(mean2 - self.statistic ** 2, 0.0))
-        self.method = f"exact paired counts ({plus} up, {minus} down; Clopper-Pearson, Bonferroni)"
-
-    def lower(self, a):
-        return self.plus.lower(a / 2) - self.minus.upper(a / 2)
-
-    def upper(self, a):
-        return self.plus.upper(a / 2) - self.minus.lower(a / 2)
-
-    def resized(self, n):
-        return PairedBinomial(round(self.plus.statistic * n), round(self.minus.statistic * n), n)
-
-
 # ---------------------------------------------------------------- bounded measures: betting
 class Betting(Bound):
     """Mean of values known to lie in [r0, r1]: the hedged-capital betting test of Waudby-Smith &
@@ -372,6 +350,21 @@ class Difference(Bound):
     def resized(self, n):
         ra, rb = self.a.resized(max(2, n // 2)), self.b.resized(max(2, n // 2))
         return Difference(ra, rb) if ra and rb else None
+
+
+class PairedBinomial(Difference):
+    """The mean of paired changes in {-1, 0, 1}: θ = P(+1) - P(-1), bounded by Clopper-Pearson on
+    each count at half the level (Bonferroni), so it is exact however few prompts changed."""
+
+    def __init__(self, plus: int, minus: int, n: int):
+        super().__init__(Binomial(plus, n), Binomial(minus, n))
+        self.n = n  # one sample of n prompts, not two groups
+        mean2 = (plus + minus) / n
+        self.sd = math.sqrt(max(mean2 - self.statistic ** 2, 0.0))
+        self.method = f"exact paired counts ({plus} up, {minus} down; Clopper-Pearson, Bonferroni)"
+
+    def resized(self, n):
+        return PairedBinomial(round(self.a.statistic * n), round(self.b.statistic * n), n)
 
 
 # ---------------------------------------------------------------- curves over a sweep
