@@ -96,13 +96,6 @@ def properties(result: Result) -> list[tuple[str, object]]:
     return [(k, float(v) if hasattr(v, "dtype") else v) for k, v in props]
 
 
-def worst(cases: list[CaseResult]) -> CaseResult:
-    """The case nearest to failing: failed first, then inconclusive, then the smallest margin."""
-    from .verdict import deciding
-
-    return deciding("all", cases)
-
-
 WHICH = {"all": "worst", "any": "best", "none": "nearest to passing"}
 
 

@@ -405,9 +405,6 @@ class Session:
         result.level = level
         return result
 
-    def _check_file(self, loaded: H.LoadedFile) -> dict[str, Result]:
-        return self._judged([loaded.path])[loaded.path]
-
     def _result(self, loaded, lc, cases, error=None, family="") -> Result:
         claim = lc.claim
         q = claim.for_.kind if claim.for_ else None

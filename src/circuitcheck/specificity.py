@@ -132,7 +132,7 @@ def _flip(expect: dict):
     """(description, flipped expect), or None when the region has two sides (about, between)."""
     if len(expect) == 1:
         (key, value), = expect.items()
-        if key in FLIPS and key in ("at_least", "at_most"):
+        if key in FLIPS:
             return f"{key} -> {FLIPS[key]}", {FLIPS[key]: value}
         if key == "crosses" and isinstance(value, dict):
             d = value.get("direction", "up")

@@ -49,10 +49,6 @@ class Estimate:
     method: str
     sd: float  # per-prompt standard deviation, for sample-size advice
 
-    @property
-    def half_width(self) -> float:
-        return (self.high - self.low) / 2
-
 
 # ---------------------------------------------------------------- the base
 class Bound:
