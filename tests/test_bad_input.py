@@ -6,6 +6,8 @@ Each bad file starts with its expectations as comments:
     # expect: <substring of str(error)>      (one or more; the message, the field, the hint)
                                              (in the file's own encoding: some are not UTF-8)
     # line: N                                (optional: the line the error must point at)
+    # file: data/rows.jsonl                  (optional: the error is in this data file, at its own line)
+    # field: answer                          (optional: the field the error must name)
 
 The native model in these files points at `tests/bad/tiny.safetensors`, a placeholder that holds no
 tensors: loading only checks that the weights file exists, so no bad file ever needs real weights.
@@ -50,6 +52,17 @@ def expectations(path: Path) -> tuple[list[str], int | None]:
     return expects, line
 
 
+def located(path: Path) -> tuple[Path, str | None]:
+    """The file the error must be in (a data file the hypothesis file reads, or itself) and its field."""
+    where, field = path, None
+    for text in comments(path):
+        if m := re.match(r"^# file: (\S+)\s*$", text):
+            where = path.parent / m[1]
+        elif m := re.match(r"^# field: (\S+)\s*$", text):
+            field = m[1]
+    return where, field
+
+
 def _param(path: Path):
     marks = [pytest.mark.xfail(strict=True, reason=KNOWN_PROBLEMS[path.name])] if path.name in KNOWN_PROBLEMS else []
     return pytest.param(path, id=path.name.removesuffix(".hyp.yaml"), marks=marks)
@@ -72,10 +85,15 @@ def test_bad_file_is_refused_with_file_line_and_message(path: Path):
         load(path)
     err = info.value
     text = str(err)
+    where, field = located(path)
     for expected in expects:
         assert expected in text, f"expected {expected!r} in:\n{text}"
     assert isinstance(err.line, int) and err.line >= 1, text
-    assert text.startswith(f"{path}:{err.line}: "), text
+    assert err.path == where and text.startswith(f"{where}:{err.line}: "), text
+    if field is not None:
+        assert err.field == field, f"error names field {err.field!r}, expected {field!r}:\n{text}"
+    if where != path:  # a data file's line: the hint says which hypothesis file read it
+        assert path.name in err.hint, text
     if line is not None:
         assert err.line == line, f"error at line {err.line}, expected line {line}:\n{text}"
     assert "Traceback" not in text

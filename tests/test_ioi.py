@@ -125,3 +125,113 @@ def test_training_smoke_writes_a_loadable_hugging_face_directory(tmp_path):
     assert (tmp_path / "tokenizer.json").read_text() == (IOI / "tokenizer.json").read_text()  # same vocabulary
     with pytest.raises(ValueError, match="--out"):
         ioi.train(steps=3)  # a short run never overwrites the shipped model
+
+
+# ---------------------------------------------------------------- JSONL rows with text
+def _jsonl(tmp_path, rows, tokenizer=IOI, **params):
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return prompts.build("jsonl", None, 0, path="rows.jsonl", base=tmp_path, tokenizer=str(tokenizer), **params)
+
+
+def test_text_rows_tokenise_as_the_text_generator_does(tmp_path):
+    """The same sentences as JSONL text rows and from the `text` generator: the same tokens (BOS
+    first), the same named positions, the same answer and counterfactual."""
+    gen = T.text(12, 5, TEMPLATE, SLOTS, "IO", "S", str(IOI))
+    tok = T.load_tokenizer(str(IOI))
+    rows = []
+    for i in range(gen.n):
+        words = {k: tok.id_to_token(int(gen.tokens[i, gen.positions[k][i]])) for k in ("IO", "S", "PLACE", "OBJECT")}
+        rows.append({"text": TEMPLATE, "slots": words, "answer": "{IO}", "counterfactual": words["S"]})
+    ps = _jsonl(tmp_path, rows)
+    assert ps.mask is None and (ps.tokens == gen.tokens).all() and ps.tokens[0, 0] == T.bos_id(str(IOI)) == 0
+    for name in ("IO", "S", "S#2", "PLACE", "OBJECT", "end"):
+        assert (ps.positions[name] == gen.positions[name]).all(), name
+    assert (ps.target_pos == gen.target_pos).all() and (ps.target_tok == gen.target_tok).all()
+    assert (ps.target_cf == gen.target_cf).all()
+    no_bos = _jsonl(tmp_path, rows, prepend_bos=False)
+    assert (no_bos.tokens == gen.tokens[:, 1:]).all() and (no_bos.positions["IO"] == 1).all()
+
+
+def test_text_rows_of_different_sentences_pad_and_resolve_per_row(tmp_path):
+    """Plain text (no slots) and text with slots; several targets as words; a BOS read-out; fields."""
+    rows = [{"text": "When Mary and John went to the store , John gave a drink to", "answer": "Mary",
+             "counterfactual": "John", "positions": {"IO": 2, "S": 4}, "fields": {"order": "BABA"}},
+            {"text": "Then , {S} and {IO} had a long day at the park . {S} handed a book to",
+             "slots": {"IO": "Bob", "S": "Alice"}, "positions": {"IO": 5, "S": 3}, "fields": {"order": "ABBA"},
+             "targets": [{"token": "{IO}", "counterfactual": "{S}"}, {"at": 0, "token": 35}]}]
+    with pytest.raises(prompts.PromptError, match="already names a position of this text row"):
+        _jsonl(tmp_path, rows)
+    rows[1]["positions"] = {"IO": 5, "S": 3}
+    del rows[1]["slots"]
+    rows[1]["text"] = "Then , Alice and Bob had a long day at the park . Alice handed a book to"
+    rows[1]["targets"][0] = {"token": "Bob", "counterfactual": "Alice"}
+    for padding in ("right", "left"):
+        ps = _jsonl(tmp_path, rows, padding=padding)
+        assert ps.mask.sum(1).tolist() == [15, 19] and ps.seq_len == 19
+        tok = T.load_tokenizer(str(IOI))
+        for i, r in enumerate(rows):
+            real = ps.tokens[i][ps.mask[i] == 1].tolist()
+            assert real == T.encode(IOI, r["text"]) and tok.decode(real[1:]) == r["text"]
+            assert tok.id_to_token(int(ps.tokens[i, ps.positions["IO"][i]])) == ["Mary", "Bob"][i]
+            assert ps.positions["end"][i] == ps.positions["last"][i] == ps.start[i] + len(real) - 1
+        assert [tok.id_to_token(int(t)) for t in ps.target_tok[:, 0]] == ["Mary", "Bob"]
+        assert [tok.id_to_token(int(t)) for t in ps.target_cf[:, 0]] == ["John", "Alice"]
+        assert (ps.target_pos[1] - ps.start[1]).tolist() == [18, 0]  # the second target reads BOS
+        assert ps.target_valid.tolist() == [[True, False], [True, True]]
+        assert ps.fields["order"].tolist() == ["BABA", "ABBA"]
+
+
+def test_text_rows_through_a_bpe_tokenizer_prepend_bos_and_give_answers_their_space(tmp_path):
+    """A GPT-2-style byte-level BPE tokenizer (as hf: models have): BOS from tokenizer_config.json,
+    answers tokenised with their leading space, as they follow the text."""
+    from tokenizers import Tokenizer, decoders, models as tm, pre_tokenizers, trainers
+
+    tok = Tokenizer(tm.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    sentences = ["When Mary and John went to the store, John gave a drink to Mary"] * 20
+    tok.train_from_iterator(sentences, trainers.BpeTrainer(special_tokens=["<|endoftext|>"], vocab_size=300,
+                                                           initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<|endoftext|>"}))
+    rows = [{"text": "When {IO} and {S} went to the store, {S} gave a drink to", "slots": {"IO": "Mary", "S": "John"},
+             "answer": "Mary", "counterfactual": "{S}"}] * 2
+    ps = _jsonl(tmp_path, rows, tokenizer=tmp_path)
+    want = [tok.token_to_id("<|endoftext|>")] + tok.encode(rows[0]["text"].format(IO="Mary", S="John")).ids
+    assert ps.tokens[0].tolist() == want
+    assert ps.target_tok[0, 0] == tok.token_to_id("ĠMary") and ps.target_cf[0, 0] == tok.token_to_id("ĠJohn")
+    assert tok.id_to_token(int(ps.tokens[0, ps.positions["S#2"][0]])) == "ĠJohn"
+
+
+def test_text_row_claims_run_on_zoo_ioi(tmp_path):
+    """End to end: a hypothesis file on zoo:ioi reads text rows of two lengths; the logit difference
+    of each row equals the one its sentence gets from the `text` generator."""
+    from circuitcheck.hypothesis_file import load
+    from circuitcheck.session import Session
+
+    gen = T.text(6, 1, TEMPLATE, SLOTS, "IO", "S", str(IOI))
+    tok = T.load_tokenizer(str(IOI))
+    words = [{k: tok.id_to_token(int(gen.tokens[i, gen.positions[k][i]])) for k in SLOTS} for i in range(gen.n)]
+    rows = [{"text": TEMPLATE, "slots": w, "answer": w["IO"], "counterfactual": w["S"]} for w in words]
+    rows.append({"text": "Then , " + TEMPLATE, "slots": words[0], "answer": words[0]["IO"],
+                 "counterfactual": words[0]["S"]})  # a longer row: the others are padded
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "gen.hyp.yaml").write_text(f"""model: zoo:ioi
+prompts: {{generator: text, template: "{TEMPLATE}", slots: {json.dumps(SLOTS)}, answer: IO, counterfactual: S, n: 6, seed: 1}}
+claims:
+  - {{id: ld, says: "x", measure: logit_diff, expect: record}}
+""")
+    (tmp_path / "rows.hyp.yaml").write_text("""model: zoo:ioi
+prompts: {generator: jsonl, path: rows.jsonl}
+claims:
+  - {id: ld, says: "x", measure: logit_diff, expect: record}
+""")
+    session = Session()
+    values = {}
+    for name in ("gen", "rows"):
+        loaded = load(tmp_path / f"{name}.hyp.yaml")
+        session.add(loaded)
+        lc = loaded.claims[0]
+        values[name] = session.values(loaded, lc.claim, lc.cases[0])[0]
+    assert len(values["rows"]) == 7 and np.allclose(values["rows"][:6], values["gen"], atol=1e-4)
+    assert values["rows"][6] > 5  # the longer sentence, right after the padded ones, still names IO

@@ -111,6 +111,7 @@ def workdir(tmp_path_factory):
     d = tmp_path_factory.mktemp("fuzz")
     shutil.copy(ROOT / "tests" / "bad" / "tiny.safetensors", d / "tiny.safetensors")
     shutil.copytree(ROOT / "tests" / "bad" / "models", d / "models")
+    shutil.copytree(ROOT / "tests" / "bad" / "data", d / "data")
     return d
 
 

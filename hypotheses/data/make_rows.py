@@ -9,6 +9,12 @@ token is in the row, each with a counterfactual (the token that followed in the 
 shuffles; a token absent from the row, for repeats). induction_first_token.jsonl: the same kind of
 rows with one target read at BOS (position 0): the first segment token, which nothing before it
 predicts.
+
+ioi_rows.jsonl (for ioi_jsonl.hyp.yaml, on `zoo:ioi`): text rows, as a researcher's IOI data set
+comes: one sentence a row, drawn from zoo:ioi's 6 training sentences and its held-out one, each in
+ABBA or BABA order, so rows have different lengths (padded on the right); the slots name the
+positions (IO, S, S#2, PLACE, OBJECT, end), the answer and its counterfactual are words, and the
+fields say which sentence, which order and which split a row is.
 """
 from __future__ import annotations
 
@@ -47,6 +53,25 @@ def first_token(seed: int, n: int) -> list[dict]:
     return [{"tokens": r["tokens"], "answer": r["tokens"][1], "at": 0, "fields": r["fields"]} for r in rows(seed, n)]
 
 
+def ioi_rows(seed: int, n: int) -> list[dict]:
+    from circuitcheck.zoo.ioi import HELD_OUT, NAMES, OBJECTS, PLACES, SENTENCES
+
+    rng = np.random.default_rng(seed)
+    sentences = [(s, "train") for s in SENTENCES] + [(s, "held-out") for s in HELD_OUT]
+    out = []
+    for _ in range(n):
+        k = int(rng.integers(len(sentences)))
+        sentence, split = sentences[k]
+        order = "BABA" if rng.integers(2) else "ABBA"  # BABA: IO first, as zoo.ioi.templates names them
+        first, second = ("{IO}", "{S}") if order == "BABA" else ("{S}", "{IO}")
+        io, s = (str(x) for x in rng.choice(NAMES, size=2, replace=False))
+        out.append({"text": sentence.replace("{A}", first).replace("{B}", second),
+                    "slots": {"IO": io, "S": s, "PLACE": str(rng.choice(PLACES)), "OBJECT": str(rng.choice(OBJECTS))},
+                    "answer": io, "counterfactual": s,
+                    "fields": {"sentence": k, "order": order, "split": split}})
+    return out
+
+
 def write(name: str, data: list[dict]) -> None:
     text = "".join(json.dumps(r) + "\n" for r in data)
     for folder in (HERE, TWINS):
@@ -57,3 +82,4 @@ def write(name: str, data: list[dict]) -> None:
 if __name__ == "__main__":
     write("induction_rows.jsonl", rows(seed=0, n=400))
     write("induction_first_token.jsonl", first_token(seed=1, n=100))
+    write("ioi_rows.jsonl", ioi_rows(seed=0, n=400))

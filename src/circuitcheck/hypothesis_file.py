@@ -488,8 +488,9 @@ def _data_file(path, tree, loc, name, what) -> Path:
 
 
 def _with_tokenizer(path: Path, tree, loc: tuple, p: PromptSpec, source: models.ModelSource) -> PromptSpec:
-    """Text prompts tokenise with the model's tokenizer unless the file names a tokenizer.json."""
-    if p.generator != "text":
+    """Text prompts (and JSONL rows with `text`) tokenise with the model's tokenizer unless the
+    file names a tokenizer.json."""
+    if p.generator not in ("text", "jsonl"):
         return p
     given = (p.model_extra or {}).get("tokenizer")
     if given is not None:

@@ -2,12 +2,18 @@
 
 A row is a JSON object:
 
-    {"tokens": [0, 5, 9, 2],                       required: token ids
+    {"tokens": [0, 5, 9, 2],                       token ids (or `text`)
      "answer": 7, "counterfactual": 3, "at": "last",  one target (at: default `read_at`)
      "targets": [{"at": 2, "token": 7, "counterfactual": 3}, ...],   or several (not both)
      "positions": {"S": 1, "IO": 2},               named positions, indices into this row
      "fields": {"category": "neg_only", "depth": 3}}   metadata, for `where:`
 
+    {"text": "When {IO} and {S} went to the store , {S} gave a drink to",   text, for models
+     "slots": {"IO": "Mary", "S": "John"},          with a tokenizer: slots name positions
+     "answer": "{IO}", "counterfactual": "John"}    (IO, S, S#2, end); targets are words
+
+Text rows are tokenised by the model's tokenizer (`text_prompts.row`), BOS first as the model
+expects, so that index 0 is BOS; a word that is not one token is an error at its line.
 Rows may have different lengths: they are padded (`padding: right` or `left`, with `pad_token`)
 and the attention mask goes to the model. Every defect is a `PromptError` naming the file's own
 line: bad JSON, a key missing or misspelt, a wrong type, a position outside the row, a position,
@@ -24,15 +30,18 @@ import numpy as np
 
 from .prompts import PromptError, PromptSet, parse_position, row_error
 
-ROW_KEYS = ("tokens", "answer", "counterfactual", "at", "targets", "positions", "fields")
+ROW_KEYS = ("tokens", "text", "slots", "answer", "counterfactual", "at", "targets", "positions", "fields")
 TARGET_KEYS = ("at", "token", "counterfactual")
 NAME = re.compile(r"^[A-Za-z_][\w#]*$")
-RESERVED = ("first", "last")  # every prompt set names these itself
+RESERVED = ("first", "last")  # every prompt set names these itself (text rows also `end`)
+SLOT_REF = re.compile(r"^\{(\w+)\}$")  # `"answer": "{IO}"`: the word the row's slot IO holds
 HINT = "see `jsonl` rows in docs/reference.md"
 
 
-def read(path: Path, n: int | None, padding: str = "right", pad_token: int = 0, read_at="last") -> PromptSet:
-    """The first `n` rows of `path` (every row when `n` is None) as a padded prompt set."""
+def read(path: Path, n: int | None, padding: str = "right", pad_token: int = 0, read_at="last",
+         tokenizer: str | None = None, prepend_bos: bool = True) -> PromptSet:
+    """The first `n` rows of `path` (every row when `n` is None) as a padded prompt set; rows with
+    `text` go through `tokenizer` (the model's tokenizer.json directory)."""
     if padding not in ("right", "left"):
         raise PromptError(f"padding {padding!r} is neither 'right' nor 'left'", "write `padding: left` or `padding: right`")
     if not _is_int(pad_token) or pad_token < 0:
@@ -44,7 +53,9 @@ def read(path: Path, n: int | None, padding: str = "right", pad_token: int = 0, 
     if len(lines) < 2:
         raise PromptError(f"{path.name} has {len(lines)} row{'s' * (len(lines) != 1)}; a claim needs at least 2 prompts",
                           "add rows, one JSON object a line")
-    rows = [_row(path, no, text, read_at) for no, text in lines[:n]]
+    rows = [_row(path, no, text, read_at, (str(tokenizer), prepend_bos) if tokenizer else None)
+            for no, text in lines[:n]]
+    _one_kind(path, rows)
     _same_keys(path, rows, "positions")
     _same_keys(path, rows, "fields")
     _same_keys(path, rows, "targets", lambda r: {"targets"} if r["targets"] else set())
@@ -69,7 +80,7 @@ def _error(path, line, field, message, hint=HINT):
     return row_error(path, line, field, message, hint)
 
 
-def _row(path: Path, line: int, text: str, read_at) -> dict:
+def _row(path: Path, line: int, text: str, read_at, tokenizer) -> dict:
     try:
         row = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -79,16 +90,75 @@ def _row(path: Path, line: int, text: str, read_at) -> dict:
     if not isinstance(row, dict):
         raise _error(path, line, "", f"a row is a JSON object {{\"tokens\": [...], ...}}, not {_kind(row)}")
     _known(path, line, "", row, ROW_KEYS)
-    if "tokens" not in row:
-        raise _error(path, line, "", "missing required key 'tokens'")
-    tokens = _int_list(path, line, "tokens", row["tokens"])
+    if "text" in row:
+        tokens, named, token = _text_row(path, line, row, tokenizer)
+    else:
+        if "tokens" not in row:
+            raise _error(path, line, "", "missing required key 'tokens' (or 'text')")
+        if "slots" in row:
+            raise _error(path, line, "slots", "`slots` fill the `{SLOT}`s of a row's `text`; this row has `tokens`")
+        tokens, named, token = _int_list(path, line, "tokens", row["tokens"]), {}, lambda f, v: _int(path, line, f, v)
     positions = _names(path, line, "positions", row.get("positions", {}), lambda f, v: _index(path, line, f, v, tokens))
+    for name in positions.keys() & named.keys():
+        raise _error(path, line, f"positions.{name}", f"{name!r} already names a position of this text row",
+                     "a text row names its slots (S, S#2) and `end` itself; name this one differently")
+    positions = {**named, **positions}
     fields = _names(path, line, "fields", row.get("fields", {}), lambda f, v: _scalar(path, line, f, v))
-    return {"line": line, "tokens": tokens, "positions": positions, "fields": fields,
-            "targets": _targets(path, line, row, read_at, positions, len(tokens))}
+    return {"line": line, "tokens": tokens, "positions": positions, "fields": fields, "text": "text" in row,
+            "targets": _targets(path, line, row, read_at, positions, len(tokens), token)}
 
 
-def _targets(path, line, row, read_at, positions, length) -> list[tuple[int, int, int]]:
+def _text_row(path, line, row, tokenizer):
+    """Token ids of a text row (BOS first), its slot positions and `end`, and how its targets'
+    words become token ids."""
+    from . import text_prompts as T
+
+    if tokenizer is None:
+        raise _error(path, line, "text", "a text row needs the model's tokenizer, and this model has none",
+                     "write `tokens` (ids), use a model with a tokenizer.json (zoo:ioi, hf:), or give "
+                     "`tokenizer: PATH` under `prompts`")
+    if "tokens" in row:
+        raise _error(path, line, "tokens", "a row has `text` or `tokens`, not both")
+    text, slots = row["text"], row.get("slots", {})
+    if not isinstance(text, str) or not text.strip():
+        raise _error(path, line, "text", f"the text is a non-empty string, not {_kind(text)}")
+    if not isinstance(slots, dict):
+        raise _error(path, line, "slots", f"an object {{\"IO\": \"Mary\"}}, not {_kind(slots)}")
+    for name, value in slots.items():
+        if not NAME.match(name) or "#" in name or name in RESERVED + ("end",):
+            raise _error(path, line, f"slots.{name}", f"{name!r} cannot name a slot", "names start with a letter and "
+                         "hold letters, digits and _; `first`, `last` and `end` are built in")
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise _error(path, line, f"slots.{name}", f"a slot holds a word, not {_kind(value)}")
+    where, prepend_bos = tokenizer
+    try:
+        tokens, named = T.row(where, text, slots, prepend_bos)
+    except PromptError as exc:
+        param = exc.param if isinstance(exc.param, tuple) else (exc.param,)
+        field = f"slots.{param[1]}" if param[0] == "slots" else "text"
+        raise _error(path, line, field, str(exc), exc.hint) from None
+    lead = " " if T._needs_space(where) else ""  # an answer follows the text: BPE gives it its space
+
+    def token(field, v):
+        if _is_int(v):
+            return _int(path, line, field, v)
+        if not isinstance(v, str):
+            raise _error(path, line, field, f"a target is a word (or a token id), not {_kind(v)}")
+        ref = SLOT_REF.match(v)
+        if ref and ref[1] not in slots:
+            raise _error(path, line, field, f"{v!r} names slot {ref[1]}, which this row's `slots` lack",
+                         f"slots here: {', '.join(slots) or 'none'}")
+        word = str(slots[ref[1]]) if ref else v
+        try:
+            return T.one_token(where, word, field, lead, label="the word")
+        except PromptError as exc:
+            raise _error(path, line, field, str(exc), "a target is one token: a word the model's tokenizer knows") \
+                from None
+
+    return tokens, {**named, "end": len(tokens) - 1}, token
+
+
+def _targets(path, line, row, read_at, positions, length, token) -> list[tuple[int, int, int]]:
     """(row index, token, counterfactual or -1) of each target."""
     if "targets" in row and any(k in row for k in ("answer", "counterfactual", "at")):
         raise _error(path, line, "targets", "a row has `targets` or `answer` (with `at`, `counterfactual`), not both")
@@ -110,8 +180,8 @@ def _targets(path, line, row, read_at, positions, length) -> list[tuple[int, int
         _known(path, line, f, t, TARGET_KEYS)
         if "token" not in t:
             raise _error(path, line, f, "missing required key 'token'")
-        tok = _int(path, line, _join(f, "token" if base else "answer"), t["token"])
-        cf = _int(path, line, _join(f, "counterfactual"), t["counterfactual"]) if "counterfactual" in t else -1
+        tok = token(_join(f, "token" if base else "answer"), t["token"])
+        cf = token(_join(f, "counterfactual"), t["counterfactual"]) if "counterfactual" in t else -1
         at = _resolve(path, line, _join(f, "at"), t.get("at", read_at), positions, length)
         out.append((at, tok, cf))
     return out
@@ -161,9 +231,19 @@ def _pad(path: Path, rows: list[dict], padding: str, pad_token: int) -> PromptSe
     fields = {f: np.array([r["fields"][f] for r in rows], dtype=object) for f in rows[0]["fields"]}
     padded = bool((mask == 0).any())
     return PromptSet(tokens, positions, tpos, ttok, "jsonl",
-                     {"lines": [r["line"] for r in rows], "file": path.name, "path": path, "padding": padding if padded else None,
+                     {"lines": [r["line"] for r in rows], "file": path.name, "path": path, "text": rows[0]["text"],
+                      "padding": padding if padded else None,
                       "pad_token": pad_token if padded else None},
                      tcf, None if valid.all() else valid, mask if padded else None, fields)
+
+
+def _one_kind(path, rows):
+    """A file's rows are all text or all token ids: positions and targets mean one thing throughout."""
+    for r in rows[1:]:
+        if r["text"] != rows[0]["text"]:
+            kinds = [("tokens", "text")[x["text"]] for x in (r, rows[0])]
+            raise _error(path, r["line"], kinds[0], f"this row has `{kinds[0]}` and line {rows[0]['line']} has "
+                         f"`{kinds[1]}`", "a file's rows are all `text` or all `tokens`")
 
 
 def _same_keys(path, rows, what, keys=None):

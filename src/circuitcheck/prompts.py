@@ -173,6 +173,8 @@ def _fit_error(prompts, i, key, message, hint) -> PromptError:
     lines = prompts.extra.get("lines")
     if lines is None:
         return PromptError(f"{prompts.where(i)}: {message}", hint)
+    if key == "tokens" and prompts.extra.get("text"):  # a text row: its tokens come from its text
+        key = "text"
     return row_error(prompts.extra.get("path"), lines[i], key, message, hint)
 
 
@@ -327,11 +329,13 @@ def _token(word, lookup):
 
 
 def jsonl(n: int | None, seed: int, path: str, base: Path | None = None, padding: str = "right",
-          pad_token: int = 0, read_at: str | int = "last") -> PromptSet:
-    """Prompts from a JSONL file, one row a line, every row checked (see `jsonl.read`)."""
+          pad_token: int = 0, read_at: str | int = "last", tokenizer: str | None = None,
+          prepend_bos: bool = True) -> PromptSet:
+    """Prompts from a JSONL file, one row a line, every row checked (see `jsonl.read`); rows with
+    `text` go through the model's tokenizer."""
     from . import jsonl as J
 
-    return J.read(Path(path) if base is None else base / path, n, padding, pad_token, read_at)
+    return J.read(Path(path) if base is None else base / path, n, padding, pad_token, read_at, tokenizer, prepend_bos)
 
 
 def text(n: int, seed: int, template, slots: dict, answer: str, counterfactual: str | None = None,
@@ -379,6 +383,7 @@ PARAMS: dict[str, dict[str, tuple]] = {
     "template": {"text": ("text",), "answer": ("text|int",), "slots": ("map",), "vocab": ("list?",),
                  "distinct": ("bool",)},
     "text": {"answer": ("text",), "slots": ("map",), "distinct": ("bool",), "prepend_bos": ("bool",)},
+    "jsonl": {"prepend_bos": ("bool",)},
 }
 
 

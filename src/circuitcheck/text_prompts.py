@@ -12,7 +12,8 @@ directory, or `tokenizer: PATH`), read with the `tokenizers` library only: no to
 transformers. The model's BOS token is prepended (from `tokenizer_config.json`), unless the
 tokenizer's own post-processor already adds it. Each slot value must be exactly one token, so
 that a slot names one position; every slot occurrence is a named position (`S`, `S#2`, `IO`),
-and `end` is the last token. `encode` is the same tokenisation for one text (JSONL rows).
+and `end` is the last token. `row` is the same tokenisation for one text (a JSONL row), `encode`
+for one text without slots.
 """
 from __future__ import annotations
 
@@ -70,12 +71,14 @@ def unk_id(path: str) -> int | None:
     return None if unk is None else load_tokenizer(path).token_to_id(unk)
 
 
-def one_token(path: str, value: str, slot: str, leading: str = "") -> int:
-    """The single token id of a slot value (with the whitespace before it), or a PromptError."""
+def one_token(path: str, value: str, slot: str, leading: str = "", label: str | None = None) -> int:
+    """The single token id of a slot value (with the whitespace before it), or a PromptError
+    (`label` names the value in it: `slot S value` by default)."""
     enc = load_tokenizer(path).encode(leading + str(value), add_special_tokens=False)
     if len(enc.ids) != 1 or enc.ids[0] == unk_id(path):
         raise PromptError(
-            f"slot {slot} value {value!r} is not one token of the model's vocabulary: it tokenises as {enc.tokens}",
+            f"{label or f'slot {slot} value'} {value!r} is not one token of the model's vocabulary: "
+            f"it tokenises as {enc.tokens}",
             "each slot value must be exactly one known token: pick values that tokenise to one token, or drop this one",
             param=("slots", slot) if slot not in ("answer", "counterfactual") else (slot,),
         )
@@ -87,7 +90,7 @@ def _literal(path: str, text: str) -> list[int]:
     enc = load_tokenizer(path).encode(text, add_special_tokens=False)
     unknown = [text[a:b] for i, (a, b) in zip(enc.ids, enc.offsets) if i == unk_id(path)]
     if unknown:
-        raise PromptError(f"template words {unknown} are not in the model's vocabulary (they tokenise as unknown)",
+        raise PromptError(f"words {unknown} of the text are not in the model's vocabulary (they tokenise as unknown)",
                           "use words the model's tokenizer knows", param=("template",))
     return enc.ids
 
@@ -124,7 +127,7 @@ def text(n: int, seed: int, template: str | list[str], slots: dict[str, list], a
     words = {str(v): str(v) for values in slots.values() for v in _slot_values(values)}  # words stay words
     draws = _fill_slots(rng, n, slots, distinct, words)
     which = rng.integers(len(templates), size=n)
-    parts = [_tokenise_template(tokenizer, t, slots, draws, prepend_bos) for t in templates]
+    parts = [_tokenise_template(tokenizer, t, slots, draws, prepend_bos, n) for t in templates]
     if len({p[0].shape[1] for p in parts}) != 1:
         lengths = {t: p[0].shape[1] for t, p in zip(templates, parts)}
         raise PromptError(f"templates tokenise to different lengths {lengths}",
@@ -141,13 +144,27 @@ def text(n: int, seed: int, template: str | list[str], slots: dict[str, list], a
     return _finish(tokens, positions, end, ans, "text", counter, tokenizer=str(tokenizer))
 
 
-def _tokenise_template(tokenizer, template, slots, draws, prepend_bos):
+def row(tokenizer, text: str, slots: dict, prepend_bos: bool = True) -> tuple[list[int], dict[str, int]]:
+    """One text with its `{SLOT}`s filled from `slots` (a JSONL row): the token ids the model sees
+    (BOS first) and the named slot positions (`S`, `S#2`), checked as the generator checks them."""
+    used = set(_SLOT.findall(text))
+    for name in sorted(used - set(slots)):
+        raise PromptError(f"the text has {{{name}}} and `slots` gives it no value",
+                          f'add "{name}": "word" to the row\'s `slots`', param=("text",))
+    for name in sorted(set(slots) - used):
+        raise PromptError(f"slot {name} is not in the text", f"write {{{name}}} where it goes, or drop the slot",
+                          param=("slots", name))
+    draws = {k: np.array([str(v)], dtype=object) for k, v in slots.items()}
+    tokens, positions = _tokenise_template(tokenizer, text, slots, draws, prepend_bos, 1)
+    return tokens[0].tolist(), {k: int(v) for k, v in positions.items()}
+
+
+def _tokenise_template(tokenizer, template, slots, draws, prepend_bos, n):
     """[n, seq] token ids for one template, and its named slot positions."""
     for name in _SLOT.findall(template):
         if name not in slots:
             raise PromptError(f"template slot {{{name}}} has no values", f"add `{name}: [...]` under `slots`",
                               param=("template",))
-    n = len(next(iter(draws.values()))) if draws else 0
     bos = bos_id(str(tokenizer)) if prepend_bos else None
     cols, positions, seen = ([np.full(n, bos)] if bos is not None else []), {}, {}
     for piece in _pieces(template):
@@ -189,5 +206,10 @@ def _column(tokenizer, what: str, draws, n: int, field: str) -> np.ndarray:
 def _needs_space(path: str) -> bool:
     """Whether words inside a sentence carry their space (GPT-2 BPE: "Ġword"), as answers do."""
     tok = load_tokenizer(path)
-    return len(tok.encode("a b", add_special_tokens=False).ids) == 2 and \
-        tok.encode(" b", add_special_tokens=False).ids != tok.encode("b", add_special_tokens=False).ids
+
+    def ids(text):
+        return tok.encode(text, add_special_tokens=False).ids
+
+    # a word after a space tokenises differently from the word alone (GPT-2 BPE); a word-level or
+    # SentencePiece tokenizer gives both the same tokens
+    return ids("a b")[len(ids("a")):] != ids("b")
