@@ -89,6 +89,23 @@ def test_a_role_is_the_best_scoring_head_and_follows_a_permutation(pytester, hyp
     assert b["prev-scores"]["baseline"]["drift"]
 
 
+def test_a_ranking_of_a_role_labels_its_cases_by_the_role(hyp):
+    from circuitcheck.session import Session
+
+    path = hyp("""\
+        - id: prev-ranks-first
+          says: "the previous-token head scores above the other layer-0 heads"
+          measure: {head_score: {head: $head, pattern: previous_token}}
+          ranks: {heads: $prev, above: layer}
+          expect: {at_least: 0}
+        """, prompts=PROMPTS, extra=ROLES)
+    session = Session()
+    session.add(load(path))
+    r = session.result(path, "prev-ranks-first")
+    others = sorted(f"L0H{i}" for i in range(4) if f"L0H{i}" != r.roles["prev"])
+    assert [c.label for c in r.cases] == [f"$prev>{o}" for o in others]
+
+
 def test_roles_are_checked_at_collection_without_torch(hyp, tmp_path):
     hyp(CLAIMS, prompts=PROMPTS, extra=ROLES)
     code = ("import sys, pytest; rc = pytest.main(['--collect-only', '-q', '-p', 'no:cacheprovider', sys.argv[1]]);"

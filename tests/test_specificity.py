@@ -78,3 +78,54 @@ def test_the_pytest_option_fails_a_claim_that_does_not_single_out_its_head(pytes
     res = pytester.runpytest(str(path), "-p", "no:cacheprovider", "--cc-specificity")
     res.assert_outcomes(failed=1)
     assert "does not single out L0H1" in res.stdout.str()
+
+
+def test_role_mutants_fill_each_role_with_each_other_candidate():
+    claim = {"id": "x", "says": "s", "for": {"all": {"each": ["$top", "L0H2"]}},
+             "measure": {"attention": {"head": "$head", "from": 1, "to": 0}}, "expect": {"at_least": 0.5}}
+    bound, cands = {"top": "L0H1"}, {"top": ["L0H0", "L0H1", "L0H2", "L0H3"]}
+    mutants = SP.role_mutants(claim, bound, cands)
+    # L0H1 is the scan's choice and L0H2 is named already: two mutants, the role filled by L0H0 and L0H3
+    assert [m.what for m in mutants] == ["$top: L0H1 -> L0H0", "$top: L0H1 -> L0H3"]
+    assert mutants[0].claim["for"] == {"all": {"each": ["L0H0", "L0H2"]}}
+    # the plain head L0H2 is swapped as before, with the role filled by its head and never swapped onto
+    heads = SP.head_mutants(claim, 4, bound)
+    assert [m.what for m in heads] == ["L0H2 -> L0H0", "L0H2 -> L0H3"]
+    assert heads[0].claim["for"] == {"all": {"each": ["L0H1", "L0H0"]}}
+    assert "also passes with L0H0 filling $top (the scan chose L0H1)" in SP.explain(mutants[0])
+
+
+ROLE_CLAIMS = """\
+- id: loose
+  says: "the previous-token head puts some attention on the previous token"
+  measure: {head_score: {head: $prev, pattern: previous_token}}
+  expect: {at_least: 0.0001}
+- id: tight
+  says: "the previous-token head scores above the midpoint between it and the next layer-0 head"
+  measure: {head_score: {head: $prev, pattern: previous_token}}
+  expect: {at_least: %s}
+"""
+
+
+def test_a_role_bound_claim_any_candidate_meets_is_flagged(hyp):
+    """A claim about the head a scan chose must fail when another candidate fills the role."""
+    from circuitcheck import load
+
+    roles = "roles:\n  prev: {best: {head_score: {head: $head, pattern: previous_token}}, among: layer 0}\n"
+    probe = hyp("- id: p\n  says: p\n  for: {all: {each: [L0H0, L0H1, L0H2, L0H3]}}\n"
+                "  measure: {head_score: {head: $head, pattern: previous_token}}\n  expect: record\n",
+                prompts="{generator: repeated_tokens, n: 2000, seed: 1}", name="probe.hyp.yaml")
+    session = Session()
+    session.add(load(probe))
+    scores = sorted(c.estimate.statistic for c in session.result(probe, "p").cases)
+    path = hyp(ROLE_CLAIMS % ((scores[-1] + scores[-2]) / 2), prompts="{generator: repeated_tokens, n: 2000, seed: 1}",
+               extra=roles)
+    session = Session()
+    loaded = load(path)
+    session.add(loaded)
+    loose, tight = SP.check(session, loaded)
+    chosen = session.result(path, "loose").roles["prev"]
+    assert loose.verdict == "pass" and {m.kind for m in loose.survivors} == {"role"} and len(loose.survivors) == 3
+    assert f"(the scan chose {chosen}): this claim does not single out the head its scan chooses" \
+        in "\n".join(loose.lines())
+    assert tight.verdict == "pass" and len(tight.mutants) == 4 and not tight.survivors  # 3 candidates and the flip

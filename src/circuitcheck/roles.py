@@ -44,18 +44,19 @@ def placeholder(role) -> str:
 def bind(tree: dict, spec, heads: dict[str, str] | None) -> dict:
     """The file's plain tree with `$role` in its claims replaced by the role's head (or stand-in)."""
     values = {name: (heads or {}).get(name) or placeholder(role) for name, role in spec.roles.items()}
+    return {**tree, "claims": substitute(tree["claims"], values)}
 
-    def sub(x):
-        if isinstance(x, str):
-            m = ROLE_REF.match(x)
-            return values[m[1]] if m and m[1] in values else x
-        if isinstance(x, dict):
-            return {k: sub(v) for k, v in x.items()}
-        if isinstance(x, list):
-            return [sub(v) for v in x]
-        return x
 
-    return {**tree, "claims": sub(tree["claims"])}
+def substitute(x, values: dict[str, str]):
+    """`x` with each `$name` string whose name is in `values` replaced by its head."""
+    if isinstance(x, str):
+        m = ROLE_REF.match(x)
+        return values[m[1]] if m and m[1] in values else x
+    if isinstance(x, dict):
+        return {k: substitute(v, values) for k, v in x.items()}
+    if isinstance(x, list):
+        return [substitute(v, values) for v in x]
+    return x
 
 
 def uses(raw, names) -> dict[str, list[str]]:
@@ -102,16 +103,28 @@ def _put(x, head: str):
 
 
 def relabel(loaded, raw, used: dict[str, list[str]]) -> None:
-    """Case labels name roles, not heads (`$induction`, `$a,L0H2`), so runs line up across retrains.
+    """Case labels name roles, not heads (`$induction`, `$a,L0H2`, `$strongest>L0H0`), so runs line
+    up across retrains.
 
     The labels come from the claim as written, so two roles filled by one head stay apart."""
     import dataclasses
 
+    for lc, claim in zip(loaded.claims, raw.claims):
+        labels = _labels(lc, claim) if used.get(claim.id) else None
+        if labels is not None:
+            lc.cases = [dataclasses.replace(c, label=label) for c, label in zip(lc.cases, labels)]
+
+
+def _labels(lc, claim) -> list[str] | None:
+    """The cases' labels with roles as written, or None where the labels name no head."""
     from .hypothesis_file import head_sets
 
-    for lc, claim in zip(loaded.claims, raw.claims):
-        sets = claim.for_.sets if claim.for_ else None
-        if not used.get(claim.id) or sets is None or sets.values is not None:
-            continue
-        labels = [",".join(hs) for hs in head_sets(sets)]
-        lc.cases = [dataclasses.replace(c, label=label) for c, label in zip(lc.cases, labels)]
+    sets = claim.for_.sets if claim.for_ else None
+    if sets is not None and sets.values is None:
+        return [",".join(hs) for hs in head_sets(sets)]
+    if claim.ranks is not None:  # `heads: $strongest` gives cases `L0H3>L0H0`: the named side is the role
+        written = [claim.ranks.heads] if isinstance(claim.ranks.heads, str) else claim.ranks.heads  # `$role` alone
+        named = dict(zip(lc.claim.ranks.heads, written))
+        pairs = [c.label.partition(">") for c in lc.cases]
+        return [f"{named.get(h, h)}>{other}" for h, _, other in pairs]
+    return None

@@ -3,6 +3,9 @@
 Each passing claim is judged again as mutants, at the level the claim itself was judged at:
 - every head it names swapped for each other head of the same layer (all its occurrences at once;
   heads the claim already names are skipped, since a swap onto them tells nothing);
+- every role it uses (`$strongest`, bound by a scan: roles.py) filled by each other candidate the
+  scan chose among instead of the head it chose: a claim about "the head that attends most to the
+  max" must fail when another head stands in that place;
 - its claimed direction flipped: the inequality reversed, and `all` <-> `any` by De Morgan (see
   `direction_mutants`), so that the mutant claims roughly the opposite.
 A mutant that still passes is a survivor: "also passes with L0H2 in place of L0H1" means the claim
@@ -18,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import hypothesis_file as H
+from .roles import candidates, substitute
 from .verdict import PASS
 
 HEAD = re.compile(r"^L(\d+)H(\d+)$")
@@ -26,8 +30,8 @@ FLIPS = {"at_least": "at_most", "at_most": "at_least"}
 
 @dataclass
 class Mutant:
-    what: str  # "L0H1 -> L0H2", "at_least -> at_most"
-    kind: str  # "head" | "direction"
+    what: str  # "L0H1 -> L0H2", "$strongest: L0H3 -> L0H0", "at_least -> at_most"
+    kind: str  # "head" | "role" | "direction"
     claim: dict
     verdict: str = ""
 
@@ -65,6 +69,11 @@ def explain(m: Mutant) -> str:
     if m.kind == "head":
         old, new = m.what.split(" -> ")
         return f"also passes with {new} in place of {old}: this claim does not single out {old}"
+    if m.kind == "role":
+        role, _, change = m.what.partition(": ")
+        chosen, new = change.split(" -> ")
+        return (f"also passes with {new} filling {role} (the scan chose {chosen}): this claim does not single out "
+                f"the head its scan chooses")
     return f"also passes with its direction flipped ({m.what}): this claim cannot fail that way"
 
 
@@ -98,16 +107,27 @@ def _replace(node, old: str, new: str):
     return node
 
 
-def head_mutants(claim: dict, n_heads: int) -> list[Mutant]:
-    named = heads_named(claim)
+def head_mutants(claim: dict, n_heads: int, bound: dict[str, str] | None = None) -> list[Mutant]:
+    """Each head the claim writes swapped for each other head of its layer. `bound` (role -> head)
+    fills the roles the claim uses; their heads count as named, and are swapped by `role_mutants`."""
+    bound = bound or {}
+    named = heads_named(substitute(claim, bound))
     out = []
-    for h in named:
+    for h in heads_named(claim):
         layer = HEAD.match(h)[1]
         for k in range(n_heads):
             other = f"L{layer}H{k}"
             if other not in named:
-                out.append(Mutant(f"{h} -> {other}", "head", _replace(claim, h, other)))
+                out.append(Mutant(f"{h} -> {other}", "head", substitute(_replace(claim, h, other), bound)))
     return out
+
+
+def role_mutants(claim: dict, bound: dict[str, str], candidates: dict[str, list[str]]) -> list[Mutant]:
+    """Each role the claim uses filled by each other candidate of its scan (`candidates`: role -> the
+    heads it was chosen among), the other roles as bound; heads the claim already names are skipped."""
+    named = heads_named(substitute(claim, bound))
+    return [Mutant(f"${role}: {head} -> {other}", "role", substitute(claim, {**bound, role: other}))
+            for role, head in bound.items() for other in candidates.get(role, []) if other not in named]
 
 
 def direction_mutants(claim: dict) -> list[Mutant]:
@@ -167,8 +187,10 @@ def check_claim(session, loaded: H.LoadedFile, index: int, tree: dict | None = N
     rep = ClaimSpecificity(str(loaded.path), lc.claim.id, result.verdict)
     if result.verdict != PASS:
         return rep
-    raw = tree["claims"][index]
-    rep.mutants = head_mutants(raw, loaded.n_heads or 0) + direction_mutants(raw)
+    raw, bound = tree["claims"][index], result.roles
+    cands = {name: candidates(loaded.spec.roles[name], loaded.n_layers, loaded.n_heads) for name in bound}
+    rep.mutants = (head_mutants(raw, loaded.n_heads or 0, bound) + role_mutants(raw, bound, cands)
+                   + direction_mutants(substitute(raw, bound)))
     for j, m in enumerate(rep.mutants):
         m.verdict = judge_mutant(session, loaded, tree, m.claim, f"{lc.claim.id}--mutant-{j}", result.level)
     return rep
@@ -176,8 +198,8 @@ def check_claim(session, loaded: H.LoadedFile, index: int, tree: dict | None = N
 
 def judge_mutant(session, loaded, tree, claim: dict, cid: str, level: float) -> str:
     """One mutant's verdict at `level`; a mutant the loader refuses (say, a position its head
-    cannot attend to) is killed: it cannot pass."""
-    mutant_tree = {**tree, "claims": [{**claim, "id": cid}]}
+    cannot attend to) is killed: it cannot pass. Its roles are already filled, so it scans none."""
+    mutant_tree = {**{k: v for k, v in tree.items() if k != "roles"}, "claims": [{**claim, "id": cid}]}
     path = loaded.path.with_name(loaded.path.name + f"#{cid}")  # same folder: relative paths still resolve
     try:
         mutant = H.load_tree(path, mutant_tree)
