@@ -175,3 +175,32 @@ def test_stacked_interventions_equal_separate_runs_in_fewer_passes(tiny_model, p
         a, b = separate.run(u, need), stacked.run(u, need)
         assert torch.allclose(a.logits, b.logits, atol=1e-5)
         assert torch.allclose(a.cache["blocks.1.attn.hook_pattern"], b.cache["blocks.1.attn.hook_pattern"], atol=1e-6)
+
+
+@pytest.mark.parametrize("padding", ["right", "left"])
+def test_mean_ablation_of_padded_prompts_averages_real_tokens_only(tiny_no_ln_model, tmp_path, padding):
+    """Prompts of lengths 3 to 7, padded: the mean a head's z is replaced by at a prompt's j-th token
+    is, by hand, the average of the j-th tokens' z over the prompts that have one (each run alone,
+    unpadded); padding never enters it, and left and right padding give the same logits."""
+    import json
+
+    rng = np.random.default_rng(5)
+    rows = [[0] + rng.integers(1, 64, size=k - 1).tolist() for k in (5, 3, 7, 4, 7, 6)]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps({"tokens": r, "answer": 1}) + "\n" for r in rows))
+    padded = P.build("jsonl", None, 0, path="rows.jsonl", base=tmp_path, padding=padding, pad_token=63)
+    alone = [manual.forward(tiny_no_ln_model, torch.tensor([r]))[2][0] for r in rows]  # z [q, h, d] per prompt
+    mean = [torch.stack([z[j] for z in alone if len(z) > j]).mean(0) for j in range(7)]  # by token index
+    got = run(tiny_no_ln_model, padded, {"ablate": {"heads": ["L0H1", "L0H3"], "method": "mean"}})
+    for i, r in enumerate(rows):
+        def edit(z):
+            z = z.clone()
+            for j in range(len(r)):
+                z[0, j, [1, 3]] = mean[j][[1, 3]]
+            return z
+
+        want = manual.forward(tiny_no_ln_model, torch.tensor([r]), edit_z=edit)[0][0]
+        real = torch.as_tensor(padded.mask[i] == 1)
+        close(got[i][real], want)
+    # the old mean over every prompt at each padded index (padding included) is not this
+    z_padded = Runs(tiny_no_ln_model, padded, 0).run((), {"blocks.0.attn.hook_z"}).cache["blocks.0.attn.hook_z"]
+    assert (z_padded.double().mean(0)[0:7, 1] - torch.stack(mean)[:, 1]).abs().max() > 1e-3

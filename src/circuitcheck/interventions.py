@@ -97,9 +97,35 @@ def replacement(layer: int, method: str, ctx: Context, like: torch.Tensor) -> to
         return torch.zeros_like(like)
     clean = ctx.clean[z_name(layer)]
     if method == "mean":
-        return clean.mean(0, keepdim=True).expand_as(like)
+        if ctx.prompts.mask is None:
+            return clean.mean(0, keepdim=True).expand_as(like)
+        return mean_over_real_tokens(clean, ctx.prompts, ctx.rows)
     perm = resample_order(ctx.prompts.n, ctx.seed)
     return clean[torch.as_tensor(perm[ctx.rows])]
+
+
+def mean_over_real_tokens(clean: torch.Tensor, prompts: P.PromptSet, rows: slice) -> torch.Tensor:
+    """The mean of padded prompts' activations [n, seq, ...] over real tokens only, for `rows`.
+
+    Positions align by token index from each prompt's first real token (BOS with BOS at 0): the
+    mean at a prompt's j-th token is over the prompts that have a j-th token, whichever side the
+    padding is on, so padding never enters a mean. Padding positions get zeros (the attention
+    mask keeps every real token from reading them).
+    """
+    n, seq = prompts.tokens.shape
+    start, length = prompts.start, prompts.length
+    j = np.arange(seq)
+    real = j[None, :] < length[:, None]  # [n, seq]: prompt i has a j-th token
+    at = np.where(real, start[:, None] + j[None, :], 0)  # where that token sits in the padded array
+    dev = clean.device
+    aligned = clean[torch.arange(n, device=dev)[:, None], torch.as_tensor(at, device=dev)]  # [n, seq(j), ...]
+    weight = torch.as_tensor(real, dtype=clean.dtype, device=dev).reshape(n, seq, *[1] * (clean.dim() - 2))
+    mean = (aligned * weight).sum(0) / weight.sum(0).clamp_min(1)  # [seq(j), ...]
+    ri, ji = np.nonzero(real[rows])
+    out = torch.zeros((len(range(n)[rows]),) + tuple(clean.shape[1:]), dtype=clean.dtype, device=dev)
+    out[torch.as_tensor(ri, device=dev), torch.as_tensor(start[rows][ri] + ji, device=dev)] = \
+        mean[torch.as_tensor(ji, device=dev)]
+    return out
 
 
 def resample_order(n: int, seed: int) -> np.ndarray:
