@@ -397,7 +397,7 @@ class Notebook:
         m = case.measure
         if m.similarity is not None:
             acts = []
-            for spec in H.variant_specs(case):
+            for spec, _ in case.variants:
                 ps = self.prompts_for(spec)
                 _, cache = self.run(ps, under, hooks_read(m, self.model.cfg))
                 acts.append(similarity_activation(m.similarity, self.model, cache, ps))

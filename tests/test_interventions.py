@@ -7,7 +7,7 @@ import torch
 
 import manual
 from circuitcheck import prompts as P
-from circuitcheck.interventions import resample_order
+from circuitcheck.interventions.ablate import resample_order
 from circuitcheck.runs import Runs
 from circuitcheck.spec import Intervention
 

@@ -103,7 +103,7 @@ def test_a_template_glued_to_a_slot_is_an_error():
 def test_logit_diff_uses_the_counterfactual():
     import torch
 
-    from circuitcheck.measures import metric
+    from circuitcheck.measures.metric import metric
 
     ps = T.text(4, 0, TEMPLATE, SLOTS, "IO", "S", str(IOI))
     logits = torch.zeros(ps.n, ps.seq_len, 90)

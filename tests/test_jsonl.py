@@ -61,7 +61,7 @@ def test_equal_rows_need_no_mask(tmp_path):
 def test_padded_rows_give_the_values_of_unpadded_runs(tmp_path, tiny_model, padding):
     """The attention mask reaches the model: every metric of a padded row equals the same row run
     alone, unpadded (left padding also needs positions derived from the mask)."""
-    from circuitcheck import measures as M
+    from circuitcheck.measures.metric import metric as measure_metric
     from circuitcheck.runs import Runs
 
     rng = np.random.default_rng(0)
@@ -75,11 +75,11 @@ def test_padded_rows_give_the_values_of_unpadded_runs(tmp_path, tiny_model, padd
     runs = Runs(tiny_model, padded)
     run = runs.clean(set())
     for metric in ("logprob", "logit_diff", "rank"):
-        got = M.metric(metric, run.logits, padded)
+        got = measure_metric(metric, run.logits, padded)
         for i, r in enumerate(rows):
             (tmp_path / str(i)).mkdir(exist_ok=True)
             alone = read(tmp_path / str(i), [r, r])
-            want = M.metric(metric, Runs(tiny_model, alone).clean(set()).logits, alone)[0]
+            want = measure_metric(metric, Runs(tiny_model, alone).clean(set()).logits, alone)[0]
             assert got[i] == pytest.approx(want, abs=1e-4), (metric, i)
 
 

@@ -16,9 +16,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from . import model_files, models, paths, prompts, registry
+from . import interventions, measures, model_files, models, paths, prompts, registry
 from . import where as where_mod
-from .spec import Claim, HypothesisFile, Intervention, Measure, PromptSpec, parse_head, patch_hook_name
+from .names import HOOK, parse_head
+from .spec import Claim, HypothesisFile, Intervention, Measure, PromptSpec
 from .yaml_lines import MarkedYAMLError, YAMLError, read
 from .yaml_lines import line_of as locate  # the line of a field, for error messages
 
@@ -62,6 +63,7 @@ class Case:
     value: object = None  # the swept value
     where: str | None = None  # the claim's `where:`, with bound variables substituted
     versus: Measure | None = None  # judged: measure minus versus, paired by prompt
+    variants: tuple = ()  # (PromptSpec, prompts key) of each prompt variant the measure compares
 
 
 @dataclass
@@ -514,8 +516,8 @@ def _limits(cfg: dict) -> dict:
 def expand(path: Path, claim: Claim, prompts_spec: PromptSpec, check_unbound: bool = True) -> list[Case]:
     """The concrete cases of a claim: one per sweep value, one per set of its quantifier, or itself."""
     if not check_unbound:  # a claim with no `for:` or `sweep:` keeps `$x` for _check_claim to report
-        return [Case("", tuple(claim.under), claim.measure, prompts_spec, prompts_key(path, prompts_spec),
-                     where=claim.where, versus=claim.versus)]
+        return [_case(path, "", tuple(claim.under), claim.measure, prompts_spec, where=claim.where,
+                      versus=claim.versus)]
     if claim.sweep is not None:
         (name, values), = claim.sweep.items()
         return [_bind(path, claim, prompts_spec, f"{name}={v}", {name: v}, v) for v in values]
@@ -603,7 +605,7 @@ def _bind(path: Path, claim: Claim, prompts_spec: PromptSpec, label: str, values
     if versus_values is not None:  # a ranking: the same measure, bound to the other head
         values = versus_values  # `sub` reads `values`: from here on it binds the other head
         versus = Measure.model_validate(dump(claim.measure))
-    return Case(label, under, measure, ps, prompts_key(path, ps), value, where, versus)
+    return _case(path, label, under, measure, ps, value, where, versus)
 
 
 class RanksError(ValueError):
@@ -637,6 +639,15 @@ def rank_pairs(ranks, n_layers, n_heads) -> list[tuple[str, str]]:
         raise RanksError("`ranks` names every head, so there is no other head to beat", "name fewer heads")
     same = ranks.above == "layer"
     return [(h, o) for h in named for o in others if not same or parse_head(o)[0] == parse_head(h)[0]]
+
+
+def _case(path: Path, label: str, under: tuple, measure: Measure, ps: PromptSpec, value=None, where=None,
+          versus=None) -> Case:
+    base = ps.model_dump()
+    variants = [PromptSpec.model_validate({**base, **v})
+                for v in measures.kind_of(measure).variants(measure.body)]
+    return Case(label, under, measure, ps, prompts_key(path, ps), value, where, versus,
+                tuple((v, prompts_key(path, v)) for v in variants))
 
 
 def dump_where(where: str | None, sub, values: dict) -> str | None:
@@ -721,26 +732,24 @@ def _check_claim(loaded: LoadedFile, tree, loc, claim: Claim, cases: list[Case])
                 raise HypothesisError(path, locate(tree, floc + where), _field(floc + where), str(exc), exc.hint) from None
     for case in cases:
         ps = _case_prompts(loaded, tree, ploc, case)
-        rc = case.measure.row_class
-        if rc is not None and rc.rows == "all" and ps.mask is not None:  # `all` would count padding rows
-            rloc = loc + ("measure", "row_class")
-            raise HypothesisError(path, locate(tree, rloc), _field(rloc), "`rows: all` reads every query position, "
-                                  "and these prompts are padded to different lengths",
-                                  "name the rows (`rows: [S2, last]` or `rows: S2..last`), or give rows of one length")
-        for spec in variant_specs(case):
-            _case_prompts(loaded, tree, loc + ("measure", "similarity", "variants"), None, spec)
+        for spec, _ in case.variants:
+            _case_prompts(loaded, tree, loc + ("measure", case.measure.kind, "variants"), None, spec)
+        for name, m in (("measure", case.measure), ("versus", case.versus)):
+            if m is not None:
+                _check_kind(loaded, tree, loc + (name, m.kind), measures.kind_of(m), m.body, ps)
         if case.where is not None:
             _check_where(loaded, tree, loc, case.where, ps, claim.expect.relative == "contrast")
         if claim.expect.correlates is not None:
             _check_quantity(loaded, tree, loc + ("expect", "correlates", "with"), claim.expect.correlates.with_, ps)
         for i, iv in enumerate(case.under):
-            if iv.patch is not None:
-                sloc = loc + ("under", i, "patch", "source")
-                src = _case_prompts(loaded, tree, sloc, None, iv.patch.source)
+            for source in interventions.kind_of(iv).sources(iv.body):
+                sloc = loc + ("under", i, iv.kind) + source.loc
+                src = _case_prompts(loaded, tree, sloc, None, source.prompts)
                 if src.tokens.shape != ps.tokens.shape:
                     raise HypothesisError(path, locate(tree, sloc), _field(sloc),
-                                          f"patch source prompts have shape {src.tokens.shape}, the claim's prompts "
-                                          f"{ps.tokens.shape}", "patching needs the same number and length of prompts")
+                                          f"{iv.kind} source prompts have shape {src.tokens.shape}, the claim's "
+                                          f"prompts {ps.tokens.shape}", "the source needs the same number and "
+                                          "length of prompts")
         for where, value, what in _references(case):
             sub = loc + where
             try:
@@ -752,23 +761,17 @@ def _check_claim(loaded: LoadedFile, tree, loc, claim: Claim, cases: list[Case])
                     prompts.position(ps, value)
             except (prompts.PromptError, ValueError) as exc:
                 raise HypothesisError(path, locate(tree, sub), _field(sub), str(exc), getattr(exc, "hint", "")) from None
-        _check_edges(path, tree, loc, case, ps)
+        for i, iv in enumerate(case.under):  # after the references: positions are known to resolve
+            _check_kind(loaded, tree, loc + ("under", i, iv.kind), interventions.kind_of(iv), iv.body, ps)
 
 
-def _check_edges(path, tree, loc, case, ps):
-    """A scaled edge the causal mask hides (key after query) would scale nothing: refuse it."""
-    for i, iv in enumerate(case.under):
-        body = iv.scale_attention
-        if body is None:
-            continue
-        later = int((prompts.position(ps, body.to) > prompts.position(ps, body.from_)).sum())
-        if later:
-            sub = loc + ("under", i, "scale_attention", "to")
-            raise HypothesisError(
-                path, locate(tree, sub), _field(sub),
-                f"`to: {body.to}` comes after `from: {body.from_}` in {later} of {ps.n} prompts: the causal mask "
-                "already hides that edge, so scaling it would change nothing",
-                "attention runs from a query to itself or earlier keys: swap `from` and `to`, or pick an earlier key")
+def _check_kind(loaded, tree, where, kind, body, ps):
+    """A kind's own checks against the prompt set (an edge the mask hides, padded rows, ...)."""
+    try:
+        kind.check(body, ps)
+    except prompts.PromptError as exc:
+        where += (exc.param,) if isinstance(exc.param, str) and exc.param else tuple(exc.param or ())
+        raise HypothesisError(loaded.path, locate(tree, where), _field(where), str(exc), exc.hint) from None
 
 
 def _case_prompts(loaded, tree, ploc, case, spec=None):
@@ -784,15 +787,6 @@ def _case_prompts(loaded, tree, ploc, case, spec=None):
         param = getattr(exc, "param", "")  # a name, or a path such as ("slots", "S")
         ploc += (param,) if isinstance(param, str) and param else tuple(param or ())
         raise HypothesisError(loaded.path, locate(tree, ploc), _field(ploc), str(exc), hint) from None
-
-
-def variant_specs(case: Case) -> list[PromptSpec]:
-    """The prompt sets a similarity measure compares: the case's prompts with each variant's overrides."""
-    if case.measure.similarity is None:
-        return []
-    base = case.prompts.model_dump()
-    return [PromptSpec.model_validate({**base, **v}) for v in case.measure.similarity.variants]
-
 
 
 def _check_where(loaded, tree, loc, where, ps, contrast: bool):
@@ -837,10 +831,6 @@ def _quantifier_heads(sets):
                 yield (name, i), item
 
 
-HOOK = re.compile(r"^(hook_embed|hook_pos_embed|ln_final\.hook_(in|out)|blocks\.(\d+)\.(hook_(resid_pre|resid_mid|"
-                  r"resid_post|attn_out|mlp_out|attn_in|in|out)|attn\.hook_(q|k|v|z|pattern)))$")
-
-
 def _check_hook(loaded: LoadedFile, name: str):
     m = HOOK.match(name)
     if not m:
@@ -869,39 +859,11 @@ def _check_head(loaded: LoadedFile, head: str):
 
 
 def _references(case: Case):
-    """(loc inside the claim, value, 'head' | 'position') for every head and position a case names."""
+    """(loc inside the claim, value, 'head' | 'position' | 'hook') for everything a case names."""
     for i, iv in enumerate(case.under):
-        kind, body = iv.kind, iv.body
-        base = ("under", i, kind)
-        for j, h in enumerate(getattr(body, "heads", None) or []):
-            yield base + ("heads", j), h, "head"
-        if getattr(body, "head", None):
-            yield base + ("head",), body.head, "head"
-        for name in ("from_", "to"):
-            if getattr(body, name, None) is not None:
-                yield base + (name.rstrip("_"),), getattr(body, name), "position"
-        if kind == "patch":
-            yield base + ("hook",), patch_hook_name(body), "hook"
-        at = getattr(body, "at", None)
-        for j, p in enumerate(at if isinstance(at, list) else ([] if at is None else [at])):
-            yield base + ("at", j) if isinstance(at, list) else base + ("at",), p, "position"
+        for where, value, what in interventions.kind_of(iv).references(iv.body):
+            yield ("under", i, iv.kind) + where, value, what
     for name, m in (("measure", case.measure), ("versus", case.versus)):
         if m is not None:
-            yield from _measure_references(m, (name, m.kind))
-
-
-def _measure_references(m, base: tuple):
-    body = getattr(m, m.kind)
-    if getattr(body, "head", None):
-        yield base + ("head",), body.head, "head"
-    if m.dla is not None and m.dla.component.startswith("L"):
-        yield base + ("component",), m.dla.component, "head"
-    for name in ("from_", "to", "at"):
-        if getattr(body, name, None) is not None:
-            yield base + (name.rstrip("_"),), getattr(body, name), "position"
-    if m.similarity is not None and m.similarity.hook not in ("z", "pattern", "head_out"):
-        yield base + ("hook",), m.similarity.hook, "hook"
-    if m.row_class is not None and m.row_class.rows != "all":
-        rows = m.row_class.rows
-        for j, p in enumerate(rows if isinstance(rows, list) else rows.split("..")):
-            yield base + ("rows",) + ((j,) if isinstance(rows, list) else ()), p, "position"
+            for where, value, what in measures.kind_of(m).references(m.body):
+                yield (name, m.kind) + where, value, what

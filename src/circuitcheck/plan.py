@@ -6,23 +6,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .hypothesis_file import Case, LoadedFile, prompts_key, variant_specs
+from . import interventions as I
+from .interventions import run_key  # noqa: F401  (plan.run_key: how runs are told apart)
+from . import measures as M
 from .models import ModelSource
-from .spec import PromptSpec
 
 
 @dataclass
 class Group:
     source: ModelSource
     dtype: str | None
-    prompts: PromptSpec
-    loaded: LoadedFile  # the first file naming this group: prompt paths are relative to it
-    cases: list[tuple[Case, bool]] = field(default_factory=list)  # (case, compares with clean)
+    prompts: "PromptSpec"
+    loaded: "LoadedFile"  # the first file naming this group: prompt paths are relative to it
+    cases: list[tuple["Case", bool]] = field(default_factory=list)  # (case, compares with clean)
 
     def needs(self, cfg) -> tuple[set[str], dict[tuple, tuple]]:
         """Activations of the clean run, and of each intervened run (key -> (under, names))."""
-        from . import interventions as I  # torch loads when runs are planned, not at collection
-        from . import measures as M
 
         clean: set[str] = set()
         runs: dict[tuple, tuple] = {}
@@ -37,28 +36,25 @@ class Group:
         return clean, runs
 
 
-def run_key(under) -> tuple:
-    """Identifies a run by its interventions (torch-free, so cached values are found without it)."""
-    return tuple(iv.model_dump_json(by_alias=True) for iv in under)
-
-
 class Plan:
+    """Cases of hypothesis files (hypothesis_file.LoadedFile), grouped by model and prompt set."""
+
     def __init__(self):
         self.groups: dict[tuple, Group] = {}
 
-    def add(self, loaded: LoadedFile) -> None:
+    def add(self, loaded) -> None:
         for lc in loaded.claims:
             relative = lc.claim.expect.relative in ("drop", "rise", "change")
             for case in lc.cases:
-                for spec in [case.prompts] + variant_specs(case):
-                    self.group(loaded, spec).cases.append((case, relative))
+                for spec, prompts_key in [(case.prompts, case.prompts_key), *case.variants]:
+                    self.group(loaded, spec, prompts_key).cases.append((case, relative))
 
-    def key(self, loaded: LoadedFile, spec: PromptSpec) -> tuple:
+    def key(self, loaded, prompts_key: tuple) -> tuple:
         m = loaded.spec.model
-        return (loaded.model_source, m.dtype, m.device, prompts_key(loaded.path, spec))
+        return (loaded.model_source, m.dtype, m.device, prompts_key)
 
-    def group(self, loaded: LoadedFile, spec: PromptSpec) -> Group:
-        k = self.key(loaded, spec)
+    def group(self, loaded, spec, prompts_key: tuple) -> Group:
+        k = self.key(loaded, prompts_key)
         if k not in self.groups:
             self.groups[k] = Group(loaded.model_source, loaded.spec.model.dtype, spec, loaded)
         return self.groups[k]

@@ -17,14 +17,15 @@ from .baseline import BaselineError
 from .cache import MODES
 from .models import ModelUnavailable
 from .session import Options, Session
-from .spec import INTERVENTIONS, MEASURES
+from .interventions import KINDS as INTERVENTIONS
+from .measures import KINDS as MEASURES
 from .verdict import INCONCLUSIVE, PASS, RECORDED
 
 SESSION = pytest.StashKey[Session]()
 RUN = pytest.StashKey["regression.Run"]()
 CLAIMS: list[dict] = []  # each claim's numbers, gathered from reports (they also arrive from xdist workers)
 RECORDS: list[dict] = []  # each claim's JSON record (report_json), gathered the same way
-KINDS = MEASURES + INTERVENTIONS + ("quantified", "sweep")
+KINDS = (*MEASURES, *INTERVENTIONS, "quantified", "sweep")
 
 
 def pytest_addoption(parser):

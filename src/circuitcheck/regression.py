@@ -189,7 +189,7 @@ EXAMPLE_POSITIONS = 24  # the heatmap shows at most the last 24 positions of the
 
 def head_of(case) -> str | None:
     """The head a case is about: its measure's head, else the first head its interventions name."""
-    from .spec import HEAD
+    from .names import HEAD
 
     body = getattr(case.measure, case.measure.kind, None)
     for name in ("head", "component"):
@@ -208,8 +208,7 @@ def attention_example(session, key, claim_id: str) -> dict | None:
     import torch
 
     from . import hypothesis_file as H
-    from .interventions import pattern_name
-    from .spec import parse_head
+    from .names import parse_head, pattern_name
 
     loaded = session.files[key]
     lc = next(lc for lc in loaded.claims if lc.claim.id == claim_id)

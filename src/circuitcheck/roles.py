@@ -85,7 +85,7 @@ def scan(model, loaded, batch_size: int) -> dict[str, dict]:
         spec = role.prompts or loaded.spec.prompts
         runs = Runs(model, H.prompt_set(loaded, H.prompts_key(loaded.path, spec), spec), loaded.spec.seed, batch_size)
         run = runs.clean(set().union(*(M.needs(m, model.cfg) for m in measures)))
-        scores = {c: float(np.mean(M.measure(m, run.logits, run.cache, runs.prompts, model)))
+        scores = {c: float(np.mean(M.compute(m, M.Run(run.logits, run.cache, runs.prompts, model))))
                   for c, m in zip(cands, measures)}
         ranked = sorted(cands, key=lambda c: -scores[c])
         out[name] = {"head": ranked[role.rank - 1], "scores": scores}

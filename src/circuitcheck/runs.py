@@ -11,7 +11,7 @@ import torch
 
 from . import interventions as I
 from . import prompts as P
-from .plan import run_key as key
+from .interventions import run_key as key
 
 
 @dataclass
@@ -82,15 +82,15 @@ class Runs:
             self.done[key(under)] = Run(logits[block], {name: caches[name][0][block] for name in need})
 
     def _sources(self, under):
-        for iv in under:
-            if iv.patch is not None and I.patch_key(iv.patch) not in self.sources:
-                ps = self.source_prompts(iv.patch.source)
+        for source in I.sources(under):
+            if source.key not in self.sources:
+                ps = self.source_prompts(source.prompts)
                 if ps.tokens.shape != self.prompts.tokens.shape:
-                    raise ValueError(f"patch source prompts have shape {ps.tokens.shape}, "
+                    raise ValueError(f"source prompts have shape {ps.tokens.shape}, "
                                      f"the target prompts {self.prompts.tokens.shape}: they must match")
                 tokens = torch.as_tensor(ps.tokens, device=self.device)
-                name = I.patch_hook_name(iv.patch)
-                self.sources[I.patch_key(iv.patch)] = self._forward(tokens, (), {name}, {}, _mask(ps, self.device)).cache[name]
+                mask = _mask(ps, self.device)
+                self.sources[source.key] = self._forward(tokens, (), {source.hook}, {}, mask).cache[source.hook]
 
     def _forward(self, tokens, under, need, clean, mask=False) -> Run:
         mask = self.mask if mask is False else mask

@@ -166,20 +166,20 @@ class Session:
             self._sharing = False
             self.shared_seconds += time.perf_counter() - start
 
-    def _runs(self, loaded: H.LoadedFile, spec):
+    def _runs(self, loaded: H.LoadedFile, spec, prompts_key: tuple):
         """The runs over one prompt set: on first use, the clean run and every planned intervention."""
-        k = self.plan.key(loaded, spec)
+        k = self.plan.key(loaded, prompts_key)
         if k not in self.runs:
             with self._shared_work():
-                self.runs[k] = self._new_runs(loaded, spec, k)
+                self.runs[k] = self._new_runs(loaded, spec, prompts_key)
         return self.runs[k]
 
-    def _new_runs(self, loaded: H.LoadedFile, spec, k):
+    def _new_runs(self, loaded: H.LoadedFile, spec, prompts_key: tuple):
         from .runs import Runs
 
-        group = self.plan.groups[k]
+        group = self.plan.groups[self.plan.key(loaded, prompts_key)]
         model = self.model(loaded)
-        runs = Runs(model, self._prompts(loaded, spec), loaded.spec.seed, self.options.batch_size,
+        runs = Runs(model, self._prompts(loaded, spec, prompts_key), loaded.spec.seed, self.options.batch_size,
                     source_prompts=lambda s: H.build_prompts(group.loaded.path, s))
         clean, planned = group.needs(model.cfg)
         runs.clean(clean)
@@ -194,7 +194,7 @@ class Session:
         return value - self._measure_one(loaded, case, under, case.versus)
 
     def _measure_one(self, loaded, case, under, m) -> np.ndarray:
-        k = (self.plan.key(loaded, case.prompts), run_key(under), m.model_dump_json())
+        k = (self.plan.key(loaded, case.prompts_key), run_key(under), m.model_dump_json())
         if k not in self.measured:
             ck = self._cache_key(loaded, case, under, m)
             value = self.cache.get(ck) if ck else None
@@ -208,32 +208,38 @@ class Session:
     def _cache_key(self, loaded, case, under, m=None) -> str | None:
         if self.cache is None:
             return None
-        m = m or case.measure
-        specs = [case.prompts] + H.variant_specs(case) + [iv.patch.source for iv in under if iv.patch is not None]
-        return self.cache.key(loaded.model_source, [self._prompts(loaded, s) for s in specs], under, m,
-                              self.load_options(loaded), self.options.batch_size, loaded.spec.seed)
+        from . import interventions as I
 
-    def _prompts(self, loaded, spec):
+        m = m or case.measure
+        specs = [(case.prompts, case.prompts_key), *case.variants]
+        specs += [(s.prompts, H.prompts_key(loaded.path, s.prompts)) for s in I.sources(under)]
+        return self.cache.key(loaded.model_source, [self._prompts(loaded, *s) for s in specs], under,
+                              m, self.load_options(loaded), self.options.batch_size, loaded.spec.seed)
+
+    def _prompts(self, loaded, spec, prompts_key):
         """The (numpy) prompt set of `spec`: the one its runs use, built without torch."""
-        k = self.plan.key(loaded, spec)
-        group = self.plan.groups.get(k)  # prompt paths are relative to the first file naming the group
-        return H.prompt_set(group.loaded if group else loaded, k[-1], spec)
+        group = self.plan.groups.get(self.plan.key(loaded, prompts_key))  # paths are relative to the first file
+        return H.prompt_set(group.loaded if group else loaded, prompts_key, spec)
 
     def _compute(self, loaded, case, under, m) -> np.ndarray:
         from . import measures as M
 
-        if m.ov_norm is not None:
-            return M.ov_norm(self.model(loaded), m.ov_norm.head, m.ov_norm.tokens)
-        if m.similarity is not None:
-            acts = []
-            for spec in H.variant_specs(case):
-                runs = self._runs(loaded, spec)
-                run = runs.run(under, M.needs(m, runs.model.cfg))
-                acts.append(M.activation(m.similarity, run.cache, runs.prompts, runs.model))
-            return M.similarity(acts)
-        runs = self._runs(loaded, case.prompts)
+        kind = M.kind_of(m)
+        if kind.weights_only:
+            return np.asarray(kind.compute(m.body, M.Run(None, {}, None, self.model(loaded))), dtype=np.float64)
+        pairs = case.variants if kind.variants(m.body) else ()  # the prompt variants this measure compares
+        views = [self._view(loaded, spec, key, under, m) for spec, key in pairs]
+        run = self._view(loaded, case.prompts, case.prompts_key, under, m) if not views else views[0]
+        run.variants = views
+        return kind.compute(m.body, run)
+
+    def _view(self, loaded, spec, prompts_key, under, m):
+        """What a measure reads: the run over one prompt set under `under`, with its activations."""
+        from . import measures as M
+
+        runs = self._runs(loaded, spec, prompts_key)
         run = runs.run(under, M.needs(m, runs.model.cfg))
-        return M.measure(m, run.logits, run.cache, runs.prompts, runs.model)
+        return M.Run(run.logits, run.cache, runs.prompts, runs.model)
 
     def values(self, loaded, claim, case) -> tuple[np.ndarray, np.ndarray | None]:
         """Per-prompt values of a case; for drop/rise/change, the paired difference and the clean values."""
@@ -251,6 +257,7 @@ class Session:
 
     def _rows(self, loaded: H.LoadedFile, lc) -> list[Row]:
         """Every judged quantity of one claim (one per case; one for a sweep's curve)."""
+        from . import measures as M
         from . import stats as S
 
         claim, seed = lc.claim, loaded.spec.seed
@@ -261,11 +268,14 @@ class Session:
         rows = []
         for case in lc.cases:
             value, clean = self.values(loaded, claim, case)
-            ps = self._prompts(loaded, case.prompts)
+            ps = self._prompts(loaded, case.prompts, case.prompts_key)
             kept = np.arange(value.size)
             if expect.order is not None:
-                holds = _order_holds(expect.order, case.measure.ov_norm.tokens, value)
-                rows.append(Row(case.label, S.Exact(float(holds), len(value), _order_text(value, case)), region))
+                kind = M.kind_of(case.measure)
+                units = kind.units(case.measure.body)
+                holds = _order_holds(expect.order, units, value)
+                text = _order_text(value, units, kind.unit)
+                rows.append(Row(case.label, S.Exact(float(holds), len(value), text), region))
                 continue
             kind = self._value_kind(loaded, case)
             mask = None
@@ -300,7 +310,7 @@ class Session:
     def _correlation(self, loaded, case, value, mask, spec: str):
         from . import correlation as C
 
-        data = C.quantity(self._prompts(loaded, case.prompts), spec)
+        data = C.quantity(self._prompts(loaded, case.prompts, case.prompts_key), spec)
         return C.Correlation(value, data if mask is None else data[mask], loaded.spec.seed, spec)
 
     def _value_kind(self, loaded, case) -> dict:
@@ -316,12 +326,14 @@ class Session:
         return {"value_range": (a[0] - b[1], a[1] - b[0]) if a and b else None}
 
     def _one_kind(self, loaded, case, measure) -> dict:
-        if measure.metric == "accuracy" and self._prompts(loaded, case.prompts).target_tok.shape[1] == 1:
-            return {"binary": True}
+        from . import measures as M
+
+        ps = self._prompts(loaded, case.prompts, case.prompts_key)
+        return M.kind_of(measure).values(measure.body, ps, lambda: self._d_vocab(loaded))
+
+    def _d_vocab(self, loaded) -> int:
         d_vocab = loaded.limits.get("d_vocab_out") or loaded.limits.get("d_vocab")
-        if measure.metric == "rank" and not d_vocab:
-            d_vocab = self.model(loaded).cfg.d_vocab_out  # the config did not say: ask the model
-        return {"value_range": value_range(measure, d_vocab)}
+        return d_vocab or self.model(loaded).cfg.d_vocab_out  # the config did not say: ask the model
 
     def _curve_row(self, loaded, lc, region) -> Row:
         from . import stats as S
@@ -329,7 +341,7 @@ class Session:
         claim, seed = lc.claim, loaded.spec.seed
         matrix = np.stack([self.values(loaded, claim, c)[0] for c in lc.cases])
         for c, row in zip(lc.cases, matrix):
-            self._dump(loaded, claim, c, np.arange(row.size), row, None, None, self._prompts(loaded, c.prompts))
+            self._dump(loaded, claim, c, np.arange(row.size), row, None, None, self._prompts(loaded, c.prompts, c.prompts_key))
         xs = np.array([float(c.value) for c in lc.cases])
         expect, name = claim.expect, next(iter(claim.sweep))
         kind = self._value_kind(loaded, lc.cases[0])
@@ -420,7 +432,7 @@ class Session:
     def _record(self, loaded, lc) -> dict:
         """What was applied: the load options, and the padding of the claim's prompts if any."""
         out = self.load_options(loaded).record()
-        ps = self._prompts(loaded, lc.cases[0].prompts) if lc.cases else None
+        ps = self._prompts(loaded, lc.cases[0].prompts, lc.cases[0].prompts_key) if lc.cases else None
         if ps is not None and ps.mask is not None:
             out.update(attention_mask=f"{ps.extra['padding']} padding", pad_token=ps.extra["pad_token"])
         return out
@@ -468,40 +480,18 @@ def _spread(value_range):
     return (-width, width)
 
 
-# What each measure's per-prompt values can be, by construction (None: no known range).
-RANGES = {"attention": (0.0, 1.0), "head_score": (0.0, 1.0), "row_class": (0.0, 1.0), "similarity": (-1.0, 1.0),
-          "accuracy": (0.0, 1.0), "prob": (0.0, 1.0)}
-
-
-def value_range(measure, d_vocab=None):
-    if measure.metric == "rank":
-        return (1.0, float(d_vocab)) if d_vocab else None
-    return RANGES.get(measure.metric or measure.kind)
-
-
 def describe_measure(measure) -> str:
     """`accuracy`, or `attention(head=L0H1, from=ANS, to=argmax)`: the measure as a reader names it."""
-    if measure.metric is not None:
-        return measure.metric
-    body = getattr(measure, measure.kind).model_dump(by_alias=True, exclude_none=True)
-    return f"{measure.kind}(" + ", ".join(f"{k}={_short(v)}" for k, v in body.items()) + ")"
+    from . import measures as M
+
+    return M.kind_of(measure).describe(measure.body)
 
 
 def describe_under(under) -> str:
-    """`ablate L0H1 (mean); scale_attention L0H0 ANS→argmax ×0`: the interventions, as a reader names them."""
-    parts = []
-    for iv in under:
-        body = iv.body.model_dump(by_alias=True, exclude_none=True)
-        parts.append(f"{iv.kind}(" + ", ".join(f"{k}={_short(v)}" for k, v in body.items()) + ")")
-    return "; ".join(parts)
+    """`ablate(heads=[L0H1], method=mean); scale_attention(...)`: the interventions, as a reader names them."""
+    from . import interventions as I
 
-
-def _short(v) -> str:
-    if isinstance(v, list):
-        return "[" + ", ".join(map(_short, v)) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{k}: {_short(x)}" for k, x in v.items()) + "}"
-    return str(v)
+    return "; ".join(I.kind_of(iv).describe(iv.body) for iv in under)
 
 
 def load_options(m, options: Options) -> models.LoadOptions:
@@ -553,9 +543,9 @@ def _order_holds(order, tokens, values) -> bool:
     return bool(ok)
 
 
-def _order_text(values, case) -> str:
-    pairs = ", ".join(f"{t}:{v:.3g}" for t, v in zip(case.measure.ov_norm.tokens, values))
-    return f"exact, from weights (token:value {pairs})"
+def _order_text(values, units, unit: str) -> str:
+    pairs = ", ".join(f"{t}:{v:.3g}" for t, v in zip(units, values))
+    return f"exact, from weights ({unit}:value {pairs})"
 
 
 def check(path, options: Options = Options()) -> list[Result]:

@@ -12,33 +12,14 @@ A claim is built from four composable parts:
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
-HEAD = re.compile(r"^L(\d+)H(\d+)$")
-Head = Annotated[str, Field(pattern=r"^(L\d+H\d+|\$\w+)$", description="a head as `L<layer>H<head>`, e.g. L0H2")]
-Position = Annotated[Union[str, int], Field(description="a named position: ANS, argmax, S1+1, last, or an index")]
-Number = Union[float, Annotated[str, Field(pattern=r"^\$\w+$")]]  # a number, or `$name` bound by a sweep
-
-
-def _one_head_as_list(v):
-    return [v] if isinstance(v, str) and HEAD.match(v) else v
-
-
-# A list of heads, one head (`heads: L0H1`, or `$head` bound by `each`), or `$heads` bound by a quantifier.
-Heads = Annotated[Union[Annotated[list[Head], Field(min_length=1)], Head], BeforeValidator(_one_head_as_list)]
-Seed = Annotated[int, Field(ge=0, le=2**63 - 1, description="a non-negative integer")]
-
-
-class Strict(BaseModel):
-    # NaN and infinity are refused everywhere: `about: 0.5, tol: .inf` would pass anything.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-def parse_head(text: str) -> tuple[int, int]:
-    m = HEAD.match(text)
-    return int(m[1]), int(m[2])
+from . import interventions as _interventions
+from . import measures as _measures
+from .fields import Head, Heads, Number, Position, Seed, Strict  # noqa: F401  (the vocabulary's building blocks)
+from .names import HEAD, parse_head  # noqa: F401
 
 
 # ---------------------------------------------------------------- model and prompts
@@ -96,152 +77,52 @@ class PromptSpec(Strict):
     seed: Seed = 0
 
 
-# ---------------------------------------------------------------- interventions
-Method = Literal["zero", "mean", "resample", "bos"]
+# ---------------------------------------------------------------- interventions and measures
+class OneOf(Strict):
+    """A mapping with exactly one key, the kind, whose value is that kind's body. The fields are
+    made from the kinds registered in `interventions/` and `measures/` (see `vocabulary`)."""
 
-
-class Ablate(Strict):
-    heads: Heads
-    method: Method = "mean"
-    at: list[Position] | Position | None = Field(None, description="destination positions; all when absent")
-
-
-class KeepOnly(Strict):
-    heads: Heads
-    method: Method = "mean"
-
-
-class ScaleAttention(Strict):
-    head: Head
-    from_: Position = Field(alias="from")
-    to: Position
-    factor: Number = Field(description="the multiplier; 1 is clean")
-    on: Literal["score", "weight"] = Field(
-        "score", description="score: multiply the pre-softmax score (seed 000's scaling; factor 0 sets the score to "
-        "0, which does NOT remove the edge); weight: multiply the post-softmax weight and renormalise the row "
-        "(factor 0 removes the edge)")
-
-
-class Patch(Strict):
-    hook: str = Field(description="`resid_pre`, `resid_post`, `attn_out`, `z` or a full hook name")
-    layer: Union[int, str]
-    at: list[Position] | Position | None = None
-    source: "PromptSpec" = Field(description="the prompt set the activation is taken from (same length)")
-
-
-INTERVENTIONS = ("ablate", "keep_only", "scale_attention", "patch")
-
-
-PATCH_HOOKS = {"resid_pre": "blocks.{}.hook_resid_pre", "resid_post": "blocks.{}.hook_resid_post",
-               "attn_out": "blocks.{}.hook_attn_out", "z": "blocks.{}.attn.hook_z"}
-
-
-def patch_hook_name(body: "Patch") -> str:
-    """The full hook name a patch writes to (`resid_pre` at layer 1 -> `blocks.1.hook_resid_pre`)."""
-    return PATCH_HOOKS[body.hook].format(body.layer) if body.hook in PATCH_HOOKS else body.hook
-
-
-class Intervention(Strict):
-    ablate: Ablate | None = None
-    keep_only: KeepOnly | None = None
-    scale_attention: ScaleAttention | None = None
-    patch: Patch | None = None
+    KINDS: ClassVar[dict] = {}
+    WHAT: ClassVar[str] = ""
 
     @model_validator(mode="after")
     def _one(self):
-        if sum(getattr(self, k) is not None for k in INTERVENTIONS) != 1:
-            raise ValueError("each intervention is one of: " + ", ".join(INTERVENTIONS))
+        if sum(getattr(self, k) is not None for k in self.KINDS) != 1:
+            raise ValueError(f"{self.WHAT} is one of: " + ", ".join(k.form for k in self.KINDS.values()))
         return self
 
     @property
     def kind(self) -> str:
-        return next(k for k in INTERVENTIONS if getattr(self, k) is not None)
+        return next(k for k in self.KINDS if getattr(self, k) is not None)
 
     @property
     def body(self):
         return getattr(self, self.kind)
 
 
-# ---------------------------------------------------------------- measures
-Metric = Literal["accuracy", "prob", "loss", "logit_diff", "rank", "logprob"]
-
-
-class Attention(Strict):
-    head: Head
-    from_: Position = Field(alias="from")
-    to: Position
-
-
-class HeadScore(Strict):
-    head: Head
-    pattern: str = Field(
-        description="induction, previous_token, duplicate_token, or `offset:K` (attends K tokens back)",
-        pattern=r"^(induction|previous_token|duplicate_token|offset:\d+)$",
-    )
-    exclude_bos: bool = False
-
-
-class DLA(Strict):
-    component: str = Field(
-        description="a head L<l>H<h>, `embed` (token and position embeddings), or `bias`",
-        pattern=r"^(L\d+H\d+|\$\w+|embed|bias)$",
-    )
-    share: bool = Field(True, description="divide by the correct-token logit")
-
-
-class Similarity(Strict):
-    """Cosine similarity of one activation across prompt variants (seed 000's invariance tests)."""
-
-    hook: str = Field(description="a hook name (`blocks.0.hook_resid_post`), or `z`, `pattern`, `head_out` with `head`")
-    at: Position = Field(description="the position whose activation is compared")
-    head: Head | None = Field(None, description="for `z`, `pattern` and `head_out`: the head")
-    variants: list[dict[str, Any]] = Field(min_length=2, description="prompt parameters that make each variant")
-
-
-class RowClass(Strict):
-    """Share of a head's attention rows that one behaviour explains (≥ `mass` of the row; seed 001)."""
-
-    head: Head
-    behaviour: Literal["previous", "inactive", "induction", "previous+induction", "unknown"]
-    rows: Union[list[Position], str] = Field("all", description="query positions: a list, `all`, or `A..B`")
-    mass: float = Field(0.95, gt=0, le=1)
-    window: int = Field(1, ge=1, description="`previous` covers the last `window` tokens")
-
-
-class OVNorm(Strict):
-    """Weight-only: the norm of each token's path through a head's OV circuit, W_E[t] W_V W_O."""
-
-    head: Head
-    tokens: list[int] = Field(min_length=2)
-
-
-class Measure(Strict):
-    metric: Metric | None = None
-    attention: Attention | None = None
-    head_score: HeadScore | None = None
-    dla: DLA | None = None
-    similarity: Similarity | None = None
-    row_class: RowClass | None = None
-    ov_norm: OVNorm | None = None
-
+class _Measure(OneOf):
     @model_validator(mode="before")
     @classmethod
-    def _short(cls, v):
-        return {"metric": v} if isinstance(v, str) else v
-
-    @model_validator(mode="after")
-    def _one(self):
-        if sum(getattr(self, k) is not None for k in MEASURES) != 1:
-            raise ValueError(f"a measure is one of: a metric name ({', '.join(Metric.__args__)}), "
-                             + ", ".join(MEASURES[1:]))
-        return self
-
-    @property
-    def kind(self) -> str:
-        return next(k for k in MEASURES if getattr(self, k) is not None)
+    def _short(cls, v):  # `measure: accuracy`: a bare name is the kind that takes one
+        bare = next((k for k, kind in cls.KINDS.items() if kind.bare), None)
+        return {bare: v} if isinstance(v, str) and bare else v
 
 
-MEASURES = ("metric", "attention", "head_score", "dla", "similarity", "row_class", "ov_norm")
+def vocabulary(name: str, base: type, kinds: dict, what: str) -> type:
+    """The model of `under:` items or of `measure:`: one optional field per registered kind."""
+    for kind in kinds.values():
+        if isinstance(kind.schema, type) and issubclass(kind.schema, BaseModel):
+            kind.schema.model_rebuild(_types_namespace={"PromptSpec": PromptSpec})
+    fields = {k: (Optional[kind.schema], Field(None, description=kind.doc())) for k, kind in kinds.items()}
+    model = create_model(name, __base__=base, **fields)
+    model.KINDS, model.WHAT = kinds, what
+    return model
+
+
+Intervention = vocabulary("Intervention", OneOf, _interventions.KINDS, "each intervention")
+Measure = vocabulary("Measure", _Measure, _measures.KINDS, "a measure")
+INTERVENTIONS = tuple(_interventions.KINDS)
+MEASURES = tuple(_measures.KINDS)
 
 
 # ---------------------------------------------------------------- expectations
@@ -505,14 +386,19 @@ class Claim(Strict):
             raise ValueError("`contrast` compares prompts meeting `where:` with the rest: add `where:`")
         if self.sweep is not None and self.expect.swept is None and self.expect.record is None:
             raise ValueError("a sweep is judged with `crosses`, `slope` or `r2` (or `expect: record` to see each value)")
-        if self.expect.record is None and (self.expect.order is not None) != (self.measure.ov_norm is not None):
-            raise ValueError("`order` ranks a weight-only measure (ov_norm) and needs one")
+        kind = _measures.kind_of(self.measure)
+        if self.expect.order is not None and not kind.weights_only:
+            raise ValueError("`order` ranks a weight-only measure's values: "
+                             + ", ".join(k for k, m in _measures.KINDS.items() if m.weights_only))
+        if self.expect.record is None and kind.vector and self.expect.order is None:
+            raise ValueError(f"`{kind.name}` gives one value per unit: judge it with `expect: {{order: ...}}`")
         if self.ranks is not None and (self.for_ is not None or self.sweep is not None or self.versus is not None):
             raise ValueError("`ranks` makes its own paired cases: it goes without `for:`, `sweep:` and `versus:`")
         if (self.ranks is not None or self.versus is not None) and self.expect.order is not None:
             raise ValueError("`order` ranks one weight-only measure's units; compare two measures with at_least/...")
-        if self.versus is not None and (self.versus.ov_norm is not None or self.versus.similarity is not None):
-            raise ValueError("`versus` is one value per prompt of the claim's own prompts: not ov_norm or similarity")
+        if self.versus is not None and not _measures.kind_of(self.versus).per_prompt:
+            raise ValueError("`versus` is one value per prompt of the claim's own prompts: not "
+                             + " or ".join(k for k, m in _measures.KINDS.items() if not m.per_prompt))
         return self
 
 
@@ -570,7 +456,6 @@ def processing_flags(m: ModelSpec) -> tuple[str, ...]:
     if m.weight_processing in ("none", "default"):
         return steps if m.weight_processing == "default" else ()
     return tuple(k for k in steps if getattr(m.weight_processing, k))
-Patch.model_rebuild()
 
 
 def json_schema() -> dict:
@@ -580,7 +465,9 @@ def json_schema() -> dict:
     defs = schema["$defs"]
     defs["ModelSpec"] = {"anyOf": [{"type": "string", "pattern": r"^(zoo|hf|factory):.+$",
                                     "description": "zoo:NAME, hf:NAME or factory:NAME"}, defs["ModelSpec"]]}
-    defs["Measure"] = {"anyOf": [{"enum": list(Metric.__args__), "description": "a metric name"}, defs["Measure"]]}
+    bare = [k for k in _measures.KINDS.values() if k.bare]  # `measure: accuracy`: the name alone
+    defs["Measure"] = {"anyOf": [*({"enum": list(get_args(k.schema)), "description": k.form} for k in bare),
+                                 defs["Measure"]]}
     under = defs["Claim"]["properties"]["under"]
     defs["Claim"]["properties"]["under"] = {"anyOf": [{"$ref": "#/$defs/Intervention"}, under], "title": "Under",
                                             "description": "one intervention, or a list applied together"}

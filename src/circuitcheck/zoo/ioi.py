@@ -273,8 +273,8 @@ ATTENTION = {"S1+1->S1": ("S+1", "S"), "S2->S1": ("S#2", "S"), "S2->S1+1": ("S#2
 def measure_model(model, tokenizer: str | Path = ZOO_MODELS / "ioi", n: int = 300, seed: int = 0) -> dict:
     """Head scores on IOI and repeated-word prompts, logit difference IO - S, and the effect of
     mean-ablating each head (and each head with the strongest one already ablated: backup)."""
-    from circuitcheck import measures as M
-    from circuitcheck.interventions import all_heads, pattern_name
+    from circuitcheck.measures import attention, head_score, metric
+    from circuitcheck.names import all_heads, pattern_name
     from circuitcheck.prompts import repeated_tokens
     from circuitcheck.runs import Runs
 
@@ -286,13 +286,13 @@ def measure_model(model, tokenizer: str | Path = ZOO_MODELS / "ioi", n: int = 30
     runs = Runs(model, ioi_ps)
     clean = runs.clean(patterns)
     mean = lambda x: round(float(np.mean(x)), 4)  # noqa: E731
-    out["clean"] = {m: mean(M.metric(m, clean.logits, ioi_ps)) for m in ("accuracy", "logit_diff", "rank")}
-    out["ioi_scores"] = {k: {h: mean(M.head_score(clean.cache, ioi_ps, h, k)) for h in heads} for k in PATTERNS}
+    out["clean"] = {m: mean(metric.metric(m, clean.logits, ioi_ps)) for m in ("accuracy", "logit_diff", "rank")}
+    out["ioi_scores"] = {k: {h: mean(head_score.head_score(clean.cache, ioi_ps, h, k)) for h in heads} for k in PATTERNS}
     for key, (src, dst) in ATTENTION.items():
-        out[key] = {h: mean(M.attention(clean.cache, ioi_ps, h, src, dst)) for h in heads}
+        out[key] = {h: mean(attention.attention(clean.cache, ioi_ps, h, src, dst)) for h in heads}
     rep = Runs(model, rep_ps).clean(patterns)
-    out["repeat_scores"] = {k: {h: mean(M.head_score(rep.cache, rep_ps, h, k)) for h in heads} for k in PATTERNS}
-    out["repeat_accuracy"] = mean(M.metric("accuracy", rep.logits, rep_ps))
+    out["repeat_scores"] = {k: {h: mean(head_score.head_score(rep.cache, rep_ps, h, k)) for h in heads} for k in PATTERNS}
+    out["repeat_accuracy"] = mean(metric.metric("accuracy", rep.logits, rep_ps))
     out["ablate_one"] = {h: _ablated(runs, ioi_ps, [h]) for h in heads}
     top = min(heads, key=lambda h: out["ablate_one"][h]["logit_diff"])
     out["strongest"] = top
@@ -301,12 +301,12 @@ def measure_model(model, tokenizer: str | Path = ZOO_MODELS / "ioi", n: int = 30
 
 
 def _ablated(runs, ps, heads) -> dict:
-    from circuitcheck import measures as M
+    from circuitcheck.measures import attention, head_score, metric
     from circuitcheck.spec import Intervention
 
     under = (Intervention.model_validate({"ablate": {"heads": heads, "method": "mean"}}),)
     logits = runs.run(under, set()).logits
-    return {m: round(float(np.mean(M.metric(m, logits, ps))), 4) for m in ("accuracy", "logit_diff", "rank")}
+    return {m: round(float(np.mean(metric.metric(m, logits, ps))), 4) for m in ("accuracy", "logit_diff", "rank")}
 
 
 def markdown(m: dict) -> str:

@@ -1,0 +1,30 @@
+"""Measures: one number per prompt, from the logits and activations of a run.
+
+Every measure returns a float array of length n (prompts), so every claim has a distribution.
+Each kind is one module of this package (the shape they share is in `base.py`); every module
+here is imported, and so registered, when the package is. Adding a measure kind is adding one file.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import numpy as np
+
+from .base import KINDS, Kind, Run, kind_of, register
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name != "base":
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+__all__ = ["KINDS", "Kind", "Run", "kind_of", "register", "needs", "compute"]
+
+
+def needs(measure, cfg) -> set[str]:
+    """Hook names whose activations this measure reads (beyond the logits)."""
+    return kind_of(measure).needs(measure.body, cfg)
+
+
+def compute(measure, run: Run) -> np.ndarray:
+    """The per-prompt values of `measure` on a run (a weights-only measure: from `run.model`)."""
+    return kind_of(measure).compute(measure.body, run)

@@ -1,0 +1,129 @@
+"""The shape of every measure kind, and the run a measure reads.
+
+A measure kind is one `Kind` subclass in one file of this package, registered with `@register`:
+
+    name          the key a file writes (`measure: {attention: {...}}`)
+    schema        the pydantic type of what follows the key; `spec.Measure` is built from these
+    needs         the hook names it reads, given the model's config (planning keeps only these)
+    compute       one float per prompt from a `Run` (weights-only kinds: a number or vector)
+    references    the heads, positions and hooks it names, checked at collection
+    describe      how it names itself in reports and errors
+    value_range   what its values lie in (`values`: when that depends on the body or the model)
+    variants      prompt sets it compares (similarity); most kinds compare none
+    check         collection-time checks that need the prompt set (padded rows, ...)
+
+Kind files import torch inside functions only: collection imports this package (through spec)
+and must stay torch-free.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .. import fields
+from .. import prompts as P
+
+KINDS: dict[str, "Kind"] = {}
+register = fields.registrar(KINDS)  # class decorator: `@register class AblateKind(Kind): name = "ablate"`
+
+
+class Kind(fields.KindBase):
+    value_range: tuple[float, float] | None = None  # what every per-prompt value lies in, by construction
+    weights_only: bool = False  # computed from the weights alone: no run, an exact value
+    vector: bool = False  # weights-only, one value per unit (`units`), judged with `order`
+    bare: bool = False  # a file may write the body alone (`measure: accuracy`)
+
+    def needs(self, body, cfg) -> set[str]:
+        return set()
+
+    def compute(self, body, run: "Run") -> np.ndarray:
+        raise NotImplementedError
+
+    def variants(self, body) -> list[dict]:
+        return []
+
+    @property
+    def per_prompt(self) -> bool:
+        """One value per prompt of the claim's own prompts (what `versus` subtracts)."""
+        return not self.weights_only
+
+    def values(self, body, prompts: P.PromptSet, d_vocab) -> dict:
+        """What the per-prompt values are, by construction, for choosing the bound: `{"binary": True}`
+        for 0/1 outcomes, else `{"value_range": (lo, hi)}` (None: unbounded). `d_vocab()` gives the
+        model's output vocabulary size (loading the model if the config did not say)."""
+        return {"value_range": self.value_range}
+
+    def check(self, body, prompts: P.PromptSet) -> None:
+        """Raise `prompts.PromptError` for what the prompt set makes impossible (`param`: the field at fault)."""
+
+    unit = "unit"  # what `units` are, as reports name them
+
+    def units(self, body) -> list:
+        """Labels of a weights-only measure's values, for `expect: {order: ...}`."""
+        return []
+
+
+@dataclass
+class Run:
+    """One run of the model over a prompt set: what every measure reads, and what a
+    `python:` measure receives. Stable: fields are only ever added.
+
+    logits    [n, seq, vocab] tensor
+    cache     hook name -> activation over all prompts (the hooks the measure declared)
+    prompts   the prompt set: `tokens` [n, seq], `positions`, `target_pos`/`target_tok` [n, k], `extra`
+    model     the model (a TransformerLens bridge)
+    variants  for measures comparing prompt variants: one Run per variant
+    """
+
+    logits: Any
+    cache: dict
+    prompts: P.PromptSet
+    model: Any
+    variants: list = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return self.prompts.n
+
+    @property
+    def tokens(self) -> np.ndarray:
+        return self.prompts.tokens
+
+    def position(self, expr) -> np.ndarray:
+        """One index per prompt for a position (`ANS`, `argmax`, `S1+1`, `last`, 3)."""
+        return P.position(self.prompts, expr)
+
+    def __getitem__(self, hook: str):
+        if hook not in self.cache:
+            raise KeyError(f"activation {hook!r} was not read in this run; declare it in reads=[...] "
+                           f"(read: {', '.join(sorted(self.cache)) or 'none'})")
+        return self.cache[hook]
+
+
+def kind_of(measure) -> Kind:
+    return KINDS[measure.kind]
+
+
+def to_numpy(x) -> np.ndarray:
+    import torch
+
+    return x.detach().to(torch.float64).cpu().numpy()
+
+
+def f64(x):
+    """A tensor (or parameter) as float64, detached: measures compute in double precision."""
+    import torch
+
+    return x.detach().to(torch.float64)
+
+
+def over_targets(value, prompts):
+    """[n, k] -> [n]: the mean over each prompt's real targets (prompts may have different counts)."""
+    import torch
+
+    if prompts.target_valid is None:
+        return value.mean(-1)
+    valid = torch.as_tensor(prompts.target_valid, device=value.device).to(value.dtype)
+    return (value * valid).sum(-1) / valid.sum(-1)

@@ -1,0 +1,64 @@
+"""`measure: accuracy` (or prob, loss, logprob, logit_diff, rank): a metric at the prompt set's targets."""
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from .base import Kind, over_targets, register, to_numpy
+
+Metric = Literal["accuracy", "prob", "loss", "logit_diff", "rank", "logprob"]
+
+
+@register
+class MetricKind(Kind):
+    name = "metric"
+    schema = Metric
+    bare = True
+
+    @property
+    def form(self) -> str:
+        return f"a metric name ({', '.join(Metric.__args__)})"
+
+    def compute(self, body, run) -> np.ndarray:
+        return metric(body, run.logits, run.prompts)
+
+    def values(self, body, prompts, d_vocab) -> dict:
+        if body == "accuracy" and prompts.target_tok.shape[1] == 1:  # a mean over several targets is not 0/1
+            return {"binary": True}
+        if body == "rank":
+            return {"value_range": (1.0, float(d_vocab()))}
+        return {"value_range": (0.0, 1.0) if body in ("accuracy", "prob") else None}
+
+    def describe(self, body) -> str:
+        return body
+
+
+def metric(name: str, logits, prompts) -> np.ndarray:
+    """Mean over each prompt's targets of: accuracy, prob, loss, logprob, logit_diff or rank."""
+    import torch
+
+    rows = torch.arange(prompts.n)[:, None]
+    pos = torch.as_tensor(prompts.target_pos)
+    tok = torch.as_tensor(prompts.target_tok).to(logits.device)
+    at = logits[rows, pos].to(torch.float64)  # [n, k, vocab]
+    correct = at.gather(-1, tok[..., None])[..., 0]
+    logp = torch.log_softmax(at, -1).gather(-1, tok[..., None])[..., 0]
+    if name == "accuracy":
+        value = (at.argmax(-1) == tok).to(torch.float64)
+    elif name == "prob":
+        value = logp.exp()
+    elif name == "loss":
+        value = -logp
+    elif name == "logprob":
+        value = logp
+    elif name == "logit_diff":  # minus the counterfactual's logit where a target names one
+        others = at.scatter(-1, tok[..., None], float("-inf")).max(-1).values
+        if prompts.target_cf is not None:
+            cf = torch.as_tensor(prompts.target_cf).to(logits.device)
+            named = at.gather(-1, cf.clamp(min=0)[..., None])[..., 0]
+            others = torch.where(cf >= 0, named, others)
+        value = correct - others
+    else:  # rank: 1 when the correct token is the top prediction
+        value = 1 + (at > correct[..., None]).sum(-1).to(torch.float64)
+    return to_numpy(over_targets(value, prompts))
