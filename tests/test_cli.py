@@ -48,3 +48,75 @@ def test_check_a_missing_file_or_an_empty_folder_is_a_message(hyp, tmp_path, cap
     assert "nope.hyp.yaml: no such file or folder" in err
     assert "empty: no hypothesis files (*.hyp.yaml) in this folder" in err
     assert "PASS" in out and "Traceback" not in err  # the good file still runs
+
+
+# ---------------------------------------------------------------- check takes the plugin's flags
+PREV = """\
+- id: prev-head
+  says: "L0H1's previous-token score is at least %s"
+  measure: {head_score: {head: L0H1, pattern: previous_token}}
+  expect: {at_least: %s}
+"""
+
+
+def test_check_takes_every_flag_the_plugin_takes(tmp_path, monkeypatch):
+    import argparse
+
+    monkeypatch.chdir(tmp_path)  # reports named `x` land here
+
+    from circuitcheck import flags
+
+    plugin = argparse.ArgumentParser()
+    flags.add(plugin.add_argument)
+    theirs = {a.option_strings[0] for a in plugin._actions if a.option_strings and a.dest != "help"}
+    assert {"--cc-model", "--cc-json", "--cc-html", "--cc-device", "--cc-dtype", "--cc-inconclusive",
+            "--cc-require-models", "--cc-family", "--cc-batch-size", "--cc-specificity"} <= theirs
+    for flag in theirs:  # each one parses on the command line (a file that is not there: a message)
+        value = [] if plugin._option_string_actions[flag].nargs == 0 else [_example(plugin, flag)]
+        assert main(["check", "nope.hyp.yaml", flag, *value]) == 1, flag
+
+
+def _example(parser, flag: str) -> str:
+    action = parser._option_string_actions[flag]
+    if action.choices:
+        return list(action.choices)[-1]
+    return {"--cc-batch-size": "8", "--cc-model": "zoo:induction=zoo:induction"}.get(flag, "x")
+
+
+def test_check_flags_act_as_under_pytest(hyp, tmp_path, capsys):
+    import json
+
+    probe = hyp(PREV % (0, 0), name="probe.hyp.yaml")
+    out = tmp_path / "probe.json"
+    assert main(["check", str(probe), "--cc-json", str(out), "--cc-dtype", "float64", "--cc-device", "cpu"]) == 0
+    (rec,) = json.loads(out.read_text())["claims"]
+    assert rec["load"]["dtype"] == "float64" and rec["fingerprint"]["dtype"] == "float64"
+    value = rec["cases"][0]["value"]
+    # the threshold at the measured mean: the interval straddles it
+    edge = hyp(PREV % (value, value), name="edge.hyp.yaml")
+    capsys.readouterr()
+    assert main(["check", str(edge)]) == 1
+    assert "INCONCLUSIVE" in capsys.readouterr().out
+    assert main(["check", str(edge), "--cc-inconclusive", "skip"]) == 0
+    # a passing claim that does not single out its head fails under --cc-specificity
+    assert main(["check", str(probe), "--cc-specificity"]) == 1
+    assert "does not single out L0H1" in capsys.readouterr().err
+
+
+def test_check_never_prints_a_traceback_for_a_report_it_cannot_write(hyp, tmp_path, capsys):
+    good = hyp(CLAIM, prompts="{generator: max_of_list, n: 60, seed: 1}")
+    assert main(["check", str(good), "--cc-json", str(tmp_path), "--cc-html", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert f"could not write the JSON report to {tmp_path}" in out
+    assert f"could not write the HTML report to {tmp_path}" in out and "Traceback" not in out + err
+
+
+def test_check_skips_or_fails_an_unavailable_model(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path = tmp_path / "hub.hyp.yaml"
+    path.write_text("model: hf:circuitcheck-test/not-in-any-cache\nprompts: {generator: max_of_list, n: 10, seed: 0}\n"
+                    "claims:\n  - {id: a, says: a, measure: accuracy, expect: {at_least: 0}}\n")
+    assert main(["check", str(path)]) == 0
+    assert "1 claims skipped: model not available" in capsys.readouterr().err
+    assert main(["check", str(path), "--cc-require-models"]) == 1
+    assert "1 claims failed (--cc-require-models): model not available" in capsys.readouterr().err

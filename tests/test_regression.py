@@ -312,6 +312,74 @@ def test_a_checkpoint_series_from_training_runs_each_claim_on_each(pytester, tmp
     assert "give --cc-model one checkpoint, not a series" in bad.stderr.str()
 
 
+def checkpoints_beside(folder, *model_dirs):
+    """Copies of models as `folder/ckpts/step-1`, `step-2`, ... (a training run's checkpoints)."""
+    import shutil
+
+    for i, d in enumerate(model_dirs, 1):
+        shutil.copytree(d, folder / "ckpts" / f"step-{i}")
+
+
+def test_a_files_checkpoints_run_each_claim_on_each(pytester, hyp, tiny_dir, other_dir, tmp_path):
+    """`checkpoints:` in the file does what `--cc-model REF=a,b` does: every claim on each, one
+    column per checkpoint; an override of the file's model wins over them."""
+    from circuitcheck import check
+
+    checkpoints_beside(tmp_path, tiny_dir, other_dir)
+    path = hyp(CLAIMS, prompts=PROMPTS, extra="checkpoints: ckpts/step-*\n")
+    out = tmp_path / "series.json"
+    res = run(pytester, path, f"--cc-json={out}", "-v")
+    res.assert_outcomes(passed=4)
+    text = res.stdout.str()
+    assert "prev-head[step-1] PASSED" in text and "prev-head[step-2] PASSED" in text
+    assert text.split("claims across checkpoints:")[1].splitlines()[1].split() == ["claim", "step-1", "step-2"]
+    recs = report(out)["claims"]
+    assert [(r["id"], r["checkpoint"]) for r in recs] == [
+        ("random-model-is-bad", "step-1"), ("prev-head", "step-1"), ("random-model-is-bad", "step-2"),
+        ("prev-head", "step-2")]
+    assert [recs[i]["fingerprint"]["weights_sha256"] for i in (0, 2)] == [
+        sha256(tiny_dir / "model.safetensors"), sha256(other_dir / "model.safetensors")]
+    assert recs[1]["cases"][0]["value"] != recs[3]["cases"][0]["value"]  # each ran its own weights
+    # the library runs them too, in the list's order
+    listed = hyp(CLAIMS, prompts=PROMPTS, name="l.hyp.yaml", extra="checkpoints: [ckpts/step-2, ckpts/step-1]\n")
+    assert [(r.claim_id, r.checkpoint) for r in check(listed)][::2] == [("random-model-is-bad", "step-2"),
+                                                                       ("random-model-is-bad", "step-1")]
+    # --cc-model re-points the file's model: one run, on that model, under the plain names
+    res = run(pytester, path, f"--cc-model={model_of(path).ref}={other_dir}", "-v")
+    res.assert_outcomes(passed=2)
+    assert "prev-head PASSED" in res.stdout.str() and "[step-" not in res.stdout.str()
+    bad = run(pytester, path, "--cc-update-baselines")
+    assert "--cc-update-baselines writes one baseline per file" in bad.stdout.str() and "Traceback" not in bad.stdout.str()
+    assert f"{path}:" in bad.stdout.str() and "checkpoints" in bad.stdout.str()
+
+
+@pytest.mark.parametrize("given, message", [
+    ("[ckpts/step-1, ckpts/step-9]", "the checkpoint 'ckpts/step-9' does not exist"),
+    ("[ckpts/step-1, ../outside]", "outside the hypothesis file's folder"),
+    ("[ckpts/step-1, /etc]", "outside the hypothesis file's folder"),
+    ("[ckpts/step-1, ckpts/empty]", "has no config.json"),
+    ("[ckpts/step-1, ckpts/step-1]", "is listed twice"),
+    ("[ckpts/step-1, ckpts/mlp]", "checkpoints are of the file's model"),
+    ("ckpts/zzz-*", "matches no checkpoint"),
+    ("[]", "at least 1 item"),
+])
+def test_bad_checkpoints_are_collection_errors(hyp, tiny_dir, tiny_no_ln_dir, tmp_path, given, message):
+    from circuitcheck.hypothesis_file import HypothesisError, load
+
+    checkpoints_beside(tmp_path, tiny_dir)
+    (tmp_path / "ckpts" / "empty").mkdir()
+    import shutil
+
+    shutil.copytree(tiny_no_ln_dir, tmp_path / "ckpts" / "mlp")  # one layer, not two
+    (tmp_path.parent / "outside").mkdir(exist_ok=True)
+    path = hyp(CLAIMS, prompts=PROMPTS, extra=f"checkpoints: {given}\n")
+    with pytest.raises(HypothesisError) as err:
+        load(path)
+    text = str(err.value)
+    assert message in text and str(path) in text and "checkpoints" in text
+    assert err.value.line == path.read_text().splitlines().index(f"checkpoints: {given}") + 1
+
+
 def test_save_every_never_writes_into_the_package():
     from circuitcheck.zoo.train import ZOO_MODELS, train
 

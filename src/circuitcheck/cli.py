@@ -47,15 +47,16 @@ def main(argv: list[str] | None = None) -> int:
                        "interval and every case (as `expect: record`)")
     for p in (c, sp, m):
         p.add_argument("files", nargs="+", help="hypothesis files, or folders: every *.hyp.yaml in them")
+    for p in (sp, m):
         p.add_argument("--cc-cache", choices=MODES, default="on",
                        help="per-prompt values kept in .pytest_cache/d/circuitcheck for reruns (as under pytest)")
         p.add_argument("--cc-allow-path", action="append", default=[], metavar="DIR",
                        help="also read files that hypothesis files name from DIR (repeatable, as under pytest)")
         p.add_argument("--cc-dump-values", metavar="DIR", default=None,
                        help="write each claim case's per-prompt values to DIR/<file>/<claim>[.<case>].json")
-    from .regression import add_options
+    from .flags import add as add_flags
 
-    add_options(c.add_argument)
+    add_flags(c.add_argument)  # the plugin's flags, the same names and meanings
     d = sub.add_parser("diff", help="compare two --cc-json reports: verdict flips and drift (exit 1 on a flip)")
     d.add_argument("a", help="the reference report")
     d.add_argument("b", help="the new report")
@@ -105,13 +106,22 @@ def hypothesis_files(args) -> tuple[list[Path], list[str]]:
     return files, problems
 
 
+CACHE_DIR = str(Path(".pytest_cache") / "d" / "circuitcheck")  # where pytest keeps the value cache
+
+
 def _session_with(args, cache: str, **options):
     """A session holding every file that loads; the others' errors go to stderr."""
+    from .session import Options
+
+    return _session_for(args, Options(cache=cache, cache_dir=CACHE_DIR, **options))
+
+
+def _session_for(args, options):
     from .conftests import ConftestError, load_beside
     from .hypothesis_file import HypothesisError, load
-    from .session import Options, Session
+    from .session import Session
 
-    session = Session(Options(cache=cache, cache_dir=str(Path(".pytest_cache") / "d" / "circuitcheck"), **options))
+    session = Session(options)
     files, problems = hypothesis_files(args)
     for problem in problems:
         print(problem, file=sys.stderr)
@@ -162,38 +172,82 @@ def _specificity(files, cache: str = "off") -> int:
 
 
 def _check_regression(args) -> int:
-    """`check`: every claim's line, with --cc-model overrides, baselines and the JSON/HTML reports."""
-    from . import regression, report
+    """`check`: the plugin's flags, every claim's line, --cc-model overrides and `checkpoints:`,
+    baselines and the JSON/HTML reports; a message, never a traceback, for what cannot run."""
+    from . import flags, regression, report
     from .baseline import BaselineError
     from .override import OverrideError
 
+    get = lambda name: getattr(args, name)  # noqa: E731
     try:
-        run = regression.Run.from_options(lambda name: getattr(args, name))
+        run = regression.Run.from_options(get)
     except OverrideError as exc:
         print(exc, file=sys.stderr)
         return 2
-    session = _session_with([], args.cc_cache, dump_values=args.cc_dump_values)[0]
+    session = _session_for([], flags.options(get, CACHE_DIR))[0]
     _, files, failed = _session_with(args.files, "off")  # read and checked here; run on `session` below
     results, records = [], []
     for f in files:
-        for checkpoint, run_on in run.variants(f):
-            key = (f.path, checkpoint) if checkpoint else f.path
-            session.add(run_on, key)
-            for lc in f.claims:
-                r = session.result(key, lc.claim.id)
+        for key, claims in _run_file(args, run, session, f):
+            if claims is None:
+                failed = True
+                continue
+            for r in claims:
                 try:
                     records.append(run.record(r, session, key))
                 except BaselineError as exc:
                     print(exc, file=sys.stderr)
                     return 2
-                results.append(r)
-    print("\n".join(report.table([dict(regression.properties(r)) for r in results])))
+                results.append((key, r))
+    print("\n".join(report.table([dict(regression.properties(r)) for _, r in results])))
     for line in run.finish(records):
         print(line)
-    bad = any(r.verdict not in ("pass", "recorded") or run.drift_fails(r) for r in results)
+    bad = [r for key, r in results if _fails(args, run, session, key, r)]
     if not results and not failed:
         print("no claims ran", file=sys.stderr)
-    return 1 if failed or bad else 0
+    return 1 if failed or bad or run.write_failed else 0
+
+
+def _run_file(args, run, session, f):
+    """(key, results) for each model the file runs on; results None where that is an error (said on stderr)."""
+    from .hypothesis_file import HypothesisError
+    from .models import ModelUnavailable
+
+    try:
+        variants = run.variants(f)
+    except HypothesisError as err:
+        print(err, file=sys.stderr)
+        yield f.path, None
+        return
+    for checkpoint, run_on in variants:
+        key = (f.path, checkpoint) if checkpoint else f.path
+        session.add(run_on, key)
+        try:
+            yield key, [session.result(key, lc.claim.id) for lc in f.claims]
+        except ModelUnavailable as exc:  # as under pytest: skipped with the reason, or failed when required
+            what = "failed (--cc-require-models)" if args.cc_require_models else "skipped"
+            print(f"{f.path}{f'[{checkpoint}]' if checkpoint else ''}: {len(f.claims)} claims {what}: "
+                  f"model not available: {exc}", file=sys.stderr)
+            yield key, None if args.cc_require_models else []
+
+
+def _fails(args, run, session, key, r) -> bool:
+    """Whether a claim fails the run, as under pytest: inconclusive per --cc-inconclusive, drift per
+    --cc-drift, and with --cc-specificity a passing claim whose mutants pass too (said on stderr)."""
+    from . import specificity
+
+    if r.verdict == "inconclusive":
+        return args.cc_inconclusive == "fail"
+    if r.verdict not in ("pass", "recorded") or run.drift_fails(r):
+        return True
+    if args.cc_specificity and r.verdict == "pass":
+        loaded = session.files[key]
+        index = [lc.claim.id for lc in loaded.claims].index(r.claim_id)
+        rep = specificity.check_claim(session, loaded, index, key=key)
+        if rep.survivors:
+            print("\n".join(rep.lines()), file=sys.stderr)
+            return True
+    return False
 
 
 def _diff(args) -> int:

@@ -83,6 +83,8 @@ class LoadedFile:
     n_heads: int | None = None
     limits: dict = field(default_factory=dict)  # d_vocab, d_vocab_out, n_ctx where the config says
     prompt_sets: dict = field(default_factory=dict)  # prompts_key -> PromptSet (numpy)
+    checkpoints: tuple = ()  # override.Checkpoint for each entry of `checkpoints:`
+    checkpoints_line: int = 0
 
 
 MAX_FILE_BYTES = 5_000_000  # a hypothesis file is a page of claims; 5 MB is thousands of them
@@ -312,7 +314,9 @@ def load_tree(path: Path, tree, roles: dict[str, str] | None = None) -> LoadedFi
     except ValidationError as exc:
         raise _validation_error(path, tree, exc) from None
     source, cfg = _model(path, tree, spec)
-    loaded = LoadedFile(path, spec, [], source, *_dims(cfg), limits=_limits(cfg))
+    loaded = LoadedFile(path, spec, [], source, *_dims(cfg), limits=_limits(cfg),
+                        checkpoints=_checkpoints(path, tree, spec, _dims(cfg)),
+                        checkpoints_line=locate(tree, ("checkpoints",)) or 0)
     _check_expansions(path, tree, spec)
     for i, claim in enumerate(spec.claims):
         loc = ("claims", i)
@@ -469,6 +473,70 @@ def _native(path, tree, native) -> tuple[models.ModelSource, dict]:
     shapes = _model_file(path, tree, ("model", "native", "weights"), model_files.weight_shapes, weights)
     _model_file(path, tree, cloc, model_files.check_dims, cfg, shapes, inline=isinstance(native.config, dict))
     return models.ModelSource("native", ref, str(weights), inline), cfg
+
+
+def _checkpoints(path: Path, tree, spec, dims) -> tuple:
+    """The file's `checkpoints:`, each a model folder or weights file in its folder tree (paths.py),
+    with the file's model's layers and heads; a glob in natural order."""
+    from . import override
+
+    given = spec.checkpoints
+    if given is None:
+        return ()
+    found = []  # (where in the file, path)
+    for i, text in enumerate([given] if isinstance(given, str) else given):
+        loc = ("checkpoints",) if isinstance(given, str) else ("checkpoints", i)
+        found += [(loc, p) for p in _checkpoint_paths(path, tree, loc, text)]
+    out = []
+    for (loc, p), name in zip(found, _checkpoint_names(path, tree, found)):
+        try:
+            source, ck_dims = override.source(str(p))
+        except override.OverrideError as exc:
+            raise HypothesisError(path, locate(tree, loc), _field(loc), str(exc).removeprefix("--cc-model: "),
+                                  "a checkpoint is a folder with config.json and model.safetensors (as `circuitcheck "
+                                  "zoo train --save-every` writes), or a weights file with config.json beside it") from None
+        for f in (source.ref, source.weights) if source.kind == "native" else (str(Path(source.ref) / "config.json"),):
+            _data_file(path, tree, loc, f, "checkpoint file")  # a symlink inside must not lead out either
+        if None not in dims and None not in ck_dims and tuple(ck_dims) != tuple(dims):
+            raise HypothesisError(path, locate(tree, loc), _field(loc),
+                                  f"the checkpoint {name!r} has {ck_dims[0]} layers of {ck_dims[1]} heads; the file's "
+                                  f"model has {dims[0]} of {dims[1]}", "checkpoints are of the file's model")
+        out.append(override.Checkpoint(name, source, ck_dims))
+    return tuple(out)
+
+
+def _checkpoint_names(path: Path, tree, found) -> list[str]:
+    """Column names: each folder's name or file's stem, or paths from the file's folder where two share one."""
+    names = [p.name if p.is_dir() else p.stem for _, p in found]
+    if len(set(names)) == len(names):
+        return names
+    base = path.resolve().parent
+    names = [str(p.relative_to(base)) if p.is_relative_to(base) else str(p) for _, p in found]
+    for i, (loc, _) in enumerate(found):
+        if names[i] in names[:i]:
+            raise HypothesisError(path, locate(tree, loc), _field(loc), f"the checkpoint {names[i]!r} is listed twice",
+                                  "name each checkpoint once")
+    return names
+
+
+def _checkpoint_paths(path: Path, tree, loc, text: str) -> list[Path]:
+    """The folders or files one `checkpoints:` entry names (a glob: every match), inside the file's tree."""
+    import glob
+
+    from .override import natural
+
+    base = path.resolve().parent
+    if any(ch in text for ch in "*?["):
+        hits = sorted(glob.glob(str(base / text)), key=natural)
+        if not hits:
+            raise HypothesisError(path, locate(tree, loc), _field(loc), f"the pattern {text!r} matches no checkpoint "
+                                  f"(looked in {base})", "paths are relative to the hypothesis file")
+    else:
+        hits = [text]
+    try:
+        return [paths.inside(path, h, "checkpoint") for h in hits]
+    except paths.PathRefused as exc:
+        raise HypothesisError(path, locate(tree, loc), _field(loc), str(exc), exc.hint) from None
 
 
 def _model_file(path, tree, loc, check, *args, inline=False):

@@ -55,10 +55,13 @@ def parse(text: str) -> Override:
     paths = _expand(value)
     if len(paths) == 1:
         return Override(ref, (Checkpoint("", *source(paths[0])),))
-    names = [_name(p) for p in paths]
-    if len(set(names)) != len(names):
-        names = paths  # two checkpoints with one stem: fall back to the full text
-    return Override(ref, tuple(Checkpoint(n, *source(p)) for n, p in zip(names, paths)))
+    return Override(ref, tuple(Checkpoint(n, *source(p)) for n, p in zip(names(paths), paths)))
+
+
+def names(paths: list[str]) -> list[str]:
+    """Each checkpoint's column name: its folder name or file stem (the full text where two share one)."""
+    out = [_name(p) for p in paths]
+    return out if len(set(out)) == len(out) else list(paths)
 
 
 def _expand(value: str) -> list[str]:
@@ -66,7 +69,7 @@ def _expand(value: str) -> list[str]:
     out = []
     for p in parts:
         if any(ch in p for ch in "*?["):
-            hits = sorted(glob.glob(p), key=_natural)
+            hits = sorted(glob.glob(p), key=natural)
             if not hits:
                 raise OverrideError(f"--cc-model: the pattern {p!r} matches no file or directory")
             out += hits
@@ -75,7 +78,7 @@ def _expand(value: str) -> list[str]:
     return out
 
 
-def _natural(text: str):
+def natural(text: str):
     """step-400 before step-1200: digits compare as numbers."""
     import re
 
@@ -163,8 +166,10 @@ def apply(loaded, checkpoint: Checkpoint):
 
 
 def variants(loaded, overrides: list[Override]) -> list[tuple[str, object]]:
-    """(checkpoint name, file) for each model a file runs on: itself, one override, or a series."""
+    """(checkpoint name, file) for each model a file runs on: itself, one override, a series, or the
+    file's own `checkpoints:` (an override of its model wins over them)."""
     o = find(overrides, loaded.model_source)
-    if o is None:
+    checkpoints = o.checkpoints if o is not None else loaded.checkpoints
+    if not checkpoints:
         return [("", loaded)]
-    return [(c.name, apply(loaded, c)) for c in o.checkpoints]
+    return [(c.name, apply(loaded, c)) for c in checkpoints]

@@ -29,6 +29,15 @@ def allow(folders) -> None:
 
 def resolve(hypothesis_file: Path, name, what: str) -> Path:
     """The regular file `name` means, relative to `hypothesis_file`'s folder, or `PathRefused`."""
+    path = inside(hypothesis_file, name, what)
+    if not path.is_file():
+        kind = "a directory" if path.is_dir() else "a device, pipe or socket"
+        raise PathRefused(f"the {what} {name!r} is {kind}, not a regular file", "name a file")
+    return path
+
+
+def inside(hypothesis_file: Path, name, what: str) -> Path:
+    """The existing path `name` means (a file or a folder), inside the allowed folders, or `PathRefused`."""
     if not isinstance(name, str) or not name.strip():
         raise PathRefused(f"the {what} path is {'empty' if isinstance(name, str) else repr(name)}",
                           "write a file name, relative to the hypothesis file")
@@ -42,7 +51,4 @@ def resolve(hypothesis_file: Path, name, what: str) -> Path:
     if not path.exists():
         raise PathRefused(f"the {what} {name!r} does not exist (looked for {path})",
                           "paths are relative to the hypothesis file")
-    if not path.is_file():
-        kind = "a directory" if path.is_dir() else "a device, pipe or socket"
-        raise PathRefused(f"the {what} {name!r} is {kind}, not a regular file", "name a file")
     return path

@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 
 from . import hypothesis_file as H
-from . import override, paths, regression, report
+from . import flags, override, paths, regression, report
 from .baseline import BaselineError
-from .cache import MODES
 from .models import ModelUnavailable
-from .session import Options, Session
+from .session import Session
 from .interventions import KINDS as INTERVENTIONS
 from .measures import KINDS as MEASURES
 from .verdict import INCONCLUSIVE, PASS, RECORDED
@@ -29,40 +28,7 @@ KINDS = (*MEASURES, *INTERVENTIONS, "quantified", "sweep")
 
 
 def pytest_addoption(parser):
-    g = parser.getgroup("circuitcheck", "circuit claims in hypothesis files (*.hyp.yaml)")
-    g.addoption("--cc-inconclusive", choices=("fail", "skip"), default="fail",
-                help="what an inconclusive claim does (default: fail)")
-    g.addoption("--cc-require-models", action="store_true",
-                help="fail, instead of skip, claims whose model is not available (for CI)")
-    g.addoption("--cc-device", default="cpu", help="torch device where a file names none (default: cpu)")
-    g.addoption("--cc-dtype", default="float32", help="model dtype where a file names none (default: float32)")
-    g.addoption("--cc-allow-path", action="append", default=[], metavar="DIR",
-                help="also read files that hypothesis files name from DIR (repeatable; default: only "
-                     "each file's own folder tree)")
-    g.addoption("--cc-batch-size", type=positive_int, default=1024, help="prompts per forward pass (default: 1024)")
-    g.addoption("--cc-cache", choices=MODES, default="on",
-                help="per-prompt values kept in pytest's cache for reruns: on (read and write, default), "
-                     "read, write (recompute and store), off; `--cache-clear` empties it")
-    g.addoption("--cc-specificity", action="store_true",
-                help="fail a passing claim that still passes with a named head swapped for another head of "
-                     "its layer, or with its direction flipped (see `circuitcheck specificity`)")
-    g.addoption("--cc-family", choices=("file", "run"), default="file",
-                help="Holm's multiple-testing family: the claims of each file (default), or every claim of the run")
-    g.addoption("--cc-dump-values", metavar="DIR", default=None,
-                help="write each claim case's per-prompt values to DIR/<file>/<claim>[.<case>].json")
-    regression.add_options(g.addoption)
-
-
-def positive_int(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
-    return value
+    flags.add(parser.getgroup("circuitcheck", "circuit claims in hypothesis files (*.hyp.yaml)").addoption)
 
 
 def pytest_configure(config):
@@ -71,9 +37,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "circuitcheck: every hypothesis-file claim")
     # Without pytest's cache (`-p no:cacheprovider`, as in CI) the value cache is off.
     cache_dir = config.cache.mkdir("circuitcheck") if getattr(config, "cache", None) is not None else None
-    options = Options(config.getoption("cc_device"), config.getoption("cc_dtype"), config.getoption("cc_batch_size"),
-                      config.getoption("cc_cache"), cache_dir and str(cache_dir),
-                      config.getoption("cc_family"), dump_values=config.getoption("cc_dump_values"))
+    options = flags.options(config.getoption, cache_dir and str(cache_dir))
     paths.allow(config.getoption("cc_allow_path"))
     config.stash[SESSION] = Session(options)
     try:
@@ -106,7 +70,12 @@ class HypothesisFile(pytest.File):
         for mark in {m for lc in loaded.claims for m in lc.claim.marks}:  # so that --strict-markers accepts them
             self.config.addinivalue_line("markers", f"{mark}: a mark hypothesis files give their claims (marks:)")
         group = _group(self.config, loaded)
-        for checkpoint, run_on in self.config.stash[RUN].variants(loaded):
+        try:
+            variants = self.config.stash[RUN].variants(loaded)
+        except H.HypothesisError as err:
+            self.config.option.continue_on_collection_errors = True
+            raise self.CollectError(str(err)) from None
+        for checkpoint, run_on in variants:
             key = (loaded.path, checkpoint) if checkpoint else loaded.path
             self.config.stash[SESSION].add(run_on, key)
             for lc in loaded.claims:
@@ -197,7 +166,7 @@ class ClaimItem(pytest.Item):
         from . import specificity
 
         index = [lc.claim.id for lc in self.loaded.claims].index(self.claim_id)
-        rep = specificity.check_claim(self.config.stash[SESSION], self.loaded, index)
+        rep = specificity.check_claim(self.config.stash[SESSION], self.loaded, index, key=self.key)
         if rep.survivors:
             raise NotSpecific("\n".join(rep.lines()))
 

@@ -37,6 +37,7 @@ class Run:
     baselines: baseline.Baselines = field(default_factory=baseline.Baselines)
     matched: set = field(default_factory=set)
     loaded_here: bool = False  # False on the xdist controller, which loads no files
+    write_failed: bool = False  # a report that could not be written (said in `finish`'s lines)
 
     @classmethod
     def from_options(cls, get) -> "Run":
@@ -48,10 +49,19 @@ class Run:
         return run
 
     def variants(self, loaded) -> list[tuple[str, object]]:
+        """(checkpoint name, file) for each model the file runs on; a `HypothesisError` where its own
+        `checkpoints:` meet --cc-update-baselines (one baseline per file)."""
         self.loaded_here = True
         o = override.find(self.overrides, loaded.model_source)
         if o is not None:
             self.matched.add(o.ref)
+        elif self.update and loaded.checkpoints:
+            from .hypothesis_file import HypothesisError
+
+            raise HypothesisError(loaded.path, loaded.checkpoints_line, "checkpoints",
+                                  "--cc-update-baselines writes one baseline per file, and this file runs on "
+                                  f"{len(loaded.checkpoints)} checkpoints",
+                                  "write it from one checkpoint: --cc-model REF=PATH (REF: the file's model, e.g. zoo:induction)")
         return override.variants(loaded, self.overrides)
 
     def record(self, result, session=None, key=None) -> dict:
@@ -83,12 +93,19 @@ class Run:
         else:
             lines += _baseline_summary(records, unused, missing)
         if self.json_path:
-            lines.append(f"circuitcheck: wrote {report_json.write(self.json_path, records, unused, missing)}")
+            lines.append(self._write("JSON report", self.json_path, report_json.write, records, unused, missing))
         if self.html_path:
             from . import report_html
 
-            lines.append(f"circuitcheck: wrote {report_html.write(self.html_path, records)}")
+            lines.append(self._write("HTML report", self.html_path, report_html.write, records))
         return lines
+
+    def _write(self, what: str, path: str, write, *args) -> str:
+        try:
+            return f"circuitcheck: wrote {write(path, *args)}"
+        except OSError as exc:  # a folder, a read-only place: say so, no traceback
+            self.write_failed = True
+            return f"circuitcheck: could not write the {what} to {path}: {exc.strerror or exc}"
 
     def _unused(self, records) -> tuple[list[dict], list[dict]]:
         unused, missing = [], []

@@ -549,8 +549,15 @@ def _order_text(values, units, unit: str) -> str:
 
 
 def check(path, options: Options = Options()) -> list[Result]:
-    """Load one hypothesis file, run it, and return one `Result` per claim (no pytest needed)."""
+    """Load one hypothesis file, run it, and return one `Result` per claim (no pytest needed); a file
+    with `checkpoints:` gives one per claim and checkpoint (`result.checkpoint` says which)."""
+    from .override import variants
+
     session = Session(options)
     loaded = H.load(path)
-    session.add(loaded)
-    return [session.result(loaded.path, lc.claim.id) for lc in loaded.claims]
+    out = []
+    for name, run_on in variants(loaded, []):
+        key = (loaded.path, name) if name else loaded.path
+        session.add(run_on, key)
+        out += [session.result(key, lc.claim.id) for lc in loaded.claims]
+    return out

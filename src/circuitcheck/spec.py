@@ -428,6 +428,10 @@ class Role(Strict):
 class HypothesisFile(Strict):
     model: ModelSpec
     prompts: PromptSpec
+    checkpoints: Union[Annotated[list[str], Field(min_length=1)], str, None] = Field(
+        None, description="run every claim on each of these checkpoints of the file's model: model folders "
+        "(config.json + model.safetensors) or weights files, relative to this file; a list, or a glob such "
+        "as `ckpts/step-*` (natural order: step-400 before step-1200)")
     roles: dict[Annotated[str, Field(pattern=r"^[A-Za-z_]\w*$")], Role] = Field(
         default_factory=dict, description="heads bound by a scan when the claims run; claims write `$name`")
     alpha: float = Field(0.05, gt=0, lt=0.5, description="family-wise error rate for the claims of this file (Holm)")

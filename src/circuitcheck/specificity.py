@@ -16,6 +16,7 @@ does not single out L0H1. Mutants are planned with the original claims, so they 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,10 +181,11 @@ def check(session, loaded: H.LoadedFile) -> list[ClaimSpecificity]:
     return [check_claim(session, loaded, i, tree) for i in range(len(loaded.claims))]
 
 
-def check_claim(session, loaded: H.LoadedFile, index: int, tree: dict | None = None) -> ClaimSpecificity:
+def check_claim(session, loaded: H.LoadedFile, index: int, tree: dict | None = None, key=None) -> ClaimSpecificity:
+    """`key`: the file's key in the session where it is not its path (a checkpoint: `(path, name)`)."""
     lc = loaded.claims[index]
     tree = tree or H.plain_tree(loaded.path)
-    result = session.result(loaded.path, lc.claim.id)
+    result = session.result(key or loaded.path, lc.claim.id)
     rep = ClaimSpecificity(str(loaded.path), lc.claim.id, result.verdict)
     if result.verdict != PASS:
         return rep
@@ -205,6 +207,9 @@ def judge_mutant(session, loaded, tree, claim: dict, cid: str, level: float) -> 
         mutant = H.load_tree(path, mutant_tree)
     except H.HypothesisError:
         return "refused"
+    # on the model the claim ran on (after --cc-model, or a checkpoint), not the one the file names
+    mutant = dataclasses.replace(mutant, model_source=loaded.model_source, n_layers=loaded.n_layers,
+                                 n_heads=loaded.n_heads)
     session.add(mutant)
     return session.judge_at(mutant, mutant.claims[0], level).verdict
 
