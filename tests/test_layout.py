@@ -24,7 +24,7 @@ STAGES = [{"hypothesis_file"}, {"spec"}, {"plan"}, {"runs", "interventions"},
           {"measures", "attribution", "keysets", "weights"}, {"stats"}, {"verdict"},
           {"report"}]
 LEAVES = {"names", "fields", "prompts", "models", "registry", "yaml_lines", "where", "jsonl", "cache", "paths"}
-TOP = {"session", "plugin", "cli", "__init__", "__main__", "zoo", "specificity"}
+TOP = {"session", "plugin", "cli", "flags", "__init__", "__main__", "zoo", "specificity"}
 # Known imports against the direction, each a (module, imported) pair, kept on purpose: the judging
 # stage's result types are defined where they are computed (stats.Estimate in stats, verdict.Result
 # in verdict) and the stages after it read them (verdict judges an Estimate, report renders a Result).
