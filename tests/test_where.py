@@ -119,6 +119,7 @@ TWO_VARIABLES = """\
     - id: quantified
       says: "attention from the q-th last position, filtered by k"
       for: {{all: {{values: {{q: [0, 1, 2], k: [1, 3, 5]}}, combine: {combine}}}}}
+      prompts: {{generator: max_of_list, n: 100, seed: 1, max_at: $q}}
       where: "tok[0] != $k"
       under: {{ablate: {{heads: [L0H1], method: zero, at: ["last - $q"]}}}}
       measure: {{attention: {{head: L1H0, from: "last - $q", to: "$k - 1"}}}}
@@ -137,7 +138,7 @@ def test_two_variables_bind_everywhere_with_zip_or_product(hyp, combine, labels)
     assert [c.label for c in cases] == labels
     for c in cases:
         q, k = (int(part.split("=")[1]) for part in c.label.split(","))
-        assert c.where == f"tok[0] != {k}"
+        assert c.where == f"tok[0] != {k}" and c.prompts.model_extra["max_at"] == q  # the claim's prompts too
         assert c.measure.attention.from_ == f"last - {q}" and c.measure.attention.to == f"{k} - 1"
         assert c.under[0].ablate.at == [f"last - {q}"]
         ps = next(iter(loaded.prompt_sets.values()))

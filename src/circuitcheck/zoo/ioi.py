@@ -372,7 +372,15 @@ Did not form:
   repeated name from the end (L2H0 attends to S2, whose position the templates fix), not at S2.
 - **No backup head in the IOI paper's sense** (a later head that takes over when a name mover is
   ablated): L2H0 is in the last layer, so nothing after it can compensate; what rises when it is
-  ablated is the effect of the earlier layer-1 heads, measured above.
+  ablated is the effect of the earlier layer-1 heads, measured above. The name movers here are the
+  layer-1 heads, and layer 2 comes after them, so that is where a backup head would be. Measured
+  (`circuitcheck measure`, 300 prompts of `hypotheses/ioi.hyp.yaml`'s template, `dla` with
+  `share: false`: each head's direct logit attribution to IO): mean-ablating L1H0, which carries
+  2.14, raises the layer-2 heads' by 0.05 to 0.07 (L2H3 0.11 to 0.18), and the other layer-1 heads'
+  by 0.21 to 0.27, although no head can react to a head of its own layer: that rise, 10 to 13% of
+  each head's attribution, is the final LayerNorm's scale growing. It accounts for most of L2H1's
+  and L2H2's (16%); only L2H3 rises beyond it, by about 0.06, 3% of what L1H0 carried. Ablating
+  L1H3 (2.13) gives the same picture (layer 2: +0.01 to +0.07). Not retrained for it.
 - **Generalisation to unseen sentences is weak**: on the held-out sentence the answer is right in
   24% of prompts (IO above S in 61%), against 100% on the training templates.
 """
