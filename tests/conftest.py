@@ -57,6 +57,14 @@ def tiny_mlp_model(tiny_mlp_dir):
 
 
 @pytest.fixture(scope="session")
+def sw(tiny_mlp_model):
+    """The MLP model's weight matrices, rebuilt by hand from its state dict (tests/manual.py)."""
+    import manual
+
+    return manual.state_weights(tiny_mlp_model)
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tiny_dir):
     from circuitcheck import models
 

@@ -88,7 +88,7 @@ def test_the_known_upward_imports_are_still_there():
 
 def test_the_checker_sees_lazy_and_relative_imports():
     assert "runs" in imported(SRC / "session.py")  # imported inside a method, for torch to load late
-    assert {"names", "fields"} <= imported(SRC / "measures" / "dla.py")
+    assert {"names", "fields"} <= imported(SRC / "measures" / "attention.py")
 
 
 NEW_KIND = '''

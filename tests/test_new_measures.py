@@ -26,11 +26,6 @@ def hand(tiny_mlp_model, ps):
 
 
 @pytest.fixture(scope="module")
-def sw(tiny_mlp_model):
-    return manual.state_weights(tiny_mlp_model)
-
-
-@pytest.fixture(scope="module")
 def run(tiny_mlp_model, ps):
     cfg = tiny_mlp_model.cfg
     names = {"hook_embed", "hook_pos_embed", "ln_final.hook_in"}

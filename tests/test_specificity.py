@@ -129,3 +129,16 @@ def test_a_role_bound_claim_any_candidate_meets_is_flagged(hyp):
     assert f"(the scan chose {chosen}): this claim does not single out the head its scan chooses" \
         in "\n".join(loose.lines())
     assert tight.verdict == "pass" and len(tight.mutants) == 4 and not tight.survivors  # 3 candidates and the flip
+
+
+def test_heads_inside_weight_expressions_are_swapped_too():
+    """A weight-space claim names its head inside an expression (`OV[L2H0]`): the mutants swap it
+    there (and only whole head names: L12H1 is not L2H1)."""
+    from circuitcheck import specificity as SP
+
+    claim = {"id": "c", "says": "OV[L2H0]", "measure": {"cosine": {"a": "W_E[$t] @ OV[L2H0]", "b": "W_in[2][:, 12]"}},
+             "under": {"ablate": {"heads": ["L12H1"]}}, "expect": {"at_most": -0.6}}
+    assert SP.heads_named(claim) == ["L2H0", "L12H1"]
+    mutants = {m.what: m.claim for m in SP.head_mutants(claim, 4)}
+    assert mutants["L2H0 -> L2H3"]["measure"]["cosine"]["a"] == "W_E[$t] @ OV[L2H3]"
+    assert mutants["L2H0 -> L2H3"]["says"] == "OV[L2H0]" and mutants["L2H0 -> L2H3"]["under"] == claim["under"]

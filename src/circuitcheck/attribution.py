@@ -249,10 +249,13 @@ Component = Annotated[str, Field(
 
 
 def token_references(spec, loc: tuple):
-    """The position a `tok[POS]` token names, checked at collection like any other position."""
+    """The position a `tok[POS]` token names, checked at collection like any other position, and a
+    token id, checked against the output vocabulary."""
     m = re.fullmatch(r"\s*tok\[([^\]]+)\]\s*", str(spec))
     if m:
         yield loc, m[1].strip(), "position"
+    elif re.fullmatch(r"\s*-?\d+\s*", str(spec)):  # a token id: inside the output vocabulary
+        yield loc, ("d_vocab_out", int(spec), "token"), "index"
 
 
 def component_references(component: str, loc: tuple):
@@ -261,3 +264,5 @@ def component_references(component: str, loc: tuple):
         yield loc, component, "head"
     elif m:
         yield loc, int(m[1] if m[1] is not None else m[4]), "layer"
+    if m and m[2] == "N":
+        yield loc, ("d_mlp", int(m[3]), "neuron"), "index"

@@ -82,6 +82,7 @@ class LoadedFile:
     n_layers: int | None = None
     n_heads: int | None = None
     limits: dict = field(default_factory=dict)  # d_vocab, d_vocab_out, n_ctx where the config says
+    sizes: dict = field(default_factory=dict)  # the same and d_mlp: what weight indices are checked against
     prompt_sets: dict = field(default_factory=dict)  # prompts_key -> PromptSet (numpy)
     checkpoints: tuple = ()  # override.Checkpoint for each entry of `checkpoints:`
     checkpoints_line: int = 0
@@ -314,7 +315,7 @@ def load_tree(path: Path, tree, roles: dict[str, str] | None = None) -> LoadedFi
     except ValidationError as exc:
         raise _validation_error(path, tree, exc) from None
     source, cfg = _model(path, tree, spec)
-    loaded = LoadedFile(path, spec, [], source, *_dims(cfg), limits=_limits(cfg),
+    loaded = LoadedFile(path, spec, [], source, *_dims(cfg), limits=_limits(cfg), sizes=_sizes(cfg),
                         checkpoints=_checkpoints(path, tree, spec, _dims(cfg)),
                         checkpoints_line=locate(tree, ("checkpoints",)) or 0)
     _check_expansions(path, tree, spec)
@@ -580,6 +581,11 @@ def _limits(cfg: dict) -> dict:
     return {"d_vocab": d_vocab, "d_vocab_out": out if out and out > 0 else d_vocab, "n_ctx": cfg.get("n_ctx")}
 
 
+def _sizes(cfg: dict) -> dict:
+    """The sizes indices into weights are checked against (neurons too: `d_mlp`)."""
+    return {**_limits(cfg), "d_mlp": None if cfg.get("attn_only") else cfg.get("d_mlp")}
+
+
 # ---------------------------------------------------------------- claims
 def expand(path: Path, claim: Claim, prompts_spec: PromptSpec, check_unbound: bool = True) -> list[Case]:
     """The concrete cases of a claim: one per sweep value, one per set of its quantifier, or itself."""
@@ -825,6 +831,12 @@ def _check_claim(loaded: LoadedFile, tree, loc, claim: Claim, cases: list[Case])
                     _check_head(loaded, value)
                 elif what == "hook":
                     _check_hook(loaded, value)
+                elif what == "layer":
+                    _check_layer(loaded, value)
+                elif what == "index":
+                    _check_index(loaded, *value)
+                elif what == "condition":
+                    prompts.condition(value, ps)
                 else:
                     prompts.position(ps, value)
             except (prompts.PromptError, ValueError) as exc:
@@ -916,6 +928,20 @@ def _mentions(claim: Claim, text: str) -> bool:
     return text in str(claim.model_dump(exclude={"says", "id"}))
 
 
+def _check_layer(loaded: LoadedFile, layer: int):
+    if loaded.n_layers is not None and layer >= loaded.n_layers:
+        raise prompts.PromptError(f"layer {layer} does not exist: the model has {loaded.n_layers} layers",
+                                  f"layers are numbered 0..{loaded.n_layers - 1}")
+
+
+def _check_index(loaded: LoadedFile, size: str, index: int, what: str):
+    """An index into a vocabulary, position or neuron axis, against the size the config gives."""
+    n = loaded.sizes.get(size)
+    if n is not None and not -n <= index < n:
+        raise prompts.PromptError(f"{what} index {index} is out of range: {size} is {n}",
+                                  f"indices run 0..{n - 1}")
+
+
 def _check_head(loaded: LoadedFile, head: str):
     layer, h = parse_head(head)
     if loaded.n_layers is not None and layer >= loaded.n_layers:
@@ -927,7 +953,8 @@ def _check_head(loaded: LoadedFile, head: str):
 
 
 def _references(case: Case):
-    """(loc inside the claim, value, 'head' | 'position' | 'hook') for everything a case names."""
+    """(loc inside the claim, value, 'head' | 'position' | 'hook' | 'layer' | 'condition') for everything a
+    case names."""
     for i, iv in enumerate(case.under):
         for where, value, what in interventions.kind_of(iv).references(iv.body):
             yield ("under", i, iv.kind) + where, value, what

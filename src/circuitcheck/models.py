@@ -146,7 +146,8 @@ def hf_dims(cfg: dict) -> dict:
     """The TransformerLens names of a Hugging Face config's sizes (read without transformers)."""
     pick = lambda *keys: next((cfg[k] for k in keys if k in cfg), None)  # noqa: E731
     return {"n_layers": pick("n_layer", "num_hidden_layers"), "n_heads": pick("n_head", "num_attention_heads"),
-            "n_ctx": pick("n_positions", "max_position_embeddings"), "d_vocab": pick("vocab_size")}
+            "n_ctx": pick("n_positions", "max_position_embeddings"), "d_vocab": pick("vocab_size"),
+            "d_mlp": pick("n_inner", "intermediate_size") or (4 * cfg["n_embd"] if cfg.get("n_embd") else None)}
 
 
 def _with_attention(config: dict, attention: str | None) -> dict:

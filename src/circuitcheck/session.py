@@ -277,6 +277,9 @@ class Session:
                 text = _order_text(value, units, kind.unit)
                 rows.append(Row(case.label, S.Exact(float(holds), len(value), text), region))
                 continue
+            if M.kind_of(case.measure).weights_only:  # one number from the weights: no sampling error
+                rows.append(Row(case.label, S.Exact(float(value), 1, "exact, from weights"), region))
+                continue
             kind = self._value_kind(loaded, case)
             mask = None
             if case.where is not None:

@@ -26,6 +26,7 @@ from .roles import candidates, substitute
 from .verdict import PASS
 
 HEAD = re.compile(r"^L(\d+)H(\d+)$")
+HEAD_IN = re.compile(r"(?<![A-Za-z0-9_])L\d+H\d+(?![0-9])")  # a head inside a text (`OV[L2H0]`)
 FLIPS = {"at_least": "at_most", "at_most": "at_least"}
 
 
@@ -80,12 +81,13 @@ def explain(m: Mutant) -> str:
 
 # ---------------------------------------------------------------- making mutants
 def heads_named(node) -> list[str]:
-    """Every head string in a claim's values, in order of first appearance (not in `id`/`says`)."""
+    """Every head in a claim's values, in order of first appearance (not in `id`/`says`): a head
+    string, or a head inside a text such as a weight expression (`W_E[3] @ OV[L2H0]`)."""
     found: list[str] = []
 
     def walk(x):
-        if isinstance(x, str) and HEAD.match(x) and x not in found:
-            found.append(x)
+        if isinstance(x, str):
+            found.extend(h for h in dict.fromkeys(m[0] for m in HEAD_IN.finditer(x)) if h not in found)
         elif isinstance(x, dict):
             for k, v in x.items():
                 if k not in ("id", "says"):
@@ -99,8 +101,8 @@ def heads_named(node) -> list[str]:
 
 
 def _replace(node, old: str, new: str):
-    if node == old:
-        return new
+    if isinstance(node, str):
+        return re.sub(rf"(?<![A-Za-z0-9_]){old}(?![0-9])", new, node)
     if isinstance(node, dict):
         return {k: (v if k in ("id", "says") else _replace(v, old, new)) for k, v in node.items()}
     if isinstance(node, list):

@@ -267,10 +267,33 @@ Expression = Annotated[str, AfterValidator(_checked), Field(
     description="a weight expression: `OV[L0H1]`, `W_E @ OV[L0H1] @ W_U`, `W_U[:, 3] - W_U[:, 5]`, `W_in[0][:, 12]`")]
 
 
+# The size a model config names for each axis of a weight, where the config says: an index into
+# that axis (`W_E[90]`, `W_in[0][:, 300]`) is checked against it at collection.
+AXES = {"W_E": ("d_vocab", None), "W_pos": ("n_ctx", None), "W_U": (None, "d_vocab_out"), "b_U": ("d_vocab_out",),
+        "W_in": (None, "d_mlp"), "W_out": ("d_mlp", None), "b_in": ("d_mlp",)}
+
+
 def references(text: str, loc: tuple):
-    """(loc, value, what) for the heads and layers a weight expression names, checked at collection."""
-    for w in heads_and_layers(parse(text)):
+    """(loc, value, what) for the heads and layers a weight expression names, and the indices it
+    takes into vocabulary, position and neuron axes ((size name, index, weight)), checked at collection."""
+    tree = parse(text)
+    for w in heads_and_layers(tree):
         if len(w.select) == 2:
             yield loc, f"L{w.select[0]}H{w.select[1]}", "head"
         elif len(w.select) == 1:
             yield loc, w.select[0], "layer"
+    for weight, axis, index in indices(tree):
+        size = AXES.get(weight.name, ())[axis:axis + 1]
+        if size and size[0]:
+            yield loc, (size[0], index, weight.name), "index"
+
+
+def indices(tree):
+    """(weight, axis, int) for every single index taken directly into a named weight."""
+    if isinstance(tree, Weight):
+        return []
+    if isinstance(tree, Index):
+        own = [(tree.of, axis, i) for axis, i in enumerate(tree.index) if isinstance(tree.of, Weight)
+               and isinstance(i, int)]
+        return own + indices(tree.of)
+    return [found for a in tree.args for found in indices(a)]

@@ -1,20 +1,49 @@
-"""`measure: {dla: {component, share}}`: direct logit attribution to the correct token."""
+"""`measure: {dla: {component: L0H1}}`: direct logit attribution of any component toward a token,
+a difference of two tokens, or a direction given by weights, through the final LayerNorm frozen at
+the run's scale; at the targets (mean) or at one position; optionally centred on a reference subset.
+
+    {dla: {component: mlp1, toward: {diff: [correct, "tok[S1]"]}, share: false}}
+    {dla: {component: L0N12, toward: {direction: "W_U[:, 3] - W_U[:, 5]"}, at: last, share: false}}
+
+Components: heads `L0H1`, neurons `L0N12`, layers `mlp0`/`attn0`, `embed` (token + position),
+`tok_embed`, `pos_embed`, and `bias` (every attention output bias b_O, the final LayerNorm's bias
+and b_U along the direction). Heads, MLP layers, `embed` and `bias` add up to the logit (or logit
+difference) exactly; `share` (the default) divides by that total at each read position.
+"""
 from __future__ import annotations
+
+from typing import Literal, Union
 
 import numpy as np
 from pydantic import Field
 
-from ..fields import Strict
-from ..names import parse_head, z_name
-from .base import Kind, f64, over_targets, register, to_numpy
+from .. import attribution as A
+from .. import prompts as P
+from ..fields import Position, Strict
+from ..weights import Expression
+from ..weights import references as expression_references
+from .base import Kind, register
+
+
+class Diff(Strict):
+    diff: tuple[A.Token, A.Token] = Field(description="W_U[:, a] - W_U[:, b]: a logit difference")
+
+
+class Direction(Strict):
+    direction: Expression = Field(description="one d_model vector, e.g. `W_U[:, 3] - W_U[:, 5]` or `W_in[1][:, 7]`")
 
 
 class DLA(Strict):
-    component: str = Field(
-        description="a head L<l>H<h>, `embed` (token and position embeddings), or `bias`",
-        pattern=r"^(L\d+H\d+|\$\w+|embed|bias)$",
-    )
-    share: bool = Field(True, description="divide by the correct-token logit")
+    component: A.Component
+    toward: Union[A.Token, Diff, Direction] = Field(
+        "correct", description="a token (`correct`, `counterfactual`, an id, `tok[POS]`), {diff: [a, b]}, "
+                               "or {direction: EXPR}")
+    at: Position | None = Field(None, description="the position read; the prompt set's targets when absent")
+    share: bool = Field(True, description="divide by the total along the direction (the logit, for a token)")
+    centre: str | None = Field(
+        None, description="subtract the mean over `all` prompts, or over those meeting a condition `tok[1] > tok[2]`")
+    scale: Literal["frozen", "none"] = Field(
+        "frozen", description="frozen: through the final LayerNorm at the run's scale; none: the raw residual")
 
 
 @register
@@ -23,72 +52,45 @@ class DLAKind(Kind):
     schema = DLA
 
     def needs(self, body, cfg) -> set[str]:
-        return dla_needs(cfg)
+        names = {"ln_final.hook_in"} if body.share or body.scale == "frozen" else set()
+        return names | A.component_needs(body.component, cfg)
 
     def compute(self, body, run) -> np.ndarray:
-        return dla(run.model, run.cache, run.prompts, body.component, body.share)
+        toward = body.toward.model_dump() if isinstance(body.toward, Strict) else body.toward
+        return dla(run.model, run.cache, run.prompts, body.component, body.share, toward, body.at, body.scale,
+                   body.centre)
 
     def references(self, body):
-        if body.component.startswith("L"):
-            yield ("component",), body.component, "head"
+        yield from A.component_references(body.component, ("component",))
+        if isinstance(body.toward, Diff):
+            for j, t in enumerate(body.toward.diff):
+                yield from A.token_references(t, ("toward", "diff", j))
+        elif isinstance(body.toward, Direction):
+            yield from expression_references(body.toward.direction, ("toward", "direction"))
+        else:
+            yield from A.token_references(body.toward, ("toward",))
+        if body.at is not None:
+            yield ("at",), body.at, "position"
+        if body.centre not in (None, "all"):
+            yield ("centre",), body.centre, "condition"
 
 
 def dla_needs(cfg) -> set[str]:
-    names = {"hook_embed", "hook_pos_embed", "ln_final.hook_in"}
-    return names | {z_name(layer) for layer in range(cfg.n_layers)}
+    """Every hook any component of the model reads (all heads, MLP layers, embeddings)."""
+    parts = [f"L{layer}H0" for layer in range(cfg.n_layers)] + ["embed"]
+    if not getattr(cfg, "attn_only", False):
+        parts += [f"mlp{layer}" for layer in range(cfg.n_layers)]
+    return {"ln_final.hook_in"}.union(*(A.component_needs(c, cfg) for c in parts))
 
 
-def dla(model, cache, prompts, component: str, share: bool) -> np.ndarray:
-    """The correct-token logit carried by one component, through the final LayerNorm's scale.
-
-    The parts (every head, `embed`, `bias`) add up to the logit exactly in attention-only
-    models; `share` divides by the logit. Averaged over each prompt's targets.
-    """
-    import torch
-
-    rows = torch.arange(prompts.n)[:, None]
-    pos = torch.as_tensor(prompts.target_pos)
-    tok = torch.as_tensor(prompts.target_tok)
-    w_u = f64(model.W_U)[:, tok]  # [d, n, k]
-    ln = final_ln(model, cache, rows, pos)
-    part = component_output(model, cache, component, rows, pos)  # [n, k, d]
-    contrib = torch.einsum("nkd,dnk->nk", ln(part, component == "bias"), w_u)
-    if component == "bias":
-        contrib = contrib + f64(model.b_U)[tok]
-    if share:
-        total = torch.einsum("nkd,dnk->nk", ln(f64(cache["ln_final.hook_in"][rows, pos]), True), w_u)
-        contrib = contrib / (total + f64(model.b_U)[tok])
-    return to_numpy(over_targets(contrib, prompts))
-
-
-def component_output(model, cache, component, rows, pos):
-    if component == "embed":
-        return f64((cache["hook_embed"] + cache["hook_pos_embed"])[rows, pos])
-    if component == "bias":
-        return f64(model.b_O).sum(0).expand(*pos.shape, -1)
-    layer, h = parse_head(component)
-    return f64(cache[z_name(layer)][rows, pos, h]) @ f64(model.W_O[layer, h])
-
-
-def final_ln(model, cache, rows, pos):
-    """A linear map applying the final LayerNorm with the scale the clean residual had."""
-    import torch
-
-    norm = getattr(model.cfg, "normalization_type", None)
-    if norm is None:
-        return lambda x, with_bias: x
-    if norm not in ("LN", "LNPre"):
-        raise ValueError(f"dla supports LayerNorm or no normalization, not {norm!r}")
-    resid = f64(cache["ln_final.hook_in"][rows, pos])
-    centred = resid - resid.mean(-1, keepdim=True)
-    eps = getattr(model.cfg, "eps", 1e-5)
-    scale = (centred.pow(2).mean(-1, keepdim=True) + eps).sqrt()
-    sd = model.state_dict()
-    w = sd.get("ln_final.weight", torch.ones(resid.shape[-1])).to(torch.float64)
-    b = sd.get("ln_final.bias", torch.zeros(resid.shape[-1])).to(torch.float64)
-
-    def apply(x, with_bias):
-        y = (x - x.mean(-1, keepdim=True)) / scale * w
-        return y + b if with_bias else y
-
-    return apply
+def dla(model, cache, prompts, component: str, share: bool = True, toward="correct", at=None,
+        scale: str = "frozen", centre: str | None = None) -> np.ndarray:
+    """Per prompt: the component's attribution (its share of the total with `share`), averaged over
+    the read positions, minus its mean over the reference prompts with `centre`."""
+    value = A.attribution(model, cache, prompts, component, toward, at, scale)
+    if share:  # per read position, then averaged: the shares of all parts still add to 1
+        value = value / A.total(model, cache, prompts, toward, at, scale)
+    value = A.reads(prompts, at).mean(value)
+    if centre is not None:
+        value = A.centred(value, np.ones(prompts.n, bool) if centre == "all" else P.condition(centre, prompts))
+    return value
