@@ -7,6 +7,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from .. import prompts as P
 from ..fields import Heads, Positions, Strict
 from ..names import parse_head, pattern_name, z_name
 from .base import Context, Kind, positions, register
@@ -35,6 +36,14 @@ class AblateKind(Kind):
         if body.method not in ("mean", "resample"):
             return set()
         return {z_name(parse_head(h)[0]) for h in self.heads(body, cfg)}
+
+    def check(self, body, prompts) -> None:
+        # another row's output at the same padded index is, where that row is shorter, its padding
+        if body.method == "resample" and prompts.mask is not None:
+            raise P.PromptError("`method: resample` takes another prompt's output at the same index, and these "
+                                "prompts are padded to different lengths: a shorter prompt would give its padding",
+                                "use `method: mean` (over real tokens) or `zero`, or give prompts of one length",
+                                param="method")
 
 
 def ablate_heads(heads, method, at, ctx: Context):
