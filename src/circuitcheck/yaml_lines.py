@@ -169,7 +169,7 @@ def _check_events(text: str) -> bool:
     """Refuse a document nested deeper than MAX_DEPTH or with more than MAX_NODES values as written;
     whether it has aliases (which expand beyond what is written)."""
     depth, nodes, aliases = 0, 0, False
-    for event in yaml.parse(text, Loader=_Loader):
+    for event in _events(text):
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             if depth > MAX_DEPTH:
@@ -181,6 +181,17 @@ def _check_events(text: str) -> bool:
         if nodes > MAX_NODES:
             raise _too_large(event.start_mark, "this document has")
     return aliases
+
+
+def _events(text: str):
+    """yaml.parse, with libyaml's own nesting limit (PyYAML 6.0.4 on; it scans ahead of our count)
+    reported as ours."""
+    try:
+        yield from yaml.parse(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        if "nesting depth" not in str(exc.problem):
+            raise
+        raise _too_deep(exc.problem_mark) from None
 
 
 def _too_deep(mark):
