@@ -204,8 +204,9 @@ def test_text_rows_through_a_bpe_tokenizer_prepend_bos_and_give_answers_their_sp
 
 
 def test_text_row_claims_run_on_zoo_ioi(tmp_path):
-    """End to end: a hypothesis file on zoo:ioi reads text rows of two lengths; the logit difference
-    of each row equals the one its sentence gets from the `text` generator."""
+    """End to end: a hypothesis file on zoo:ioi (and on the same directory named `hf:DIR`) reads text
+    rows of two lengths; the logit difference of each row equals the one its sentence gets from the
+    `text` generator."""
     from circuitcheck.hypothesis_file import load
     from circuitcheck.session import Session
 
@@ -226,12 +227,15 @@ prompts: {generator: jsonl, path: rows.jsonl}
 claims:
   - {id: ld, says: "x", measure: logit_diff, expect: record}
 """)
+    (tmp_path / "hf_rows.hyp.yaml").write_text((tmp_path / "rows.hyp.yaml").read_text().replace(
+        "model: zoo:ioi", f"model: {{hf: {json.dumps(str(IOI))}}}"))  # the hf: route, its tokenizer found there
     session = Session()
     values = {}
-    for name in ("gen", "rows"):
+    for name in ("gen", "rows", "hf_rows"):
         loaded = load(tmp_path / f"{name}.hyp.yaml")
         session.add(loaded)
         lc = loaded.claims[0]
         values[name] = session.values(loaded, lc.claim, lc.cases[0])[0]
     assert len(values["rows"]) == 7 and np.allclose(values["rows"][:6], values["gen"], atol=1e-4)
+    assert np.allclose(values["hf_rows"], values["rows"], atol=1e-4)
     assert values["rows"][6] > 5  # the longer sentence, right after the padded ones, still names IO
