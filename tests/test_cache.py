@@ -183,3 +183,64 @@ def test_every_field_of_a_prompt_set_is_in_its_hash():
     assert names <= set(changed), f"add the new fields {names - set(changed)} here"
     hashes = {C.prompt_set_hash(dataclasses.replace(ps, **{k: changed[k]})) for k in names}
     assert len(hashes) == len(names) and C.prompt_set_hash(ps) not in hashes
+
+
+ROLE = "roles: {prev: {best: {head_score: {head: $head, pattern: previous_token}}, among: layer 0}}\n"
+ROLE_CLAIM = """\
+- id: role-attends
+  says: "the head that fills the role attends to the previous token"
+  measure: {head_score: {head: $prev, pattern: previous_token}}
+  expect: {at_least: 0}
+"""
+
+
+def test_a_rerun_binds_roles_from_the_cache_without_torch(hyp, tmp_path):
+    """The role scan's candidate scores are values like any other: a rerun reads them back."""
+    path = hyp(CLAIMS + ROLE_CLAIM, extra=ROLE)
+    first = run_pytest(tmp_path, str(path))
+    assert first["rc"] == 0 and first["torch"] and len(first["claims"]) == 4
+    second = run_pytest(tmp_path, str(path))
+    assert second == dict(first, torch=False)
+
+
+def bounds(seed: int = 0, shift: float = 0.0) -> list:
+    """One bound of each kind whose answers are remembered, on fixed random data."""
+    from circuitcheck import correlation
+    from circuitcheck import stats as S
+
+    rng = np.random.default_rng(seed)
+    unit = rng.beta(2, 5, 300) + shift
+    wide = rng.normal(1.0, 2.0, 300)
+    curve = np.clip(np.linspace(0.1, 0.9, 5)[:, None] + rng.normal(0, 0.2, (5, 300)), 0, 1)
+    return [S.Betting(unit, 0, 1), S.Bootstrap(wide, 0), S.Binomial(40, 120), S.R2(np.arange(5.0), curve, 0),
+            correlation.Correlation(unit, wide, 0, "x"),
+            S.Crossing(np.arange(5.0), [S.Betting(row, 0, 1) for row in curve], 0.5, True, "linear", "crossing")]
+
+
+def answers(bs) -> list:
+    return [(b.at(0.01), b.at(0.2), b.p_low(0.3), b.p_high(0.6), b.sd) for b in bs]
+
+
+def test_bounds_answer_from_the_cache_with_the_same_numbers(tmp_path, monkeypatch):
+    from circuitcheck import stats as S
+
+    plain = answers(bounds())  # no store: every answer computed
+    store = C.ValueCache(tmp_path)
+    with S.remembering(store):
+        first = answers(bounds())
+    store.flush()
+    assert first == plain and list((tmp_path / "answers").rglob("*.json"))
+
+    def computes(*args, **kwargs):
+        raise AssertionError("computed, not read back")
+
+    for name in ("_edge", "_p"):
+        monkeypatch.setattr(S.Betting, name, computes)
+    monkeypatch.setattr(S, "resampled_means", computes)
+    with S.remembering(C.ValueCache(tmp_path)):  # a new run: no bisection, no resampling
+        assert answers(bounds()) == plain
+        with pytest.raises(AssertionError, match="computed"):  # other data: answered anew
+            answers(bounds(shift=1e-12))
+    with S.remembering(C.ValueCache(tmp_path, mode="write")):  # write: recomputes
+        with pytest.raises(AssertionError, match="computed"):
+            answers(bounds())

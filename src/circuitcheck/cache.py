@@ -39,6 +39,7 @@ class ValueCache:
         self.hits = self.misses = 0
         self._models: dict = {}  # model source -> fingerprint (None: not cacheable)
         self._prompt_sets: dict[int, tuple] = {}  # id(prompt set) -> (prompt set, hash)
+        self._answers: dict[str, tuple[dict, int]] = {}  # key -> (answers, how many were read)
 
     def key(self, source, prompt_sets, under, measure, *settings) -> str | None:
         """The key of a measure's values on a run: None when the values depend on Python the cache
@@ -75,6 +76,37 @@ class ValueCache:
     def _path(self, key: str) -> Path:
         return self.directory / "values" / key[:2] / f"{key}.npy"
 
+    # ------------------------------------------------------------ the answers of bounds
+    def answers(self, data: tuple) -> dict:
+        """A bound's remembered answers (stats.remembered), by a hash of its data and of this code:
+        {"lower:0.005": 0.43, ...}. Written back by `flush`."""
+        key = digest(code_version(), *(_data_hash(d) for d in data))
+        if key not in self._answers:
+            known = {}
+            if self.mode in ("on", "read"):
+                try:
+                    known = json.loads(self._answers_path(key).read_text())
+                except (OSError, ValueError):  # absent, or cut short: answered anew
+                    known = {}
+            self._answers[key] = (known, len(known))
+        return self._answers[key][0]
+
+    def flush(self) -> None:
+        """Write the answers that grew since they were read (atomic, as values are)."""
+        if self.mode not in ("on", "write"):
+            return
+        for key, (known, size) in self._answers.items():
+            if len(known) > size:
+                path = self._answers_path(key)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(known))
+                os.replace(tmp, path)
+                self._answers[key] = (known, len(known))
+
+    def _answers_path(self, key: str) -> Path:
+        return self.directory / "answers" / key[:2] / f"{key}.json"
+
     def _prompts_hash(self, ps) -> str:
         if id(ps) not in self._prompt_sets:  # the set is kept with its hash, so its id is never reused
             self._prompt_sets[id(ps)] = (ps, prompt_set_hash(ps))
@@ -87,6 +119,14 @@ def digest(*parts) -> str:
         h.update(str(part).encode())
         h.update(b"\0")
     return h.hexdigest()
+
+
+def _data_hash(d) -> str:
+    """An array by dtype, shape and bytes; a number or name by its repr."""
+    if isinstance(d, np.ndarray):
+        a = np.ascontiguousarray(d)
+        return hashlib.sha256(f"{a.dtype.str}{a.shape}".encode() + a.tobytes()).hexdigest()
+    return repr(d)
 
 
 def prompt_set_hash(ps) -> str:

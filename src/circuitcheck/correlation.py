@@ -7,6 +7,7 @@ maximum at `argmax`) or the name of a numeric field of the prompts' data (JSONL 
 """
 from __future__ import annotations
 
+import functools
 import re
 
 import numpy as np
@@ -54,14 +55,24 @@ class Correlation(S.Bound):
         self.n = matrix.shape[1]
         self.statistic = float(pearson(matrix.mean(1))[0])
         self.flat = not np.isfinite(self.statistic)
-        boots = pearson(S.resampled_means(matrix.T, seed))
-        self.boots = np.sort(boots[np.isfinite(boots)])
-        self.sd = float(self.boots.std() * np.sqrt(self.n)) if self.boots.size > 1 else 0.0
+        self.matrix, self.seed = matrix, seed
+        self.known = S.known_answers("correlation", seed, np.ascontiguousarray(matrix))
         self.method = (f"Pearson r with {what}, percentile bootstrap over prompts ({S.N_RESAMPLES} resamples)"
                        if not self.flat else f"Pearson r with {what} is undefined: one of the two is constant")
 
+    @functools.cached_property
+    def boots(self) -> np.ndarray:  # drawn when an answer is not remembered
+        boots = pearson(S.resampled_means(self.matrix.T, self.seed))
+        return np.sort(boots[np.isfinite(boots)])
+
+    @property
+    def sd(self) -> float:
+        return S.boots_sd(self.known, self.boots if "sd" not in self.known else None, self.n)
+
+    @S.remembered
     def lower(self, a):
         return -np.inf if self.flat else float(np.quantile(self.boots, a))
 
+    @S.remembered
     def upper(self, a):
         return np.inf if self.flat else float(np.quantile(self.boots, 1 - a))

@@ -38,6 +38,7 @@ class Run:
     matched: set = field(default_factory=set)
     loaded_here: bool = False  # False on the xdist controller, which loads no files
     write_failed: bool = False  # a report that could not be written (said in `finish`'s lines)
+    claim_ids: dict = field(default_factory=dict)  # file -> its claims' ids, as loaded here
 
     @classmethod
     def from_options(cls, get) -> "Run":
@@ -52,6 +53,7 @@ class Run:
         """(checkpoint name, file) for each model the file runs on; a `HypothesisError` where its own
         `checkpoints:` meet --cc-update-baselines (one baseline per file)."""
         self.loaded_here = True
+        self.claim_ids[str(loaded.path)] = [lc.claim.id for lc in loaded.claims]
         o = override.find(self.overrides, loaded.model_source)
         if o is not None:
             self.matched.add(o.ref)
@@ -114,7 +116,7 @@ class Run:
             return [], []  # a run that uses no baselines hears nothing about them
         for f, recs in files.items():
             try:
-                gone, lacking = baseline.unused(f, _claim_ids(f, recs), sorted({r["id"] for r in recs}))
+                gone, lacking = baseline.unused(f, self._claim_ids(f, recs), sorted({r["id"] for r in recs}))
             except baseline.BaselineError:  # each claim of the file already failed saying so
                 continue
             unused += [{"file": f, "claim": c} for c in gone]
@@ -122,8 +124,13 @@ class Run:
         return unused, missing
 
     def _write_baselines(self, records) -> list[str]:
-        return [f"circuitcheck: wrote baseline {baseline.write(f, _claim_ids(f, recs), recs)} ({len(recs)} claims)"
+        return [f"circuitcheck: wrote baseline {baseline.write(f, self._claim_ids(f, recs), recs)} ({len(recs)} claims)"
                 for f, recs in _by_file(records).items()]
+
+    def _claim_ids(self, path, ran: list[dict]) -> list[str]:
+        """The file's claims (not only those that ran), as loaded in this process, else read again
+        (the pytest-xdist controller loads no files)."""
+        return self.claim_ids.get(str(path)) or _read_claim_ids(path, ran)
 
 
 def _by_file(records) -> dict[str, list[dict]]:
@@ -133,8 +140,7 @@ def _by_file(records) -> dict[str, list[dict]]:
     return out
 
 
-def _claim_ids(path, ran: list[dict]) -> list[str]:
-    """The file's claims now (read again: a file that ran may have lost or gained claims since)."""
+def _read_claim_ids(path, ran: list[dict]) -> list[str]:
     from .hypothesis_file import load
 
     try:

@@ -68,25 +68,22 @@ def uses(raw, names) -> dict[str, list[str]]:
     return out
 
 
-def scan(model, loaded, batch_size: int) -> dict[str, dict]:
-    """Role name -> {"head": the head that fills it, "scores": candidate -> mean}."""
-    from . import hypothesis_file as H
-    from . import measures as M
-    from .runs import Runs
+def scan(loaded, clean_values, n_layers: int | None, n_heads: int | None) -> dict[str, dict]:
+    """Role name -> {"head": the head that fills it, "scores": candidate -> mean}.
+
+    `clean_values(measures, spec)` gives each measure's per-prompt values on the clean run over the
+    prompt spec (the session reads them from the value cache where it can, so a rerun needs no model)."""
     from .spec import Measure
 
     out = {}
     for name, role in loaded.spec.roles.items():
-        cands = candidates(role, model.cfg.n_layers, model.cfg.n_heads)
+        cands = candidates(role, n_layers, n_heads)
         if len(cands) < role.rank:
             raise ValueError(f"role ${name}: rank {role.rank} among {len(cands)} candidates ({role.among})")
         body = role.best.model_dump(by_alias=True, exclude_none=True)
         measures = [Measure.model_validate(_put(body, c)) for c in cands]
-        spec = role.prompts or loaded.spec.prompts
-        runs = Runs(model, H.prompt_set(loaded, H.prompts_key(loaded.path, spec), spec), loaded.spec.seed, batch_size)
-        run = runs.clean(set().union(*(M.needs(m, model.cfg) for m in measures)))
-        scores = {c: float(np.mean(M.compute(m, M.Run(run.logits, run.cache, runs.prompts, model))))
-                  for c, m in zip(cands, measures)}
+        values = clean_values(measures, role.prompts or loaded.spec.prompts)
+        scores = {c: float(np.mean(v)) for c, v in zip(cands, values)}
         ranked = sorted(cands, key=lambda c: -scores[c])
         out[name] = {"head": ranked[role.rank - 1], "scores": scores}
     return out

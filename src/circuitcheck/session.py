@@ -85,7 +85,8 @@ class Session:
             paths = list(self.files) if self.options.family == "run" else [path]
             failed = self._bind_roles(paths)
             ok = [p for p in paths if p not in failed]
-            self.results.update(self._judged(ok) if ok else {})
+            with self._remembering():
+                self.results.update(self._judged(ok) if ok else {})
             for p, error in failed.items():  # a scan that cannot run: every claim of the file says why
                 self.results[p] = {lc.claim.id: self._result(self.files[p], lc, [], error) for lc in self.files[p].claims}
             for p in paths:
@@ -112,7 +113,10 @@ class Session:
         from . import roles
 
         loaded = self.files[key]
-        scanned = roles.scan(self.model(loaded), loaded, self.options.batch_size)
+        dims = (loaded.n_layers, loaded.n_heads)
+        if None in dims:  # the config did not say: ask the model
+            dims = (self.model(loaded).cfg.n_layers, self.model(loaded).cfg.n_heads)
+        scanned = roles.scan(loaded, lambda measures, spec: self._clean_values(loaded, spec, measures), *dims)
         heads = {name: r["head"] for name, r in scanned.items()}
         bound = dataclasses.replace(H.load(loaded.path, heads), model_source=loaded.model_source,
                                     n_layers=loaded.n_layers, n_heads=loaded.n_heads)
@@ -215,6 +219,28 @@ class Session:
         specs += [(s.prompts, H.prompts_key(loaded.path, s.prompts)) for s in I.sources(under)]
         return self.cache.key(loaded.model_source, [self._prompts(loaded, *s) for s in specs], under,
                               m, self.load_options(loaded), self.options.batch_size, loaded.spec.seed)
+
+    def _clean_values(self, loaded, spec, measures) -> list[np.ndarray]:
+        """Per-prompt values of `measures` on the clean run over `spec` (a role scan's candidates),
+        read from the value cache where it has them; one clean run computes the rest."""
+        ps = H.prompt_set(loaded, H.prompts_key(loaded.path, spec), spec)
+        keys = [self.cache.key(loaded.model_source, [ps], (), m, self.load_options(loaded), self.options.batch_size,
+                               loaded.spec.seed) if self.cache else None for m in measures]
+        values = [self.cache.get(k) if k else None for k in keys]
+        missing = [i for i, v in enumerate(values) if v is None]
+        if missing:
+            from . import measures as M
+            from .runs import Runs
+
+            with self._shared_work():
+                model = self.model(loaded)
+                run = Runs(model, ps, loaded.spec.seed, self.options.batch_size).clean(
+                    set().union(*(M.needs(measures[i], model.cfg) for i in missing)))
+                for i in missing:
+                    values[i] = M.compute(measures[i], M.Run(run.logits, run.cache, ps, model))
+                    if keys[i]:
+                        self.cache.put(keys[i], values[i])
+        return values
 
     def _prompts(self, loaded, spec, prompts_key):
         """The (numpy) prompt set of `spec`: the one its runs use, built without torch."""
@@ -414,11 +440,22 @@ class Session:
     def judge_at(self, loaded, lc, level: float, rows=None, family: str = "") -> Result:
         """One claim judged at a given error level (its Holm level, or the level of the claim a
         specificity mutant stands for)."""
-        rows = self._rows(loaded, lc) if rows is None else rows
-        cases = [_case(row, case_level(lc.claim, rows, level)) for row in rows]
+        with self._remembering():
+            rows = self._rows(loaded, lc) if rows is None else rows
+            cases = [_case(row, case_level(lc.claim, rows, level)) for row in rows]
         result = self._result(loaded, lc, cases, family=family or f"judged alone at α={level:.3g}")
         result.level = level
         return result
+
+    @contextmanager
+    def _remembering(self):
+        """Bounds answer from the value cache what a run before computed on the same values (stats.py)."""
+        from . import stats as S
+
+        with S.remembering(self.cache):
+            yield
+        if self.cache is not None:
+            self.cache.flush()
 
     def _result(self, loaded, lc, cases, error=None, family="") -> Result:
         claim = lc.claim

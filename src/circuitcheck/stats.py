@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +49,43 @@ class Estimate:
     n: int
     method: str
     sd: float  # per-prompt standard deviation, for sample-size advice
+
+
+# ---------------------------------------------------------------- remembered results
+# A bound's answers (its bounds and p-values at given levels and points) are a pure function of its
+# data and of this code. While a session judges with a value cache (`remembering`), the costly bounds
+# look their answers up under a hash of their data, so a rerun on cached values repeats no bisection
+# and draws no resamples; without one, answers are remembered for the bound's own lifetime only.
+_STORE: list = []
+
+
+@contextmanager
+def remembering(store):
+    """Within the block, bounds read and write their answers in `store` (cache.ValueCache)."""
+    _STORE.append(store)
+    try:
+        yield
+    finally:
+        _STORE.pop()
+
+
+def known_answers(*data) -> dict:
+    """The answers remembered for a bound over `data` (a name, numbers and arrays)."""
+    return _STORE[-1].answers(data) if _STORE and _STORE[-1] is not None else {}
+
+
+def remembered(method):
+    """A bound's query (`lower(a)`, `p_low(m)`, …) answered from `self.known` when asked before."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def answer(self, x):
+        key = f"{name}:{float(x)!r}"
+        if key not in self.known:
+            self.known[key] = float(method(self, x))
+        return self.known[key]
+
+    return answer
 
 
 # ---------------------------------------------------------------- the base
@@ -143,12 +181,15 @@ class Binomial(Bound):
         self.statistic = self.k / self.n
         self.sd = math.sqrt(self.statistic * (1 - self.statistic))
         self.method = "Clopper-Pearson (exact binomial)"
+        self.known = known_answers("binomial", self.k, self.n)  # a rerun need not import scipy
 
+    @remembered
     def lower(self, a):
         from scipy.special import betaincinv
 
         return 0.0 if self.k == 0 else float(betaincinv(self.k, self.n - self.k + 1, a))
 
+    @remembered
     def upper(self, a):
         from scipy.special import betaincinv
 
@@ -156,6 +197,7 @@ class Binomial(Bound):
 
     # Binomial tails as regularised incomplete beta functions (scipy.special: a cached rerun never
     # imports scipy.stats): P(X >= k | m) = I_m(k, n-k+1), P(X <= k | m) = I_{1-m}(n-k, k+1).
+    @remembered
     def p_low(self, m):
         from scipy.special import betainc
 
@@ -163,6 +205,7 @@ class Binomial(Bound):
             return 0.0 if m < 0 else 1.0
         return 1.0 if m >= 1 else float(betainc(self.k, self.n - self.k + 1, m))
 
+    @remembered
     def p_high(self, m):
         from scipy.special import betainc
 
@@ -189,7 +232,11 @@ class Betting(Bound):
         self.sd = float(x.std(ddof=1)) if x.size > 1 else 0.0
         self.y = np.clip((x - self.r0) / (self.r1 - self.r0), 0.0, 1.0)
         self.method = f"betting confidence bound (range [{_g(r0)}, {_g(r1)}])"
-        self._lam = self._bets(self.y)
+        self.known = known_answers("betting", self.r0, self.r1, self.y)
+
+    @functools.cached_property
+    def _lam(self) -> np.ndarray:
+        return self._bets(self.y)
 
     @staticmethod
     def _bets(y: np.ndarray) -> np.ndarray:
@@ -218,15 +265,19 @@ class Betting(Bound):
         log_capital = np.logaddexp.reduce(np.stack(logs), axis=0) - math.log(len(CAPS))
         return float(math.exp(-max(0.0, float(log_capital.max()))))
 
+    @remembered
     def p_low(self, m):
         return self._p(m, +1)
 
+    @remembered
     def p_high(self, m):
         return self._p(m, -1)
 
+    @remembered
     def lower(self, a):
         return self._edge(a, +1)
 
+    @remembered
     def upper(self, a):
         return self._edge(a, -1)
 
@@ -257,23 +308,33 @@ class Bootstrap(Bound):
         self.x, self.n = x, x.size
         self.statistic = float(x.mean())
         self.sd = float(x.std(ddof=1))
-        self.boots = np.sort(resampled_means(x[:, None], seed)[:, 0])
-        self.z0, self.accel = _bca_constants(x, self.boots, self.statistic)
+        self.seed = seed
         self.method = f"BCa bootstrap ({N_RESAMPLES} resamples)"
+        self.known = known_answers("bootstrap", seed, x)
+
+    @functools.cached_property
+    def boots(self) -> np.ndarray:  # drawn when an answer is not remembered
+        return np.sort(resampled_means(self.x[:, None], self.seed)[:, 0])
+
+    @functools.cached_property
+    def _constants(self) -> tuple[float, float]:
+        return _bca_constants(self.x, self.boots, self.statistic)
 
     def _quantile(self, tail: float) -> float:
         from scipy.special import ndtr, ndtri
 
-        z = ndtri(tail)
+        z, (z0, accel) = ndtri(tail), self._constants
         with np.errstate(divide="ignore", invalid="ignore"):
-            q = ndtr(self.z0 + (self.z0 + z) / (1 - self.accel * (self.z0 + z)))
+            q = ndtr(z0 + (z0 + z) / (1 - accel * (z0 + z)))
         if not np.isfinite(q):
             q = tail  # BCa undefined: the percentile interval
         return float(np.quantile(self.boots, q))
 
+    @remembered
     def lower(self, a):
         return self._quantile(a)
 
+    @remembered
     def upper(self, a):
         return self._quantile(1 - a)
 
@@ -451,18 +512,35 @@ class R2(Bound):
         mean = matrix.mean(1)
         self.flat = bool(np.ptp(mean) <= 1e-12 * max(1.0, float(np.abs(mean).max())))
         self.statistic = float(_r2(self.xs, mean[None])[0]) if not self.flat else math.nan
-        self.boots = np.sort(_r2(self.xs, resampled_means(matrix.T, seed)))
-        finite = self.boots[np.isfinite(self.boots)]
-        self.sd = float(finite.std() * math.sqrt(self.n)) if finite.size > 1 else 0.0
+        self.matrix, self.seed = matrix, seed
+        self.known = known_answers("r2", seed, self.xs, np.ascontiguousarray(matrix))
         self.method = f"R² of the mean curve, percentile bootstrap over prompts ({N_RESAMPLES} resamples)"
         if self.flat:
             self.method = "R² is undefined: the mean curve is flat (no variance for a line to explain)"
 
+    @functools.cached_property
+    def boots(self) -> np.ndarray:  # drawn when an answer is not remembered
+        return np.sort(_r2(self.xs, resampled_means(self.matrix.T, self.seed)))
+
+    @property
+    def sd(self) -> float:
+        return boots_sd(self.known, self.boots if "sd" not in self.known else None, self.n)
+
+    @remembered
     def lower(self, a):
         return -math.inf if self.flat else float(np.nanquantile(self.boots, a))
 
+    @remembered
     def upper(self, a):
         return math.inf if self.flat else float(np.nanquantile(self.boots, 1 - a))
+
+
+def boots_sd(known: dict, boots, n: int) -> float:
+    """The per-prompt spread implied by finite bootstrap values (remembered in `known`)."""
+    if "sd" not in known:
+        finite = boots[np.isfinite(boots)]
+        known["sd"] = float(finite.std() * math.sqrt(n)) if finite.size > 1 else 0.0
+    return known["sd"]
 
 
 def _r2(xs, ys):
