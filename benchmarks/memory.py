@@ -75,7 +75,7 @@ def child_suite(directory: Path, batch_size: int) -> dict:
     del models
     return {"base": base, "values_peak": values_peak, "peak": peak_mb(), "values_seconds": values_seconds,
             "seconds": time.perf_counter() - t, "passes": session.forward_passes(), "claims": len(results),
-            "values": len(session.measured), "runs": sum(len(r.done) for r in session.runs.values())}
+            "values": len(session.measured), "runs": sum(len(g.measured()) for g in session.plan.groups.values())}
 
 
 def child_floor(directory: Path, batch_size: int, n_values: int, n_runs: int) -> dict:
@@ -84,8 +84,8 @@ def child_floor(directory: Path, batch_size: int, n_values: int, n_runs: int) ->
     import torch
 
     from circuitcheck import hypothesis_file as H
-    from circuitcheck import measures as M
-    from circuitcheck.interventions import pattern_name
+    from circuitcheck.measures.head_score import detection_pattern
+    from circuitcheck.names import pattern_name
     from circuitcheck.session import Options, Session
 
     C.set_torch_threads(THREADS)
@@ -108,7 +108,7 @@ def child_floor(directory: Path, batch_size: int, n_values: int, n_runs: int) ->
                 at = logits[torch.arange(pos.shape[0])[:, None], pos].to(torch.float64)
                 logp = torch.log_softmax(at, -1)  # one log-softmax per chunk: every metric reads it
                 kept[0][rows[chunk]] = logp.max(-1).values.mean(-1).numpy()
-                det = M.detection_pattern(tokens[chunk], "induction")[:, None]
+                det = detection_pattern(tokens[chunk], "induction")[:, None]
                 for name in names:
                     p = cache[name].to(torch.float64)
                     kept[1][rows[chunk]] = ((p * det).sum((-1, -2)) / p.sum((-1, -2)))[:, 0].numpy()

@@ -136,8 +136,8 @@ def skippable(session) -> str:
     from circuitcheck.spec import parse_head
 
     blocks = skipped = 0
-    for runs in session.runs.values():
-        for k in runs.done:
+    for group in session.plan.groups.values():
+        for k in group.measured():  # every run of the plan, the clean one included
             blocks += LAYERS
             if k:  # an intervened run: every head this benchmark ablates names its layer
                 layers = [parse_head(h)[0] for iv in json.loads(f"[{','.join(k)}]") for h in iv["ablate"]["heads"]]

@@ -232,3 +232,17 @@ def test_slope_weights_give_the_least_squares_slope():
     assert S.slope_weights(xs) @ ys == pytest.approx(np.polyfit(xs, ys, 1)[0])
     lo, hi = S.slope_range(xs, (0, 1))
     assert lo == pytest.approx(-hi) and hi == pytest.approx(S.slope_weights(xs).clip(0).sum())
+
+
+@pytest.mark.parametrize("n", [100, 300, 2000, 10000])
+def test_resampled_means_in_blocks_equal_one_product_over_all_counts(n):
+    """Counts kept as bytes and multiplied a block of rows at a time (memory bounded) give the bits
+    of one float64 product over every resample, and each column of several its own."""
+    x = np.random.default_rng(n).normal(3.0, 2.0, size=(n, 3))
+    counts = S._counts(n, 7)
+    assert counts.dtype == np.uint8 and counts.sum(1).tolist() == [n] * S.N_RESAMPLES
+    whole = counts.astype(np.float64) @ x[:, :1] / n
+    assert np.array_equal(S.resampled_means(x[:, :1], 7), whole)
+    together = S.resampled_means(x, 7)
+    for j in range(3):
+        assert np.array_equal(together[:, j], S.resampled_means(x[:, j:j + 1], 7)[:, 0])

@@ -1,14 +1,12 @@
-"""The plan: every case of a session grouped by model and prompt set, so that each group gets one
-clean run holding the union of the activations its cases read, and each distinct intervention
-runs once however many claims use it.
+"""The plan: every case of a session grouped by model and prompt set, so that each group runs clean
+once and each distinct intervention once however many claims use it, and every measure its cases
+read on a run is computed in the same pass (`Group.measured`, `Runs.stream`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import interventions as I
-from .interventions import run_key  # noqa: F401  (plan.run_key: how runs are told apart)
-from . import measures as M
+from .interventions import run_key
 from .models import ModelSource
 
 
@@ -20,20 +18,16 @@ class Group:
     loaded: "LoadedFile"  # the first file naming this group: prompt paths are relative to it
     cases: list[tuple["Case", bool]] = field(default_factory=list)  # (case, compares with clean)
 
-    def needs(self, cfg) -> tuple[set[str], dict[tuple, tuple]]:
-        """Activations of the clean run, and of each intervened run (key -> (under, names))."""
-
-        clean: set[str] = set()
-        runs: dict[tuple, tuple] = {}
+    def measured(self) -> dict[tuple, tuple]:
+        """Each run of the group with the measures its cases read on it: run key -> (under,
+        {measure's JSON: measure}); the clean run's key is ()."""
+        out: dict[tuple, tuple] = {}
         for case, relative in self.cases:
-            names = M.needs(case.measure, cfg) | (M.needs(case.versus, cfg) if case.versus is not None else set())
-            clean |= I.clean_needs(case.under, cfg)
-            if not case.under or relative:
-                clean |= names
-            if case.under:
-                under, have = runs.get(run_key(case.under), (case.under, set()))
-                runs[run_key(case.under)] = (under, have | names)
-        return clean, runs
+            measures = [case.measure] + ([case.versus] if case.versus is not None else [])
+            for under in [case.under] + ([()] if case.under and relative else []):
+                _, have = out.setdefault(run_key(under), (under, {}))
+                have.update((m.model_dump_json(), m) for m in measures)
+        return out
 
 
 class Plan:

@@ -1,12 +1,19 @@
 """Model runs: forward passes over one prompt set, clean once and each distinct intervention once.
 
-Only the activations some claim reads are kept (the capture hooks are the names asked for), the
+Only the activations some claim reads are captured (the capture hooks are the names asked for), the
 prompts go through in chunks of `batch_size`, and every pass runs under `torch.inference_mode`.
+
+`stream` is how a session runs its plan: each chunk of a run is measured as soon as it is computed
+and then dropped, so that only one float per prompt per value outlives it, and memory is bounded by
+the batch size, not by the number of runs. The clean activations interventions read (means,
+resamples) are the only activations kept over every prompt. `run` keeps a whole run, for what was
+not planned (a specificity mutant) and for measures that compare runs (similarity).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from . import interventions as I
@@ -30,6 +37,54 @@ class Runs:
         self.done: dict[tuple, Run] = {}
         self.sources: dict[tuple, torch.Tensor] = {}  # patch source activations
         self.forward_passes = 0
+        self._chunk_prompts: dict[int, P.PromptSet] = {}  # first row -> the prompts of that chunk
+
+    def stream(self, planned: dict) -> dict[tuple, np.ndarray]:
+        """Per-prompt values of every measure on every run of `planned` (run key -> (under, {name:
+        measure})), as {(run key, name): values}. Each chunk of a run (or block of a stacked pass) is
+        measured as a `measures.Run` of its own rows, and dropped: only the values are kept."""
+        cfg, n = self.model.cfg, self.prompts.n
+        parts: dict[tuple, list] = {(k, name): [] for k, (_, ms) in planned.items() for name in ms}
+        clean_need = set().union(set(), *(I.clean_needs(u, cfg) for u, _ in planned.values()))
+        _, clean_ms = planned.get((), ((), {}))
+        clean: dict[str, list] = {name: [] for name in clean_need}  # kept whole: interventions read them
+        clean_passes = self._chunks((), _needs(clean_ms, cfg) | clean_need, {}) if clean_ms or clean_need else ()
+        for rows, logits, cache in clean_passes:
+            for name in clean_need:
+                clean[name].append(cache[name])
+            self._measure_into(parts, (), clean_ms, rows, logits, cache)
+            del logits, cache  # before the next chunk is computed
+        clean = {name: torch.cat(v) for name, v in clean.items()}
+        todo = [(k, under, ms) for k, (under, ms) in planned.items() if k != ()]
+        for _, under, _ in todo:
+            self._sources(under)
+        per_pass = self.batch_size // n
+        if per_pass < 2:  # the prompt set alone fills a pass: chunk prompts
+            for k, under, ms in todo:
+                for rows, logits, cache in self._chunks(under, _needs(ms, cfg), clean):
+                    self._measure_into(parts, k, ms, rows, logits, cache)
+                    del logits, cache
+        else:  # several runs stacked in one pass, one block of n rows each
+            for start in range(0, len(todo), per_pass):
+                group = todo[start:start + per_pass]
+                blocks = self._stacked([(under, _needs(ms, cfg)) for _, under, ms in group], clean)
+                for (k, _, ms), (logits, cache) in zip(group, blocks):
+                    self._measure_into(parts, k, ms, slice(0, n), logits, cache)
+                del blocks, logits, cache
+        return {key: np.concatenate(v) for key, v in parts.items()}
+
+    def _measure_into(self, parts, k, measures, rows, logits, cache) -> None:
+        from . import measures as M
+
+        prompts = self.prompts if rows == slice(0, self.prompts.n) else self._prompts_of(rows)
+        run = M.Run(logits, cache, prompts, self.model)
+        for name, m in measures.items():
+            parts[(k, name)].append(np.asarray(M.compute(m, run), dtype=np.float64))
+
+    def _prompts_of(self, rows: slice) -> P.PromptSet:
+        if rows.start not in self._chunk_prompts:
+            self._chunk_prompts[rows.start] = self.prompts.subset(np.arange(rows.start, rows.stop))
+        return self._chunk_prompts[rows.start]
 
     def clean(self, need: set[str]) -> Run:
         return self.run((), need)
@@ -60,9 +115,13 @@ class Runs:
         for u, _ in todo:
             self._sources(u)
         for start in range(0, len(todo), per_pass):
-            self._stacked(todo[start:start + per_pass], clean)
+            group = todo[start:start + per_pass]
+            for (under, need), (logits, cache) in zip(group, self._stacked(group, clean)):
+                self.done[key(under)] = Run(logits, cache)
 
-    def _stacked(self, group, clean):
+    def _stacked(self, group, clean) -> list[tuple]:
+        """One pass over the prompt set repeated once per (under, need) of `group`, each copy under its
+        own interventions: (logits, cache) of each copy."""
         n = self.prompts.n
         ctx = I.Context(self.model.cfg, self.prompts, clean, slice(0, n), self.seed, self.sources)
         parts: dict[str, list] = {}  # hook name -> (block, fn) of every stacked intervention
@@ -77,9 +136,8 @@ class Runs:
         with torch.inference_mode():
             logits = self.model.run_with_hooks(self.tokens.repeat(len(group), 1), fwd_hooks=hooks, **_masked(mask))
         self.forward_passes += 1
-        for i, (under, need) in enumerate(group):
-            block = slice(i * n, (i + 1) * n)
-            self.done[key(under)] = Run(logits[block], {name: caches[name][0][block] for name in need})
+        blocks = [slice(i * n, (i + 1) * n) for i in range(len(group))]
+        return [(logits[b], {name: caches[name][0][b] for name in need}) for b, (_, need) in zip(blocks, group)]
 
     def _sources(self, under):
         for source in I.sources(under):
@@ -93,17 +151,34 @@ class Runs:
                 self.sources[source.key] = self._forward(tokens, (), {source.hook}, {}, mask).cache[source.hook]
 
     def _forward(self, tokens, under, need, clean, mask=False) -> Run:
-        mask = self.mask if mask is False else mask
         logits, caches = [], {name: [] for name in need}
-        with torch.inference_mode():
-            for start in range(0, tokens.shape[0], self.batch_size):
-                rows = slice(start, min(start + self.batch_size, tokens.shape[0]))
-                ctx = I.Context(self.model.cfg, self.prompts, clean, rows, self.seed, self.sources)
-                hooks = I.hooks(under, ctx) + [(name, _keep(caches[name])) for name in need]
-                part = None if mask is None else mask[rows]
-                logits.append(self.model.run_with_hooks(tokens[rows], fwd_hooks=hooks, **_masked(part)))
-                self.forward_passes += 1
+        for _, part, cache in self._chunks(under, need, clean, tokens, mask):
+            logits.append(part)
+            for name in need:
+                caches[name].append(cache[name])
         return Run(torch.cat(logits), {name: torch.cat(v) for name, v in caches.items()})
+
+    def _chunks(self, under, need, clean, tokens=None, mask=False):
+        """(rows, logits, activations in `need`) of each chunk of `batch_size` prompts of one run."""
+        tokens = self.tokens if tokens is None else tokens
+        mask = self.mask if mask is False else mask
+        for start in range(0, tokens.shape[0], self.batch_size):
+            rows = slice(start, min(start + self.batch_size, tokens.shape[0]))
+            ctx = I.Context(self.model.cfg, self.prompts, clean, rows, self.seed, self.sources)
+            caches = {name: [] for name in need}
+            hooks = I.hooks(under, ctx) + [(name, _keep(caches[name])) for name in need]
+            part = None if mask is None else mask[rows]
+            with torch.inference_mode():
+                logits = self.model.run_with_hooks(tokens[rows], fwd_hooks=hooks, **_masked(part))
+            self.forward_passes += 1
+            yield rows, logits, {name: v[0] for name, v in caches.items()}
+            del logits, caches  # the caller's chunk is the only one alive while the next is computed
+
+
+def _needs(measures: dict, cfg) -> set[str]:
+    from . import measures as M
+
+    return set().union(set(), *(M.needs(m, cfg) for m in measures.values()))
 
 
 def _mask(prompts: P.PromptSet, device):

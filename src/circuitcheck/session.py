@@ -59,6 +59,7 @@ class Session:
         self.plan = Plan()
         self.runs: dict[tuple, object] = {}
         self.measured: dict[tuple, np.ndarray] = {}  # a measure of a run, shared by the claims that read it
+        self.streamed: dict[tuple, dict] = {}  # prompt set -> values computed for the plan, not yet asked for
         self.results: dict[Path, dict[str, Result]] = {}
         self.files: dict[Path, H.LoadedFile] = {}
         # Each claim's own measuring time; work claims share (loading the model, the clean and
@@ -182,13 +183,21 @@ class Session:
         from .runs import Runs
 
         group = self.plan.groups[self.plan.key(loaded, prompts_key)]
-        model = self.model(loaded)
-        runs = Runs(model, self._prompts(loaded, spec, prompts_key), loaded.spec.seed, self.options.batch_size,
+        return Runs(self.model(loaded), self._prompts(loaded, spec, prompts_key), loaded.spec.seed, self.options.batch_size,
                     source_prompts=lambda s: H.build_prompts(group.loaded.path, s))
-        clean, planned = group.needs(model.cfg)
-        runs.clean(clean)
-        runs.run_many(list(planned.values()))
-        return runs
+
+    def _streamed(self, loaded, spec, prompts_key: tuple) -> dict:
+        """The values every planned case reads over one prompt set, computed in one sweep on first
+        use ({(run key, measure JSON): values}; see Runs.stream). A run's logits and activations are
+        dropped chunk by chunk; only these values are kept, and each leaves when it is asked for."""
+        k = self.plan.key(loaded, prompts_key)
+        if k not in self.streamed:
+            runs = self._runs(loaded, spec, prompts_key)
+            planned = {rk: (under, {name: m for name, m in ms.items() if streamable(m)})
+                       for rk, (under, ms) in self.plan.groups[k].measured().items()}
+            with self._shared_work():
+                self.streamed[k] = runs.stream({rk: p for rk, p in planned.items() if p[1]})
+        return self.streamed[k]
 
     def _measure(self, loaded, case, under) -> np.ndarray:
         """The case's per-prompt values under `under` (measure minus versus, where it has one)."""
@@ -234,10 +243,10 @@ class Session:
 
             with self._shared_work():
                 model = self.model(loaded)
-                run = Runs(model, ps, loaded.spec.seed, self.options.batch_size).clean(
-                    set().union(*(M.needs(measures[i], model.cfg) for i in missing)))
+                todo = {str(i): measures[i] for i in missing}
+                got = Runs(model, ps, loaded.spec.seed, self.options.batch_size).stream({(): ((), todo)})
                 for i in missing:
-                    values[i] = M.compute(measures[i], M.Run(run.logits, run.cache, ps, model))
+                    values[i] = got[((), str(i))]
                     if keys[i]:
                         self.cache.put(keys[i], values[i])
         return values
@@ -253,10 +262,14 @@ class Session:
         kind = M.kind_of(m)
         if kind.weights_only:
             return np.asarray(kind.compute(m.body, M.Run(None, {}, None, self.model(loaded))), dtype=np.float64)
+        if streamable(m):
+            value = self._streamed(loaded, case.prompts, case.prompts_key).pop((run_key(under), m.model_dump_json()), None)
+            if value is not None:
+                return value
         pairs = case.variants if kind.variants(m.body) else ()  # the prompt variants this measure compares
         views = [self._view(loaded, spec, key, under, m) for spec, key in pairs]
         run = self._view(loaded, case.prompts, case.prompts_key, under, m) if not views else views[0]
-        run.variants = views
+        run.variants = views  # not planned (a specificity mutant), or comparing runs: whole runs
         return kind.compute(m.body, run)
 
     def _view(self, loaded, spec, prompts_key, under, m):
@@ -476,6 +489,15 @@ class Session:
         if ps is not None and ps.mask is not None:
             out.update(attention_mask=f"{ps.extra['padding']} padding", pad_token=ps.extra["pad_token"])
         return out
+
+
+def streamable(m) -> bool:
+    """Whether a measure's values on some prompts come from those prompts' rows of one run alone,
+    so that they can be computed chunk by chunk (not: weights-only kinds, kinds comparing runs)."""
+    from . import measures as M
+
+    kind = M.kind_of(m)
+    return kind.streams and not kind.weights_only and not kind.variants(m.body)
 
 
 def claim_p(claim, rows: list["Row"]) -> float:

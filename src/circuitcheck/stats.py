@@ -559,21 +559,36 @@ def _r2(xs, ys):
 def resampled_means(columns: np.ndarray, seed: int) -> np.ndarray:
     """[N_RESAMPLES, k]: the column means of each bootstrap resample of the rows (prompts) of
     `columns` [n, k]. The draws are scipy.stats.bootstrap's for this seed; they are shared by every
-    quantity over the same n prompts, so they are drawn once and kept as counts."""
+    quantity over the same n prompts, so they are drawn once and kept as counts (one byte each).
+
+    Memory: the counts are turned into floats a block of rows at a time (at most about 2^22
+    numbers), each column a matrix-vector product. Blocks are a multiple of 32 rows, as 4000 is:
+    then BLAS gives every row the bits a single product over all rows gives (tests/test_stats.py)."""
     n = columns.shape[0]
-    return _counts(n, seed) @ columns / n  # sum, then divide: ties land where scipy's means land
+    counts = _counts(n, seed)
+    cols = [np.ascontiguousarray(columns[:, j], dtype=np.float64) for j in range(columns.shape[1])]
+    out = np.empty((N_RESAMPLES, len(cols)))
+    step = max(32, (2 ** 22 // n) // 32 * 32)
+    for start in range(0, N_RESAMPLES, step):
+        block = counts[start:start + step].astype(np.float64)
+        for j, col in enumerate(cols):
+            out[start:start + step, j] = block @ col
+    return out / n  # sum, then divide: ties land where scipy's means land
 
 
 @functools.lru_cache(maxsize=4)
 def _counts(n: int, seed: int) -> np.ndarray:
-    """[N_RESAMPLES, n]: how often each prompt appears in each resample."""
+    """[N_RESAMPLES, n] uint8: how often each prompt appears in each resample."""
     rng = np.random.default_rng(seed)
-    out = np.empty((N_RESAMPLES, n))
+    out = np.empty((N_RESAMPLES, n), np.uint8)
     block = max(1, 2 ** 22 // n)  # the draws are made in blocks to bound memory; the stream is the same
     for start in range(0, N_RESAMPLES, block):
         rows = min(block, N_RESAMPLES - start)
         idx = rng.integers(0, n, size=(rows, n)) + (np.arange(rows) * n)[:, None]
-        out[start:start + rows] = np.bincount(idx.ravel(), minlength=rows * n).reshape(rows, n)
+        counts = np.bincount(idx.ravel(), minlength=rows * n)
+        if counts.max() > 255:  # never seen: a prompt drawn 256 times in one resample
+            raise OverflowError(f"a bootstrap count of {counts.max()} does not fit in a byte")
+        out[start:start + rows] = counts.reshape(rows, n)
     out.flags.writeable = False
     return out
 

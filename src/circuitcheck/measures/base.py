@@ -34,6 +34,9 @@ class Kind(fields.KindBase):
     weights_only: bool = False  # computed from the weights alone: no run, an exact value
     vector: bool = False  # weights-only, one value per unit (`units`), judged with `order`
     bare: bool = False  # a file may write the body alone (`measure: accuracy`)
+    # Each prompt's value reads only that prompt's rows of the run, so a run can be measured chunk by
+    # chunk as it goes and dropped (runs.Runs.stream); a kind mixing prompts sets this False.
+    streams: bool = True
 
     def needs(self, body, cfg) -> set[str]:
         return set()

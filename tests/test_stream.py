@@ -1,0 +1,95 @@
+"""Streaming (Runs.stream): every value computed chunk by chunk as a run goes, each run dropped as
+soon as it is measured, gives exactly the numbers of whole runs measured afterwards."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from circuitcheck import hypothesis_file as H
+from circuitcheck import measures as M
+from circuitcheck import prompts as P
+from circuitcheck import session as S
+from circuitcheck.plan import run_key
+from circuitcheck.runs import Runs
+from circuitcheck.spec import Intervention, Measure
+
+MEASURES = [Measure.model_validate(m) for m in (
+    "accuracy", "loss", "prob", "logprob", "rank", "logit_diff",
+    {"attention": {"head": "L1H0", "from": "S2", "to": "S1+1"}},
+    {"head_score": {"head": "L0H1", "pattern": "previous_token"}},
+    {"head_score": {"head": "L1H2", "pattern": "induction", "exclude_bos": True}},
+    {"row_class": {"head": "L1H1", "behaviour": "induction", "rows": "S2..last", "mass": 0.5, "window": 1}},
+    {"dla": {"component": "L1H0"}},
+    {"dla": {"component": "embed", "share": True}},
+)]
+UNDERS = [(), *[(Intervention.model_validate(u),) for u in (
+    {"ablate": {"heads": ["L1H0"], "method": "mean"}},
+    {"ablate": {"heads": ["L0H1"], "method": "resample", "at": "S2"}},
+    {"keep_only": {"heads": ["L0H0", "L1H1"], "method": "zero"}},
+    {"scale_attention": {"head": "L1H3", "from": "S2", "to": "S1+1", "factor": 0.1}},
+    {"patch": {"hook": "z", "layer": 0, "at": "S2+1",
+               "source": {"generator": "repeated_tokens", "n": 16, "seed": 4, "length": 8}}},
+)]]
+
+
+def build(spec):
+    return P.build(**spec.model_dump())
+
+
+@pytest.mark.parametrize("batch_size", [5, 64])  # chunks of 5 prompts (the last one short); runs stacked 4 a pass
+def test_streamed_values_equal_whole_runs_exactly(tiny_model, batch_size):
+    ps = P.repeated_tokens(n=16, seed=3, length=8)
+    planned = {run_key(u): (u, {m.model_dump_json(): m for m in MEASURES}) for u in UNDERS}
+    streaming = Runs(tiny_model, ps, 0, batch_size, source_prompts=build)
+    streamed = streaming.stream(planned)
+    assert not streaming.done  # nothing of a run outlives its chunk
+    whole = Runs(tiny_model, ps, 0, batch_size, source_prompts=build)
+    need = set().union(*(M.needs(m, tiny_model.cfg) for m in MEASURES))
+    whole.run_many([(u, need) for u in UNDERS[1:]])  # stacked as the stream stacks them, where they fit
+    for under in UNDERS:
+        run = whole.run(under, need)
+        for m in MEASURES:
+            expected = M.compute(m, M.Run(run.logits, run.cache, ps, tiny_model))
+            assert np.array_equal(streamed[(run_key(under), m.model_dump_json())], expected), (under, m)
+    assert streaming.forward_passes <= whole.forward_passes
+
+
+CLAIMS = """\
+- id: acc
+  says: "accuracy"
+  measure: accuracy
+  expect: {at_least: 0}
+- id: ablated-loss
+  says: "loss under ablation"
+  under: {ablate: {heads: [L1H0], method: mean}}
+  measure: loss
+  expect: {rise: {at_least: -100}}
+- id: scores
+  says: "head scores under resampling"
+  under: {ablate: {heads: [L0H0], method: resample}}
+  measure: {head_score: {head: L1H1, pattern: induction}}
+  expect: {at_least: 0}
+- id: attends
+  says: "attention"
+  measure: {attention: {head: L1H0, from: S2, to: S1+1}}
+  expect: {at_least: 0}
+"""
+
+
+def answers(path, batch_size):
+    session = S.Session(S.Options(batch_size=batch_size))
+    loaded = H.load(path)
+    session.add(loaded)
+    results = [session.result(loaded.path, lc.claim.id) for lc in loaded.claims]
+    return session, [(r.verdict, [(c.estimate.statistic, c.estimate.low, c.estimate.high) for c in r.cases])
+                     for r in results]
+
+
+def test_a_session_keeps_no_run_and_gives_the_numbers_of_whole_runs(hyp, monkeypatch):
+    path = hyp(CLAIMS)
+    session, streamed = answers(path, 50)  # 120 prompts in chunks of 50
+    assert all(not runs.done for runs in session.runs.values())
+    assert all(not left for left in session.streamed.values())  # every value was asked for
+    monkeypatch.setattr(S, "streamable", lambda m: False)  # every value from a whole run, as before streaming
+    whole_session, whole = answers(path, 50)
+    assert whole == streamed and any(runs.done for runs in whole_session.runs.values())
