@@ -172,7 +172,7 @@ class Session:
             self.shared_seconds += time.perf_counter() - start
 
     def _runs(self, loaded: H.LoadedFile, spec, prompts_key: tuple):
-        """The runs over one prompt set: on first use, the clean run and every planned intervention."""
+        """The runs over one prompt set (made on first use; `_streamed` runs the plan through them)."""
         k = self.plan.key(loaded, prompts_key)
         if k not in self.runs:
             with self._shared_work():
@@ -238,7 +238,6 @@ class Session:
         values = [self.cache.get(k) if k else None for k in keys]
         missing = [i for i, v in enumerate(values) if v is None]
         if missing:
-            from . import measures as M
             from .runs import Runs
 
             with self._shared_work():
