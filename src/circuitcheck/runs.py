@@ -71,6 +71,7 @@ class Runs:
                 for (k, _, ms), (logits, cache) in zip(group, blocks):
                     self._measure_into(parts, k, ms, slice(0, n), logits, cache)
                 del blocks, logits, cache
+                release_memory()
         return {key: np.concatenate(v) for key, v in parts.items()}
 
     def _measure_into(self, parts, k, measures, rows, logits, cache) -> None:
@@ -173,6 +174,31 @@ class Runs:
             self.forward_passes += 1
             yield rows, logits, {name: v[0] for name, v in caches.items()}
             del logits, caches  # the caller's chunk is the only one alive while the next is computed
+            release_memory()
+
+
+def release_memory() -> None:
+    """Hand memory freed by a run back to the operating system. glibc keeps freed heap memory for
+    reuse, and the many mid-sized tensors of chunked runs leave it fragmented: measured, 24 runs of
+    10,000 prompts on zoo:induction left the process 270 MB above its start with nothing alive, and
+    malloc_trim gave all of it back. A no-op where the C library is not glibc."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+_TRIM: list = []
+
+
+def _malloc_trim():
+    if not _TRIM:
+        try:
+            import ctypes
+
+            _TRIM.append(ctypes.CDLL("libc.so.6").malloc_trim)
+        except (OSError, AttributeError):
+            _TRIM.append(None)
+    return _TRIM[0]
 
 
 def _needs(measures: dict, cfg) -> set[str]:
