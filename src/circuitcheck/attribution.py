@@ -1,6 +1,7 @@
 """Direct attribution: what each component writes to the residual stream, read through the final
 LayerNorm and projected on a direction (a token's unembedding, a difference of two, or any weight
-vector), and logit differences between named tokens.
+vector, or a direction fitted from the run: the difference of two subsets' mean activations), and
+logit differences between named tokens.
 
 Tokens are named per prompt: `correct` (the target's token), `counterfactual` (the target's
 counterfactual, from the data), an integer id, or `tok[POS]` (the token standing at a named
@@ -168,22 +169,28 @@ def final_ln(model, cache, rows, pos):
 
 
 # ---------------------------------------------------------------- directions
-def directions(model, prompts: P.PromptSet, toward, where: Reads, device):
+def directions(model, cache, prompts: P.PromptSet, toward, where: Reads, device):
     """Per read position, the direction [n, k, d] and the unembedding bias along it [n, k].
 
     `toward` is a token name (its unembedding column), `{diff: [a, b]}` (W_U[:, a] - W_U[:, b]),
-    or `{direction: EXPR}`, a weight expression giving one d_model vector (no bias along it)."""
+    `{direction: EXPR}`, a weight expression giving one d_model vector, or `{fitted: {hook, at,
+    between}}`, fitted from the run's activations (`fitted_direction`); no bias along the last two."""
     import torch
 
     from . import weights
 
     w_u = model.W_U.detach().to(torch.float64).to(device)
     b_u = model.b_U.detach().to(torch.float64).to(device)
-    if isinstance(toward, dict) and "direction" in toward:
-        v = weights.evaluate(model, weights.parse(toward["direction"])).to(device)
+    if isinstance(toward, dict) and ("direction" in toward or "fitted" in toward):
+        if "fitted" in toward:
+            v = fitted_direction(cache, prompts, **toward["fitted"]).to(device)
+            what = f"the activation at {toward['fitted']['hook']!r}"
+        else:
+            v = weights.evaluate(model, weights.parse(toward["direction"])).to(device)
+            what = repr(toward["direction"])
         if v.shape != (w_u.shape[0],):
             raise weights.ExpressionError(f"a direction is one d_model vector ({w_u.shape[0]}), "
-                                          f"but {toward['direction']!r} has shape {tuple(v.shape)}")
+                                          f"but {what} has shape {tuple(v.shape)}")
         shape = where.pos.shape
         return v.expand(*shape, -1), torch.zeros(shape, dtype=torch.float64, device=device)
     pair = toward["diff"] if isinstance(toward, dict) else [toward]
@@ -193,6 +200,46 @@ def directions(model, prompts: P.PromptSet, toward, where: Reads, device):
     if len(ids) == 2:
         vec, bias = vec - w_u[:, ids[1]].permute(1, 2, 0), bias - b_u[ids[1]]
     return vec, bias
+
+
+def fit_subsets(prompts: P.PromptSet, between, loc: tuple = ()) -> list[np.ndarray]:
+    """The two masks of a fitted direction's `between: [A, B]`; a condition that selects no prompt
+    is an error naming it (`param`: where it stands)."""
+    masks = []
+    for j, condition in enumerate(between):
+        try:
+            mask = P.condition(condition, prompts)
+        except P.PromptError as exc:
+            exc.param = loc + (j,)
+            raise
+        if not mask.any():
+            raise P.PromptError(f"`{condition}` selects none of the {prompts.n} prompts: a fitted direction needs "
+                                "a mean over each subset", "loosen the condition, or check the prompts' fields and "
+                                "tokens", param=loc + (j,))
+        masks.append(mask)
+    return masks
+
+
+def fitted_direction(cache, prompts: P.PromptSet, hook: str, at, between):
+    """[d]: the mean activation at `hook`, position `at`, over the prompts meeting `between[0]`
+    minus that over those meeting `between[1]`, at unit length (float64; the same prompts give the
+    same bits)."""
+    import torch
+
+    if hook not in cache:
+        raise ValueError(f"a fitted direction reads {hook!r}, which this run did not keep")
+    act = cache[hook]
+    if act.dim() != 3:
+        raise ValueError(f"a fitted direction reads one vector per position, but {hook!r} has shape "
+                         f"{tuple(act.shape)} (use a residual-stream or block output hook)")
+    pos = torch.as_tensor(P.position(prompts, at), device=act.device)
+    rows = act[torch.arange(prompts.n, device=act.device), pos].to(torch.float64)  # [n, d]
+    a, b = (torch.as_tensor(m, device=act.device) for m in fit_subsets(prompts, between))
+    v = rows[a].mean(0) - rows[b].mean(0)
+    norm = v.norm()
+    if not norm > 0:
+        raise ValueError(f"the fitted direction at {hook!r} is zero: both subsets have the same mean activation")
+    return v / norm
 
 
 def attribution(model, cache, prompts: P.PromptSet, component: str, toward, at=None, scale: str = "frozen"):
@@ -213,7 +260,7 @@ def _project(model, cache, prompts, toward, at, scale, component):
     where = reads(prompts, at)
     rows = torch.arange(prompts.n)[:, None]
     pos = torch.as_tensor(where.pos)
-    vec, bias = directions(model, prompts, toward, where, cache_device(cache))
+    vec, bias = directions(model, cache, prompts, toward, where, cache_device(cache))
     if component is None:
         part = cache["ln_final.hook_in"][rows, pos].to(torch.float64)
     else:

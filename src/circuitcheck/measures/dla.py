@@ -4,6 +4,8 @@ the run's scale; at the targets (mean) or at one position; optionally centred on
 
     {dla: {component: mlp1, toward: {diff: [correct, "tok[S1]"]}, share: false}}
     {dla: {component: L0N12, toward: {direction: "W_U[:, 3] - W_U[:, 5]"}, at: last, share: false}}
+    {dla: {component: L1H0, toward: {fitted: {hook: blocks.1.hook_resid_post, at: end,
+                                              between: ["tok[IO] < tok[S]", "tok[IO] > tok[S]"]}}}}
 
 Components: heads `L0H1`, neurons `L0N12`, layers `mlp0`/`attn0`, `embed` (token + position),
 `tok_embed`, `pos_embed`, and `bias` (every attention output bias b_O, the final LayerNorm's bias
@@ -12,6 +14,7 @@ difference) exactly; `share` (the default) divides by that total at each read po
 """
 from __future__ import annotations
 
+import re
 from typing import Literal, Union
 
 import numpy as np
@@ -22,7 +25,12 @@ from .. import prompts as P
 from ..fields import Position, Strict
 from ..weights import Expression
 from ..weights import references as expression_references
+from ..names import HOOK
 from .base import Kind, register
+
+# The hooks holding one d_model vector per position: what a direction can be fitted from.
+VECTOR_HOOK = re.compile(r"^(hook_embed|hook_pos_embed|ln_final\.hook_(in|normalized)"
+                         r"|blocks\.\d+\.hook_(resid_pre|resid_mid|resid_post|attn_out|mlp_out|mlp_in))$")
 
 
 class Diff(Strict):
@@ -33,11 +41,23 @@ class Direction(Strict):
     direction: Expression = Field(description="one d_model vector, e.g. `W_U[:, 3] - W_U[:, 5]` or `W_in[1][:, 7]`")
 
 
+class Fit(Strict):
+    hook: str = Field(description="the activation fitted from, a d_model hook such as `blocks.1.hook_resid_post`")
+    at: Position = Field(description="the position it is read at in every prompt")
+    between: tuple[str, str] = Field(
+        description="two `where:` conditions selecting the prompts of each mean: mean(first) - mean(second)")
+
+
+class Fitted(Strict):
+    fitted: Fit = Field(description="the difference of the mean activation over two subsets of the claim's "
+                                    "prompts, at unit length")
+
+
 class DLA(Strict):
     component: A.Component
-    toward: Union[A.Token, Diff, Direction] = Field(
+    toward: Union[A.Token, Diff, Direction, Fitted] = Field(
         "correct", description="a token (`correct`, `counterfactual`, an id, `tok[POS]`), {diff: [a, b]}, "
-                               "or {direction: EXPR}")
+                               "{direction: EXPR}, or {fitted: {hook, at, between: [A, B]}}")
     at: Position | None = Field(None, description="the position read; the prompt set's targets when absent")
     share: bool = Field(True, description="divide by the total along the direction (the logit, for a token)")
     centre: str | None = Field(
@@ -50,9 +70,14 @@ class DLA(Strict):
 class DLAKind(Kind):
     name = "dla"
     schema = DLA
+    # `centre` and a fitted direction average over every prompt of the run: measured chunk by chunk
+    # (more prompts than the batch size) each chunk would use its own mean. Whole runs, then.
+    streams = False
 
     def needs(self, body, cfg) -> set[str]:
         names = {"ln_final.hook_in"} if body.share or body.scale == "frozen" else set()
+        if isinstance(body.toward, Fitted):  # the activation the direction is fitted from
+            names.add(body.toward.fitted.hook)
         return names | A.component_needs(body.component, cfg)
 
     def compute(self, body, run) -> np.ndarray:
@@ -67,12 +92,29 @@ class DLAKind(Kind):
                 yield from A.token_references(t, ("toward", "diff", j))
         elif isinstance(body.toward, Direction):
             yield from expression_references(body.toward.direction, ("toward", "direction"))
+        elif isinstance(body.toward, Fitted):
+            fit = body.toward.fitted
+            yield ("toward", "fitted", "hook"), fit.hook, "hook"
+            yield ("toward", "fitted", "at"), fit.at, "position"
+            for j, condition in enumerate(fit.between):
+                yield ("toward", "fitted", "between", j), condition, "condition"
         else:
             yield from A.token_references(body.toward, ("toward",))
         if body.at is not None:
             yield ("at",), body.at, "position"
         if body.centre not in (None, "all"):
             yield ("centre",), body.centre, "condition"
+
+    def check(self, body, prompts) -> None:
+        if not isinstance(body.toward, Fitted):
+            return
+        hook = body.toward.fitted.hook
+        if HOOK.match(hook) and not VECTOR_HOOK.match(hook):  # unknown names: the references check says so
+            raise P.PromptError(f"a fitted direction reads one d_model vector per position, which {hook!r} is not",
+                                "fit from blocks.<layer>.hook_resid_pre / hook_resid_mid / hook_resid_post / "
+                                "hook_attn_out / hook_mlp_out, hook_embed, hook_pos_embed or ln_final.hook_in",
+                                param=("toward", "fitted", "hook"))
+        A.fit_subsets(prompts, body.toward.fitted.between, ("toward", "fitted", "between"))  # each mean has prompts
 
 
 def dla_needs(cfg) -> set[str]:
