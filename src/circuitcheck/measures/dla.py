@@ -23,9 +23,9 @@ from pydantic import Field
 from .. import attribution as A
 from .. import prompts as P
 from ..fields import Position, Strict
+from ..names import HOOK
 from ..weights import Expression
 from ..weights import references as expression_references
-from ..names import HOOK
 from .base import Kind, register
 
 # The hooks holding one d_model vector per position: what a direction can be fitted from.
