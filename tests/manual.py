@@ -36,11 +36,13 @@ def scores_edit(fn):
     return fn
 
 
-def forward_mlp(model, tokens):
+def forward_mlp(model, tokens, edit=None):
     """A hand forward of a TL-native model with LayerNorm and GELU MLPs, read from the bridge's
     state dict (nn.Linear layouts, not TransformerLens's W_* views). Returns the logits and every
-    intermediate by name: resid_pre{l}, pattern{l} [b, h, q, k], z{l} [b, q, h, e], attn_out{l},
-    post{l}, mlp_out{l}, final_in."""
+    intermediate by name: resid_pre{l}, q{l}/k{l}/v{l}/z{l} [b, q, h, e], pattern{l} [b, h, q, k],
+    attn_out{l}, resid_mid{l}, pre{l}/post{l} [b, q, m], mlp_out{l}, final_in. `edit(name, x)`
+    may replace any of them but the pattern as the forward goes (returns the new value)."""
+    edit = edit or (lambda name, x: x)
     cfg = model.cfg
     sd = {k: v.detach().to(torch.float64) for k, v in model.state_dict().items()}
     h, e = cfg.n_heads, cfg.d_head
@@ -56,23 +58,25 @@ def forward_mlp(model, tokens):
     t = tokens.shape[1]
     resid = sd["embed.weight"][tokens] + sd["pos_embed.weight"][:t]
     out = {}
+    def keep(name, x):
+        out[name] = edit(name, x)
+        return out[name]
+
     for layer in range(cfg.n_layers):
-        out[f"resid_pre{layer}"] = resid
+        resid = keep(f"resid_pre{layer}", resid)
         a = f"blocks.{layer}.attn"
         x = ln(resid, f"blocks.{layer}.ln1")
-        q, k, v = (linear(x, f"{a}.{n}").reshape(*x.shape[:2], h, e) for n in "qkv")
+        q, k, v = (keep(f"{n}{layer}", linear(x, f"{a}.{n}").reshape(*x.shape[:2], h, e)) for n in "qkv")
         scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / math.sqrt(e)
         scores = scores.masked_fill(torch.triu(torch.ones(t, t, dtype=torch.bool), 1), float("-inf"))
-        pattern = torch.softmax(scores, -1)
-        z = torch.einsum("bhqk,bkhe->bqhe", pattern, v)
-        attn_out = linear(z.reshape(*z.shape[:2], h * e), f"{a}.o")
-        resid = resid + attn_out
-        pre = linear(ln(resid, f"blocks.{layer}.ln2"), f"blocks.{layer}.mlp.in")
-        post = 0.5 * pre * (1 + torch.erf(pre / math.sqrt(2)))
-        mlp_out = linear(post, f"blocks.{layer}.mlp.out")
+        pattern = out[f"pattern{layer}"] = torch.softmax(scores, -1)
+        z = keep(f"z{layer}", torch.einsum("bhqk,bkhe->bqhe", pattern, v))
+        attn_out = keep(f"attn_out{layer}", linear(z.reshape(*z.shape[:2], h * e), f"{a}.o"))
+        resid = keep(f"resid_mid{layer}", resid + attn_out)
+        pre = keep(f"pre{layer}", linear(ln(resid, f"blocks.{layer}.ln2"), f"blocks.{layer}.mlp.in"))
+        post = keep(f"post{layer}", 0.5 * pre * (1 + torch.erf(pre / math.sqrt(2))))
+        mlp_out = keep(f"mlp_out{layer}", linear(post, f"blocks.{layer}.mlp.out"))
         resid = resid + mlp_out
-        out.update({f"pattern{layer}": pattern, f"z{layer}": z, f"attn_out{layer}": attn_out, f"post{layer}": post,
-                    f"mlp_out{layer}": mlp_out})
     out["final_in"] = resid
     logits = ln(resid, "ln_final") @ sd["unembed.weight"].T + sd["unembed.bias"]
     return logits, out

@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 
 from circuitcheck import load
+from circuitcheck.conftests import load_beside
 from circuitcheck.session import Session
 
 ROOT = Path(__file__).resolve().parents[1]
 HYPOTHESES = sorted((ROOT / "hypotheses").glob("*.hyp.yaml"))
 TWINS = sorted((Path(__file__).parent / "twins").glob("*.hyp.yaml"))
+load_beside(HYPOTHESES[0])  # hypotheses/conftest.py registers the `python:` measures both folders name
 
 
 @pytest.fixture(scope="module")

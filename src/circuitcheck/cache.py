@@ -8,7 +8,8 @@ or resampling and imports no scipy.
 The key of a value hashes:
 - the model's files, byte for byte (sha256 of the config and weights; a hash is remembered by
   path, size and mtime so that big weights are not reread every run). A factory model (Python) or
-  a hub name (files outside the project) has no files to hash: its values are never cached;
+  a hub name (files outside the project) has no files to hash: its values are never cached; nor are
+  the values of a `python:` measure (registered code, which the cache cannot see);
 - the load options (device, dtype) and the batch size (they change the floating-point numbers);
 - every prompt set the value reads, byte for byte (tokens, positions, targets), the file's seed;
 - the interventions and the measure (their JSON);
@@ -46,10 +47,12 @@ class ValueCache:
 
     def key(self, source, prompt_sets, under, measure, *settings) -> str | None:
         """The key of a measure's values on a run: None when the values depend on Python the cache
-        cannot see (a factory model, a registered function) or on files outside the project."""
-        texts = [iv.model_dump_json(by_alias=True) for iv in under] + [measure.model_dump_json()]
-        if any('"python"' in t for t in texts):
+        cannot see (a factory model, a registered `python:` measure) or on files outside the project."""
+        # A `python:` measure runs registered code the cache cannot see (or hash reliably: it may call
+        # anything): its values are computed anew on every run, never read back stale.
+        if getattr(measure, "python", None) is not None:
             return None
+        texts = [iv.model_dump_json(by_alias=True) for iv in under] + [measure.model_dump_json()]
         if source not in self._models:
             self._models[source] = model_fingerprint(source, self.directory)
         if self._models[source] is None:

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Iterator, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from .names import HEAD
+from .names import HEAD, NEURON
 
 Head = Annotated[str, Field(pattern=r"^(L\d+H\d+|\$\w+)$", description="a head as `L<layer>H<head>`, e.g. L0H2")]
 Position = Annotated[Union[str, int], Field(description="a named position: ANS, argmax, S1+1, last, or an index")]
@@ -19,6 +19,17 @@ def _one_head_as_list(v):
 
 # A list of heads, one head (`heads: L0H1`, or `$head` bound by `each`), or `$heads` bound by a quantifier.
 Heads = Annotated[Union[Annotated[list[Head], Field(min_length=1)], Head], BeforeValidator(_one_head_as_list)]
+Neuron = Annotated[str, Field(pattern=r"^(L\d+N\d+|\$\w+)$", description="an MLP neuron as `L<layer>N<index>`, "
+                                                                         "e.g. L1N42")]
+
+
+def _one_neuron_as_list(v):
+    return [v] if isinstance(v, str) and NEURON.match(v) else v
+
+
+# MLP neurons: a list, one neuron, or `$neurons` bound by a quantifier.
+Neurons = Annotated[Union[Annotated[list[Neuron], Field(min_length=1)], Neuron], BeforeValidator(_one_neuron_as_list)]
+Layer = Union[Annotated[int, Field(ge=0)], Annotated[str, Field(pattern=r"^\$\w+$")]]  # a layer, or `$layer`
 Seed = Annotated[int, Field(ge=0, le=2**63 - 1, description="a non-negative integer")]
 Positions = Union[list[Position], Position, None]
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from . import interventions, measures, model_files, models, paths, prompts, registry
 from . import where as where_mod
-from .names import HOOK, parse_head
+from .names import HOOK, parse_head, parse_neuron
 from .spec import Claim, HypothesisFile, Intervention, Measure, PromptSpec
 from .yaml_lines import MarkedYAMLError, YAMLError, read
 from .yaml_lines import line_of as locate  # the line of a field, for error messages
@@ -340,6 +340,7 @@ def load_tree(path: Path, tree, roles: dict[str, str] | None = None) -> LoadedFi
             err = _validation_error(path, tree, exc)
             raise HypothesisError(path, locate(tree, loc + ("id",)), _field(loc), f"after binding: {err.message}",
                                   "check the values of `sweep:` or `for:` against where they are used") from None
+        cases = [_source_tokenizers(path, tree, loc, case, source) for case in cases]
         _check_claim(loaded, tree, loc, claim, cases)
         loaded.claims.append(LoadedClaim(claim, locate(tree, loc + ("id",)) or 1, cases))
     return loaded
@@ -569,6 +570,20 @@ def _with_tokenizer(path: Path, tree, loc: tuple, p: PromptSpec, source: models.
     else:
         found = models.tokenizer_dir(source)
     return p if found is None else p.model_copy(update={"tokenizer": str(found)})
+
+
+def _source_tokenizers(path: Path, tree, loc: tuple, case: "Case", source: models.ModelSource) -> "Case":
+    """Text prompts an intervention reads from (a patch's `source`) tokenise as the claim's do."""
+    import dataclasses
+
+    under = []
+    for i, iv in enumerate(case.under):
+        spec = getattr(iv.body, "source", None)
+        if isinstance(spec, PromptSpec) and spec.generator == "text":
+            spec = _with_tokenizer(path, tree, loc + ("under", i, iv.kind, "source"), spec, source)
+            iv = iv.model_copy(update={iv.kind: iv.body.model_copy(update={"source": spec})})
+        under.append(iv)
+    return dataclasses.replace(case, under=tuple(under))
 
 
 def _dims(cfg: dict) -> tuple:
@@ -819,11 +834,11 @@ def _check_claim(loaded: LoadedFile, tree, loc, claim: Claim, cases: list[Case])
             for source in interventions.kind_of(iv).sources(iv.body):
                 sloc = loc + ("under", i, iv.kind) + source.loc
                 src = _case_prompts(loaded, tree, sloc, None, source.prompts)
-                if src.tokens.shape != ps.tokens.shape:
-                    raise HypothesisError(path, locate(tree, sloc), _field(sloc),
-                                          f"{iv.kind} source prompts have shape {src.tokens.shape}, the claim's "
-                                          f"prompts {ps.tokens.shape}", "the source needs the same number and "
-                                          "length of prompts")
+                why = source.mismatch(src, ps)
+                if why:
+                    raise HypothesisError(path, locate(tree, sloc), _field(sloc), f"{iv.kind} {why}",
+                                          "give the source as many prompts of the same length, or patch "
+                                          "their mean (`mean: true`)")
         for where, value, what in _references(case):
             sub = loc + where
             try:
@@ -837,6 +852,10 @@ def _check_claim(loaded: LoadedFile, tree, loc, claim: Claim, cases: list[Case])
                     _check_index(loaded, *value)
                 elif what == "condition":
                     prompts.condition(value, ps)
+                elif what == "neuron":
+                    _check_neuron(loaded, value)
+                elif what == "registered measure":
+                    _check_registered_measure(value)
                 else:
                     prompts.position(ps, value)
             except (prompts.PromptError, ValueError) as exc:
@@ -940,6 +959,30 @@ def _check_index(loaded: LoadedFile, size: str, index: int, what: str):
     if n is not None and not -n <= index < n:
         raise prompts.PromptError(f"{what} index {index} is out of range: {size} is {n}",
                                   f"indices run 0..{n - 1}")
+
+
+def _check_neuron(loaded: LoadedFile, neuron: str):
+    layer, i = parse_neuron(neuron)
+    if loaded.n_layers is not None and layer >= loaded.n_layers:
+        raise prompts.PromptError(f"neuron {neuron} is in layer {layer}, but the model has {loaded.n_layers} layers",
+                                  f"layers are numbered 0..{loaded.n_layers - 1}")
+    d_mlp = loaded.sizes.get("d_mlp")
+    if d_mlp is not None and i >= d_mlp:
+        raise prompts.PromptError(f"neuron {neuron} does not exist: the MLPs have {d_mlp} neurons",
+                                  f"neurons are numbered 0..{d_mlp - 1}")
+
+
+def _check_registered_measure(name: str):
+    """A `python:` measure names code registered in a conftest.py or entry point, never a module path."""
+    if not re.match(registry.NAME, name):
+        raise prompts.PromptError(f"{name!r} is not a registered name: a hypothesis file never names a module or "
+                                  "function to import", "register the function in a conftest.py beside the file with "
+                                  "`@circuitcheck.register_measure(\"my-measure\", reads=[...])` and write "
+                                  "`measure: {python: my-measure}` (README, Measures in Python)")
+    try:
+        registry.measure(name)
+    except registry.NotRegistered as exc:
+        raise prompts.PromptError(str(exc), exc.hint) from None
 
 
 def _check_head(loaded: LoadedFile, head: str):

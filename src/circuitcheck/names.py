@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 HEAD = re.compile(r"^L(\d+)H(\d+)$")
+NEURON = re.compile(r"^L(\d+)N(\d+)$")  # an MLP neuron: L1N42 is index 42 of blocks.1.mlp.hook_post
 
 HOOK = re.compile(r"^(hook_embed|hook_pos_embed|ln_final\.hook_(in|out|scale|normalized)|blocks\.(\d+)\.("
                   r"hook_(resid_pre|resid_mid|resid_post|attn_out|mlp_out|attn_in|mlp_in|q_input|k_input|v_input|in|out)"
@@ -20,6 +21,11 @@ SHORT_HOOKS = {"resid_pre": "blocks.{}.hook_resid_pre", "resid_mid": "blocks.{}.
 
 def parse_head(text: str) -> tuple[int, int]:
     m = HEAD.match(text)
+    return int(m[1]), int(m[2])
+
+
+def parse_neuron(text: str) -> tuple[int, int]:
+    m = NEURON.match(text)
     return int(m[1]), int(m[2])
 
 

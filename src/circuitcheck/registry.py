@@ -12,8 +12,8 @@ notebook imports) under a plain name, and a file names only that:
     def build():
         return ...                              # a TransformerBridge
 
-    @circuitcheck.register_measure("my-measure", reads=["blocks.0.attn.hook_pattern"])
-    def my_measure(run):
+    @circuitcheck.register_measure("my-measure", reads=["blocks.0.attn.hook_pattern"], range=(0, 1))
+    def my_measure(run):                        # run: circuitcheck.Run (measures/base.py)
         return ...                              # one float per prompt
 
     # my.hyp.yaml
@@ -57,9 +57,23 @@ class Registered:
 
     name: str
     fn: Callable
-    reads: tuple[str, ...] = ()  # hook names a measure reads, so planning and batching still apply
+    reads: object = ()  # hook names a measure reads (or a function of the model config and the file's
+    # `args` giving them), so planning and batching still apply
     weights_only: bool = False  # a measure of the weights alone (no run)
+    value_range: tuple[float, float] | None = None  # what its values can be, by construction (None: unbounded)
     meta: dict = field(default_factory=dict)
+
+    @property
+    def where(self) -> str:
+        """`name at file.py:line`, for error messages."""
+        code = getattr(self.fn, "__code__", None)
+        name = getattr(self.fn, "__qualname__", repr(self.fn))
+        return f"{name} at {code.co_filename}:{code.co_firstlineno}" if code else name
+
+
+class CodeError(Exception):
+    """Registered code raised, or returned something circuitcheck cannot judge: the claim's error,
+    never a crash of the file. The text names the function and where it is."""
 
 
 MODELS: dict[str, Registered] = {}
@@ -73,10 +87,32 @@ def register_model(name: str):
     return _register(MODELS, "model", name)
 
 
-def register_measure(name: str, reads=(), weights_only: bool = False):
+def register_measure(name: str, reads=(), weights_only: bool = False, range=None):  # noqa: A002
     """Decorator: `@register_measure("name", reads=[hook names])` makes `measure: {python: name}`
-    call `fn(run)` and judge the one float per prompt it returns (`weights_only`: `fn(model)`)."""
-    return _register(MEASURES, "measure", name, reads=tuple(reads), weights_only=weights_only)
+    call `fn(run, **args)` and judge the one float per prompt it returns (`weights_only`:
+    `fn(model, **args)`, one number or a vector). `reads` may be a function `(cfg, **args) -> names`.
+    `range=(lo, hi)` declares what the values can be (bounded measures get tighter bounds); the
+    values are checked against it. Without it a measure is treated as unbounded."""
+    if not callable(reads) and (isinstance(reads, str) or not all(isinstance(r, str) for r in reads)):
+        raise TypeError(f"register_measure({name!r}, reads=...) takes a list of hook names, or a function "
+                        f"(cfg, **args) -> hook names; got {reads!r}")
+    return _register(MEASURES, "measure", name, reads=reads if callable(reads) else tuple(reads),
+                     weights_only=bool(weights_only), value_range=_range(name, range))
+
+
+def _range(name: str, value) -> tuple[float, float] | None:
+    import math
+
+    if value is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise TypeError(f"register_measure({name!r}, range=...) takes (lo, hi), got {value!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ValueError(f"register_measure({name!r}, range=({lo}, {hi})): need finite lo < hi "
+                         "(leave `range` out for an unbounded measure)")
+    return (lo, hi)
 
 
 def _register(table: dict, kind: str, name: str, **extra):

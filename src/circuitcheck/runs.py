@@ -144,12 +144,13 @@ class Runs:
         for source in I.sources(under):
             if source.key not in self.sources:
                 ps = self.source_prompts(source.prompts)
-                if ps.tokens.shape != self.prompts.tokens.shape:
-                    raise ValueError(f"source prompts have shape {ps.tokens.shape}, "
-                                     f"the target prompts {self.prompts.tokens.shape}: they must match")
+                why = source.mismatch(ps, self.prompts)
+                if why:
+                    raise ValueError(why)
                 tokens = torch.as_tensor(ps.tokens, device=self.device)
                 mask = _mask(ps, self.device)
-                self.sources[source.key] = self._forward(tokens, (), {source.hook}, {}, mask).cache[source.hook]
+                act = self._forward(tokens, (), {source.hook}, {}, mask).cache[source.hook]
+                self.sources[source.key] = act if source.reduce is None else source.reduce(act, ps)
 
     def _forward(self, tokens, under, need, clean, mask=False) -> Run:
         logits, caches = [], {name: [] for name in need}

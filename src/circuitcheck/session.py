@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import hypothesis_file as H
-from . import models
+from . import models, registry
 from .model_files import ModelFileError
 from .plan import Plan, run_key
 from .spec import processing_flags
@@ -259,7 +259,7 @@ class Session:
         from . import measures as M
 
         kind = M.kind_of(m)
-        if kind.weights_only:
+        if kind.is_weights_only(m.body):
             return np.asarray(kind.compute(m.body, M.Run(None, {}, None, self.model(loaded))), dtype=np.float64)
         if streamable(m):
             value = self._streamed(loaded, case.prompts, case.prompts_key).pop((run_key(under), m.model_dump_json()), None)
@@ -308,15 +308,10 @@ class Session:
             value, clean = self.values(loaded, claim, case)
             ps = self._prompts(loaded, case.prompts, case.prompts_key)
             kept = np.arange(value.size)
-            if expect.order is not None:
-                kind = M.kind_of(case.measure)
-                units = kind.units(case.measure.body)
-                holds = _order_holds(expect.order, units, value)
-                text = _order_text(value, units, kind.unit)
-                rows.append(Row(case.label, S.Exact(float(holds), len(value), text), region))
-                continue
-            if M.kind_of(case.measure).weights_only:  # one number from the weights: no sampling error
-                rows.append(Row(case.label, S.Exact(float(value), 1, "exact, from weights"), region))
+            kind = M.kind_of(case.measure)
+            vector_recorded = self.recording(claim) and expect.order is None and value.size > 1
+            if kind.is_weights_only(case.measure.body) and not vector_recorded:  # exact: no sampling
+                rows.append(Row(case.label, _exact(kind, case.measure, expect, value), region))
                 continue
             kind = self._value_kind(loaded, case)
             mask = None
@@ -419,7 +414,7 @@ class Session:
                     entries.append((path, loaded, lc, self._rows(loaded, lc)))
                 except models.ModelUnavailable:
                     raise
-                except models.ModelError as exc:
+                except (models.ModelError, registry.CodeError) as exc:  # registered code: its own words
                     errors[(path, lc.claim.id)] = str(exc)
                 except ModelFileError as exc:  # weights swapped after collection
                     errors[(path, lc.claim.id)] = f"{exc} ({exc.hint})"
@@ -591,6 +586,24 @@ def _device(device: str) -> str:
 
     count = torch.cuda.device_count()
     return f"cuda:{int(worker[2:]) % count}" if count > 1 else device
+
+
+def _exact(kind, measure, expect, value):
+    """The exact 'bound' of a weights-only measure: whether its units' order holds, or its one number."""
+    from . import stats as S
+
+    value = np.atleast_1d(value)  # a kind may give one number as a 0-d array
+    if expect.order is not None:
+        units = kind.units(measure.body) or list(range(value.size))  # a python vector: units 0, 1, ...
+        if value.size < 2:
+            raise registry.CodeError(f"{kind.describe(measure.body)} returned one number: `order` ranks a vector's "
+                                     "units; judge one number with at_least/at_most/...")
+        holds = _order_holds(expect.order, units, value)
+        return S.Exact(float(holds), value.size, _order_text(value, units, kind.unit))
+    if value.size != 1:
+        raise registry.CodeError(f"{kind.describe(measure.body)} returned {value.size} values: judge a vector with "
+                                 "`expect: {order: {largest: [...]}}`")
+    return S.Exact(float(value[0]), 1, "exact, from weights")
 
 
 def _order_holds(order, tokens, values) -> bool:

@@ -387,7 +387,7 @@ class Claim(Strict):
         if self.sweep is not None and self.expect.swept is None and self.expect.record is None:
             raise ValueError("a sweep is judged with `crosses`, `slope` or `r2` (or `expect: record` to see each value)")
         kind = _measures.kind_of(self.measure)
-        if self.expect.order is not None and not kind.weights_only:
+        if self.expect.order is not None and not kind.is_weights_only(self.measure.body):
             raise ValueError("`order` ranks a weight-only measure's values: "
                              + ", ".join(k for k, m in _measures.KINDS.items() if m.weights_only))
         if self.expect.record is None and kind.vector and self.expect.order is None:
@@ -403,6 +403,10 @@ class Claim(Strict):
         if self.versus is not None and not _measures.kind_of(self.versus).per_prompt:
             raise ValueError("`versus` is one value per prompt of the claim's own prompts: not "
                              + " or ".join(k for k, m in _measures.KINDS.items() if not m.per_prompt))
+        if kind.is_weights_only(self.measure.body) and (self.under or self.where or self.expect.relative
+                                                        or self.expect.swept or self.versus is not None):
+            raise ValueError(f"`{kind.describe(self.measure.body)}` reads the weights alone: no run, so no `under`, "
+                             "`where`, `versus`, drop/rise/change/contrast or sweep curve applies to it")
         return self
 
 

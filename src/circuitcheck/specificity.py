@@ -6,6 +6,8 @@ Each passing claim is judged again as mutants, at the level the claim itself was
 - every role it uses (`$strongest`, bound by a scan: roles.py) filled by each other candidate the
   scan chose among instead of the head it chose: a claim about "the head that attends most to the
   max" must fail when another head stands in that place;
+- every MLP neuron it names swapped for a sample of other neurons of its layer, and every layer of
+  an intervention's `hook:` for each other layer;
 - its claimed direction flipped: the inequality reversed, and `all` <-> `any` by De Morgan (see
   `direction_mutants`), so that the mutant claims roughly the opposite.
 A mutant that still passes is a survivor: "also passes with L0H2 in place of L0H1" means the claim
@@ -23,6 +25,7 @@ from pathlib import Path
 
 from . import hypothesis_file as H
 from .roles import candidates, substitute
+from .names import NEURON
 from .verdict import PASS
 
 HEAD = re.compile(r"^L(\d+)H(\d+)$")
@@ -33,7 +36,7 @@ FLIPS = {"at_least": "at_most", "at_most": "at_least"}
 @dataclass
 class Mutant:
     what: str  # "L0H1 -> L0H2", "$strongest: L0H3 -> L0H0", "at_least -> at_most"
-    kind: str  # "head" | "role" | "direction"
+    kind: str  # "head" | "role" | "component" | "direction"
     claim: dict
     verdict: str = ""
 
@@ -76,6 +79,8 @@ def explain(m: Mutant) -> str:
         chosen, new = change.split(" -> ")
         return (f"also passes with {new} filling {role} (the scan chose {chosen}): this claim does not single out "
                 f"the head its scan chooses")
+    if m.kind == "component":
+        return f"also passes with {m.what}: this claim does not single out the component it names"
     return f"also passes with its direction flipped ({m.what}): this claim cannot fail that way"
 
 
@@ -131,6 +136,68 @@ def role_mutants(claim: dict, bound: dict[str, str], candidates: dict[str, list[
     named = heads_named(substitute(claim, bound))
     return [Mutant(f"${role}: {head} -> {other}", "role", substitute(claim, {**bound, role: other}))
             for role, head in bound.items() for other in candidates.get(role, []) if other not in named]
+
+
+FULL_HOOK = re.compile(r"^blocks\.(\d+)\.")
+NEURON_SAMPLE = 8  # other neurons of the layer tried per named neuron (all of them would be hundreds of runs)
+
+
+def component_mutants(claim: dict, n_layers: int, d_mlp: int) -> list[Mutant]:
+    """Each named MLP neuron swapped for NEURON_SAMPLE other neurons of its layer, spread evenly over
+    it; each layer of an intervention's `hook:` (a short form's `layer:`, or a full hook name's
+    `blocks.N.`) swapped for every other layer."""
+    out = []
+    named = _strings(claim, NEURON)
+    for old in named:
+        layer, i = map(int, NEURON.match(old).groups())
+        step = max(1, d_mlp // (NEURON_SAMPLE + 1))
+        others = [f"L{layer}N{(i + k * step) % d_mlp}" for k in range(1, NEURON_SAMPLE + 1)] if d_mlp > 1 else []
+        for new in dict.fromkeys(o for o in others if o not in named):
+            out.append(Mutant(f"{old} -> {new}", "component", _replace(claim, old, new)))
+    for j, iv in enumerate(_under(claim)):
+        for kind, body in iv.items():
+            if not isinstance(body, dict) or "hook" not in body:
+                continue
+            layer = body.get("layer")
+            full = FULL_HOOK.match(str(body["hook"]))
+            current = layer if isinstance(layer, int) else int(full[1]) if full else None
+            for other in range(n_layers) if current is not None else ():
+                if other == current:
+                    continue
+                moved = {**body, "layer": other} if isinstance(layer, int) else \
+                    {**body, "hook": FULL_HOOK.sub(f"blocks.{other}.", body["hook"])}
+                c = copy.deepcopy(claim)
+                c["under"] = [dict(x) for x in _under(claim)]
+                c["under"][j] = {**iv, kind: moved}
+                out.append(Mutant(f"{kind} {_where(body)} layer {current} -> {other}", "component", c))
+    return out
+
+
+def _under(claim: dict) -> list:
+    under = claim.get("under", [])
+    return [under] if isinstance(under, dict) else list(under or [])
+
+
+def _where(body: dict) -> str:
+    return str(body["hook"])
+
+
+def _strings(node, pattern) -> list[str]:
+    found: list[str] = []
+
+    def walk(x):
+        if isinstance(x, str) and pattern.match(x) and x not in found:
+            found.append(x)
+        elif isinstance(x, dict):
+            for k, v in x.items():
+                if k not in ("id", "says"):
+                    walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+
+    walk(node)
+    return found
 
 
 def direction_mutants(claim: dict) -> list[Mutant]:
@@ -194,7 +261,8 @@ def check_claim(session, loaded: H.LoadedFile, index: int, tree: dict | None = N
     raw, bound = tree["claims"][index], result.roles
     cands = {name: candidates(loaded.spec.roles[name], loaded.n_layers, loaded.n_heads) for name in bound}
     rep.mutants = (head_mutants(raw, loaded.n_heads or 0, bound) + role_mutants(raw, bound, cands)
-                   + direction_mutants(substitute(raw, bound)))
+                   + direction_mutants(substitute(raw, bound))
+                   + component_mutants(substitute(raw, bound), loaded.n_layers or 0, loaded.sizes.get("d_mlp") or 0))
     for j, m in enumerate(rep.mutants):
         m.verdict = judge_mutant(session, loaded, tree, m.claim, f"{lc.claim.id}--mutant-{j}", result.level)
     return rep

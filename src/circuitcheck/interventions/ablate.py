@@ -1,24 +1,45 @@
-"""`under: {ablate: {heads, method, at}}`: replace heads' outputs by zero, their mean, another
-prompt's output, or make them attend only to BOS."""
+"""`under: {ablate: {heads | neurons | hook, method, at, mean_over}}`: replace a component's
+activation by zero, its mean over prompts (all, or those meeting `mean_over`), or another prompt's
+activation; heads may also attend only to BOS. A component is heads (their output), MLP neurons,
+or any hook's whole activation (see base.py, "components")."""
 from __future__ import annotations
 
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .. import prompts as P
-from ..fields import Heads, Positions, Strict
-from ..names import parse_head, pattern_name, z_name
+from ..fields import Heads, Layer, Neurons, Positions, Strict
+from ..names import parse_head, pattern_name
+from . import base as C
 from .base import Context, Kind, positions, register
 
 Method = Literal["zero", "mean", "resample", "bos"]
 
 
 class Ablate(Strict):
-    heads: Heads
-    method: Method = "mean"
+    heads: Heads | None = Field(None, description="heads whose output (hook_z) is replaced; with `hook: q|k|v|z`, "
+                                                  "their slice of that activation")
+    neurons: Neurons | None = Field(None, description="MLP neurons `L<layer>N<index>` (their mlp.hook_post "
+                                                        "value; with `hook: mlp_pre`, before the activation function)")
+    hook: str | None = Field(None, description="any activation: a short form with `layer` (resid_pre, resid_mid, "
+                             "resid_post, attn_out, mlp_out, mlp_pre, mlp_post, q, k, v, z) or a full hook name")
+    layer: Layer | None = Field(None, description="the layer of a short `hook:` form")
+    method: Method = Field("mean", description="zero, mean (over prompts, per token), resample (another "
+                           "prompt's activation), or bos (heads only: attend only to position 0)")
     at: Positions = Field(None, description="destination positions; all when absent")
+    mean_over: str | None = Field(None, description="with `method: mean`: average only over the prompts meeting "
+                                  "this `where:` condition (default: every prompt)")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        C.check_selection(self)
+        if self.method == "bos" and (self.heads is None or self.hook is not None):
+            raise ValueError("`method: bos` makes heads attend to BOS: it takes `heads` without `hook`")
+        if self.mean_over is not None and self.method != "mean":
+            raise ValueError("`mean_over` chooses the prompts a mean is taken over: it goes with `method: mean`")
+        return self
 
 
 @register
@@ -29,15 +50,33 @@ class AblateKind(Kind):
     def heads(self, body, cfg) -> list[str]:
         return list(body.heads)
 
+    def targets(self, body, cfg) -> list[C.Target]:
+        if body.heads is None:
+            return C.targets(body)
+        return C.grouped([parse_head(h) for h in self.heads(body, cfg)], getattr(body, "hook", None) or "z")
+
     def hooks(self, body, ctx: Context):
-        return ablate_heads(self.heads(body, ctx.cfg), body.method, getattr(body, "at", None), ctx)
+        at = positions(getattr(body, "at", None), ctx)
+        if body.method == "bos":
+            return [(pattern_name(layer), _bos(hs, at)) for layer, hs in self._by_layer(body, ctx.cfg).items()]
+        over = getattr(body, "mean_over", None)
+        return [h for t in self.targets(body, ctx.cfg)
+                for h in C.edit_hooks(t.hook, _replace(t, body.method, at, over, ctx))]
+
+    def _by_layer(self, body, cfg) -> dict[int, list[int]]:
+        return {int(t.hook.split(".")[1]): list(t.units) for t in self.targets(body, cfg)}
 
     def clean_needs(self, body, cfg) -> set[str]:
         if body.method not in ("mean", "resample"):
             return set()
-        return {z_name(parse_head(h)[0]) for h in self.heads(body, cfg)}
+        return {t.hook for t in self.targets(body, cfg)}
+
+    def references(self, body):
+        yield from super().references(body)
+        yield from C.references(body)
 
     def check(self, body, prompts) -> None:
+        C.check_over(getattr(body, "mean_over", None), prompts, "prompts")
         # another row's output at the same padded index is, where that row is shorter, its padding
         if body.method == "resample" and prompts.mask is not None:
             raise P.PromptError("`method: resample` takes another prompt's output at the same index, and these "
@@ -46,56 +85,17 @@ class AblateKind(Kind):
                                 param="method")
 
 
-def ablate_heads(heads, method, at, ctx: Context):
-    at = positions(at, ctx)
-    by_layer: dict[int, list[int]] = {}
-    for h in heads:
-        layer, head = parse_head(h)
-        by_layer.setdefault(layer, []).append(head)
-    if method == "bos":
-        return [(pattern_name(layer), _bos(hs, at)) for layer, hs in by_layer.items()]
-    return [(z_name(layer), _replace_z(layer, hs, method, at, ctx)) for layer, hs in by_layer.items()]
-
-
-def replacement(layer: int, method: str, ctx: Context, like):
-    """What an ablated head's z becomes: zeros, its mean over prompts, or another prompt's z."""
+def replacement(hook: str, method: str, ctx: Context, like, over: str | None = None):
+    """What an ablated activation becomes: zeros, its mean over prompts, or another prompt's value."""
     import torch
 
     if method == "zero":
         return torch.zeros_like(like)
-    clean = ctx.clean[z_name(layer)]
+    clean = ctx.clean[hook]
     if method == "mean":
-        if ctx.prompts.mask is None:
-            return clean.mean(0, keepdim=True).expand_as(like)
-        return mean_over_real_tokens(clean, ctx.prompts, ctx.rows)
+        return C.mean(clean, ctx.prompts, over, ctx.rows)
     perm = resample_order(ctx.prompts.n, ctx.seed)
     return clean[torch.as_tensor(perm[ctx.rows])]
-
-
-def mean_over_real_tokens(clean, prompts, rows: slice):
-    """The mean of padded prompts' activations [n, seq, ...] over real tokens only, for `rows`.
-
-    Positions align by token index from each prompt's first real token (BOS with BOS at 0): the
-    mean at a prompt's j-th token is over the prompts that have a j-th token, whichever side the
-    padding is on, so padding never enters a mean. Padding positions get zeros (the attention
-    mask keeps every real token from reading them).
-    """
-    import torch
-
-    n, seq = prompts.tokens.shape
-    start, length = prompts.start, prompts.length
-    j = np.arange(seq)
-    real = j[None, :] < length[:, None]  # [n, seq]: prompt i has a j-th token
-    at = np.where(real, start[:, None] + j[None, :], 0)  # where that token sits in the padded array
-    dev = clean.device
-    aligned = clean[torch.arange(n, device=dev)[:, None], torch.as_tensor(at, device=dev)]  # [n, seq(j), ...]
-    weight = torch.as_tensor(real, dtype=clean.dtype, device=dev).reshape(n, seq, *[1] * (clean.dim() - 2))
-    mean = (aligned * weight).sum(0) / weight.sum(0).clamp_min(1)  # [seq(j), ...]
-    ri, ji = np.nonzero(real[rows])
-    out = torch.zeros((len(range(n)[rows]),) + tuple(clean.shape[1:]), dtype=clean.dtype, device=dev)
-    out[torch.as_tensor(ri, device=dev), torch.as_tensor(start[rows][ri] + ji, device=dev)] = \
-        mean[torch.as_tensor(ji, device=dev)]
-    return out
 
 
 def resample_order(n: int, seed: int) -> np.ndarray:
@@ -104,21 +104,11 @@ def resample_order(n: int, seed: int) -> np.ndarray:
     return (np.arange(n) + rng.integers(1, n, size=n)) % n
 
 
-def _replace_z(layer, heads, method, at, ctx):
-    import torch
+def _replace(target: C.Target, method, at, over, ctx):
+    def edit(x):
+        return C.write(x, replacement(target.hook, method, ctx, x, over), target.units, at)
 
-    def hook(z, hook):
-        new = replacement(layer, method, ctx, z)
-        z = z.clone()
-        if at is None:
-            z[:, :, heads] = new[:, :, heads]
-        else:
-            rows = torch.arange(z.shape[0])[:, None]
-            for h in heads:
-                z[rows, at, h] = new[rows, at, h]
-        return z
-
-    return hook
+    return edit
 
 
 def _bos(heads, at):

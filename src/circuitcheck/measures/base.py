@@ -63,6 +63,10 @@ class Kind(fields.KindBase):
 
     unit = "unit"  # what `units` are, as reports name them
 
+    def is_weights_only(self, body) -> bool:
+        """Whether this measure reads the weights alone (a `python:` measure says so when registered)."""
+        return self.weights_only
+
     def units(self, body) -> list:
         """Labels of a weights-only measure's values, for `expect: {order: ...}`."""
         return []
