@@ -105,8 +105,6 @@ def test_values_equal_the_hand_forward_and_the_built_in_measure(hyp_mlp, tiny_ml
     np.testing.assert_allclose(with_args, hand["pattern0"][:, 1, 5, 4].numpy(), atol=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason="since main's streaming runs (session.streamable), measures that do not "
-                   "stream are no longer planned into the shared clean run: each python claim makes its own pass (3)")
 def test_declared_hooks_are_planned_with_the_other_claims(hyp_mlp, tiny_mlp_model):
     """The python measures' hooks join one planned clean run: one forward pass for both, each reading
     only its own hooks. (Streaming built-in measures run apart, chunk by chunk.)"""

@@ -276,8 +276,25 @@ class Session:
         from . import measures as M
 
         runs = self._runs(loaded, spec, prompts_key)
-        run = runs.run(under, M.needs(m, runs.model.cfg))
+        run = runs.run(under, M.needs(m, runs.model.cfg) | self._whole_run_needs(loaded, prompts_key, under, runs.model.cfg))
         return M.Run(run.logits, run.cache, runs.prompts, runs.model)
+
+    def _whole_run_needs(self, loaded, prompts_key, under, cfg) -> set[str]:
+        """The hooks of every planned measure that reads whole runs (not streamed) on this run: the
+        first of them asks for all, so they share one forward pass instead of one pass each."""
+        from . import measures as M
+
+        group = self.plan.groups.get(self.plan.key(loaded, prompts_key))
+        _, planned = group.measured().get(run_key(under), ((), {})) if group else ((), {})
+        need = set()
+        for x in planned.values():
+            if streamable(x) or M.kind_of(x).is_weights_only(x.body):
+                continue
+            try:
+                need |= M.needs(x, cfg)
+            except Exception:  # a python measure's `reads` that fails is its own claim's error, not this one's
+                continue
+        return need
 
     def values(self, loaded, claim, case) -> tuple[np.ndarray, np.ndarray | None]:
         """Per-prompt values of a case; for drop/rise/change, the paired difference and the clean values."""
