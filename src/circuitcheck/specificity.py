@@ -88,21 +88,7 @@ def explain(m: Mutant) -> str:
 def heads_named(node) -> list[str]:
     """Every head in a claim's values, in order of first appearance (not in `id`/`says`): a head
     string, or a head inside a text such as a weight expression (`W_E[3] @ OV[L2H0]`)."""
-    found: list[str] = []
-
-    def walk(x):
-        if isinstance(x, str):
-            found.extend(h for h in dict.fromkeys(m[0] for m in HEAD_IN.finditer(x)) if h not in found)
-        elif isinstance(x, dict):
-            for k, v in x.items():
-                if k not in ("id", "says"):
-                    walk(v)
-        elif isinstance(x, list):
-            for v in x:
-                walk(v)
-
-    walk(node)
-    return found
+    return _strings(node, lambda x: [m[0] for m in HEAD_IN.finditer(x)])
 
 
 def _replace(node, old: str, new: str):
@@ -147,7 +133,7 @@ def component_mutants(claim: dict, n_layers: int, d_mlp: int) -> list[Mutant]:
     it; each layer of an intervention's `hook:` (a short form's `layer:`, or a full hook name's
     `blocks.N.`) swapped for every other layer."""
     out = []
-    named = _strings(claim, NEURON)
+    named = _strings(claim, lambda x: [x] if NEURON.match(x) else [])
     for old in named:
         layer, i = map(int, NEURON.match(old).groups())
         step = max(1, d_mlp // (NEURON_SAMPLE + 1))
@@ -182,12 +168,13 @@ def _where(body: dict) -> str:
     return str(body["hook"])
 
 
-def _strings(node, pattern) -> list[str]:
+def _strings(node, pick) -> list[str]:
+    """What `pick(text)` finds in every string of a claim (not in `id`/`says`), each once, in order."""
     found: list[str] = []
 
     def walk(x):
-        if isinstance(x, str) and pattern.match(x) and x not in found:
-            found.append(x)
+        if isinstance(x, str):
+            found.extend(h for h in dict.fromkeys(pick(x)) if h not in found)
         elif isinstance(x, dict):
             for k, v in x.items():
                 if k not in ("id", "says"):
