@@ -3,8 +3,6 @@ imports this file before it collects the files beside it; `circuitcheck check` d
 See README, "Measures in Python"."""
 import re
 
-import torch
-
 import circuitcheck
 
 
@@ -18,6 +16,9 @@ def parse_head(head: str) -> tuple[int, int]:
 def head_writes_io_minus_s(run: circuitcheck.Run, head: str):
     """What one head writes at the last position along W_U[IO] - W_U[S] (the answer minus its
     counterfactual), before the final LayerNorm's scale: its direct effect on the logit difference."""
+    import torch  # here, not at the top: pytest imports this file for every run of hypotheses/, and a
+    # rerun served from the value cache must not pay for importing torch
+
     layer, h = parse_head(head)
     z = run[f"blocks.{layer}.attn.hook_z"][:, :, h]
     end = torch.as_tensor(run.position("end"))
