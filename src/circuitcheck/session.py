@@ -60,6 +60,7 @@ class Session:
         self.runs: dict[tuple, object] = {}
         self.measured: dict[tuple, np.ndarray] = {}  # a measure of a run, shared by the claims that read it
         self.streamed: dict[tuple, dict] = {}  # prompt set -> values computed for the plan, not yet asked for
+        self.whole_needs: dict[tuple, dict] = {}  # prompt set -> run key -> hooks of its whole-run measures
         self.results: dict[Path, dict[str, Result]] = {}
         self.files: dict[Path, H.LoadedFile] = {}
         # Each claim's own measuring time; work claims share (loading the model, the clean and
@@ -281,20 +282,15 @@ class Session:
 
     def _whole_run_needs(self, loaded, prompts_key, under, cfg) -> set[str]:
         """The hooks of every planned measure that reads whole runs (not streamed) on this run: the
-        first of them asks for all, so they share one forward pass instead of one pass each."""
-        from . import measures as M
-
-        group = self.plan.groups.get(self.plan.key(loaded, prompts_key))
-        _, planned = group.measured().get(run_key(under), ((), {})) if group else ((), {})
-        need = set()
-        for x in planned.values():
-            if streamable(x) or M.kind_of(x).is_weights_only(x.body):
-                continue
-            try:
-                need |= M.needs(x, cfg)
-            except Exception:  # a python measure's `reads` that fails is its own claim's error, not this one's
-                continue
-        return need
+        first of them asks for all, so they share one forward pass instead of one pass each.
+        Worked out once per prompt set, for all its runs; a case planned later still gets its own
+        hooks (`_view` adds them), it only misses the sharing."""
+        k = self.plan.key(loaded, prompts_key)
+        if k not in self.whole_needs:
+            group = self.plan.groups.get(k)
+            planned = group.measured() if group else {}
+            self.whole_needs[k] = {rk: _whole_run_hooks(ms.values(), cfg) for rk, (_, ms) in planned.items()}
+        return self.whole_needs[k].get(run_key(under), set())
 
     def values(self, loaded, claim, case) -> tuple[np.ndarray, np.ndarray | None]:
         """Per-prompt values of a case; for drop/rise/change, the paired difference and the clean values."""
@@ -500,6 +496,20 @@ class Session:
         if ps is not None and ps.mask is not None:
             out.update(attention_mask=f"{ps.extra['padding']} padding", pad_token=ps.extra["pad_token"])
         return out
+
+
+def _whole_run_hooks(measures, cfg) -> set[str]:
+    from . import measures as M
+
+    need = set()
+    for x in measures:
+        if streamable(x) or M.kind_of(x).is_weights_only(x.body):
+            continue
+        try:
+            need |= M.needs(x, cfg)
+        except Exception:  # a python measure's `reads` that fails is its own claim's error, not this one's
+            continue
+    return need
 
 
 def streamable(m) -> bool:
