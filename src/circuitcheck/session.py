@@ -321,18 +321,18 @@ class Session:
             value, clean = self.values(loaded, claim, case)
             ps = self._prompts(loaded, case.prompts, case.prompts_key)
             kept = np.arange(value.size)
-            kind = M.kind_of(case.measure)
+            measure_kind = M.kind_of(case.measure)
             vector_recorded = self.recording(claim) and expect.order is None and value.size > 1
-            if kind.is_weights_only(case.measure.body) and not vector_recorded:  # exact: no sampling
-                rows.append(Row(case.label, _exact(kind, case.measure, expect, value), region))
+            if measure_kind.is_weights_only(case.measure.body) and not vector_recorded:  # exact: no sampling
+                rows.append(Row(case.label, _exact(measure_kind, case.measure, expect, value), region))
                 continue
-            kind = self._value_kind(loaded, case)
+            value_kind = self._value_kind(loaded, case)
             mask = None
             if case.where is not None:
                 mask = where_filter(case.where, ps)
                 if expect.relative == "contrast":
                     self._dump(loaded, claim, case, kept, value, None, mask, ps)
-                    groups = [S.bound_for(v, seed, **kind) for v in (value[mask], value[~mask])]
+                    groups = [S.bound_for(v, seed, **value_kind) for v in (value[mask], value[~mask])]
                     rows.append(Row(case.label, S.Difference(*groups), region))
                     continue
                 kept, value = kept[mask], value[mask]
@@ -343,11 +343,11 @@ class Session:
                                 region))
                 continue
             if clean is not None:
-                bound = S.bound_for(value, seed, value_range=_spread(kind.get("value_range")),
-                                    paired_binary=kind.get("binary", False))
-                rows.append(Row(case.label, bound, region, S.bound_for(clean, seed, **kind)))
+                bound = S.bound_for(value, seed, value_range=_spread(value_kind.get("value_range")),
+                                    paired_binary=value_kind.get("binary", False))
+                rows.append(Row(case.label, bound, region, S.bound_for(clean, seed, **value_kind)))
             else:
-                rows.append(Row(case.label, S.bound_for(value, seed, **kind), region))
+                rows.append(Row(case.label, S.bound_for(value, seed, **value_kind), region))
         return rows
 
     def _dump(self, loaded, claim, case, kept, value, clean, group, ps):
