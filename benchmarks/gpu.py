@@ -37,7 +37,6 @@ def main():
         print("no GPU: skipped")
         return 0
     import circuitcheck
-    from circuitcheck import hypothesis_file as H
     from circuitcheck.session import Options, Session
 
     print(f"device: {torch.cuda.get_device_name(0)}, torch {torch.__version__}, {C.machine()}")
@@ -84,16 +83,10 @@ def main():
     # bare forward passes on the same stacked batches, per model and prompt set
     bare = []
     session = Session(Options(device="cuda", batch_size=args.batch_size))
-    seen = set()
     for f in files:
         session.add(f)
-    for key, group in session.plan.groups.items():
-        ps = H.prompt_set(group.loaded, key[2], group.prompts)
-        shape = (group.loaded.model_source, ps.n, ps.seq_len)
-        if shape in seen:  # prompt variants of one shape: one row
-            continue
-        seen.add(shape)
-        model = session.model(group.loaded)
+    for loaded, ps in prompt_shapes(session):
+        model = session.model(loaded)
         copies = max(1, args.batch_size // ps.n)  # as Runs.run_many stacks them
         tokens = torch.as_tensor(ps.tokens, device="cuda").repeat(copies, 1)
         with torch.inference_mode():
@@ -107,7 +100,7 @@ def main():
                 torch.cuda.synchronize()
                 times.append(time.perf_counter() - t)
         t = statistics.median(times)
-        bare.append([f"bare forward, {group.loaded.model_source.describe()}, {copies} x {ps.n} prompts x {ps.seq_len}",
+        bare.append([f"bare forward, {loaded.model_source.describe()}, {copies} x {ps.n} prompts x {ps.seq_len}",
                      f"{t * 1000:.2f} ms", 1, f"{tokens.numel():,}", f"{tokens.numel() / t:,.0f}"])
 
     print(f"files: {', '.join(Path(p).name for p in paths)}; claims: {n_claims}; batch_size {args.batch_size}; "
@@ -120,6 +113,22 @@ def main():
     print(f"\ncuda vs cpu: verdict differences {flips or 'none'}; errors on cuda {errors or 'none'}; "
           f"max |statistic difference| {max(diffs):.2e}")
     return 1 if flips or errors else 0
+
+
+def prompt_shapes(session) -> list[tuple]:
+    """(file, prompt set) of each model and prompt-set shape the session's plan runs: one bare pass
+    each (prompt variants of one shape: one row)."""
+    from circuitcheck import hypothesis_file as H
+
+    out, seen = [], set()
+    for key, group in session.plan.groups.items():
+        _, _, _, prompts_key = key  # Plan.key: (model source, dtype, device, prompts key)
+        ps = H.prompt_set(group.loaded, prompts_key, group.prompts)
+        shape = (group.loaded.model_source, ps.n, ps.seq_len)
+        if shape not in seen:
+            seen.add(shape)
+            out.append((group.loaded, ps))
+    return out
 
 
 if __name__ == "__main__":
