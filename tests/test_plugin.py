@@ -1,9 +1,12 @@
 """The pytest plugin end to end, through pytester: items, messages, options, tables, JUnit XML."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
+
+import pytest
 
 TRUE_AND_FALSE = """\
 - id: random-model-is-bad
@@ -192,3 +195,82 @@ def test_holm_family_per_file_or_per_run(pytester, hyp, tmp_path):
     per_run = pytester.runpytest(str(one), str(two), "-p", "no:cacheprovider", "--cc-family=run")
     per_run.assert_outcomes(passed=2, failed=2)
     assert "Holm over 4 claims of 2 files" in per_run.stdout.str()
+
+
+# ---------------------------------------------------------------- a measure that raises
+SHARING_ONE_RUN = """\
+- id: accuracy-low
+  says: "accuracy"
+  measure: accuracy
+  expect: {at_most: 0.5}
+- id: logit-diff
+  says: "the measure that raises"
+  measure: {logit_diff: {of: correct, vs: 3}}
+  expect: {at_most: 100}
+- id: logit-diff-again
+  says: "another claim reading the measure that raises"
+  measure: {logit_diff: {of: correct, vs: 3}}
+  expect: {at_least: -100}
+- id: attends
+  says: "attention"
+  measure: {attention: {head: L1H0, from: S2, to: S1+1}}
+  expect: {at_least: 0}
+"""
+
+
+def raising(error):
+    def compute(self, body, run):
+        raise error
+
+    return compute
+
+
+def outcomes(path, batch_size=1024):
+    from circuitcheck import check
+    from circuitcheck.session import Options
+
+    return {r.claim_id: (r.verdict, [(c.estimate.statistic, c.estimate.low, c.estimate.high) for c in r.cases],
+                         r.error) for r in check(path, Options(batch_size=batch_size))}
+
+
+@pytest.mark.parametrize("batch_size", [1024, 50])  # one pass; 120 prompts in chunks of 50
+def test_a_measure_that_raises_errors_its_own_claims_only(hyp, monkeypatch, batch_size):
+    from circuitcheck.measures.logit_diff import LogitDiffKind
+
+    path = hyp(SHARING_ONE_RUN)
+    clean = outcomes(path, batch_size)
+    monkeypatch.setattr(LogitDiffKind, "compute", raising(IndexError("index 7 is out of bounds for dimension 1")))
+    broken = outcomes(path, batch_size)
+    for cid in ("accuracy-low", "attends"):  # the same pass, their values and verdicts unchanged
+        assert broken[cid] == clean[cid] and clean[cid][0] == "pass", (cid, broken[cid])
+    for cid in ("logit-diff", "logit-diff-again"):
+        verdict, _, error = broken[cid]
+        assert verdict == "error" and "\n" not in error
+        assert error.startswith("measure logit_diff(of=correct, vs=3) failed: IndexError at test_plugin.py:")
+        assert "index 7 is out of bounds" in error and "report it with the hypothesis file attached" in error
+
+
+def test_a_measure_failing_on_the_file_s_input_says_what_to_change(hyp, monkeypatch):
+    from circuitcheck import prompts as P
+    from circuitcheck.measures.logit_diff import LogitDiffKind
+
+    monkeypatch.setattr(LogitDiffKind, "compute", raising(P.PromptError("S2 is past the end", "use a shorter offset")))
+    result = outcomes(hyp(SHARING_ONE_RUN))
+    assert result["logit-diff"][2] == ("measure logit_diff(of=correct, vs=3) cannot be computed on these prompts: "
+                                       "S2 is past the end (use a shorter offset)")
+    assert result["attends"][0] == "pass"
+
+
+def test_a_raising_measure_s_traceback_shows_on_request_only(pytester, hyp, monkeypatch):
+    from circuitcheck.measures.logit_diff import LogitDiffKind
+
+    monkeypatch.setattr(LogitDiffKind, "compute", raising(IndexError("index 7 is out of bounds")))
+    path = hyp(SHARING_ONE_RUN)
+    res = pytester.runpytest(str(path), "-p", "no:cacheprovider")
+    res.assert_outcomes(passed=2, failed=2)
+    assert "Traceback" not in res.stdout.str()
+    for flags in (["--tb=long"], ["-v"], ["-rf", "-vv"]):  # -vv: the short summary untrimmed
+        out = pytester.runpytest(str(path), "-p", "no:cacheprovider", *flags).stdout.str()
+        assert "Traceback (most recent call last)" in out and "raise error" in out, flags
+    assert re.search(r"^FAILED \S+::logit-diff - ERROR: measure logit_diff\(of=correct, vs=3\) failed: IndexError "
+                     r"at test_plugin.py:\d+: index 7 is out of bounds\. This is a circuitcheck bug", out, re.M), out

@@ -188,10 +188,19 @@ class ClaimItem(pytest.Item):
         if isinstance(excinfo.value, ClaimFailed):
             if excinfo.value.result is None:
                 return f"model not available and --cc-require-models is set: {excinfo.value.__cause__}"
-            return ClaimRepr(regression.describe(excinfo.value.result), headline(excinfo.value.result))
+            result = excinfo.value.result
+            text = regression.describe(result)
+            if result.traceback and self._full_trace():
+                text += "\n\n" + result.traceback.rstrip()
+            return ClaimRepr(text, headline(result))
         if isinstance(excinfo.value, BaselineError):
             return str(excinfo.value)
         return super().repr_failure(excinfo, style)
+
+    def _full_trace(self) -> bool:
+        """Whether a claim's error shows its traceback: when asked for, as pytest shows its own (-v, --tb=long)."""
+        cfg = self.config
+        return cfg.getoption("tbstyle", "auto") == "long" or cfg.getoption("fulltrace", False) or cfg.get_verbosity() > 0
 
     def reportinfo(self):
         return self.path, self.line - 1, f"claim {self.name}"

@@ -72,15 +72,22 @@ class Runs:
                     self._measure_into(parts, k, ms, slice(0, n), logits, cache)
                 del blocks, logits, cache
                 release_memory()
-        return {key: np.concatenate(v) for key, v in parts.items()}
+        return {key: _joined(v) for key, v in parts.items()}
 
     def _measure_into(self, parts, k, measures, rows, logits, cache) -> None:
+        """Append each measure's values on these rows to `parts`; a measure that raises leaves its
+        `MeasureFailed` there instead, for the claims reading it, and the pass goes on for the others."""
         from . import measures as M
 
         prompts = self.prompts if rows == slice(0, self.prompts.n) else self._prompts_of(rows)
         run = M.Run(logits, cache, prompts, self.model)
         for name, m in measures.items():
-            parts[(k, name)].append(np.asarray(M.compute(m, run), dtype=np.float64))
+            if isinstance(parts[(k, name)], M.MeasureFailed):  # failed on an earlier chunk
+                continue
+            try:
+                parts[(k, name)].append(np.asarray(M.compute(m, run), dtype=np.float64))
+            except M.MeasureFailed as exc:
+                parts[(k, name)] = exc
 
     def _prompts_of(self, rows: slice) -> P.PromptSet:
         if rows.start not in self._chunk_prompts:
@@ -200,6 +207,11 @@ def _malloc_trim():
         except (OSError, AttributeError):
             _TRIM.append(None)
     return _TRIM[0]
+
+
+def _joined(parts):
+    """A measure's values over every chunk, or the `MeasureFailed` it left in their place."""
+    return parts if isinstance(parts, Exception) else np.concatenate(parts)
 
 
 def _needs(measures: dict, cfg) -> set[str]:

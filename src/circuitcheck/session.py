@@ -239,6 +239,7 @@ class Session:
         values = [self.cache.get(k) if k else None for k in keys]
         missing = [i for i, v in enumerate(values) if v is None]
         if missing:
+            from . import measures as M
             from .runs import Runs
 
             with self._shared_work():
@@ -247,6 +248,8 @@ class Session:
                 got = Runs(model, ps, loaded.spec.seed, self.options.batch_size).stream({(): ((), todo)})
                 for i in missing:
                     values[i] = got[((), str(i))]
+                    if isinstance(values[i], M.MeasureFailed):
+                        raise values[i]
                     if keys[i]:
                         self.cache.put(keys[i], values[i])
         return values
@@ -261,16 +264,19 @@ class Session:
 
         kind = M.kind_of(m)
         if kind.is_weights_only(m.body):
-            return np.asarray(kind.compute(m.body, M.Run(None, {}, None, self.model(loaded))), dtype=np.float64)
+            return np.asarray(M.compute(m, M.Run(None, {}, None, self.model(loaded))), dtype=np.float64)
         if streamable(m):
-            value = self._streamed(loaded, case.prompts, case.prompts_key).pop((run_key(under), m.model_dump_json()), None)
+            streamed, k = self._streamed(loaded, case.prompts, case.prompts_key), (run_key(under), m.model_dump_json())
+            if isinstance(streamed.get(k), M.MeasureFailed):
+                raise streamed[k]  # left in place: every claim reading this measure gets the same error
+            value = streamed.pop(k, None)
             if value is not None:
                 return value
         pairs = case.variants if kind.variants(m.body) else ()  # the prompt variants this measure compares
         views = [self._view(loaded, spec, key, under, m) for spec, key in pairs]
         run = self._view(loaded, case.prompts, case.prompts_key, under, m) if not views else views[0]
         run.variants = views  # not planned (a specificity mutant), or comparing runs: whole runs
-        return kind.compute(m.body, run)
+        return M.compute(m, run)
 
     def _view(self, loaded, spec, prompts_key, under, m):
         """What a measure reads: the run over one prompt set under `under`, with its activations."""
@@ -416,6 +422,7 @@ class Session:
 
     def _judged(self, paths: list[Path]) -> dict[Path, dict[str, Result]]:
         """Judge the claims of `paths` as one family: Holm's step-down over their claims."""
+        from . import measures as M
         from . import stats as S
 
         entries, errors = [], {}
@@ -428,11 +435,13 @@ class Session:
                 except models.ModelUnavailable:
                     raise
                 except (models.ModelError, registry.CodeError) as exc:  # registered code: its own words
-                    errors[(path, lc.claim.id)] = str(exc)
+                    errors[(path, lc.claim.id)] = str(exc), ""
                 except ModelFileError as exc:  # weights swapped after collection
-                    errors[(path, lc.claim.id)] = f"{exc} ({exc.hint})"
+                    errors[(path, lc.claim.id)] = f"{exc} ({exc.hint})", ""
+                except M.MeasureFailed as exc:  # its own words, and where its measure raised
+                    errors[(path, lc.claim.id)] = str(exc), _trace(exc.error)
                 except Exception as exc:  # one claim that cannot be measured must not take the others down
-                    errors[(path, lc.claim.id)] = H.unexpected("measuring this claim", exc)
+                    errors[(path, lc.claim.id)] = H.unexpected("measuring this claim", exc), _trace(exc)
                 finally:
                     own = time.perf_counter() - start - (self.shared_seconds - shared)
                     self.seconds[(path, lc.claim.id)] = max(own, 0.0)
@@ -454,7 +463,8 @@ class Session:
             loaded = self.files[path]
             for lc in loaded.claims:
                 if (path, lc.claim.id) in errors:
-                    out[path][lc.claim.id] = self._result(loaded, lc, [], errors[(path, lc.claim.id)])
+                    error, trace = errors[(path, lc.claim.id)]
+                    out[path][lc.claim.id] = self._result(loaded, lc, [], error, trace=trace)
         return out
 
     def judge_at(self, loaded, lc, level: float, rows=None, family: str = "") -> Result:
@@ -477,7 +487,7 @@ class Session:
         if self.cache is not None:
             self.cache.flush()
 
-    def _result(self, loaded, lc, cases, error=None, family="") -> Result:
+    def _result(self, loaded, lc, cases, error=None, family="", trace="") -> Result:
         claim = lc.claim
         q = claim.for_.kind if claim.for_ else None
         verdict = ERROR if error else RECORDED if self.recording(claim) else combine(q, [c.verdict for c in cases])
@@ -486,7 +496,7 @@ class Session:
         return Result(
             claim.id, claim.says, expected, q, verdict, cases, str(loaded.path), lc.line, loaded.spec.seed,
             loaded.model_source.describe(), self._record(loaded, lc), describe_measure(claim.measure), error,
-            under=describe_under(claim.under), family=family,
+            under=describe_under(claim.under), family=family, traceback=trace,
         )
 
     def _record(self, loaded, lc) -> dict:
@@ -496,6 +506,13 @@ class Session:
         if ps is not None and ps.mask is not None:
             out.update(attention_mask=f"{ps.extra['padding']} padding", pad_token=ps.extra["pad_token"])
         return out
+
+
+def _trace(exc: BaseException) -> str:
+    """The traceback of an error, for pytest to show on request (-v, --tb=long)."""
+    import traceback
+
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
 def _whole_run_hooks(measures, cfg) -> set[str]:

@@ -63,6 +63,7 @@ class Result:
     error: str | None = None  # why the claim could not be measured
     under: str = ""  # the interventions, as a reader names them
     family: str = ""  # the multiple-testing family and the level this claim was judged at
+    traceback: str = ""  # where an error came from: pytest shows it on request (-v, --tb=long)
     level: float = 0.05  # that level: the claim's error rate after Holm
     # regression checks (fingerprint.py, override.py, baseline.py)
     fingerprint: dict = field(default_factory=dict)  # weights sha256, library versions, dtype, device

@@ -11,13 +11,13 @@ import pkgutil
 
 import numpy as np
 
-from .base import KINDS, Kind, Run, kind_of, register
+from .base import KINDS, Kind, MeasureFailed, Run, kind_of, register
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":
         importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["KINDS", "Kind", "Run", "kind_of", "register", "needs", "compute"]
+__all__ = ["KINDS", "Kind", "MeasureFailed", "Run", "kind_of", "register", "needs", "compute"]
 
 
 def needs(measure, cfg) -> set[str]:
@@ -26,5 +26,9 @@ def needs(measure, cfg) -> set[str]:
 
 
 def compute(measure, run: Run) -> np.ndarray:
-    """The per-prompt values of `measure` on a run (a weights-only measure: from `run.model`)."""
-    return kind_of(measure).compute(measure.body, run)
+    """The per-prompt values of `measure` on a run (a weights-only measure: from `run.model`);
+    `MeasureFailed` where it raises."""
+    try:
+        return kind_of(measure).compute(measure.body, run)
+    except Exception as exc:
+        raise MeasureFailed(measure, exc) from exc

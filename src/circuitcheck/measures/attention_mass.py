@@ -12,6 +12,7 @@ import numpy as np
 from pydantic import Field
 
 from .. import keysets as K
+from .. import prompts as P
 from ..fields import Head, Strict
 from ..names import parse_head, pattern_name
 from .base import Kind, register
@@ -39,7 +40,8 @@ class AttentionMassKind(Kind):
         if body.paired:
             queries, keys = K.ordered(run.prompts, body.from_), K.ordered(run.prompts, body.to)
             if queries.shape != keys.shape:
-                raise ValueError(f"`paired` needs as many queries as keys: {queries.shape[1]} and {keys.shape[1]}")
+                raise P.PromptError(f"`paired` needs as many queries as keys: {queries.shape[1]} and {keys.shape[1]}",
+                                    "give `from` and `to` as many positions each, the i-th query with the i-th key")
             return K.pairs(pattern, queries, keys)
         return K.mass(pattern, K.mask(run.prompts, body.from_), K.key_mask(run.prompts, body.to))
 

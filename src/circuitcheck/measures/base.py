@@ -17,13 +17,16 @@ and must stay torch-free.
 """
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import fields
 from .. import prompts as P
+from ..registry import CodeError
 
 KINDS: dict[str, "Kind"] = {}
 register = fields.registrar(KINDS)  # class decorator: `@register class AblateKind(Kind): name = "ablate"`
@@ -111,6 +114,30 @@ class Run:
 
 def kind_of(measure) -> Kind:
     return KINDS[measure.kind]
+
+
+class MeasureFailed(Exception):
+    """A measure raised while computing its values: the error of the claims that read this measure,
+    not of the run they share with other claims. `error` is what it raised, with its traceback."""
+
+    def __init__(self, measure, error: Exception):
+        self.measure, self.error = measure, error
+        super().__init__(failure_text(measure, error))
+
+
+def failure_text(measure, error: Exception) -> str:
+    """One line: the measure, what went wrong, and what to do about it."""
+    if isinstance(error, CodeError):  # registered code: its own words name the function and line
+        return str(error)
+    what = kind_of(measure).describe(measure.body)
+    text = str(error).splitlines()[0][:300] if str(error) else ""
+    if isinstance(error, P.PromptError):  # the claim asks for something these prompts cannot give
+        return (f"measure {what} cannot be computed on these prompts: {text} "
+                f"({error.hint or 'change the measure or its prompts'})")
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    return (f"measure {what} failed: {type(error).__name__}{where}: {text}. This is a circuitcheck bug: please "
+            "report it with the hypothesis file attached (pytest --tb=long shows the traceback)")
 
 
 def to_numpy(x) -> np.ndarray:

@@ -91,5 +91,6 @@ def _rows(prompts, rows) -> np.ndarray:
     start, end = (P.position(prompts, r.strip()) for r in rows.split(".."))
     width = int((end - start).max()) + 1
     if not np.all(end - start == width - 1):
-        raise ValueError(f"row range {rows!r} spans a different number of rows in different prompts")
+        raise P.PromptError(f"row range {rows!r} spans a different number of rows in different prompts",
+                            "use a range whose ends lie the same distance apart in every prompt, or list the rows")
     return start[:, None] + np.arange(width)[None, :]
