@@ -103,12 +103,22 @@ def test_check_flags_act_as_under_pytest(hyp, tmp_path, capsys):
     assert "does not single out L0H1" in capsys.readouterr().err
 
 
-def test_check_never_prints_a_traceback_for_a_report_it_cannot_write(hyp, tmp_path, capsys):
+def test_check_never_prints_a_traceback_for_a_report_it_cannot_write(hyp, tmp_path, capsys, monkeypatch):
+    from circuitcheck import report_json
+
     good = hyp(CLAIM, prompts="{generator: max_of_list, n: 60, seed: 1}")
-    assert main(["check", str(good), "--cc-json", str(tmp_path), "--cc-html", str(tmp_path)]) == 1
+    assert main(["check", str(good), "--cc-json", str(tmp_path)]) == 2  # before any run: a folder
     out, err = capsys.readouterr()
-    assert f"could not write the JSON report to {tmp_path}" in out
-    assert f"could not write the HTML report to {tmp_path}" in out and "Traceback" not in out + err
+    assert f"--cc-json {tmp_path}: is a folder; name a file in it" in err and out == ""
+
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report_json, "write", full)  # what only the write finds: at the end
+    assert main(["check", str(good), "--cc-json", str(tmp_path / "r.json")]) == 1
+    out, err = capsys.readouterr()
+    assert f"could not write the JSON report to {tmp_path / 'r.json'}: No space left on device" in out
+    assert "Traceback" not in out + err
 
 
 def test_check_skips_or_fails_an_unavailable_model(tmp_path, capsys, monkeypatch):

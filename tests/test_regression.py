@@ -385,3 +385,28 @@ def test_save_every_never_writes_into_the_package():
 
     with pytest.raises(ValueError, match="--out"):
         train("max-of-list", out=ZOO_MODELS / "max-of-list", steps=2000, save_every=500)
+
+
+@pytest.mark.parametrize("where", ["a folder", "below a file"])
+def test_a_report_path_that_cannot_be_written_stops_pytest_before_any_run(pytester, hyp, tmp_path, where):
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    target = tmp_path if where == "a folder" else tmp_path / "notes.txt" / "report.json"
+    for flag in ("--cc-json", "--cc-html"):
+        res = run(pytester, hyp(CLAIMS), f"{flag}={target}")
+        assert res.ret == pytest.ExitCode.USAGE_ERROR, (flag, res.ret)
+        err = res.stderr.str()
+        assert f"{flag} {target}:" in err and "Traceback" not in err, err
+        assert "circuitcheck claims" not in res.stdout.str()  # nothing ran
+
+
+def test_a_report_that_fails_to_write_at_the_end_fails_the_run(pytester, hyp, tmp_path, monkeypatch):
+    from circuitcheck import report_json
+
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report_json, "write", full)
+    res = run(pytester, hyp(CLAIMS), f"--cc-json={tmp_path / 'r.json'}")
+    res.assert_outcomes(passed=2)
+    assert res.ret == pytest.ExitCode.TESTS_FAILED
+    assert f"could not write the JSON report to {tmp_path / 'r.json'}: No space left on device" in res.stdout.str()

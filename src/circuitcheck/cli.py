@@ -181,7 +181,7 @@ def _check_regression(args) -> int:
     get = lambda name: getattr(args, name)  # noqa: E731
     try:
         run = regression.Run.from_options(get)
-    except OverrideError as exc:
+    except (OverrideError, regression.ReportPathError) as exc:
         print(exc, file=sys.stderr)
         return 2
     session = _session_for([], flags.options(get, CACHE_DIR))[0]

@@ -22,6 +22,7 @@ from .verdict import INCONCLUSIVE, PASS, RECORDED
 
 SESSION = pytest.StashKey[Session]()
 RUN = pytest.StashKey["regression.Run"]()
+FINISHED = pytest.StashKey[list]()  # what writing the reports said, for the terminal summary
 CLAIMS: list[dict] = []  # each claim's numbers, gathered from reports (they also arrive from xdist workers)
 RECORDS: list[dict] = []  # each claim's JSON record (report_json), gathered the same way
 KINDS = (*MEASURES, *INTERVENTIONS, "quantified", "sweep")
@@ -268,7 +269,19 @@ def pytest_terminal_summary(terminalreporter, config):
             for text in recorded:
                 terminalreporter.write_line(text)
         CLAIMS.clear()
-    if RUN in config.stash:
-        for line in config.stash[RUN].finish(RECORDS):
-            terminalreporter.write_line(line)
+    for line in config.stash.get(FINISHED, []):
+        terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session):
+    """Write the reports and baselines once every claim's record is in (under pytest-xdist, on the
+    controller; workers hold only their own). A report that cannot be written fails the run, as it
+    makes `circuitcheck check` exit 1; the terminal summary, printed after this, says why."""
+    config = session.config
+    if RUN not in config.stash or hasattr(config, "workerinput"):
+        return
+    run = config.stash[RUN]
+    config.stash[FINISHED] = run.finish(RECORDS)
     RECORDS.clear()
+    if run.write_failed and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

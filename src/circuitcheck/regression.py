@@ -7,6 +7,7 @@ controller, where the records arrive on the test reports).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,29 @@ def add_options(add) -> None:
         help="whether drift from the baseline alone fails a claim (default: warn)")
 
 
+class ReportPathError(ValueError):
+    """A report path that cannot be written, found before any claim runs."""
+
+
+def check_writable(flag: str, path: Path, example: str) -> None:
+    """Refuse, before any model runs, a report path that cannot be written: a folder, a place below
+    a file, a folder without write permission. What only the write finds (a full disk) still fails
+    the run at its end (`Run.write_failed`)."""
+    if path.is_dir():
+        raise ReportPathError(f"{flag} {path}: is a folder; name a file in it, e.g. {path / example}")
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise ReportPathError(f"{flag} {path}: the file is not writable")
+        return
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:  # the folders the write would create
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ReportPathError(f"{flag} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK):
+        raise ReportPathError(f"{flag} {path}: cannot create files in {parent} (no permission)")
+
+
 @dataclass
 class Run:
     overrides: list[override.Override] = field(default_factory=list)
@@ -44,6 +68,9 @@ class Run:
     def from_options(cls, get) -> "Run":
         overrides = [override.parse(t) for t in get("cc_model") or []]
         run = cls(overrides, get("cc_json"), get("cc_html"), bool(get("cc_update_baselines")), get("cc_drift"))
+        for flag, path, example in (("--cc-json", run.json_path, "report.json"), ("--cc-html", run.html_path, "report.html")):
+            if path:
+                check_writable(flag, Path(path), example)
         if run.update and any(o.series for o in overrides):
             raise override.OverrideError("--cc-update-baselines writes one baseline per file: "
                                          "give --cc-model one checkpoint, not a series")
