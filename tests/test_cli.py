@@ -130,3 +130,49 @@ def test_check_skips_or_fails_an_unavailable_model(tmp_path, capsys, monkeypatch
     assert "1 claims skipped: model not available" in capsys.readouterr().err
     assert main(["check", str(path), "--cc-require-models"]) == 1
     assert "1 claims failed (--cc-require-models): model not available" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- measure and specificity take the run flags
+@pytest.mark.parametrize("command", ["measure", "specificity"])
+def test_measure_and_specificity_take_the_plugin_s_run_flags(command, tmp_path, monkeypatch):
+    import argparse
+
+    from circuitcheck import flags
+
+    monkeypatch.chdir(tmp_path)
+    parser = argparse.ArgumentParser()
+    flags.add(parser.add_argument)
+    for flag in ("--cc-model", "--cc-device", "--cc-dtype", "--cc-batch-size", "--cc-cache", "--cc-allow-path",
+                 "--cc-require-models"):  # each parses (a file that is not there: a message, exit 1)
+        value = [] if parser._option_string_actions[flag].nargs == 0 else [_example(parser, flag)]
+        assert main([command, "nope.hyp.yaml", flag, *value]) == 1, flag
+
+
+@pytest.mark.parametrize("command", ["measure", "specificity"])
+def test_measure_and_specificity_run_on_the_model_cc_model_names(command, hyp, capsys, monkeypatch):
+    from circuitcheck.hypothesis_file import load
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path = hyp(PREV % (0, 0))
+    gone = f"{load(path).model_source.ref}=hf:circuitcheck-test/not-in-any-cache"
+    assert main([command, str(path), "--cc-model", gone]) == 0
+    assert "1 claims skipped: model not available" in capsys.readouterr().err
+    assert main([command, str(path), "--cc-model", gone, "--cc-require-models"]) == 1
+    assert "1 claims failed (--cc-require-models): model not available" in capsys.readouterr().err
+
+
+def test_measure_runs_on_the_other_weights_at_the_dtype_asked(hyp, tmp_path, capsys):
+    from circuitcheck.hypothesis_file import load
+
+    from conftest import TINY, save_model
+
+    other = save_model(tmp_path / "other", TINY, seed=7)
+    path = hyp(PREV % (0, 0))
+    assert main(["measure", str(path)]) == 0
+    mine = capsys.readouterr().out
+    assert main(["measure", str(path), "--cc-model", f"{load(path).model_source.ref}={other}",
+                 "--cc-dtype", "float64"]) == 0
+    theirs = capsys.readouterr().out
+    assert str(other) in theirs and "'dtype': 'float64'" in theirs and "'dtype': 'float32'" in mine
+    value = lambda text: [line for line in text.splitlines() if "CI [" in line]  # noqa: E731
+    assert value(mine) != value(theirs)

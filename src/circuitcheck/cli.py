@@ -15,8 +15,6 @@ import json
 import sys
 from pathlib import Path
 
-from .cache import MODES
-
 SCHEMA = Path(__file__).parent / "schema" / "hypothesis.schema.json"
 
 
@@ -47,16 +45,11 @@ def main(argv: list[str] | None = None) -> int:
                        "interval and every case (as `expect: record`)")
     for p in (c, sp, m):
         p.add_argument("files", nargs="+", help="hypothesis files, or folders: every *.hyp.yaml in them")
-    for p in (sp, m):
-        p.add_argument("--cc-cache", choices=MODES, default="on",
-                       help="per-prompt values kept in .pytest_cache/d/circuitcheck for reruns (as under pytest)")
-        p.add_argument("--cc-allow-path", action="append", default=[], metavar="DIR",
-                       help="also read files that hypothesis files name from DIR (repeatable, as under pytest)")
-        p.add_argument("--cc-dump-values", metavar="DIR", default=None,
-                       help="write each claim case's per-prompt values to DIR/<file>/<claim>[.<case>].json")
-    from .flags import add as add_flags
+    from . import flags
 
-    add_flags(c.add_argument)  # the plugin's flags, the same names and meanings
+    flags.add(c.add_argument)  # the plugin's flags, the same names and meanings
+    flags.add(m.add_argument, flags.MEASURE)
+    flags.add(sp.add_argument, flags.SPECIFICITY)
     d = sub.add_parser("diff", help="compare two --cc-json reports: verdict flips and drift (exit 1 on a flip)")
     d.add_argument("a", help="the reference report")
     d.add_argument("b", help="the new report")
@@ -86,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "check":
         return _check_regression(args)
     if args.cmd == "specificity":
-        return _specificity(args.files, args.cc_cache)
-    return _check(args.files, args.cc_cache, args.cc_dump_values, record=args.cmd == "measure")
+        return _specificity(args)
+    return _measure(args)
 
 
 def hypothesis_files(args) -> tuple[list[Path], list[str]]:
@@ -138,54 +131,81 @@ def _session_for(args, options):
     return session, loaded, failed
 
 
-def _check(files, cache: str = "off", dump_values: str | None = None, record: bool = False) -> int:
+def _measure(args) -> int:
+    """`measure`: every case of every claim with its value and interval, no verdict."""
     from . import report
 
-    from .models import ModelUnavailable
-
-    session, loaded, failed = _session_with(files, cache, dump_values=dump_values, record=record)
+    started = _start(args, record=True)
+    if started is None:
+        return 2
+    run, session, files, failed = started
     results = []
-    for f in loaded:
-        try:
-            results += [session.result(f.path, lc.claim.id) for lc in f.claims]
-        except ModelUnavailable as exc:  # as under pytest: skipped, with the reason
-            print(f"{f.path}: {len(f.claims)} claims skipped: model not available: {exc}", file=sys.stderr)
-    if record:  # every case with its value and interval, no verdict
-        print("\n\n".join(report.describe(r) for r in results))
-        return 1 if failed or any(r.error for r in results) else 0
-    print("\n".join(report.table([dict(report.properties(r)) for r in results])))
-    return 1 if failed or any(r.verdict not in ("pass", "recorded") for r in results) else 0
+    for f in files:
+        for _, claims in _run_file(args, run, session, f):
+            failed |= claims is None
+            results += claims or []
+    print("\n\n".join(report.describe(r) for r in results))
+    _unmatched(run)
+    return 1 if failed or any(r.error for r in results) else 0
 
 
-def _specificity(files, cache: str = "off") -> int:
+def _specificity(args) -> int:
     from . import specificity
 
-    session, loaded, failed = _session_with(files, cache)
-    reports = [r for f in loaded for r in specificity.check(session, f)]
+    started = _start(args)
+    if started is None:
+        return 2
+    run, session, files, failed = started
+    reports = []
+    for f in files:
+        for key, claims in _run_file(args, run, session, f):
+            failed |= claims is None
+            reports += specificity.check(session, session.files[key], key) if claims else []
     for r in reports:
         print("\n".join(r.lines()))
+    _unmatched(run)
     flagged = [r for r in reports if r.survivors]
     print(f"\n{len(flagged)} of {len(reports)} claims do not single out what they name" if flagged
           else f"\nevery passing claim of {len(reports)} fails when its heads are swapped or its direction flipped")
     return 1 if failed or flagged else 0
 
 
+def _start(args, **options):
+    """(regression run, session, files, whether a file failed to load) under the flags the command
+    takes (the plugin's defaults for the others); None where the flags cannot run (said on stderr)."""
+    import dataclasses
 
-def _check_regression(args) -> int:
-    """`check`: the plugin's flags, every claim's line, --cc-model overrides and `checkpoints:`,
-    baselines and the JSON/HTML reports; a message, never a traceback, for what cannot run."""
-    from . import flags, regression, report
-    from .baseline import BaselineError
+    from . import flags, regression
     from .override import OverrideError
 
-    get = lambda name: getattr(args, name)  # noqa: E731
+    given, default = vars(args), flags.defaults()
+    get = lambda name: given[name] if name in given else default[name]  # noqa: E731
     try:
         run = regression.Run.from_options(get)
     except (OverrideError, regression.ReportPathError) as exc:
         print(exc, file=sys.stderr)
+        return None
+    session = _session_for([], dataclasses.replace(flags.options(get, CACHE_DIR), **options))[0]
+    _, files, failed = _session_with(args.files, "off")  # read and checked here; run on `session`
+    return run, session, files, failed
+
+
+def _unmatched(run) -> None:
+    for line in run.unmatched():
+        print(line, file=sys.stderr)
+
+
+
+def _check_regression(args) -> int:
+    """`check`: the plugin's flags, every claim's line, --cc-model overrides and `checkpoints:`,
+    baselines and the JSON/HTML reports; a message, never a traceback, for what cannot run."""
+    from . import regression, report
+    from .baseline import BaselineError
+
+    started = _start(args)
+    if started is None:
         return 2
-    session = _session_for([], flags.options(get, CACHE_DIR))[0]
-    _, files, failed = _session_with(args.files, "off")  # read and checked here; run on `session` below
+    run, session, files, failed = started
     results, records = [], []
     for f in files:
         for key, claims in _run_file(args, run, session, f):

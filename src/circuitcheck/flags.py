@@ -1,7 +1,8 @@
 """The flags the pytest plugin and `circuitcheck check` share, declared once for both.
 
 `add(add_option)` takes pytest's `addoption` or argparse's `add_argument` (the same signature);
-`options(get)` builds the session's `Options` from either (`get("cc_device")`).
+`options(get)` builds the session's `Options` from either (`get("cc_device")`). `circuitcheck
+measure` and `specificity` take the flags that mean something to them (`MEASURE`, `SPECIFICITY`).
 """
 from __future__ import annotations
 
@@ -20,9 +21,20 @@ def positive_int(text: str) -> int:
     return value
 
 
-def add(add_option) -> None:
-    """Every run flag: how claims run and are judged, then the regression flags (regression.py)."""
+# How and on what claims run: what every command that runs claims takes.
+RUN = ("--cc-model", "--cc-device", "--cc-dtype", "--cc-batch-size", "--cc-cache", "--cc-allow-path",
+       "--cc-require-models")
+MEASURE = RUN + ("--cc-dump-values",)  # numbers, no verdicts: nothing judged, reported or compared
+SPECIFICITY = RUN + ("--cc-family",)  # mutants are judged at their claim's level, which the family sets
+
+
+def add(add_option, only: tuple[str, ...] | None = None) -> None:
+    """Every run flag: how claims run and are judged, then the regression flags (regression.py);
+    with `only`, those flags alone."""
     from .regression import add_options
+
+    if only is not None:
+        add_option = _only(add_option, only)
 
     add_option("--cc-inconclusive", choices=("fail", "skip"), default="fail",
                help="what an inconclusive claim does (default: fail)")
@@ -45,6 +57,35 @@ def add(add_option) -> None:
     add_option("--cc-dump-values", metavar="DIR", default=None,
                help="write each claim case's per-prompt values to DIR/<file>/<claim>[.<case>].json")
     add_options(add_option)
+    if only is not None:
+        add_option.check()
+
+
+def _only(add_option, names: tuple[str, ...]):
+    """`add_option` for the flags in `names` only; `check()` says which of them no flag is."""
+    seen = set()
+
+    def add(name, **kw):
+        seen.add(name)
+        if name in names:
+            add_option(name, **kw)
+
+    def check():
+        unknown = set(names) - seen
+        if unknown:
+            raise ValueError(f"no such flag: {', '.join(sorted(unknown))}")
+
+    add.check = check
+    return add
+
+
+def defaults() -> dict:
+    """Every flag's default by its option name (`cc_device`: "cpu"), for commands taking some only."""
+    import argparse
+
+    parser = argparse.ArgumentParser(add_help=False)
+    add(parser.add_argument)
+    return vars(parser.parse_args([]))
 
 
 def options(get, cache_dir: str | None):

@@ -106,12 +106,15 @@ class Run:
         return self.drift == "fail" and result.baseline is not None and result.baseline.drift
 
     # ------------------------------------------------------------ end of the run
+    def unmatched(self) -> list[str]:
+        """A line for each --cc-model that no file's model matched (where files were loaded)."""
+        if not self.loaded_here:
+            return []
+        return [f"--cc-model {o.ref}=...: no file's model is {o.ref}" for o in self.overrides if o.ref not in self.matched]
+
     def finish(self, records: list[dict]) -> list[str]:
         """Write the reports and baselines; the summary lines for the terminal."""
-        lines = []
-        if self.loaded_here:
-            lines += [f"--cc-model {o.ref}=...: no file's model is {o.ref}" for o in self.overrides
-                      if o.ref not in self.matched]
+        lines = self.unmatched()
         if any(r.get("checkpoint") for r in records):
             from .series import table
 

@@ -51,13 +51,14 @@ class ClaimSpecificity:
     claim_id: str
     verdict: str
     mutants: list[Mutant] = field(default_factory=list)
+    checkpoint: str = ""  # the checkpoint it ran on, in a series (--cc-model REF=a,b,c; `checkpoints:`)
 
     @property
     def survivors(self) -> list[Mutant]:
         return [m for m in self.mutants if m.survived]
 
     def lines(self) -> list[str]:
-        head = f"{Path(self.path).name}::{self.claim_id}"
+        head = f"{Path(self.path).name}::{self.claim_id}" + (f"[{self.checkpoint}]" if self.checkpoint else "")
         if self.verdict != PASS:
             return [f"{head}: not checked ({self.verdict}, only passing claims are)"]
         if not self.mutants:
@@ -231,10 +232,11 @@ def _mutant(claim: dict, expect: dict, quant, what: str) -> Mutant:
 
 
 # ---------------------------------------------------------------- judging them
-def check(session, loaded: H.LoadedFile) -> list[ClaimSpecificity]:
-    """Mutants of every claim of a file added to `session`, judged at each original claim's level."""
+def check(session, loaded: H.LoadedFile, key=None) -> list[ClaimSpecificity]:
+    """Mutants of every claim of a file added to `session`, judged at each original claim's level
+    (`key`: as in `check_claim`)."""
     tree = H.plain_tree(loaded.path)
-    return [check_claim(session, loaded, i, tree) for i in range(len(loaded.claims))]
+    return [check_claim(session, loaded, i, tree, key) for i in range(len(loaded.claims))]
 
 
 def check_claim(session, loaded: H.LoadedFile, index: int, tree: dict | None = None, key=None) -> ClaimSpecificity:
@@ -242,7 +244,7 @@ def check_claim(session, loaded: H.LoadedFile, index: int, tree: dict | None = N
     lc = loaded.claims[index]
     tree = tree or H.plain_tree(loaded.path)
     result = session.result(key or loaded.path, lc.claim.id)
-    rep = ClaimSpecificity(str(loaded.path), lc.claim.id, result.verdict)
+    rep = ClaimSpecificity(str(loaded.path), lc.claim.id, result.verdict, checkpoint=result.checkpoint)
     if result.verdict != PASS:
         return rep
     raw, bound = tree["claims"][index], result.roles
