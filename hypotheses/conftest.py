@@ -11,7 +11,9 @@ def parse_head(head: str) -> tuple[int, int]:
     return int(layer), int(h)
 
 
-@circuitcheck.register_measure("head-writes-io-minus-s",
+# cache=True: it reads only the run, its `head` and the model's weights, and calls nothing outside
+# this file but torch, so the value cache may keep its values under a hash of this file.
+@circuitcheck.register_measure("head-writes-io-minus-s", cache=True,
                                reads=lambda cfg, head: [f"blocks.{parse_head(head)[0]}.attn.hook_z"])
 def head_writes_io_minus_s(run: circuitcheck.Run, head: str):
     """What one head writes at the last position along W_U[IO] - W_U[S] (the answer minus its

@@ -274,3 +274,35 @@ def test_a_raising_measure_s_traceback_shows_on_request_only(pytester, hyp, monk
         assert "Traceback (most recent call last)" in out and "raise error" in out, flags
     assert re.search(r"^FAILED \S+::logit-diff - ERROR: measure logit_diff\(of=correct, vs=3\) failed: IndexError "
                      r"at test_plugin.py:\d+: index 7 is out of bounds\. This is a circuitcheck bug", out, re.M), out
+
+
+REPORT_HYPOTHESIS = """\
+import sys
+
+
+def pytest_unconfigure(config):
+    plugin = config.pluginmanager.get_plugin("hypothesispytest")
+    print(f"HYPOTHESIS imported={'hypothesis' in sys.modules} plugin={plugin is not None}")
+"""
+
+
+def test_an_unused_hypothesis_plugin_does_not_import_its_library_at_the_end(pytester, hyp):
+    """Hypothesis's pytest plugin imports the whole library in its terminal summary (0.8 s of a
+    cached rerun); when no test used the library, circuitcheck drops it first. Where a test does
+    use it, the plugin stays and reports as usual (the control)."""
+    import importlib.util
+
+    if importlib.util.find_spec("_hypothesis_pytestplugin") is None:
+        pytest.skip("the Hypothesis library is not installed: nothing to drop")
+    path = hyp(TRUE_AND_FALSE.split("- id: false-claim")[0], prompts="{generator: max_of_list, n: 120, seed: 1}")
+    pytester.makepyfile(report_hypothesis=REPORT_HYPOTHESIS)  # a plugin (-p): the claim file lies elsewhere
+    res = pytester.runpytest_subprocess(str(path), "-p", "report_hypothesis", "-p", "no:cacheprovider", "-s")
+    res.assert_outcomes(passed=1)
+    res.stdout.fnmatch_lines(["*HYPOTHESIS imported=False plugin=False*"])
+
+    pytester.makepyfile(test_uses_it="from hypothesis import given, strategies as st\n\n\n"
+                        "@given(st.integers())\ndef test_int(x):\n    assert isinstance(x, int)\n")
+    res = pytester.runpytest_subprocess(str(path), "test_uses_it.py", "-p", "report_hypothesis", "-p",
+                                        "no:cacheprovider", "-s")
+    res.assert_outcomes(passed=2)
+    res.stdout.fnmatch_lines(["*HYPOTHESIS imported=True plugin=True*"])

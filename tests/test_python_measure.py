@@ -241,6 +241,48 @@ def test_python_values_are_never_served_stale(hyp_mlp, tmp_path):
     assert session.cache.key(loaded.model_source, [], (), Measure.model_validate("accuracy")) is not None
 
 
+def _import_file(path: Path, name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_measure_registered_with_cache_is_read_back_until_its_file_changes(hyp_mlp, tmp_path):
+    """`cache=True`: a rerun reads the values back without calling the function; an edit of the
+    file the function is written in (here its constant) computes them anew."""
+    source = tmp_path / "cached_measure.py"
+    path = hyp_mlp(one("{python: t-cached}"), prompts=PROMPTS)
+    options = Options(cache="on", cache_dir=str(tmp_path / "cache"))
+
+    def run(k: float, version: int):
+        source.write_text("import numpy as np\nimport circuitcheck\nCALLS = []\n\n\n"
+                          "@circuitcheck.register_measure('t-cached', reads=[], cache=True)\n"
+                          f"def cached(run):\n    CALLS.append(1)\n    return np.full(run.n, {k})\n")
+        module = _import_file(source, f"cached_measure_{version}")
+        result, = circuitcheck.check(path, options)
+        return result.main.estimate.statistic, module.CALLS
+
+    assert run(1.0, 1) == (1.0, [1])  # computed and stored
+    assert run(1.0, 2) == (1.0, [])  # same source: read back, the function not called
+    assert run(2.0, 3) == (2.0, [1])  # the file changed: computed anew
+
+
+def test_a_cached_measure_without_a_source_file_is_never_cached(tmp_path):
+    """A function with no file to hash (a notebook cell, exec) cannot promise anything: no key."""
+    namespace = {"np": np}
+    exec(compile("def f(run):\n    return np.zeros(run.n)\n", "<cell>", "exec"), namespace)
+    circuitcheck.register_measure("t-cell", reads=[], cache=True)(namespace["f"])
+    from circuitcheck.cache import ValueCache
+    from circuitcheck.spec import Measure
+
+    assert registry.measure("t-cell").source_hash() is None
+    cache = ValueCache(tmp_path, "on")
+    assert cache._python_source(Measure.model_validate({"python": "t-cell"}).python) is None
+
+
 # ---------------------------------------------------------------- the README's worked example
 def readme_block(lang: str, first_line: str) -> str:
     text = (ROOT / "README.md").read_text()

@@ -9,7 +9,8 @@ The key of a value hashes:
 - the model's files, byte for byte (sha256 of the config and weights; a hash is remembered by
   path, size and mtime so that big weights are not reread every run). A factory model (Python) or
   a hub name (files outside the project) has no files to hash: its values are never cached; nor are
-  the values of a `python:` measure (registered code, which the cache cannot see);
+  the values of a `python:` measure (registered code, which the cache cannot see), unless it was
+  registered with `cache=True`: then the source of the file its function is written in is hashed;
 - the load options (device, dtype) and the batch size (they change the floating-point numbers);
 - every prompt set the value reads, byte for byte (tokens, positions, targets), the file's seed;
 - the interventions and the measure (their JSON);
@@ -44,15 +45,17 @@ class ValueCache:
         self._models: dict = {}  # model source -> fingerprint (None: not cacheable)
         self._prompt_sets: dict[int, tuple] = {}  # id(prompt set) -> (prompt set, hash)
         self._answers: dict[str, tuple[dict, int]] = {}  # key -> (answers, how many were read)
+        self._python: dict[str, str | None] = {}  # registered measure name -> its source hash
 
     def key(self, source, prompt_sets, under, measure, *settings) -> str | None:
         """The key of a measure's values on a run: None when the values depend on Python the cache
         cannot see (a factory model, a registered `python:` measure) or on files outside the project."""
-        # A `python:` measure runs registered code the cache cannot see (or hash reliably: it may call
-        # anything): its values are computed anew on every run, never read back stale.
-        if getattr(measure, "python", None) is not None:
-            return None
         texts = [iv.model_dump_json(by_alias=True) for iv in under] + [measure.model_dump_json()]
+        if getattr(measure, "python", None) is not None:
+            code = self._python_source(measure.python)
+            if code is None:
+                return None
+            texts.append(code)
         if source not in self._models:
             self._models[source] = model_fingerprint(source, self.directory)
         if self._models[source] is None:
@@ -113,10 +116,31 @@ class ValueCache:
     def _answers_path(self, key: str) -> Path:
         return self.directory / "answers" / key[:2] / f"{key}.json"
 
+    def _python_source(self, body) -> str | None:
+        name = body if isinstance(body, str) else body.name
+        if name not in self._python:  # a file read once per session, however many claims use it
+            self._python[name] = python_source(body)
+        return self._python[name]
+
     def _prompts_hash(self, ps) -> str:
         if id(ps) not in self._prompt_sets:  # the set is kept with its hash, so its id is never reused
             self._prompt_sets[id(ps)] = (ps, prompt_set_hash(ps))
         return self._prompt_sets[id(ps)][1]
+
+
+def python_source(body) -> str | None:
+    """The hash a `python:` measure's values are keyed by: the source of its file when it was
+    registered with `cache=True`, else None. A registered function may call anything (other
+    modules, files, state it keeps), which the cache cannot see: only its author can promise that
+    its file's source is all its values depend on, so values are never read back stale by default."""
+    from . import registry
+    from .measures.python import call
+
+    try:
+        reg = registry.measure(call(body).name)
+    except registry.NotRegistered:
+        return None
+    return reg.source_hash() if reg.cache else None
 
 
 def digest(*parts) -> str:

@@ -647,6 +647,8 @@ _VARIABLE = re.compile(r"\$(\w+)")
 
 
 def _unbound(x):
+    if isinstance(x, dict) and "$" not in repr(x):  # most cases: no variable left anywhere in it
+        return None
     if isinstance(x, str) and _VARIABLE.search(x):
         return _VARIABLE.search(x)[0]
     items = x.values() if isinstance(x, dict) else (x if isinstance(x, list) else [])

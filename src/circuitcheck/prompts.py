@@ -309,11 +309,13 @@ MAX_SLOT_VALUES = 100_000
 def _fill_slots(rng, n, slots, distinct, lookup):
     names = list(slots)
     values = {k: [_token(x, lookup) for x in _slot_values(slots[k])] for k in names}
+    kinds = {k: set(v) for k, v in values.items()}
     draws = {k: np.empty(n, dtype=object) for k in names}
     for i in range(n):
         used: set = set()
         for k in names:
-            pool = [v for v in values[k] if not (distinct and v in used)] or values[k]
+            clash = distinct and not used.isdisjoint(kinds[k])  # else the pool is every value: no copy
+            pool = ([v for v in values[k] if v not in used] or values[k]) if clash else values[k]
             v = pool[rng.integers(len(pool))]
             used.add(v)
             draws[k][i] = v

@@ -61,6 +61,7 @@ class Registered:
     # `args` giving them), so planning and batching still apply
     weights_only: bool = False  # a measure of the weights alone (no run)
     value_range: tuple[float, float] | None = None  # what its values can be, by construction (None: unbounded)
+    cache: bool = False  # its values depend on nothing but the run, its args and its file's source
     meta: dict = field(default_factory=dict)
 
     @property
@@ -69,6 +70,22 @@ class Registered:
         code = getattr(self.fn, "__code__", None)
         name = getattr(self.fn, "__qualname__", repr(self.fn))
         return f"{name} at {code.co_filename}:{code.co_firstlineno}" if code else name
+
+    def source_hash(self) -> str | None:
+        """sha256 over the source files of the function (and of its `reads` function), with their
+        names: what the value cache keys a `cache=True` measure by. None when a function has no
+        source file to read (defined in a notebook cell or by exec): such values are never cached."""
+        import hashlib
+
+        h = hashlib.sha256(f"{self.name}|{self.value_range}|{self.reads if not callable(self.reads) else ''}".encode())
+        for fn in (self.fn, self.reads) if callable(self.reads) else (self.fn,):
+            code = getattr(fn, "__code__", None)
+            try:
+                source = open(code.co_filename, "rb").read()
+            except (AttributeError, OSError):
+                return None
+            h.update(f"\0{fn.__qualname__}\0".encode() + source)
+        return h.hexdigest()
 
 
 class CodeError(Exception):
@@ -87,17 +104,21 @@ def register_model(name: str):
     return _register(MODELS, "model", name)
 
 
-def register_measure(name: str, reads=(), weights_only: bool = False, range=None):  # noqa: A002
+def register_measure(name: str, reads=(), weights_only: bool = False, range=None, cache: bool = False):  # noqa: A002
     """Decorator: `@register_measure("name", reads=[hook names])` makes `measure: {python: name}`
     call `fn(run, **args)` and judge the one float per prompt it returns (`weights_only`:
     `fn(model, **args)`, one number or a vector). `reads` may be a function `(cfg, **args) -> names`.
     `range=(lo, hi)` declares what the values can be (bounded measures get tighter bounds); the
-    values are checked against it. Without it a measure is treated as unbounded."""
+    values are checked against it. Without it a measure is treated as unbounded.
+    `cache=True` promises that the values depend on nothing but the run, the args and the source of
+    the file the function is written in (no other module's code, no data read from disk, no state
+    kept between calls): the value cache then keeps them under a hash of that file, so a rerun reads
+    them back, and an edit of the file computes them anew. Without it they are computed on every run."""
     if not callable(reads) and (isinstance(reads, str) or not all(isinstance(r, str) for r in reads)):
         raise TypeError(f"register_measure({name!r}, reads=...) takes a list of hook names, or a function "
                         f"(cfg, **args) -> hook names; got {reads!r}")
     return _register(MEASURES, "measure", name, reads=reads if callable(reads) else tuple(reads),
-                     weights_only=bool(weights_only), value_range=_range(name, range))
+                     weights_only=bool(weights_only), value_range=_range(name, range), cache=bool(cache))
 
 
 def _range(name: str, value) -> tuple[float, float] | None:
@@ -149,10 +170,19 @@ def _lookup(table: dict, kind: str, name: str) -> Registered:
     return table[name]
 
 
+_listed_for: list = []  # the sys.path the entry points were last listed for
+
+
 def load_entry_points() -> None:
-    """Import, once per process, the modules installed packages list under the `circuitcheck` group."""
+    """Import, once per process, the modules installed packages list under the `circuitcheck` group.
+    Listing them reads every installed package's metadata (20 ms a time here), so it is done again
+    only when sys.path changed, which is where new packages would come from."""
+    import sys
     from importlib.metadata import entry_points
 
+    if _listed_for == sys.path:
+        return
+    _listed_for[:] = sys.path
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in _entry_points:
             continue

@@ -71,6 +71,7 @@ def unk_id(path: str) -> int | None:
     return None if unk is None else load_tokenizer(path).token_to_id(unk)
 
 
+@functools.lru_cache(maxsize=8192)  # a JSONL file's rows repeat the same few words and texts
 def one_token(path: str, value: str, slot: str, leading: str = "", label: str | None = None) -> int:
     """The single token id of a slot value (with the whitespace before it), or a PromptError
     (`label` names the value in it: `slot S value` by default)."""
@@ -85,17 +86,19 @@ def one_token(path: str, value: str, slot: str, leading: str = "", label: str | 
     return enc.ids[0]
 
 
-def _literal(path: str, text: str) -> list[int]:
+@functools.lru_cache(maxsize=8192)
+def _literal(path: str, text: str) -> tuple[int, ...]:
     """Token ids of a template's fixed text; a word the model does not know is an error, not <unk>."""
     enc = load_tokenizer(path).encode(text, add_special_tokens=False)
     unknown = [text[a:b] for i, (a, b) in zip(enc.ids, enc.offsets) if i == unk_id(path)]
     if unknown:
         raise PromptError(f"words {unknown} of the text are not in the model's vocabulary (they tokenise as unknown)",
                           "use words the model's tokenizer knows", param=("template",))
-    return enc.ids
+    return tuple(enc.ids)
 
 
-def _pieces(template: str):
+@functools.lru_cache(maxsize=8192)
+def _pieces(template: str) -> tuple:
     """The template as ("text", literal) and ("slot", name, leading whitespace) pieces."""
     out, at = [], 0
     for m in _SLOT.finditer(template):
@@ -107,7 +110,7 @@ def _pieces(template: str):
         at = m.end()
     if template[at:]:
         out.append(("text", template[at:]))
-    return out
+    return tuple(out)
 
 
 def text(n: int, seed: int, template: str | list[str], slots: dict[str, list], answer: str,
