@@ -259,10 +259,6 @@ def pytest_runtest_logreport(report):
             RECORDS.append(report.cc_record)
 
 
-def pytest_sessionfinish(session):
-    _drop_idle_hypothesis_summary(session.config)
-
-
 HYPOTHESIS_PLUGIN = "hypothesispytest"  # the Hypothesis library's pytest plugin, by its entry point
 
 
@@ -303,6 +299,7 @@ def pytest_sessionfinish(session):
     controller; workers hold only their own). A report that cannot be written fails the run, as it
     makes `circuitcheck check` exit 1; the terminal summary, printed after this, says why."""
     config = session.config
+    _drop_idle_hypothesis_summary(config)
     if RUN not in config.stash or hasattr(config, "workerinput"):
         return
     run = config.stash[RUN]
