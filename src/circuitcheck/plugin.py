@@ -5,6 +5,7 @@ Collection reads YAML and numpy only; torch is imported when the first claim run
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import sys
 from dataclasses import dataclass
@@ -48,6 +49,14 @@ def pytest_configure(config):
         raise pytest.UsageError(str(exc)) from None
     CLAIMS.clear()
     RECORDS.clear()
+
+
+def pytest_collection_finish(session):
+    # What collection built (claim specs, prompt sets, the pydantic models) lives to the end of the
+    # run: frozen, the cycle collector skips it. Measured on a cached rerun of hypotheses/, pytest's
+    # two closing gc.collect() calls took 0.205 s and take 0.005 s. Only reference cycles among
+    # these objects that become garbage later would stay in memory; plain references are freed.
+    gc.freeze()
 
 
 def pytest_collect_file(file_path: Path, parent):
