@@ -93,3 +93,27 @@ def test_a_session_keeps_no_run_and_gives_the_numbers_of_whole_runs(hyp, monkeyp
     monkeypatch.setattr(S, "streamable", lambda m: False)  # every value from a whole run, as before streaming
     whole_session, whole = answers(path, 50)
     assert whole == streamed and any(runs.done for runs in whole_session.runs.values())
+
+
+DLA_CLAIMS = CLAIMS + """\
+- id: dla-share
+  says: "L1H0's share of the logit"
+  measure: {dla: {component: L1H0}}
+  expect: {at_least: -100}
+- id: dla-diff-ablated
+  says: "the embedding toward the answer against S1's token, L0H1 ablated"
+  under: {ablate: {heads: [L0H1], method: mean}}
+  measure: {dla: {component: embed, toward: {diff: [correct, "tok[S1]"]}, share: false, at: S2}}
+  expect: {at_least: -100}
+"""
+
+
+def test_dla_streams_unless_it_averages_over_the_run(hyp, monkeypatch):
+    centred = Measure.model_validate({"dla": {"component": "L1H0", "centre": "all"}})
+    assert S.streamable(Measure.model_validate({"dla": {"component": "L1H0"}})) and not S.streamable(centred)
+    path = hyp(DLA_CLAIMS)
+    session, streamed = answers(path, 50)  # 120 prompts in chunks of 50
+    assert all(not runs.done for runs in session.runs.values())  # dla too: no run kept
+    monkeypatch.setattr(S, "streamable", lambda m: False)
+    _, whole = answers(path, 50)
+    assert whole == streamed

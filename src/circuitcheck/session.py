@@ -531,11 +531,12 @@ def _whole_run_hooks(measures, cfg) -> set[str]:
 
 def streamable(m) -> bool:
     """Whether a measure's values on some prompts come from those prompts' rows of one run alone,
-    so that they can be computed chunk by chunk (not: weights-only kinds, kinds comparing runs)."""
+    so that they can be computed chunk by chunk (not: weights-only kinds, kinds comparing runs, a
+    measure averaging over the run such as a centred dla)."""
     from . import measures as M
 
     kind = M.kind_of(m)
-    return kind.streams and not kind.weights_only and not kind.variants(m.body)
+    return kind.streams_for(m.body) and not kind.weights_only and not kind.variants(m.body)
 
 
 def claim_p(claim, rows: list["Row"]) -> float:

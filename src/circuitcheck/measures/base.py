@@ -38,7 +38,8 @@ class Kind(fields.KindBase):
     vector: bool = False  # weights-only, one value per unit (`units`), judged with `order`
     bare: bool = False  # a file may write the body alone (`measure: accuracy`)
     # Each prompt's value reads only that prompt's rows of the run, so a run can be measured chunk by
-    # chunk as it goes and dropped (runs.Runs.stream); a kind mixing prompts sets this False.
+    # chunk as it goes and dropped (runs.Runs.stream); a kind mixing prompts sets this False, a kind
+    # where only some bodies mix them says which in `streams_for`.
     streams: bool = True
 
     def needs(self, body, cfg) -> set[str]:
@@ -49,6 +50,10 @@ class Kind(fields.KindBase):
 
     def variants(self, body) -> list[dict]:
         return []
+
+    def streams_for(self, body) -> bool:
+        """Whether this measure's value on a prompt reads that prompt's rows alone (see `streams`)."""
+        return self.streams
 
     @property
     def per_prompt(self) -> bool:

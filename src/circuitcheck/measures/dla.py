@@ -70,15 +70,17 @@ class DLA(Strict):
 class DLAKind(Kind):
     name = "dla"
     schema = DLA
-    # `centre` and a fitted direction average over every prompt of the run: measured chunk by chunk
-    # (more prompts than the batch size) each chunk would use its own mean. Whole runs, then.
-    streams = False
-
     def needs(self, body, cfg) -> set[str]:
         names = {"ln_final.hook_in"} if body.share or body.scale == "frozen" else set()
         if isinstance(body.toward, Fitted):  # the activation the direction is fitted from
             names.add(body.toward.fitted.hook)
         return names | A.component_needs(body.component, cfg)
+
+    def streams_for(self, body) -> bool:
+        """`centre` and a fitted direction average over every prompt of the run: measured chunk by
+        chunk (more prompts than the batch size) each chunk would use its own mean. Whole runs, then;
+        every other dla reads each prompt's own rows (the final LayerNorm's scale at its positions)."""
+        return body.centre is None and not isinstance(body.toward, Fitted)
 
     def compute(self, body, run) -> np.ndarray:
         toward = body.toward.model_dump() if isinstance(body.toward, Strict) else body.toward
