@@ -6,7 +6,6 @@ with one sentence before any model loads.
 from __future__ import annotations
 
 import json
-import pickletools
 import struct
 import zipfile
 from pathlib import Path
@@ -146,6 +145,8 @@ def refused(path: Path, why: str) -> ModelFileError:
 
 def _globals(data: bytes) -> list[str]:
     """The `module.name` of every global a pickle imports (GLOBAL, or STACK_GLOBAL of two strings)."""
+    import pickletools  # here: building its opcode tables costs 27 ms, and only a .pt file needs it
+
     names, strings, memo = [], [], {}
     for op, arg, _ in pickletools.genops(data):
         if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8", "SHORT_BINSTRING",
