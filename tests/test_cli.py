@@ -142,8 +142,8 @@ def test_measure_and_specificity_take_the_plugin_s_run_flags(command, tmp_path, 
     monkeypatch.chdir(tmp_path)
     parser = argparse.ArgumentParser()
     flags.add(parser.add_argument)
-    for flag in ("--cc-model", "--cc-device", "--cc-dtype", "--cc-batch-size", "--cc-cache", "--cc-allow-path",
-                 "--cc-require-models"):  # each parses (a file that is not there: a message, exit 1)
+    for flag in ("--cc-model", "--cc-device", "--cc-device-map", "--cc-dtype", "--cc-batch-size", "--cc-cache",
+                 "--cc-allow-path", "--cc-require-models"):  # each parses (a file that is not there: a message, exit 1)
         value = [] if parser._option_string_actions[flag].nargs == 0 else [_example(parser, flag)]
         assert main([command, "nope.hyp.yaml", flag, *value]) == 1, flag
 

@@ -82,14 +82,15 @@ def versions() -> dict:
 
 
 def fingerprint(source: models.ModelSource, load: dict, model=None) -> dict:
-    """The record of what ran: weights hash (from files, else from `model`'s state dict), versions, dtype, device."""
+    """The record of what ran: weights hash (from files, else from `model`'s state dict), versions, dtype,
+    and the device (or the device_map and max_memory accelerate placed the model with)."""
     files = [p for p in weight_files(source) if p.exists()]
     if files:
         sha, where = files_sha256(files), [p.name for p in files]  # names: a baseline holds no machine's paths
     else:
         sha, where = _loaded_sha256(model)
     return {"weights_sha256": sha, "weights_from": where, **versions(),
-            "dtype": load.get("dtype"), "device": load.get("device")}
+            "dtype": load.get("dtype"), **{k: load[k] for k in ("device", "device_map", "max_memory") if k in load}}
 
 
 def _loaded_sha256(model) -> tuple[str | None, list[str]]:

@@ -7,6 +7,7 @@ measure` and `specificity` take the flags that mean something to them (`MEASURE`
 from __future__ import annotations
 
 from .cache import MODES
+from .placement import STRATEGIES
 
 
 def positive_int(text: str) -> int:
@@ -22,7 +23,7 @@ def positive_int(text: str) -> int:
 
 
 # How and on what claims run: what every command that runs claims takes.
-RUN = ("--cc-model", "--cc-device", "--cc-dtype", "--cc-batch-size", "--cc-cache", "--cc-allow-path",
+RUN = ("--cc-model", "--cc-device", "--cc-device-map", "--cc-dtype", "--cc-batch-size", "--cc-cache", "--cc-allow-path",
        "--cc-require-models")
 MEASURE = RUN + ("--cc-dump-values",)  # numbers, no verdicts: nothing judged, reported or compared
 SPECIFICITY = RUN + ("--cc-family",)  # mutants are judged at their claim's level, which the family sets
@@ -41,6 +42,9 @@ def add(add_option, only: tuple[str, ...] | None = None) -> None:
     add_option("--cc-require-models", action="store_true",
                help="fail, instead of skip, claims whose model is not available (for CI)")
     add_option("--cc-device", default="cpu", help="torch device where a file names none (default: cpu)")
+    add_option("--cc-device-map", choices=STRATEGIES, default=None,
+               help="place Hugging Face models (hf:, zoo:ioi) over the devices with accelerate where a file names "
+                    "no device or device_map (docs/scaling.md); other models load on --cc-device")
     add_option("--cc-dtype", default="float32", help="model dtype where a file names none (default: float32)")
     add_option("--cc-allow-path", action="append", default=[], metavar="DIR",
                help="also read files that hypothesis files name from DIR (repeatable; default: only "
@@ -93,4 +97,4 @@ def options(get, cache_dir: str | None):
     from .session import Options
 
     return Options(get("cc_device"), get("cc_dtype"), get("cc_batch_size"), get("cc_cache"), cache_dir,
-                   get("cc_family"), dump_values=get("cc_dump_values"))
+                   get("cc_family"), dump_values=get("cc_dump_values"), device_map=get("cc_device_map"))

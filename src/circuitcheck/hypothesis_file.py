@@ -404,7 +404,45 @@ def _check_unique_ids(path, tree):
 
 # ---------------------------------------------------------------- model
 def _model(path, tree, spec) -> tuple[models.ModelSource, dict]:
-    m = spec.model
+    source, cfg = _source(path, tree, spec.model)
+    _check_placement(path, tree, spec.model, source)
+    return source, cfg
+
+
+def _check_placement(path, tree, m, source) -> None:
+    """`device_map:`/`max_memory:` (placement.py): for a model loaded the Hugging Face way, instead of
+    `device:`, naming devices this machine has."""
+    from . import placement
+
+    def error(field, message, hint, key=None):  # at the line of the entry at fault where there is one
+        line = locate(tree, ("model", field) + ((key,) if key is not None else ()))
+        return HypothesisError(path, line, f"model.{field}", message, hint)
+
+    if m.device_map is None:
+        if m.max_memory is not None:
+            raise error("max_memory", "`max_memory:` bounds what `device_map: auto` puts on each device, and this "
+                        "file names no `device_map:`", "add `device_map: auto`, or remove `max_memory:`")
+        return
+    if not models.loads_hf(source):
+        raise error("device_map", f"`device_map:` places the layers of a Hugging Face model over devices; "
+                    f"{source.describe()} is a {'registered' if source.kind == 'factory' else 'TransformerLens-native'}"
+                    " model, loaded whole on one device", "use `device: cuda:1` (or cpu) instead")
+    if m.device is not None:
+        raise error("device_map", "give `device:` (one device) or `device_map:` (several), not both",
+                    "remove `device:`: the map says where every layer goes")
+    max_memory = placement.memory(m.max_memory)
+    try:
+        placement.check(m.device_map, max_memory)
+    except placement.PlacementError as exc:
+        raise error(exc.field, str(exc), exc.hint, exc.key) from None
+    missing = placement.absent(m.device_map, max_memory)
+    if missing:
+        field, key, why = missing
+        raise error(field, why, "name the devices this machine has, or write `device_map: auto` "
+                    "to let accelerate choose among them", key)
+
+
+def _source(path, tree, m) -> tuple[models.ModelSource, dict]:
     where = locate(tree, ("model",))
     hub_zoo = m.zoo is not None and m.zoo in models.zoo_names() and models.is_hf_dir(models.ZOO_DIR / m.zoo)
     if m.attention is not None and (m.hf is not None or m.factory is not None or hub_zoo):

@@ -40,11 +40,24 @@ class LoadOptions:
     dtype: str = "float32"
     processing: tuple[str, ...] = ()  # the process_weights steps applied, e.g. ("fold_ln", "center_unembed")
     attention: str | None = None  # "causal" | "bidirectional": overrides a zoo or native config
+    # A Hugging Face model placed over devices by accelerate (placement.py): a strategy ("auto") or
+    # module -> device pairs, and max_memory as device -> size pairs (tuples: the options are a cache key).
+    device_map: str | tuple | None = None
+    max_memory: tuple | None = None
 
     def record(self) -> dict:
         """What was applied to the model, for every result."""
-        return {"device": self.device, "dtype": self.dtype, "weight_processing": ", ".join(self.processing) or "none",
+        return {**self.placement(), "dtype": self.dtype, "weight_processing": ", ".join(self.processing) or "none",
                 **({"attention": self.attention} if self.attention else {})}
+
+    def placement(self) -> dict:
+        """{"device": ...}, or {"device_map": ..., "max_memory": ...} for a model accelerate places."""
+        from .placement import thawed
+
+        if self.device_map is None:
+            return {"device": self.device}
+        return {"device_map": thawed(self.device_map),
+                **({"max_memory": {str(k): v for k, v in self.max_memory}} if self.max_memory else {})}
 
 
 @dataclass(frozen=True)
@@ -66,7 +79,7 @@ def load(source: ModelSource, options: LoadOptions = LoadOptions()):
     key = (source, options)
     if key not in _CACHE:
         try:
-            _CACHE[key] = _prepare(_LOADERS[source.kind](source, options.attention), options)
+            _CACHE[key] = _prepare(_LOADERS[source.kind](source, options), options)
         except ModelError as exc:  # remembered, so a broken factory runs once, not once per claim
             _CACHE[key] = exc
     if isinstance(_CACHE[key], ModelError):
@@ -84,9 +97,30 @@ def _prepare(model, options: LoadOptions):
     if options.processing:  # on the float32 weights, before any cast
         if not hasattr(model, "process_weights"):
             raise ModelError(f"weight processing needs a TransformerBridge, and this model is a {type(model).__name__}")
-        model.process_weights(**{step: step in options.processing for step in PROCESSING_STEPS})
+        _process(model, options)
+    if options.device_map is not None:  # placed and cast at load: .to(device) would pull every layer onto one
+        return model
     with contextlib.redirect_stdout(io.StringIO()):  # the bridge prints "Moving model to device"
         return model.to(device=options.device, dtype=getattr(torch, options.dtype))
+
+
+def _process(model, options: LoadOptions) -> None:
+    try:
+        model.process_weights(**{step: step in options.processing for step in PROCESSING_STEPS})
+    except (NotImplementedError, RuntimeError) as exc:
+        if options.device_map is None:
+            raise
+        # TransformerLens cannot process weights accelerate offloaded to cpu or disk (meta tensors)
+        raise ModelError(f"weight processing failed on the model placed with device_map "
+                         f"{options.placement()['device_map']!r}: {exc}") from None
+
+
+def input_device(model):
+    """The device the tokens go to: the embedding's (the first parameter's). Parameters accelerate
+    offloaded to cpu or disk sit on `meta` until their layer runs, on the CPU: TransformerLens
+    refuses offloading mixed with GPUs, so a model with offloaded weights runs on the CPU."""
+    device = next(model.parameters()).device
+    return device if device.type != "meta" else type(device)("cpu")
 
 
 def native(config: dict, state_dict: dict | None = None):
@@ -154,19 +188,26 @@ def _with_attention(config: dict, attention: str | None) -> dict:
     return config if attention is None else {**config, "attention_dir": attention}
 
 
-def _load_zoo(source: ModelSource, attention=None):
+def loads_hf(source: ModelSource) -> bool:
+    """Whether `source` loads through `boot_transformers` (an hf: model, or a zoo model in Hugging Face format)."""
+    return source.kind == "hf" or (source.kind == "zoo" and is_hf_dir(ZOO_DIR / source.ref))
+
+
+def _load_zoo(source: ModelSource, options: LoadOptions = LoadOptions()):
     d = ZOO_DIR / source.ref
     if is_hf_dir(d):  # a Hugging Face checkpoint keeps its own attention (refused at collection)
-        return _load_hf(ModelSource("hf", str(d)))
-    return native(_with_attention(read_config(d / "config.json"), attention), read_weights(d / "model.safetensors"))
+        return _load_hf(ModelSource("hf", str(d)), options)
+    config = _with_attention(read_config(d / "config.json"), options.attention)
+    return native(config, read_weights(d / "model.safetensors"))
 
 
-def _load_native(source: ModelSource, attention=None):
+def _load_native(source: ModelSource, options: LoadOptions = LoadOptions()):
     config = json.loads(source.config) if source.config else read_config(Path(source.ref))
-    return native(_with_attention(config, attention), read_weights(Path(source.weights)) if source.weights else None)
+    weights = read_weights(Path(source.weights)) if source.weights else None
+    return native(_with_attention(config, options.attention), weights)
 
 
-def _load_hf(source: ModelSource, attention=None):
+def _load_hf(source: ModelSource, options: LoadOptions = LoadOptions()):
     from transformer_lens.model_bridge import TransformerBridge
 
     from . import hub
@@ -175,16 +216,37 @@ def _load_hf(source: ModelSource, attention=None):
     if why:
         raise ModelUnavailable(why)
     try:
-        return TransformerBridge.boot_transformers(source.ref)
-    except (OSError, ValueError) as exc:
-        # Offline, a hub name with no local copy surfaces as an OSError from transformers.
-        raise ModelUnavailable(
-            f"Hugging Face model {source.ref!r} is not available offline ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:200]})"
-        ) from exc
+        return TransformerBridge.boot_transformers(source.ref, **_placed(options))
+    except (ValueError, RuntimeError) as exc:
+        if options.device_map is not None:  # accelerate or TransformerLens refused the placement
+            raise ModelError(f"accelerate could not place {source.describe()} with device_map "
+                             f"{options.placement()['device_map']!r}: {str(exc).splitlines()[0][:300]}") from None
+        if not isinstance(exc, ValueError):
+            raise
+        raise _unavailable(source, exc) from exc
+    except OSError as exc:  # offline, a hub name with no local copy surfaces as an OSError from transformers
+        raise _unavailable(source, exc) from exc
 
 
-def _load_factory(source: ModelSource, attention=None):
+def _unavailable(source: ModelSource, exc: Exception) -> ModelUnavailable:
+    return ModelUnavailable(f"Hugging Face model {source.ref!r} is not available offline ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0][:200]})")
+
+
+def _placed(options: LoadOptions) -> dict:
+    """`boot_transformers` keywords of a placed model: the map, and the dtype given at load (accelerate
+    places weights as they are read; a cast afterwards would touch every device again)."""
+    if options.device_map is None:
+        return {}
+    import torch
+
+    from .placement import thawed
+
+    return {"device_map": thawed(options.device_map), "max_memory": thawed(options.max_memory),
+            "dtype": getattr(torch, options.dtype)}
+
+
+def _load_factory(source: ModelSource, options: LoadOptions = LoadOptions()):
     from torch import nn
 
     from . import registry

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from .interventions import run_key
 from .models import ModelSource
+from .placement import frozen
 
 
 @dataclass
@@ -45,7 +46,7 @@ class Plan:
 
     def key(self, loaded, prompts_key: tuple) -> tuple:
         m = loaded.spec.model
-        return (loaded.model_source, m.dtype, m.device, prompts_key)
+        return (loaded.model_source, m.dtype, m.device, frozen(m.device_map), frozen(m.max_memory), prompts_key)
 
     def group(self, loaded, spec, prompts_key: tuple) -> Group:
         k = self.key(loaded, prompts_key)

@@ -277,7 +277,7 @@ def attention_example(session, key, claim_id: str) -> dict | None:
         kept["pattern"] = x[0, h].detach().float().cpu()
 
     with torch.inference_mode():
-        tokens = torch.as_tensor(ids[None], device=next(model.parameters()).device)
+        tokens = torch.as_tensor(ids[None], device=models.input_device(model))
         model.run_with_hooks(tokens, fwd_hooks=[(pattern_name(layer), keep)])
     tok = getattr(model, "tokenizer", None)
     labels = tok.convert_ids_to_tokens([int(i) for i in ids]) if tok is not None else [str(int(i)) for i in ids]

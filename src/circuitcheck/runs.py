@@ -19,6 +19,7 @@ import torch
 from . import interventions as I
 from . import prompts as P
 from .interventions import run_key as key
+from .models import input_device
 
 
 @dataclass
@@ -31,7 +32,7 @@ class Runs:
     def __init__(self, model, prompts: P.PromptSet, seed: int = 0, batch_size: int = 1024, source_prompts=None):
         self.model, self.prompts, self.seed, self.batch_size = model, prompts, seed, batch_size
         self.source_prompts = source_prompts  # PromptSpec -> PromptSet, for patching
-        self.device = next(model.parameters()).device
+        self.device = input_device(model)  # the embedding's; a layer's activations stay on its own device
         self.tokens = torch.as_tensor(prompts.tokens, device=self.device)
         self.mask = _mask(prompts, self.device)
         self.done: dict[tuple, Run] = {}

@@ -35,6 +35,7 @@ class Options:
     family: str = "file"  # Holm's family: the claims of each file, or of the whole run ("run")
     record: bool = False  # every claim as `expect: record`: numbers, no verdicts (`circuitcheck measure`)
     dump_values: str | None = None  # a directory for each case's per-prompt values (dump.py)
+    device_map: str | None = None  # accelerate's placement of Hugging Face models where a file names none
 
 
 @dataclass
@@ -153,7 +154,7 @@ class Session:
 
     # ------------------------------------------------------------ running
     def load_options(self, loaded: H.LoadedFile) -> models.LoadOptions:
-        return load_options(loaded.spec.model, self.options)
+        return load_options(loaded.spec.model, self.options, loaded.model_source)
 
     def model(self, loaded: H.LoadedFile):
         with self._shared_work():
@@ -595,13 +596,28 @@ def describe_under(under) -> str:
     return "; ".join(I.kind_of(iv).describe(iv.body) for iv in under)
 
 
-def load_options(m, options: Options) -> models.LoadOptions:
-    """How a file's model loads: its own dtype and device win over the run's defaults."""
-    return models.LoadOptions(_device(m.device or options.device), m.dtype or options.dtype, processing_flags(m),
-                              m.attention)
+def load_options(m, options: Options, source: models.ModelSource) -> models.LoadOptions:
+    """How a file's model loads: its own dtype and device (or device_map) win over the run's defaults."""
+    device_map, max_memory = _placement(m, options, source)
+    device = None if device_map is not None else _device(m.device or options.device)
+    return models.LoadOptions(device, m.dtype or options.dtype, processing_flags(m), m.attention, device_map,
+                              max_memory)
 
 
-def load_model(ref, device: str | None = None, dtype: str | None = None):
+def _placement(m, options: Options, source: models.ModelSource) -> tuple:
+    """(device_map, max_memory) of a model loaded the Hugging Face way: the file's, else --cc-device-map
+    where the file names no device. Other models load whole on one device (a file's map is refused
+    at collection; `--cc-model` may put a native model in its place, which loads on `device`)."""
+    from .placement import frozen, memory
+
+    if not models.loads_hf(source):
+        return None, None
+    if m.device_map is not None:
+        return frozen(m.device_map), frozen(memory(m.max_memory))
+    return (options.device_map if m.device is None else None), None
+
+
+def load_model(ref, device: str | None = None, dtype: str | None = None, device_map: str | None = None):
     """The model a hypothesis file names, loaded as its claims load it (weight processing,
     attention, dtype, device), for notebooks:
 
@@ -610,14 +626,14 @@ def load_model(ref, device: str | None = None, dtype: str | None = None):
         model = circuitcheck.load_model({"zoo": "max-of-list", "weight_processing": "default"})
 
     `ref` is a path to a `*.hyp.yaml` file, or a `model:` value as a file writes it (native paths
-    relative to the working directory). `device`/`dtype` apply where the file names none.
+    relative to the working directory). `device`/`dtype`/`device_map` apply where the file names none.
     """
-    options = Options(device or "cpu", dtype or "float32")
+    options = Options(device or "cpu", dtype or "float32", device_map=device_map)
     if isinstance(ref, (str, Path)) and str(ref).endswith(".yaml"):
         loaded = H.load(ref)
-        return models.load(loaded.model_source, load_options(loaded.spec.model, options))
+        return models.load(loaded.model_source, load_options(loaded.spec.model, options, loaded.model_source))
     source, spec = H.model_source(ref)
-    return models.load(source, load_options(spec, options))
+    return models.load(source, load_options(spec, options, source))
 
 
 def _device(device: str) -> str:

@@ -32,6 +32,12 @@ class ModelSpec(Strict):
     dtype: Literal["float32", "float64", "bfloat16", "float16"] | None = Field(
         None, description="this file's dtype; wins over --cc-dtype (default float32)")
     device: str | None = Field(None, description="this file's device (cpu, cuda, cuda:1); wins over --cc-device")
+    device_map: Union[str, dict[str, Union[int, str]]] | None = Field(
+        None, description="a Hugging Face model (hf:, zoo:ioi) placed over several devices by accelerate: auto, "
+        "balanced, balanced_low_0, sequential, or module name -> device (0, cuda:1, cpu, disk); instead of `device:`")
+    max_memory: dict[str, Union[int, str]] | None = Field(
+        None, description="with `device_map: auto` (balanced, sequential): the most each device may hold, "
+        "e.g. {0: 70GiB, 1: 70GiB, cpu: 200GiB}")
     weight_processing: Union[Literal["none", "default"], "Processing"] = Field(
         "none", description="TransformerLens weight processing: none, default (all four), or the flags to apply")
     attention: Literal["causal", "bidirectional"] | None = Field(

@@ -279,6 +279,7 @@ def write(x, new, units, at):
     import torch
 
     x = x.clone()
+    new = new.to(x.device)  # kept clean or source activations: from this hook, so on its device already
     new = new.expand_as(x) if new.shape[0] != x.shape[0] else new  # a mean: one row for every prompt
     if at is None:
         if units is None:

@@ -93,14 +93,14 @@ def _patch(src, units, at, mean: bool, ctx: Context):
             return C.write(x, src, units, at)
         if at is None:
             return C.write(x, C.place(src, ctx.prompts, ctx.rows), units, None)
-        x = x.clone()
+        x, mean_at = x.clone(), src.to(x.device, x.dtype)
         rows = torch.arange(x.shape[0])
         for j in range(at.shape[1]):  # each named position takes the source's mean at that position
             if units is None:
-                x[rows, at[:, j]] = src[0, j].to(x.dtype)
+                x[rows, at[:, j]] = mean_at[0, j]
             else:
                 for u in units:
-                    x[rows, at[:, j], u] = src[0, j, u].to(x.dtype)
+                    x[rows, at[:, j], u] = mean_at[0, j, u]
         return x
 
     return edit

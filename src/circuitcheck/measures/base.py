@@ -98,6 +98,12 @@ class Run:
     model: Any
     variants: list = field(default_factory=list)
 
+    def __post_init__(self):
+        # Under a `device_map:` each layer's activations stay on its layer's device; a measure adding
+        # up several layers (dla) needs them on one, the logits' device (no copy when already there).
+        if self.logits is not None:
+            self.cache = {name: x.to(self.logits.device) for name, x in self.cache.items()}
+
     @property
     def n(self) -> int:
         return self.prompts.n
@@ -139,6 +145,9 @@ def failure_text(measure, error: Exception) -> str:
     if isinstance(error, P.PromptError):  # the claim asks for something these prompts cannot give
         return (f"measure {what} cannot be computed on these prompts: {text} "
                 f"({error.hint or 'change the measure or its prompts'})")
+    if isinstance(error, NotImplementedError) and "meta" in text:  # torch's and TransformerLens's words for it
+        return (f"measure {what} reads weights that `device_map:` offloaded to disk (accelerate loads them only "
+                f"while their layer runs): {text} (place the model on devices that hold all of it)")
     frames = traceback.extract_tb(error.__traceback__)
     where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
     return (f"measure {what} failed: {type(error).__name__}{where}: {text}. This is a circuitcheck bug: please "
