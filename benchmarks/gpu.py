@@ -122,7 +122,7 @@ def prompt_shapes(session) -> list[tuple]:
 
     out, seen = [], set()
     for key, group in session.plan.groups.items():
-        prompts_key = key[-1]  # Plan.key: (model source, dtype, device, device_map, max_memory, prompts key)
+        prompts_key = key[-1]  # Plan.key: (model source, the file's `model:` as JSON, prompts key)
         ps = H.prompt_set(group.loaded, prompts_key, group.prompts)
         shape = (group.loaded.model_source, ps.n, ps.seq_len)
         if shape not in seen:

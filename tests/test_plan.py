@@ -48,6 +48,36 @@ def test_claims_of_many_files_share_the_clean_run_and_each_intervention(hyp):
     assert passes([a, b], batch_size=n // 2)[0] == 2 * (1 + 5)
 
 
+ATTENDS = """\
+model: %s
+prompts: {generator: max_of_list, n: 50, seed: 3}
+claims:
+  - id: attends
+    says: "position 1 attends to position 0"
+    measure: {attention: {head: L0H0, from: 1, to: 0}}
+    expect: {at_least: 0}
+"""
+
+
+def test_files_loading_one_model_differently_do_not_share_its_runs(tmp_path):
+    """zoo:max-of-list causal, and with `attention: bidirectional`, over one prompt set: in one
+    session each file gets the values it gets alone (both once got the first file's)."""
+    files = []
+    for name, model in (("causal", "zoo:max-of-list"), ("both-ways", "{zoo: max-of-list, attention: bidirectional}")):
+        files.append(tmp_path / f"{name}.hyp.yaml")
+        files[-1].write_text(ATTENDS % model)
+
+    def values(paths):
+        s = Session(Options())
+        for p in paths:
+            s.add(load(p))
+        return [s.result(load(p).path, "attends").cases[0].estimate.statistic for p in paths]
+
+    alone = values(files[:1]) + values(files[1:])
+    assert alone[0] != alone[1]  # row 1 sees position 2 onwards only when attention goes both ways
+    assert values(files) == alone
+
+
 def test_the_numbers_do_not_depend_on_batching(hyp):
     a = hyp(ABLATE_L1H0.format(id="a") + EACH_HEAD, name="a.hyp.yaml")
     _, big = passes([a], batch_size=10_000)

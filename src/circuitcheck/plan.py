@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 
 from .interventions import run_key
 from .models import ModelSource
-from .placement import frozen
 
 
 @dataclass
@@ -45,8 +44,9 @@ class Plan:
                     self.group(loaded, spec, prompts_key).cases.append((case, relative))
 
     def key(self, loaded, prompts_key: tuple) -> tuple:
-        m = loaded.spec.model
-        return (loaded.model_source, m.dtype, m.device, frozen(m.device_map), frozen(m.max_memory), prompts_key)
+        # every field of the file's `model:` (dtype, device, placement, weight processing, attention):
+        # two files loading one model differently must not share its runs
+        return (loaded.model_source, loaded.spec.model.model_dump_json(), prompts_key)
 
     def group(self, loaded, spec, prompts_key: tuple) -> Group:
         k = self.key(loaded, prompts_key)
