@@ -119,7 +119,7 @@ class ValueCache:
     def _python_source(self, body) -> str | None:
         name = body if isinstance(body, str) else body.name
         if name not in self._python:  # a file read once per session, however many claims use it
-            self._python[name] = python_source(body)
+            self._python[name] = python_source(name)
         return self._python[name]
 
     def _prompts_hash(self, ps) -> str:
@@ -128,16 +128,15 @@ class ValueCache:
         return self._prompt_sets[id(ps)][1]
 
 
-def python_source(body) -> str | None:
+def python_source(name: str) -> str | None:
     """The hash a `python:` measure's values are keyed by: the source of its file when it was
     registered with `cache=True`, else None. A registered function may call anything (other
     modules, files, state it keeps), which the cache cannot see: only its author can promise that
     its file's source is all its values depend on, so values are never read back stale by default."""
     from . import registry
-    from .measures.python import call
 
     try:
-        reg = registry.measure(call(body).name)
+        reg = registry.measure(name)
     except registry.NotRegistered:
         return None
     return reg.source_hash() if reg.cache else None
