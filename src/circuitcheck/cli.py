@@ -131,19 +131,26 @@ def _session_for(args, options):
     return session, loaded, failed
 
 
+def _run_all(args, record: bool = False):
+    """Start the run and run every file it names: (run, session, [(key, claims, or None where the
+    file could not run)], whether any failed), or None when the run cannot start."""
+    started = _start(args, record=record)
+    if started is None:
+        return None
+    run, session, files, failed = started
+    ran = [(key, claims) for f in files for key, claims in _run_file(args, run, session, f)]
+    return run, session, ran, failed or any(claims is None for _, claims in ran)
+
+
 def _measure(args) -> int:
     """`measure`: every case of every claim with its value and interval, no verdict."""
     from . import report
 
-    started = _start(args, record=True)
+    started = _run_all(args, record=True)
     if started is None:
         return 2
-    run, session, files, failed = started
-    results = []
-    for f in files:
-        for _, claims in _run_file(args, run, session, f):
-            failed |= claims is None
-            results += claims or []
+    run, _, ran, failed = started
+    results = [r for _, claims in ran for r in claims or []]
     print("\n\n".join(report.describe(r) for r in results))
     _unmatched(run)
     return 1 if failed or any(r.error for r in results) else 0
@@ -152,15 +159,11 @@ def _measure(args) -> int:
 def _specificity(args) -> int:
     from . import specificity
 
-    started = _start(args)
+    started = _run_all(args)
     if started is None:
         return 2
-    run, session, files, failed = started
-    reports = []
-    for f in files:
-        for key, claims in _run_file(args, run, session, f):
-            failed |= claims is None
-            reports += specificity.check(session, session.files[key], key) if claims else []
+    run, session, ran, failed = started
+    reports = [r for key, claims in ran if claims for r in specificity.check(session, session.files[key], key)]
     for r in reports:
         print("\n".join(r.lines()))
     _unmatched(run)
