@@ -154,3 +154,24 @@ def count_tokens(model, counter: dict):
 
 def fmt_times(ts) -> str:
     return "[" + ", ".join(f"{t:.2f}" for t in ts) + "]"
+
+
+def full_passes():
+    """Within: every pass of circuitcheck runs from block 0, as before intervened passes started at
+    their first intervened block (for timing both ways in one process)."""
+    from unittest import mock
+
+    from circuitcheck import runs
+
+    return mock.patch.object(runs, "block_output", lambda model: None)
+
+
+def block_work(session) -> tuple[int, int]:
+    """(prompts x blocks computed, prompts x blocks skipped) by every pass of a session."""
+    return (sum(r.blocks_run for r in session.runs.values()), sum(r.blocks_skipped for r in session.runs.values()))
+
+
+def block_line(session) -> str:
+    run, skipped = block_work(session)
+    return (f"blocks computed (prompts x blocks) {run:,} of {run + skipped:,}: {skipped:,} skipped "
+            f"({100 * skipped / max(run + skipped, 1):.0f}%)")

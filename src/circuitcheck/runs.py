@@ -6,11 +6,16 @@ prompts go through in chunks of `batch_size`, and every pass runs under `torch.i
 `stream` is how a session runs its plan: each chunk of a run is measured as soon as it is computed
 and then dropped, so that only one float per prompt per value outlives it, and memory is bounded by
 the batch size, not by the number of runs. The clean activations interventions read (means,
-resamples) are the only activations kept over every prompt. `run` keeps a whole run, for what was
+resamples) are the only activations kept over every prompt. An intervened pass starts at the first
+block its hooks touch, from the clean residual entering that block (captured by the clean pass of
+the same chunk), where the model's architecture allows it (`block_output`). `run` keeps a whole run, for what was
 not planned (a specificity mutant) and for measures that compare runs (similarity).
 """
 from __future__ import annotations
 
+import re
+import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,42 +43,78 @@ class Runs:
         self.done: dict[tuple, Run] = {}
         self.sources: dict[tuple, torch.Tensor] = {}  # patch source activations
         self.forward_passes = 0
+        self.blocks_run = 0  # prompts x blocks computed, over every pass
+        self.blocks_skipped = 0  # prompts x blocks a pass started at a later block did not compute
+        self.late_start = block_output(model)  # how a pass hands on a skipped block's output; None: never
         self._chunk_prompts: dict[int, P.PromptSet] = {}  # first row -> the prompts of that chunk
 
     def stream(self, planned: dict) -> dict[tuple, np.ndarray]:
         """Per-prompt values of every measure on every run of `planned` (run key -> (under, {name:
         measure})), as {(run key, name): values}. Each chunk of a run (or block of a stacked pass) is
-        measured as a `measures.Run` of its own rows, and dropped: only the values are kept."""
+        measured as a `measures.Run` of its own rows, and dropped: only the values are kept.
+
+        Chunk by chunk: the clean pass of a chunk, then every intervened pass of that chunk, each
+        started at the first block its hooks touch from the clean residual entering that block
+        (captured by the clean pass, dropped with the chunk). Where interventions read clean
+        activations over every prompt (means, resamples) and the prompts take several chunks, the
+        clean pass goes over every chunk first and intervened passes start at block 0."""
         cfg, n = self.model.cfg, self.prompts.n
         parts: dict[tuple, list] = {(k, name): [] for k, (_, ms) in planned.items() for name in ms}
-        clean_need = set().union(set(), *(I.clean_needs(u, cfg) for u, _ in planned.values()))
         _, clean_ms = planned.get((), ((), {}))
+        todo = [(k, under, _needs(ms, cfg), ms) for k, (under, ms) in planned.items() if k != ()]
+        for _, under, _, _ in todo:
+            self._sources(under)
+        clean_need = set().union(set(), *(I.clean_needs(under, cfg) for _, under, _, _ in todo))
+        has_clean = bool(clean_ms or clean_need)
+        late = self.late_start is not None and has_clean and (not clean_need or n <= self.batch_size)
+        starts = {k: self._first_block(under, need) if late else 0 for k, under, need, _ in todo}
+        resid = {s: resid_pre(s) for s in set(starts.values()) - {0}}
         clean: dict[str, list] = {name: [] for name in clean_need}  # kept whole: interventions read them
-        clean_passes = self._chunks((), _needs(clean_ms, cfg) | clean_need, {}) if clean_ms or clean_need else ()
-        for rows, logits, cache in clean_passes:
+        for rows in self._rows(n) if has_clean else ():
+            logits, cache = self._chunk(rows, (), _needs(clean_ms, cfg) | clean_need | set(resid.values()), {})
+            self._measure_into(parts, (), clean_ms, rows, logits, cache)
             for name in clean_need:
                 clean[name].append(cache[name])
-            self._measure_into(parts, (), clean_ms, rows, logits, cache)
-            del logits, cache  # before the next chunk is computed
-        clean = {name: torch.cat(v) for name, v in clean.items()}
-        todo = [(k, under, ms) for k, (under, ms) in planned.items() if k != ()]
-        for _, under, _ in todo:
-            self._sources(under)
-        per_pass = self.batch_size // n
-        if per_pass < 2:  # the prompt set alone fills a pass: chunk prompts
-            for k, under, ms in todo:
-                for rows, logits, cache in self._chunks(under, _needs(ms, cfg), clean):
-                    self._measure_into(parts, k, ms, rows, logits, cache)
-                    del logits, cache
-        else:  # several runs stacked in one pass, one block of n rows each
-            for start in range(0, len(todo), per_pass):
-                group = todo[start:start + per_pass]
-                blocks = self._stacked([(under, _needs(ms, cfg)) for _, under, ms in group], clean)
-                for (k, _, ms), (logits, cache) in zip(group, blocks):
-                    self._measure_into(parts, k, ms, slice(0, n), logits, cache)
-                del blocks, logits, cache
-                release_memory()
+            del logits  # before the intervened passes of this chunk are computed
+            if late:  # the chunk is every prompt, or no intervention reads the clean run
+                chunk_clean = {name: v[0] for name, v in clean.items()}
+                self._intervened(parts, todo, chunk_clean, rows, starts, {s: cache[h] for s, h in resid.items()})
+            del cache
+        if not late:
+            clean = {name: torch.cat(v) for name, v in clean.items()}
+            for rows in self._rows(n):
+                self._intervened(parts, todo, clean, rows, starts, {})
         return {key: _joined(v) for key, v in parts.items()}
+
+    def _intervened(self, parts, todo, clean, rows, starts, resid) -> None:
+        """Measure every intervened run of `todo` on the prompts `rows`: a pass of its own for each,
+        or, where the prompt set fits a pass twice, several runs stacked in one pass (`rows` is then
+        every prompt), runs that start at the same block together."""
+        per_pass = self.batch_size // self.prompts.n
+        if per_pass < 2:
+            for k, under, need, ms in todo:
+                s = starts[k]
+                logits, cache = self._chunk(rows, under, need, clean, start=s, resid=resid.get(s))
+                self._measure_into(parts, k, ms, rows, logits, cache)
+                del logits, cache
+                release_memory()
+            return
+        for s, group in _groups(todo, starts, per_pass):
+            blocks = self._stacked([(under, need) for _, under, need, _ in group], clean, s, resid.get(s))
+            for (k, _, _, ms), (logits, cache) in zip(group, blocks):
+                self._measure_into(parts, k, ms, rows, logits, cache)
+            del blocks, logits, cache
+            release_memory()
+
+    def _first_block(self, under, need: set[str]) -> int:
+        """The first block a run under `under` reading `need` must compute: the lowest block any of
+        its hooks (interventions' and captures') sits in."""
+        ctx = I.Context(self.model.cfg, self.prompts, {}, slice(0, self.prompts.n), self.seed, self.sources)
+        names = [name for name, _ in I.hooks(under, ctx)] + sorted(need)
+        return first_block(names, self.model.cfg.n_layers)
+
+    def _rows(self, n: int):
+        return [slice(start, min(start + self.batch_size, n)) for start in range(0, n, self.batch_size)]
 
     def _measure_into(self, parts, k, measures, rows, logits, cache) -> None:
         """Append each measure's values on these rows to `parts`; a measure that raises leaves its
@@ -128,9 +169,9 @@ class Runs:
             for (under, need), (logits, cache) in zip(group, self._stacked(group, clean)):
                 self.done[key(under)] = Run(logits, cache)
 
-    def _stacked(self, group, clean) -> list[tuple]:
+    def _stacked(self, group, clean, start: int = 0, resid=None) -> list[tuple]:
         """One pass over the prompt set repeated once per (under, need) of `group`, each copy under its
-        own interventions: (logits, cache) of each copy."""
+        own interventions, from block `start` on: (logits, cache) of each copy."""
         n = self.prompts.n
         ctx = I.Context(self.model.cfg, self.prompts, clean, slice(0, n), self.seed, self.sources)
         parts: dict[str, list] = {}  # hook name -> (block, fn) of every stacked intervention
@@ -142,9 +183,8 @@ class Runs:
         caches = {name: [] for name in names}
         hooks = [(name, _on_blocks(p)) for name, p in parts.items()] + [(name, _keep(caches[name])) for name in names]
         mask = None if self.mask is None else self.mask.repeat(len(group), 1)
-        with torch.inference_mode():
-            logits = self.model.run_with_hooks(self.tokens.repeat(len(group), 1), fwd_hooks=hooks, **_masked(mask))
-        self.forward_passes += 1
+        resid = None if resid is None else resid.repeat(len(group), 1, 1)
+        logits = self._run(self.tokens.repeat(len(group), 1), hooks, mask, start, resid)
         blocks = [slice(i * n, (i + 1) * n) for i in range(len(group))]
         return [(logits[b], {name: caches[name][0][b] for name in need}) for b, (_, need) in zip(blocks, group)]
 
@@ -171,19 +211,104 @@ class Runs:
     def _chunks(self, under, need, clean, tokens=None, mask=False):
         """(rows, logits, activations in `need`) of each chunk of `batch_size` prompts of one run."""
         tokens = self.tokens if tokens is None else tokens
-        mask = self.mask if mask is False else mask
-        for start in range(0, tokens.shape[0], self.batch_size):
-            rows = slice(start, min(start + self.batch_size, tokens.shape[0]))
-            ctx = I.Context(self.model.cfg, self.prompts, clean, rows, self.seed, self.sources)
-            caches = {name: [] for name in need}
-            hooks = I.hooks(under, ctx) + [(name, _keep(caches[name])) for name in need]
-            part = None if mask is None else mask[rows]
-            with torch.inference_mode():
-                logits = self.model.run_with_hooks(tokens[rows], fwd_hooks=hooks, **_masked(part))
-            self.forward_passes += 1
-            yield rows, logits, {name: v[0] for name, v in caches.items()}
-            del logits, caches  # the caller's chunk is the only one alive while the next is computed
+        for rows in self._rows(tokens.shape[0]):
+            logits, cache = self._chunk(rows, under, need, clean, tokens, mask)
+            yield rows, logits, cache
+            del logits, cache  # the caller's chunk is the only one alive while the next is computed
             release_memory()
+
+    def _chunk(self, rows, under, need, clean, tokens=None, mask=False, start: int = 0, resid=None):
+        """(logits, activations in `need`) of the prompts `rows` under `under`, from block `start` on."""
+        tokens = self.tokens if tokens is None else tokens
+        mask = self.mask if mask is False else mask
+        ctx = I.Context(self.model.cfg, self.prompts, clean, rows, self.seed, self.sources)
+        caches = {name: [] for name in need}
+        hooks = I.hooks(under, ctx) + [(name, _keep(caches[name])) for name in need]
+        logits = self._run(tokens[rows], hooks, None if mask is None else mask[rows], start, resid)
+        return logits, {name: v[0] for name, v in caches.items()}
+
+    def _run(self, tokens, hooks, mask, start: int = 0, resid=None):
+        """The logits of one pass with `hooks`; from block `start` on, fed `resid`, the clean residual
+        entering that block (its earlier blocks are not computed; none of `hooks` may sit in them)."""
+        n_layers = self.model.cfg.n_layers
+        with torch.inference_mode(), skipping(self.model, start, resid, self.late_start):
+            logits = self.model.run_with_hooks(tokens, fwd_hooks=hooks, **_masked(mask))
+        self.forward_passes += 1
+        self.blocks_run += tokens.shape[0] * (n_layers - start)
+        self.blocks_skipped += tokens.shape[0] * start
+        return logits
+
+
+# Blocks whose model hands nothing from one block to the next but the residual stream: the model's
+# forward makes the attention mask and positions (absolute, or rotary: native attention rotates q
+# and k by the position ids every block is given) from the tokens, before its blocks, and gives
+# them to every block. So a pass that runs the model's own forward on the same tokens and mask,
+# with blocks 0..L-1 handing on the clean residual entering block L instead of computing, computes
+# in blocks L.. exactly what a full pass does (tests/test_start_layer.py, on zoo models, padded
+# prompts and rotary positions). Other architectures may carry more between blocks (T5's position
+# bias, Gemma-3n's AltUp streams, layers sharing keys and values) and have not been checked here:
+# their passes start at block 0. TransformerLens 4.3's own `start_at_layer` does not save the
+# work: it still runs blocks 0..L-1 and discards their output (TransformerBridge.forward).
+RESIDUAL_ONLY_BLOCKS = {"NativeBlock", "GPT2Block"}
+BLOCK = re.compile(r"^blocks\.(\d+)\.")
+AFTER_BLOCKS = ("ln_final.", "unembed.", "hook_unembed")
+_BLOCK_OUTPUT: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def resid_pre(layer: int) -> str:
+    return f"blocks.{layer}.hook_resid_pre"
+
+
+def first_block(hooks, n_layers: int) -> int:
+    """The first block a pass must compute for every hook of `hooks` to see what a full pass shows
+    it: the lowest block any sits in. A hook before the blocks (embeddings, tokens) needs block 0;
+    one after them (ln_final, unembed) none, but a pass computes the last block at least."""
+    def block(name: str) -> int:
+        m = BLOCK.match(name)
+        if m:
+            return int(m[1])
+        return n_layers - 1 if name.startswith(AFTER_BLOCKS) else 0
+
+    return min([block(name) for name in hooks] + [n_layers - 1])
+
+
+def block_output(model):
+    """How `model`'s forward takes a block's output, "tuple" or "tensor", found by watching block 0
+    in a one-token pass (it differs between architectures and transformers versions); None where
+    passes must start at block 0: blocks not in RESIDUAL_ONLY_BLOCKS, or whose forward accelerate
+    wrapped to move or load a placed model's weights (skipping would replace that wrapper)."""
+    blocks = getattr(model, "blocks", None)
+    if not blocks or any(type(getattr(b, "original_component", None)).__name__ not in RESIDUAL_ONLY_BLOCKS
+                         or "forward" in vars(b) for b in blocks):  # a forward another library wrapped
+        return None  # (accelerate, for a model placed with device_map) is left as it is
+    if model not in _BLOCK_OUTPUT:
+        seen = []
+        handle = blocks[0].register_forward_hook(lambda module, args, out: seen.append(isinstance(out, tuple)))
+        try:
+            with torch.inference_mode():
+                model(torch.zeros((1, 1), dtype=torch.long, device=input_device(model)))
+        finally:
+            handle.remove()
+        _BLOCK_OUTPUT[model] = "tuple" if seen[0] else "tensor"
+    return _BLOCK_OUTPUT[model]
+
+
+@contextmanager
+def skipping(model, start: int, resid, output):
+    """Within: blocks 0..start-1 of `model` compute nothing and hand on `resid`, the residual
+    entering block `start`, in the form the model's forward takes (`output`). Their hooks do not fire."""
+    if start == 0:
+        yield
+        return
+    handed = (resid,) if output == "tuple" else resid
+    blocks = model.blocks[:start]
+    for b in blocks:  # on the bridge's block itself: its setattr would pass `forward` on to the wrapped block
+        object.__setattr__(b, "forward", lambda *args, **kwargs: handed)
+    try:
+        yield
+    finally:
+        for b in blocks:
+            object.__delattr__(b, "forward")
 
 
 def release_memory() -> None:
@@ -219,6 +344,15 @@ def _needs(measures: dict, cfg) -> set[str]:
     from . import measures as M
 
     return set().union(set(), *(M.needs(m, cfg) for m in measures.values()))
+
+
+def _groups(todo, starts: dict, per_pass: int) -> list[tuple[int, list]]:
+    """(start block, runs) of each stacked pass: runs that start at the same block together, at most
+    `per_pass` a pass, so that no run computes a block it could skip."""
+    by_start: dict[int, list] = {}
+    for run in todo:
+        by_start.setdefault(starts[run[0]], []).append(run)
+    return [(s, runs[i:i + per_pass]) for s, runs in sorted(by_start.items()) for i in range(0, len(runs), per_pass)]
 
 
 def _mask(prompts: P.PromptSet, device):
