@@ -14,6 +14,7 @@ are imported inside functions so that collecting hypothesis files never pays for
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -188,6 +189,7 @@ def _with_attention(config: dict, attention: str | None) -> dict:
     return config if attention is None else {**config, "attention_dir": attention}
 
 
+@functools.lru_cache(maxsize=64)  # asked for every claim's load options; the zoo's files do not change
 def loads_hf(source: ModelSource) -> bool:
     """Whether `source` loads through `boot_transformers` (an hf: model, or a zoo model in Hugging Face format)."""
     return source.kind == "hf" or (source.kind == "zoo" and is_hf_dir(ZOO_DIR / source.ref))
