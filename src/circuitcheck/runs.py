@@ -80,6 +80,7 @@ class Runs:
                 chunk_clean = {name: v[0] for name, v in clean.items()}
                 self._intervened(parts, todo, chunk_clean, rows, starts, {s: cache[h] for s, h in resid.items()})
             del cache
+            release_memory()
         if not late:
             clean = {name: torch.cat(v) for name, v in clean.items()}
             for rows in self._rows(n):
