@@ -261,6 +261,7 @@ def attention_example(session, key, claim_id: str) -> dict | None:
     import torch
 
     from . import hypothesis_file as H
+    from . import models
     from .names import parse_head, pattern_name
 
     loaded = session.files[key]
