@@ -33,6 +33,7 @@ first lookup:
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -81,7 +82,7 @@ class Registered:
         for fn in (self.fn, self.reads) if callable(self.reads) else (self.fn,):
             code = getattr(fn, "__code__", None)
             try:
-                source = open(code.co_filename, "rb").read()
+                source = Path(code.co_filename).read_bytes()
             except (AttributeError, OSError):
                 return None
             h.update(f"\0{fn.__qualname__}\0".encode() + source)
