@@ -43,6 +43,8 @@ def test_streamed_values_equal_whole_runs_exactly(tiny_model, batch_size):
     streaming = Runs(tiny_model, ps, 0, batch_size, source_prompts=build)
     streamed = streaming.stream(planned)
     assert not streaming.done  # nothing of a run outlives its chunk
+    for values in streamed.values():  # arrays of their own, not views into a chunk's arrays
+        assert values.base is None and values.flags.owndata and values.shape[0] == ps.n
     whole = Runs(tiny_model, ps, 0, batch_size, source_prompts=build)
     need = set().union(*(M.needs(m, tiny_model.cfg) for m in MEASURES))
     whole.run_many([(u, need) for u in UNDERS[1:]])  # stacked as the stream stacks them, where they fit

@@ -59,7 +59,13 @@ class Runs:
         activations over every prompt (means, resamples) and the prompts take several chunks, the
         clean pass goes over every chunk first and intervened passes start at block 0."""
         cfg, n = self.model.cfg, self.prompts.n
-        parts: dict[tuple, list] = {(k, name): [] for k, (_, ms) in planned.items() for name in ms}
+        # What outlives a chunk is allocated once, before or at the first chunk, and filled row by row:
+        # small arrays left behind by every chunk among its big temporary ones kept glibc's heap from
+        # shrinking (1,000 claims x 10,000 prompts peaked at 1.8-5.8 GB; benchmarks/README section 7).
+        parts: dict[tuple, object] = {(k, name): np.empty(n) for k, (_, ms) in planned.items() for name in ms}
+        chunks = self._rows(n)
+        for rows in chunks[1:]:
+            self._prompts_of(rows)
         _, clean_ms = planned.get((), ((), {}))
         todo = [(k, under, _needs(ms, cfg), ms) for k, (under, ms) in planned.items() if k != ()]
         for _, under, _, _ in todo:
@@ -69,23 +75,21 @@ class Runs:
         late = self.late_start is not None and has_clean and (not clean_need or n <= self.batch_size)
         starts = {k: self._first_block(under, need) if late else 0 for k, under, need, _ in todo}
         resid = {s: resid_pre(s) for s in set(starts.values()) - {0}}
-        clean: dict[str, list] = {name: [] for name in clean_need}  # kept whole: interventions read them
-        for rows in self._rows(n) if has_clean else ():
+        clean: dict[str, torch.Tensor] = {}  # kept whole: interventions read them
+        for rows in chunks if has_clean else ():
             logits, cache = self._chunk(rows, (), _needs(clean_ms, cfg) | clean_need | set(resid.values()), {})
             self._measure_into(parts, (), clean_ms, rows, logits, cache)
             for name in clean_need:
-                clean[name].append(cache[name])
+                _fill(clean, name, n, rows, cache[name])
             del logits  # before the intervened passes of this chunk are computed
             if late:  # the chunk is every prompt, or no intervention reads the clean run
-                chunk_clean = {name: v[0] for name, v in clean.items()}
-                self._intervened(parts, todo, chunk_clean, rows, starts, {s: cache[h] for s, h in resid.items()})
+                self._intervened(parts, todo, clean, rows, starts, {s: cache[h] for s, h in resid.items()})
             del cache
             release_memory()
         if not late:
-            clean = {name: torch.cat(v) for name, v in clean.items()}
-            for rows in self._rows(n):
+            for rows in chunks:
                 self._intervened(parts, todo, clean, rows, starts, {})
-        return {key: _joined(v) for key, v in parts.items()}
+        return parts
 
     def _intervened(self, parts, todo, clean, rows, starts, resid) -> None:
         """Measure every intervened run of `todo` on the prompts `rows`: a pass of its own for each,
@@ -118,7 +122,7 @@ class Runs:
         return [slice(start, min(start + self.batch_size, n)) for start in range(0, n, self.batch_size)]
 
     def _measure_into(self, parts, k, measures, rows, logits, cache) -> None:
-        """Append each measure's values on these rows to `parts`; a measure that raises leaves its
+        """Write each measure's values on these rows into `parts`; a measure that raises leaves its
         `MeasureFailed` there instead, for the claims reading it, and the pass goes on for the others."""
         from . import measures as M
 
@@ -128,7 +132,7 @@ class Runs:
             if isinstance(parts[(k, name)], M.MeasureFailed):  # failed on an earlier chunk
                 continue
             try:
-                parts[(k, name)].append(np.asarray(M.compute(m, run), dtype=np.float64))
+                _fill(parts, (k, name), self.prompts.n, rows, np.asarray(M.compute(m, run), dtype=np.float64))
             except M.MeasureFailed as exc:
                 parts[(k, name)] = exc
 
@@ -336,9 +340,13 @@ def _malloc_trim():
     return _TRIM[0]
 
 
-def _joined(parts):
-    """A measure's values over every chunk, or the `MeasureFailed` it left in their place."""
-    return parts if isinstance(parts, Exception) else np.concatenate(parts)
+def _fill(out: dict, key, n: int, rows: slice, part) -> None:
+    """Copy one chunk's `part` into `out[key]`, an array over all `n` prompts made at the first chunk
+    (numpy or torch, like `part`): a copy, so that nothing of the chunk stays alive with it."""
+    shape = (n, *part.shape[1:])
+    if out.get(key) is None or out[key].shape != shape:
+        out[key] = np.empty(shape, part.dtype) if isinstance(part, np.ndarray) else part.new_empty(shape)
+    out[key][rows] = part
 
 
 def _needs(measures: dict, cfg) -> set[str]:

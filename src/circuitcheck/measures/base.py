@@ -90,6 +90,7 @@ class Run:
     prompts   the prompt set: `tokens` [n, seq], `positions`, `target_pos`/`target_tok` [n, k], `extra`
     model     the model (a TransformerLens bridge)
     variants  for measures comparing prompt variants: one Run per variant
+    memo      what several measures of this run share (a layer's head scores), dropped with the run
     """
 
     logits: Any
@@ -97,6 +98,7 @@ class Run:
     prompts: P.PromptSet
     model: Any
     variants: list = field(default_factory=list)
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
         # Under a `device_map:` each layer's activations stay on its layer's device; a measure adding

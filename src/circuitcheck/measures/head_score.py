@@ -29,7 +29,7 @@ class HeadScoreKind(Kind):
         return {pattern_name(parse_head(body.head)[0])}
 
     def compute(self, body, run) -> np.ndarray:
-        return head_score(run.cache, run.prompts, body.head, body.pattern, body.exclude_bos)
+        return head_score(run.cache, run.prompts, body.head, body.pattern, body.exclude_bos, run.memo)
 
 
 def detection_pattern(tokens, kind: str):
@@ -52,32 +52,41 @@ def detection_pattern(tokens, kind: str):
     return (shifted & (k <= q) & (k >= 1)).to(torch.float64)
 
 
-def head_score(cache, prompts, head: str, kind: str, exclude_bos: bool = False) -> np.ndarray:
-    """Per sequence: the share of the head's attention on the detection pattern ("mul" measure)."""
+def head_score(cache, prompts, head: str, kind: str, exclude_bos: bool = False, memo: dict | None = None) -> np.ndarray:
+    """Per sequence: the share of the head's attention on the detection pattern ("mul" measure).
+    `memo` (a run's own, `Run.memo`) keeps each layer's scores for the other heads of that run."""
     layer, h = parse_head(head)
-    return _layer_scores(cache[pattern_name(layer)], prompts, kind, exclude_bos)[:, h]
+    pattern = cache[pattern_name(layer)]
+    memo = {} if memo is None else memo
+    key = ("head_score", pattern_name(layer), kind, exclude_bos)
+    if key not in memo or memo[key][0] is not pattern:
+        memo[key] = pattern, _layer_scores(pattern, prompts, kind, exclude_bos, memo)
+    return memo[key][1][:, h]
 
 
-_LAYER_SCORES: dict = {}  # (ids of pattern, prompts), kind, exclude_bos -> (pattern, prompts, [n, heads])
-
-
-def _layer_scores(pattern, prompts, kind: str, exclude_bos: bool) -> np.ndarray:
+def _layer_scores(pattern, prompts, kind: str, exclude_bos: bool, memo: dict) -> np.ndarray:
     """Every head of a layer at once: a scan of all heads builds the detection pattern and converts
-    the layer's attention once per layer, not once per head. The last few layers are remembered
-    (with the tensors themselves, so that the ids in the key stay theirs)."""
+    the layer's attention once per layer, not once per head. In float64, a block of prompts at a
+    time: big temporaries in a chunked run fragment the heap (benchmarks/README section 7); each
+    prompt's score is bit for bit the same as over the whole chunk at once."""
     import torch
 
-    key = (id(pattern), id(prompts), kind, exclude_bos)
-    if key not in _LAYER_SCORES:
-        while len(_LAYER_SCORES) >= 8:
-            _LAYER_SCORES.pop(next(iter(_LAYER_SCORES)))
-        p = pattern.to(torch.float64)  # [n, heads, q, k]
-        det = detection_pattern(torch.as_tensor(prompts.tokens), kind).to(p.device)[:, None]
-        if prompts.mask is not None:  # padded prompts: only real queries and real keys count
-            real = torch.as_tensor(prompts.mask, device=p.device).to(p.dtype)
-            p = p * real[:, None, :, None] * real[:, None, None, :]
+    if ("detection", kind) not in memo:
+        memo[("detection", kind)] = detection_pattern(torch.as_tensor(prompts.tokens), kind)
+    det = memo[("detection", kind)].to(pattern.device)[:, None]
+    real = None if prompts.mask is None else torch.as_tensor(prompts.mask, device=pattern.device)
+    n, rows = pattern.shape[0], max(1, BLOCK // max(1, pattern[0].numel()))
+    out = torch.empty(pattern.shape[:2], dtype=torch.float64, device=pattern.device)
+    for start in range(0, n, rows):
+        b = slice(start, start + rows)
+        p = pattern[b].to(torch.float64, copy=exclude_bos)  # [rows, heads, q, k]; a copy where written to
+        if real is not None:  # padded prompts: only real queries and real keys count
+            m = real[b].to(p.dtype)
+            p = p * m[:, None, :, None] * m[:, None, None, :]
         if exclude_bos:
-            p = p.clone()
             p[..., 0] = 0
-        _LAYER_SCORES[key] = (pattern, prompts, to_numpy((p * det).sum((-1, -2)) / p.sum((-1, -2))))
-    return _LAYER_SCORES[key][2]
+        out[b] = (p * det[b]).sum((-1, -2)) / p.sum((-1, -2))
+    return to_numpy(out)
+
+
+BLOCK = 2 ** 17  # float64 numbers of one block (1 MB)
