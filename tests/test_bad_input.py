@@ -162,10 +162,10 @@ from circuitcheck import hypothesis_file, session
 _load, _rows = hypothesis_file.load, session.Session._rows
 
 
-def load(path):  # stands for any failure the loader does not check yet
+def load(path, *args, **kwargs):  # stands for any failure the loader does not check yet
     if path.name == "unforeseen.hyp.yaml":
         raise KeyError("an internal key")
-    return _load(path)
+    return _load(path, *args, **kwargs)
 
 
 def rows(self, loaded, lc):

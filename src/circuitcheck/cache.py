@@ -28,6 +28,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,24 @@ class ValueCache:
                 os.replace(tmp, path)
                 self._answers[key] = (known, len(known))
 
+    # ------------------------------------------------------------ built prompt sets
+    def prompts(self, identity: str, files: list[Path] | None, build):
+        """The prompt set `build()` makes, read back where it was built before from the same
+        `identity` (the generator's arguments) over the same `files` (hashed byte for byte) by this
+        code: collection then tokenises nothing and reads no JSONL. `files` None: always built."""
+        if files is None:
+            return build()
+        key = digest(code_version(), identity, *(file_sha256(f, self.directory) for f in files))
+        path = self.directory / "prompts" / key[:2] / f"{key}.npz"
+        if self.mode in ("on", "read"):
+            ps = read_prompt_set(path)
+            if ps is not None:
+                return ps
+        ps = build()
+        if self.mode in ("on", "write"):
+            write_prompt_set(path, ps)
+        return ps
+
     def _answers_path(self, key: str) -> Path:
         return self.directory / "answers" / key[:2] / f"{key}.json"
 
@@ -126,6 +145,57 @@ class ValueCache:
         if id(ps) not in self._prompt_sets:  # the set is kept with its hash, so its id is never reused
             self._prompt_sets[id(ps)] = (ps, prompt_set_hash(ps))
         return self._prompt_sets[id(ps)][1]
+
+
+def write_prompt_set(path: Path, ps) -> None:
+    """Store a prompt set as one .npz of arrays (no pickle: its metadata is a JSON string), and
+    only if it reads back equal, field for field (`prompt_set_hash`); else store nothing."""
+    arrays, meta = {}, {"positions": list(ps.positions), "fields": {}, "extra": _jsonable(ps.extra)}
+    for f in dataclasses.fields(ps):
+        value = getattr(ps, f.name)
+        if isinstance(value, np.ndarray):
+            arrays[f.name] = value
+        elif f.name == "positions":
+            arrays.update({f"positions/{k}": v for k, v in value.items()})
+        elif f.name == "fields":
+            meta["fields"] = {k: v.tolist() for k, v in value.items()}
+        elif f.name != "extra":
+            meta[f.name] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+    try:
+        np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
+        back = read_prompt_set(tmp)
+        if back is not None and prompt_set_hash(back) == prompt_set_hash(ps):
+            os.replace(tmp, path)  # atomic, as values are
+    except (TypeError, ValueError):  # metadata JSON cannot hold: built again next time
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_prompt_set(path: Path):
+    """A prompt set `write_prompt_set` stored, or None (absent, or cut short by a crash)."""
+    from .prompts import PromptSet
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {name: z[name] for name in z.files}
+        meta = json.loads(str(arrays.pop("meta")))
+        positions = {k: arrays.pop(f"positions/{k}") for k in meta.pop("positions")}
+        fields = {k: np.array(v, dtype=object) for k, v in meta.pop("fields").items()}
+        return PromptSet(positions=positions, fields=fields, extra=_unjsonable(meta.pop("extra")), **meta, **arrays)
+    except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile):
+        return None
+
+
+def _jsonable(extra: dict) -> dict:
+    """A prompt set's `extra` as JSON: paths are tagged so that they read back as paths."""
+    return {k: {"path": str(v)} if isinstance(v, Path) else v for k, v in extra.items()}
+
+
+def _unjsonable(extra: dict) -> dict:
+    return {k: Path(v["path"]) if isinstance(v, dict) and set(v) == {"path"} else v for k, v in extra.items()}
 
 
 def python_source(name: str) -> str | None:

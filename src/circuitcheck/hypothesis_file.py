@@ -86,6 +86,7 @@ class LoadedFile:
     prompt_sets: dict = field(default_factory=dict)  # prompts_key -> PromptSet (numpy)
     checkpoints: tuple = ()  # override.Checkpoint for each entry of `checkpoints:`
     checkpoints_line: int = 0
+    store: Any = None  # cache.ValueCache: built prompt sets read back on a rerun (None: always built)
 
 
 MAX_FILE_BYTES = 5_000_000  # a hypothesis file is a page of claims; 5 MB is thousands of them
@@ -286,13 +287,14 @@ def _validation_error(path, tree, exc: ValidationError) -> HypothesisError:
     return HypothesisError(path, line, _field(loc), msg, hint or REFERENCE)
 
 
-def load(path, roles: dict[str, str] | None = None) -> LoadedFile:
+def load(path, roles: dict[str, str] | None = None, store=None) -> LoadedFile:
     """Read, validate and expand one hypothesis file; raise `HypothesisError` on any problem.
 
     `roles` binds the file's `roles:` (name -> head) before its claims are read; without it each
-    role stands in as its first candidate, so that collection checks every claim (roles.py)."""
+    role stands in as its first candidate, so that collection checks every claim (roles.py).
+    `store` (a `cache.ValueCache`) reads back prompt sets built by an earlier run."""
     path = Path(path)
-    return load_tree(path, read_yaml(path), roles)
+    return load_tree(path, read_yaml(path), roles, store)
 
 
 def plain_tree(path) -> dict:
@@ -300,7 +302,7 @@ def plain_tree(path) -> dict:
     return _plain(read_yaml(Path(path)))
 
 
-def load_tree(path: Path, tree, roles: dict[str, str] | None = None) -> LoadedFile:
+def load_tree(path: Path, tree, roles: dict[str, str] | None = None, store=None) -> LoadedFile:
     """Validate and expand an already-read tree as if it were the file at `path` (`roles`: see `load`)."""
     if not isinstance(tree, dict):
         raise HypothesisError(path, 1, "", "a hypothesis file is a mapping with model, prompts and claims",
@@ -317,7 +319,7 @@ def load_tree(path: Path, tree, roles: dict[str, str] | None = None) -> LoadedFi
     source, cfg = _model(path, tree, spec)
     loaded = LoadedFile(path, spec, [], source, *_dims(cfg), limits=_limits(cfg), sizes=_sizes(cfg),
                         checkpoints=_checkpoints(path, tree, spec, _dims(cfg)),
-                        checkpoints_line=locate(tree, ("checkpoints",)) or 0)
+                        checkpoints_line=locate(tree, ("checkpoints",)) or 0, store=store)
     _check_expansions(path, tree, spec)
     for i, claim in enumerate(spec.claims):
         loc = ("claims", i)
@@ -814,10 +816,10 @@ def prompt_set(loaded: LoadedFile, key: tuple, spec=None):
     if key not in loaded.prompt_sets:
         spec = spec or loaded.spec.prompts
         if spec.generator == "jsonl":  # a file on disk: read it anew for each hypothesis file
-            ps = build_prompts(loaded.path, spec)
+            ps = _built(loaded, spec)
         else:
             if key not in _GENERATED:
-                _GENERATED[key] = build_prompts(loaded.path, spec)
+                _GENERATED[key] = _built(loaded, spec)
             ps = _GENERATED[key]
         prompts.check_fit(ps, **loaded.limits)
         loaded.prompt_sets[key] = ps
@@ -825,6 +827,21 @@ def prompt_set(loaded: LoadedFile, key: tuple, spec=None):
 
 
 def build_prompts(path: Path, spec) -> prompts.PromptSet:
+    gen, n, seed, params = _generator_args(path, spec)
+    return prompts.build(gen, n, seed, **params)
+
+
+def _built(loaded: LoadedFile, spec) -> prompts.PromptSet:
+    """A prompt set built, or read back from `loaded.store` where the same generator arguments over
+    the same files (a JSONL file, a tokenizer) were built before."""
+    if loaded.store is None:
+        return build_prompts(loaded.path, spec)
+    gen, n, seed, params = args = _generator_args(loaded.path, spec)
+    return loaded.store.prompts(repr(args), _files_read(params), lambda: prompts.build(gen, n, seed, **params))
+
+
+def _generator_args(path: Path, spec) -> tuple:
+    """(generator, n, seed, parameters) of a prompt spec, its JSONL path resolved from `path`."""
     p = spec.model_dump()
     gen, n, seed = p.pop("generator"), p.pop("n"), p.pop("seed")
     if gen == "jsonl" and "path" in p:
@@ -836,7 +853,21 @@ def build_prompts(path: Path, spec) -> prompts.PromptSet:
         p["base"] = path.parent
     elif n is None:
         n = DEFAULT_N
-    return prompts.build(gen, n, seed, **p)
+    return gen, n, seed, p
+
+
+def _files_read(params: dict) -> list[Path] | None:
+    """The files a generator reads: its JSONL file and the tokenizer's two files (text_prompts.py);
+    None where one is missing (the build then says what is wrong)."""
+    files = []
+    if isinstance(params.get("path"), str):
+        files.append(Path(params.get("base") or ".") / params["path"])
+    if isinstance(params.get("tokenizer"), str):
+        tok = Path(params["tokenizer"])
+        files.append(tok / "tokenizer.json" if tok.is_dir() else tok)
+        config = (tok if tok.is_dir() else tok.parent) / "tokenizer_config.json"
+        files += [config] if config.exists() else []
+    return files if all(f.is_file() for f in files) else None
 
 
 def _check_claim(loaded: LoadedFile, tree, loc, claim: Claim, cases: list[Case]):

@@ -71,7 +71,7 @@ def pytest_collect_file(file_path: Path, parent):
 class HypothesisFile(pytest.File):
     def collect(self):
         try:
-            loaded = H.load(self.path)
+            loaded = H.load(self.path, store=self.config.stash[SESSION].cache)
         except H.HypothesisError as err:
             # One broken file must not stop the other files' claims from running.
             self.config.option.continue_on_collection_errors = True

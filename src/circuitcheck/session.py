@@ -121,7 +121,7 @@ class Session:
             dims = (self.model(loaded).cfg.n_layers, self.model(loaded).cfg.n_heads)
         scanned = roles.scan(loaded, lambda measures, spec: self._clean_values(loaded, spec, measures), *dims)
         heads = {name: r["head"] for name, r in scanned.items()}
-        bound = dataclasses.replace(H.load(loaded.path, heads), model_source=loaded.model_source,
+        bound = dataclasses.replace(H.load(loaded.path, heads, loaded.store), model_source=loaded.model_source,
                                     n_layers=loaded.n_layers, n_heads=loaded.n_heads)
         raw = H.HypothesisFile.model_validate(H._plain(H.read_yaml(loaded.path)))  # `$role` left in
         used = roles.uses(raw, heads)
