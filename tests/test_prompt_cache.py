@@ -137,3 +137,17 @@ def test_what_would_not_read_back_the_same_is_not_stored(tmp_path):
     C.write_prompt_set(tmp_path / "set.npz", ps)
     assert C.prompt_set_hash(C.read_prompt_set(tmp_path / "set.npz")) == C.prompt_set_hash(ps)
     assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_check_reads_prompt_sets_back_when_its_cache_is_on(tmp_path, monkeypatch):
+    from circuitcheck.session import Options, check
+
+    path = jsonl_file(tmp_path)
+    options = Options(cache="on", cache_dir=str(tmp_path / "cache"))
+    first = check(path, options)
+    monkeypatch.setattr(H, "_GENERATED", {})
+    calls = builds(monkeypatch)
+    again = check(path, options)
+    assert calls == [] and [r.verdict for r in again] == [r.verdict for r in first]
+    check(path, Options())  # cache off (the default): built
+    assert calls == ["jsonl"]

@@ -689,7 +689,7 @@ def check(path, options: Options = Options()) -> list[Result]:
     from .override import variants
 
     session = Session(options)
-    loaded = H.load(path)
+    loaded = H.load(path, store=session.cache)
     out = []
     for name, run_on in variants(loaded, []):
         key = (loaded.path, name) if name else loaded.path
