@@ -412,14 +412,18 @@ def _model(path, tree, spec) -> tuple[models.ModelSource, dict]:
 
 
 def _check_placement(path, tree, m, source) -> None:
-    """`device_map:`/`max_memory:` (placement.py): for a model loaded the Hugging Face way, instead of
-    `device:`, naming devices this machine has."""
+    """`device:` naming a device this machine has; `device_map:`/`max_memory:` (placement.py): for a
+    model loaded the Hugging Face way, instead of `device:`, naming devices this machine has."""
     from . import placement
 
     def error(field, message, hint, key=None):  # at the line of the entry at fault where there is one
         line = locate(tree, ("model", field) + ((key,) if key is not None else ()))
         return HypothesisError(path, line, f"model.{field}", message, hint)
 
+    if m.device is not None and m.device_map is None:
+        wrong = placement.unusable(m.device)
+        if wrong:
+            raise error("device", *wrong)
     if m.device_map is None:
         if m.max_memory is not None:
             raise error("max_memory", "`max_memory:` bounds what `device_map: auto` puts on each device, and this "

@@ -84,6 +84,20 @@ def absent(device_map, max_memory=None) -> tuple[str, object, str] | None:
     return None
 
 
+def unusable(device) -> tuple[str, str] | None:
+    """(what is wrong, what to do) with a file's `device:`: not a device, or one this machine lacks;
+    None where it can be used. Imports torch only when a GPU or mps is named."""
+    if not (isinstance(device, str) and DEVICE.fullmatch(device)) or device == "disk":
+        return f"{device!r} is not a device", "write cpu, cuda, cuda:N or mps"
+    if device == "cpu":
+        return None
+    import torch
+
+    why = _missing(torch, device)
+    return None if why is None else (f"this file asks for {device!r}, and {why}",
+                                     "run it where that device is, or remove `device:` and choose with --cc-device")
+
+
 def _missing(torch, device) -> str | None:
     if device == "mps":
         return None if torch.backends.mps.is_available() else "this machine has no mps device"
