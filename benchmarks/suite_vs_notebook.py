@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import importlib.util
 import json
 import math
 import re
@@ -43,6 +44,7 @@ import torch  # noqa: E402
 
 import circuitcheck  # noqa: E402
 from circuitcheck import hypothesis_file as H  # noqa: E402  (reads claims and prompt sets only)
+from circuitcheck import models  # noqa: E402
 from circuitcheck.session import Options, Session  # noqa: E402
 
 ATOL = 1e-4
@@ -624,12 +626,37 @@ def supported(loaded, lc) -> str | None:
     """Why the reference cannot do this claim, or None."""
     if loaded.model_source.kind not in ("zoo", "native"):
         return f"model source {loaded.model_source.kind} (the reference loads zoo and native models only)"
+    if lc.claim.ranks is not None:
+        return "ranks: a head against the others, case by case (not reimplemented)"
+    if loaded.spec.roles:
+        return "its heads are roles bound by a scan of candidates (not reimplemented)"
+    if models.loads_hf(loaded.model_source):
+        return f"{loaded.model_source.describe()} is a Hugging Face-format model (the reference boots native ones only)"
     ps = loaded.prompt_sets.get(lc.cases[0].prompts_key)
     if ps is not None and (ps.mask is not None or ps.target_valid is not None or ps.fields):
         return "JSONL prompts with padding, several targets or fields (not reimplemented)"
     if lc.claim.where is not None and not re.fullmatch(WHERE, lc.claim.where):
         return "a where filter beyond tok[...] comparisons (not reimplemented)"
     return None
+
+
+def reimplemented(files, ref_models, prompts_for, skipped) -> list:
+    """The claims the reference can answer: each is tried once, untimed, and one it cannot do (a
+    measure or intervention it does not reimplement) is skipped with the reason it gave."""
+    out = []
+    for f in files:
+        keep = []
+        for lc in f.claims:
+            try:
+                nb = Notebook(ref_models[f.model_source], f, prompts_for(f), C.PassCounter())
+                statistics_for(f, lc, nb.claim(lc), vectorised=True)
+                keep.append(lc)
+            except Exception as exc:  # noqa: BLE001 - any claim the reference cannot do is skipped, with why
+                skipped.append(f"{f.path.name}::{lc.claim.id}: the reference does not do it "
+                               f"({type(exc).__name__}: {str(exc)[:80]})")
+        if keep:
+            out.append(dataclasses.replace(f, claims=keep))
+    return out
 
 
 def reference_model(loaded):
@@ -656,6 +683,10 @@ def main(argv=None):
 
         paths = write_files(Path(tempfile.mkdtemp(prefix="cc-generated-")), args.generated, 20, 200)
     files, skipped = [], []
+    for conftest in sorted({Path(p).resolve().parent / "conftest.py" for p in paths}):
+        if conftest.exists():  # the `python:` measures a folder's files name, registered as pytest would
+            spec = importlib.util.spec_from_file_location(f"conftest_{len(skipped)}", conftest)
+            spec.loader.exec_module(importlib.util.module_from_spec(spec))
     for p in paths:
         loaded = circuitcheck.load(p)
         keep = []
@@ -670,9 +701,6 @@ def main(argv=None):
     if not files:
         print("no claims the reference can do")
         return 0
-    n_claims = sum(len(f.claims) for f in files)
-    n_cases = sum(len(lc.cases) for f in files for lc in f.claims)
-
     # ---- models, loaded and warmed before any clock starts
     ref_models = {}
     for f in files:
@@ -690,6 +718,12 @@ def main(argv=None):
             return prompt_cache[key]
         return get
 
+    files = reimplemented(files, ref_models, prompts_for, skipped)
+    if not files:
+        print("no claims the reference can do")
+        return 0
+    n_claims = sum(len(f.claims) for f in files)
+    n_cases = sum(len(lc.cases) for f in files for lc in f.claims)
     opts = Options(batch_size=args.batch_size)
     cc_tokens = {"tokens": 0}
 
