@@ -186,7 +186,7 @@ class Session:
 
         group = self.plan.groups[self.plan.key(loaded, prompts_key)]
         return Runs(self.model(loaded), self._prompts(loaded, spec, prompts_key), loaded.spec.seed, self.options.batch_size,
-                    source_prompts=lambda s: H.build_prompts(group.loaded.path, s))
+                    source_prompts=lambda s: H.prompt_set(group.loaded, H.prompts_key(group.loaded.path, s), s))
 
     def _streamed(self, loaded, spec, prompts_key: tuple) -> dict:
         """The values every planned case reads over one prompt set, computed in one sweep on first
