@@ -132,3 +132,12 @@ def hyp(tmp_path, tiny_dir):
 def hyp_mlp(tmp_path, tiny_mlp_dir):
     """The same on the tiny model with MLPs and LayerNorm."""
     return writer(tmp_path, tiny_mlp_dir)
+
+
+@pytest.fixture
+def stacking(monkeypatch):
+    """Runs stack several interventions in one pass on the CPU too (by default only on a GPU), for
+    the tests that check stacking."""
+    from circuitcheck import runs
+
+    monkeypatch.setattr(runs, "STACK_ON_CPU", True)

@@ -155,7 +155,7 @@ def test_resample_order_never_keeps_a_prompt_in_place():
     assert np.array_equal(order, resample_order(50, 0))
 
 
-def test_stacked_interventions_equal_separate_runs_in_fewer_passes(tiny_model, ps):
+def test_stacked_interventions_equal_separate_runs_in_fewer_passes(tiny_model, ps, stacking):
     unders = [(Intervention.model_validate(u),) for u in (
         {"ablate": {"heads": ["L1H0"], "method": "mean"}},
         {"ablate": {"heads": ["L0H1"], "method": "resample", "at": "S2"}},

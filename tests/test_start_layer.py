@@ -132,7 +132,7 @@ def stream(model, ps, plan, batch_size, late=True):
 
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("case", list(CASES))
-def test_late_passes_give_the_values_of_full_passes_exactly(case, mode, rotary_model, tmp_path):
+def test_late_passes_give_the_values_of_full_passes_exactly(case, mode, rotary_model, tmp_path, stacking):
     """Exact equality, not a tolerance: blocks 0..L-1 of an intervened pass compute what the clean
     pass computed (no hook sits in them), on the same rows; stacked copies of the prompt set run
     the same kernels row by row (checked here, bit for bit, on both model families)."""

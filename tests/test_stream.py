@@ -37,7 +37,7 @@ def build(spec):
 
 
 @pytest.mark.parametrize("batch_size", [5, 64])  # chunks of 5 prompts (the last one short); runs stacked 4 a pass
-def test_streamed_values_equal_whole_runs_exactly(tiny_model, batch_size):
+def test_streamed_values_equal_whole_runs_exactly(tiny_model, batch_size, stacking):
     ps = P.repeated_tokens(n=16, seed=3, length=8)
     planned = {run_key(u): (u, {m.model_dump_json(): m for m in MEASURES}) for u in UNDERS}
     streaming = Runs(tiny_model, ps, 0, batch_size, source_prompts=build)

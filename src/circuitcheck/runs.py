@@ -96,7 +96,7 @@ class Runs:
         """Measure every intervened run of `todo` on the prompts `rows`: a pass of its own for each,
         or, where the prompt set fits a pass twice, several runs stacked in one pass (`rows` is then
         every prompt), runs that start at the same block together."""
-        per_pass = self.batch_size // self.prompts.n
+        per_pass = self._per_pass()
         if per_pass < 2:
             for k, under, need, ms in todo:
                 s = starts[k]
@@ -111,6 +111,14 @@ class Runs:
                 self._measure_into(parts, k, ms, rows, logits, cache)
             del blocks, logits, cache
             release_memory()
+
+    def _per_pass(self) -> int:
+        """How many runs one pass stacks: as many copies of the prompt set as `batch_size` holds on
+        a GPU, where a pass costs its launches; one on a CPU, where a pass costs its arithmetic and
+        stacking only adds the copies and the per-copy hooks (benchmarks/README section 1)."""
+        if self.device.type == "cpu" and not STACK_ON_CPU:
+            return 1
+        return self.batch_size // self.prompts.n
 
     def _first_block(self, under, need: set[str]) -> int:
         """The first block a run under `under` reading `need` must compute: the lowest block any of
@@ -161,7 +169,7 @@ class Runs:
         """Run many interventions, stacked along the batch dimension: each pass holds as many copies
         of the prompt set as `batch_size` allows, each copy under its own intervention."""
         todo = [(u, n) for u, n in planned if key(u) not in self.done or not n <= set(self.done[key(u)].cache)]
-        per_pass = self.batch_size // self.prompts.n
+        per_pass = self._per_pass()
         if per_pass < 2:  # the prompt set alone fills a pass: chunk prompts instead
             for under, need in todo:
                 self.run(under, need)
@@ -255,6 +263,7 @@ class Runs:
 # bias, Gemma-3n's AltUp streams, layers sharing keys and values) and have not been checked here:
 # their passes start at block 0. TransformerLens 4.3's own `start_at_layer` does not save the
 # work: it still runs blocks 0..L-1 and discards their output (TransformerBridge.forward).
+STACK_ON_CPU = False  # tests that check stacking turn it on
 RESIDUAL_ONLY_BLOCKS = {"NativeBlock", "GPT2Block"}
 BLOCK = re.compile(r"^blocks\.(\d+)\.")
 AFTER_BLOCKS = ("ln_final.", "unembed.", "hook_unembed")
