@@ -21,7 +21,7 @@ class MetricKind(Kind):
         return f"a metric name ({', '.join(Metric.__args__)})"
 
     def compute(self, body, run) -> np.ndarray:
-        return metric(body, run.logits, run.prompts)
+        return metric(body, run.logits, run.prompts, run.memo)
 
     def values(self, body, prompts, d_vocab) -> dict:
         if body == "accuracy" and prompts.target_tok.shape[1] == 1:  # a mean over several targets is not 0/1
@@ -34,16 +34,16 @@ class MetricKind(Kind):
         return body
 
 
-def metric(name: str, logits, prompts) -> np.ndarray:
-    """Mean over each prompt's targets of: accuracy, prob, loss, logprob, logit_diff or rank."""
+def metric(name: str, logits, prompts, memo: dict | None = None) -> np.ndarray:
+    """Mean over each prompt's targets of: accuracy, prob, loss, logprob, logit_diff or rank.
+    `memo` (a run's own, `Run.memo`): every metric of one run reads one gather of the target logits
+    and one log-softmax."""
     import torch
 
-    rows = torch.arange(prompts.n)[:, None]
-    pos = torch.as_tensor(prompts.target_pos)
-    tok = torch.as_tensor(prompts.target_tok).to(logits.device)
-    at = logits[rows, pos].to(torch.float64)  # [n, k, vocab]
-    correct = at.gather(-1, tok[..., None])[..., 0]
-    logp = torch.log_softmax(at, -1).gather(-1, tok[..., None])[..., 0]
+    memo = {} if memo is None else memo
+    if memo.get("metric", (None,))[0] is not logits:
+        memo["metric"] = (logits, *_targets(logits, prompts))
+    _, tok, at, correct, logp = memo["metric"]
     if name == "accuracy":
         value = (at.argmax(-1) == tok).to(torch.float64)
     elif name == "prob":
@@ -62,3 +62,17 @@ def metric(name: str, logits, prompts) -> np.ndarray:
     else:  # rank: 1 when the correct token is the top prediction
         value = 1 + (at > correct[..., None]).sum(-1).to(torch.float64)
     return to_numpy(over_targets(value, prompts))
+
+
+def _targets(logits, prompts) -> tuple:
+    """The target tokens, the logits at the targets [n, k, vocab] in float64, the target's logit and
+    its log-probability [n, k]."""
+    import torch
+
+    rows = torch.arange(prompts.n)[:, None]
+    pos = torch.as_tensor(prompts.target_pos)
+    tok = torch.as_tensor(prompts.target_tok).to(logits.device)
+    at = logits[rows, pos].to(torch.float64)  # [n, k, vocab]
+    correct = at.gather(-1, tok[..., None])[..., 0]
+    logp = torch.log_softmax(at, -1).gather(-1, tok[..., None])[..., 0]
+    return tok, at, correct, logp

@@ -1,4 +1,7 @@
-"""head_score computes each layer's scores once per run (every head, kind and `exclude_bos` of one
+"""What several measures of one run share through `Run.memo`, computed once per run: a metric's
+target logits and log-softmax (every metric of a run reads them) and a layer's head scores.
+
+head_score computes each layer's scores once per run (every head, kind and `exclude_bos` of one
 run share them through `Run.memo`) and a block of prompts at a time, in float64: bit for bit the
 scores of the whole chunk at once, and small temporaries only (big ones fragmented the heap of a
 1,000-claim suite: benchmarks/README section 7)."""
@@ -79,3 +82,25 @@ def test_one_run_computes_each_layer_once(monkeypatch):
     other = M.Run(None, cache, prompts, None)  # a run of its own recomputes: nothing outlives a run
     M.compute(Measure.model_validate({"head_score": {"head": "L0H0", "pattern": "induction"}}), other)
     assert len(calls) == 1
+
+
+METRICS = ["accuracy", "prob", "loss", "logprob", "logit_diff", "rank"]
+
+
+def test_every_metric_of_a_run_reads_one_log_softmax(monkeypatch):
+    from circuitcheck.measures import metric as MT
+
+    prompts = P.repeated_tokens(30, 0, length=5, vocab=30)
+    logits = torch.randn(30, prompts.tokens.shape[1], 30, generator=torch.Generator().manual_seed(2))
+    alone = {m: MT.metric(m, logits, prompts) for m in METRICS}  # no memo: each computes its own
+    calls = []
+    real = MT._targets
+    monkeypatch.setattr(MT, "_targets", lambda *a: calls.append(1) or real(*a))
+    run = M.Run(logits, {}, prompts, None)
+    shared = {m: M.compute(Measure.model_validate(m), run) for m in METRICS}
+    assert len(calls) == 1
+    for m in METRICS:
+        assert np.array_equal(shared[m], alone[m]), m
+    other = M.Run(logits.clone(), {}, prompts, None)  # other logits: computed anew
+    M.compute(Measure.model_validate("loss"), other)
+    assert len(calls) == 2
