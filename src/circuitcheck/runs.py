@@ -94,8 +94,8 @@ class Runs:
 
     def _intervened(self, parts, todo, clean, rows, starts, resid) -> None:
         """Measure every intervened run of `todo` on the prompts `rows`: a pass of its own for each,
-        or, where the prompt set fits a pass twice, several runs stacked in one pass (`rows` is then
-        every prompt), runs that start at the same block together."""
+        or, on a GPU where the prompt set fits a pass twice (`_per_pass`), several runs stacked in one
+        pass (`rows` is then every prompt), runs that start at the same block together."""
         per_pass = self._per_pass()
         if per_pass < 2:
             for k, under, need, ms in todo:
@@ -166,8 +166,8 @@ class Runs:
         return self.done[k]
 
     def run_many(self, planned: list[tuple]) -> None:
-        """Run many interventions, stacked along the batch dimension: each pass holds as many copies
-        of the prompt set as `batch_size` allows, each copy under its own intervention."""
+        """Run many interventions; on a GPU stacked along the batch dimension (`_per_pass`): each pass
+        holds as many copies of the prompt set as `batch_size` allows, each under its own intervention."""
         todo = [(u, n) for u, n in planned if key(u) not in self.done or not n <= set(self.done[key(u)].cache)]
         per_pass = self._per_pass()
         if per_pass < 2:  # the prompt set alone fills a pass: chunk prompts instead
