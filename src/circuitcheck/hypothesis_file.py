@@ -863,14 +863,14 @@ def _generator_args(path: Path, spec) -> tuple:
 def _files_read(params: dict) -> list[Path] | None:
     """The files a generator reads: its JSONL file and the tokenizer's two files (text_prompts.py);
     None where one is missing (the build then says what is wrong)."""
+    from .text_prompts import tokenizer_files
+
     files = []
     if isinstance(params.get("path"), str):
         files.append(Path(params.get("base") or ".") / params["path"])
     if isinstance(params.get("tokenizer"), str):
-        tok = Path(params["tokenizer"])
-        files.append(tok / "tokenizer.json" if tok.is_dir() else tok)
-        config = (tok if tok.is_dir() else tok.parent) / "tokenizer_config.json"
-        files += [config] if config.exists() else []
+        file, config = tokenizer_files(params["tokenizer"])
+        files += [file, config] if config.exists() else [file]
     return files if all(f.is_file() for f in files) else None
 
 

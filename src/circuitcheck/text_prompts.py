@@ -29,13 +29,19 @@ from .prompts import PromptError, PromptSet, _fill_slots, _finish, _slot_values
 _SLOT = re.compile(r"\{(\w+)\}")
 
 
+def tokenizer_files(path) -> tuple[Path, Path]:
+    """The `tokenizer.json` named by `path` (the file, or a directory holding it) and the
+    `tokenizer_config.json` beside it: all a text prompt set reads of the model."""
+    p = Path(path)
+    return (p / "tokenizer.json", p / "tokenizer_config.json") if p.is_dir() else (p, p.parent / "tokenizer_config.json")
+
+
 @functools.lru_cache(maxsize=16)
 def load_tokenizer(path: str):
     """The `tokenizers.Tokenizer` in `path` (a `tokenizer.json`, or a directory holding one)."""
     from tokenizers import Tokenizer
 
-    p = Path(path)
-    file = p / "tokenizer.json" if p.is_dir() else p
+    file = tokenizer_files(path)[0]
     if not file.exists():
         raise PromptError(f"no tokenizer at {str(file)!r}",
                           "text prompts need the model's tokenizer.json: a zoo or local Hugging Face model "
@@ -46,8 +52,7 @@ def load_tokenizer(path: str):
 @functools.lru_cache(maxsize=16)
 def bos_id(path: str) -> int | None:
     """The BOS token id the model expects, from `tokenizer_config.json` beside the tokenizer."""
-    p = Path(path)
-    config = (p if p.is_dir() else p.parent) / "tokenizer_config.json"
+    config = tokenizer_files(path)[1]
     if not config.exists():
         return None
     bos = json.loads(config.read_text()).get("bos_token")

@@ -90,7 +90,8 @@ class Run:
     prompts   the prompt set: `tokens` [n, seq], `positions`, `target_pos`/`target_tok` [n, k], `extra`
     model     the model (a TransformerLens bridge)
     variants  for measures comparing prompt variants: one Run per variant
-    memo      what several measures of this run share (a layer's head scores), dropped with the run
+    memo      what several measures of this run share (`shared`: a layer's head scores, the metrics'
+              log-softmax at the targets), dropped with the run
     """
 
     logits: Any
@@ -154,6 +155,16 @@ def failure_text(measure, error: Exception) -> str:
     where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
     return (f"measure {what} failed: {type(error).__name__}{where}: {text}. This is a circuitcheck bug: please "
             "report it with the hypothesis file attached (pytest --tb=long shows the traceback)")
+
+
+def shared(memo: dict | None, key, of, make):
+    """`make()`, kept in `memo` (a run's `Run.memo`) under `key` for as long as it is asked about the
+    same object `of` (the tensor or array it is computed from); computed each time without a memo."""
+    if memo is None:
+        return make()
+    if key not in memo or memo[key][0] is not of:
+        memo[key] = of, make()
+    return memo[key][1]
 
 
 def to_numpy(x) -> np.ndarray:

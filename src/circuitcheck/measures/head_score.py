@@ -7,7 +7,7 @@ from pydantic import Field
 
 from ..fields import Head, Strict
 from ..names import parse_head, pattern_name
-from .base import Kind, register, to_numpy
+from .base import Kind, register, shared, to_numpy
 
 
 class HeadScore(Strict):
@@ -57,23 +57,20 @@ def head_score(cache, prompts, head: str, kind: str, exclude_bos: bool = False, 
     `memo` (a run's own, `Run.memo`) keeps each layer's scores for the other heads of that run."""
     layer, h = parse_head(head)
     pattern = cache[pattern_name(layer)]
-    memo = {} if memo is None else memo
     key = ("head_score", pattern_name(layer), kind, exclude_bos)
-    if key not in memo or memo[key][0] is not pattern:
-        memo[key] = pattern, _layer_scores(pattern, prompts, kind, exclude_bos, memo)
-    return memo[key][1][:, h]
+    return shared(memo, key, pattern, lambda: _layer_scores(pattern, prompts, kind, exclude_bos, memo))[:, h]
 
 
-def _layer_scores(pattern, prompts, kind: str, exclude_bos: bool, memo: dict) -> np.ndarray:
+def _layer_scores(pattern, prompts, kind: str, exclude_bos: bool, memo: dict | None) -> np.ndarray:
     """Every head of a layer at once: a scan of all heads builds the detection pattern and converts
     the layer's attention once per layer, not once per head. In float64, a block of prompts at a
     time: big temporaries in a chunked run fragment the heap (benchmarks/README section 7); each
     prompt's score is bit for bit the same as over the whole chunk at once."""
     import torch
 
-    if ("detection", kind) not in memo:
-        memo[("detection", kind)] = detection_pattern(torch.as_tensor(prompts.tokens), kind)
-    det = memo[("detection", kind)].to(pattern.device)[:, None]
+    tokens = prompts.tokens
+    det = shared(memo, ("detection", kind), tokens, lambda: detection_pattern(torch.as_tensor(tokens), kind))
+    det = det.to(pattern.device)[:, None]
     real = None if prompts.mask is None else torch.as_tensor(prompts.mask, device=pattern.device)
     n, rows = pattern.shape[0], max(1, BLOCK // max(1, pattern[0].numel()))
     out = torch.empty(pattern.shape[:2], dtype=torch.float64, device=pattern.device)

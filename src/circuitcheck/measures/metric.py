@@ -5,7 +5,7 @@ from typing import Literal
 
 import numpy as np
 
-from .base import Kind, over_targets, register, to_numpy
+from .base import Kind, over_targets, register, shared, to_numpy
 
 Metric = Literal["accuracy", "prob", "loss", "logit_diff", "rank", "logprob"]
 
@@ -40,10 +40,7 @@ def metric(name: str, logits, prompts, memo: dict | None = None) -> np.ndarray:
     and one log-softmax."""
     import torch
 
-    memo = {} if memo is None else memo
-    if memo.get("metric", (None,))[0] is not logits:
-        memo["metric"] = (logits, *_targets(logits, prompts))
-    _, tok, at, correct, logp = memo["metric"]
+    tok, at, correct, logp = shared(memo, "metric", logits, lambda: _targets(logits, prompts))
     if name == "accuracy":
         value = (at.argmax(-1) == tok).to(torch.float64)
     elif name == "prob":
