@@ -161,7 +161,7 @@ def full_passes():
     their first intervened block (for timing both ways in one process)."""
     from unittest import mock
 
-    from circuitcheck import runs
+    from circuitcheck.runs import engine as runs
 
     return mock.patch.object(runs, "block_output", lambda model: None)
 

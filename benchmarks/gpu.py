@@ -118,7 +118,7 @@ def main():
 def prompt_shapes(session) -> list[tuple]:
     """(file, prompt set) of each model and prompt-set shape the session's plan runs: one bare pass
     each (prompt variants of one shape: one row)."""
-    from circuitcheck import hypothesis_file as H
+    from circuitcheck.files import loader as H
 
     out, seen = [], set()
     for key, group in session.plan.groups.items():

@@ -83,9 +83,9 @@ def child_floor(directory: Path, batch_size: int, n_values: int, n_runs: int) ->
     import numpy as np
     import torch
 
-    from circuitcheck import hypothesis_file as H
+    from circuitcheck.files import loader as H
     from circuitcheck.measures.head_score import detection_pattern
-    from circuitcheck.names import pattern_name
+    from circuitcheck.language.names import pattern_name
     from circuitcheck.session import Options, Session
 
     C.set_torch_threads(THREADS)

@@ -147,7 +147,7 @@ def main():
 
 def skippable(session) -> str:
     """Block work that starting each intervened run at its first intervened layer saves, counted from the plan."""
-    from circuitcheck.spec import parse_head
+    from circuitcheck.files.spec import parse_head
 
     blocks = skipped = 0
     for group in session.plan.groups.values():

@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import circuitcheck  # noqa: E402
-from circuitcheck import hypothesis_file as H  # noqa: E402  (reads claims and prompt sets only)
+from circuitcheck.files import loader as H  # noqa: E402  (reads claims and prompt sets only)
 from circuitcheck import models  # noqa: E402
 from circuitcheck.session import Options, Session  # noqa: E402
 

@@ -16,8 +16,8 @@ from typing import Callable
 
 import numpy as np
 
-from circuitcheck import stats as S
-from circuitcheck.session import Row, claim_p
+from circuitcheck.judge import stats as S
+from circuitcheck.judge.claims import Row, claim_p
 
 ALPHA = 0.05
 

@@ -138,6 +138,6 @@ def hyp_mlp(tmp_path, tiny_mlp_dir):
 def stacking(monkeypatch):
     """Runs stack several interventions in one pass on the CPU too (by default only on a GPU), for
     the tests that check stacking."""
-    from circuitcheck import runs
+    from circuitcheck.runs import engine as runs
 
     monkeypatch.setattr(runs, "STACK_ON_CPU", True)

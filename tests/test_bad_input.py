@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from circuitcheck.hypothesis_file import HypothesisError, load
+from circuitcheck.files.loader import HypothesisError, load
 from conftest import copy_hyp
 
 BAD = Path(__file__).resolve().parent / "bad"
@@ -104,7 +104,7 @@ def test_bad_file_is_refused_with_file_line_and_message(path: Path):
 def test_loading_the_corpus_never_imports_torch():
     code = textwrap.dedent("""\
         import json, sys
-        from circuitcheck.hypothesis_file import HypothesisError, load
+        from circuitcheck.files.loader import HypothesisError, load
         outcomes = {}
         for path in json.loads(sys.argv[1]):
             try:
@@ -157,9 +157,10 @@ def test_pytest_reports_bad_files_as_collection_errors_and_runs_the_good_one(pyt
 
 UNFORESEEN = """\
 import pytest
-from circuitcheck import hypothesis_file, session
+from circuitcheck.files import loader as hypothesis_file
+from circuitcheck.judge.claims import Judge
 
-_load, _rows = hypothesis_file.load, session.Session._rows
+_load, _rows = hypothesis_file.load, Judge.rows
 
 
 def load(path, *args, **kwargs):  # stands for any failure the loader does not check yet
@@ -174,18 +175,19 @@ def rows(self, loaded, lc):
     return _rows(self, loaded, lc)
 
 
-hypothesis_file.load, session.Session._rows = load, rows
+hypothesis_file.load, Judge.rows = load, rows
 """
 
 
 def test_an_unforeseen_error_is_one_files_or_one_claims_error_in_plain_words(pytester, hyp, monkeypatch):
     """Whatever the loader or a measure does not foresee stays with its file or claim: a plain
     sentence first, then the internal text; the other files and claims still run."""
-    from circuitcheck import hypothesis_file, session
+    from circuitcheck.files import loader as hypothesis_file
+    from circuitcheck.judge.claims import Judge
 
     # the conftest below replaces these in this process: put them back after the test
     monkeypatch.setattr(hypothesis_file, "load", hypothesis_file.load)
-    monkeypatch.setattr(session.Session, "_rows", session.Session._rows)
+    monkeypatch.setattr(Judge, "rows", Judge.rows)
     good = hyp(GOOD + GOOD.replace("random-model-is-bad", "breaks"), prompts="{generator: max_of_list, n: 120, seed: 1}")
     pytester.makeconftest(UNFORESEEN)
     copy_hyp(good, pytester.path / "good.hyp.yaml")

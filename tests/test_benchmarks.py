@@ -17,7 +17,7 @@ CLAIM = """\
 def test_gpu_bare_passes_use_each_group_s_own_prompt_set(hyp):
     import gpu
 
-    from circuitcheck import hypothesis_file as H
+    from circuitcheck.files import loader as H
     from circuitcheck.session import Session
 
     session = Session()

@@ -10,8 +10,8 @@ from xml.etree import ElementTree
 import numpy as np
 import pytest
 
-from circuitcheck import cache as C
-from circuitcheck import hypothesis_file as H
+from circuitcheck.runs import cache as C
+from circuitcheck.files import loader as H
 from circuitcheck.session import Options, Session
 
 CLAIMS = """\
@@ -135,12 +135,12 @@ def test_keys_differ_by_interventions_measure_and_settings(hyp, tmp_path):
     loaded = H.load(path)
     s.add(loaded)
     ablated = loaded.claims[1].cases[0]
-    keys = {s._cache_key(loaded, lc.cases[0], lc.cases[0].under) for lc in loaded.claims}
-    keys.add(s._cache_key(loaded, ablated, ()))  # the same measure on the clean run
+    keys = {s.run_values._cache_key(loaded, lc.cases[0], lc.cases[0].under) for lc in loaded.claims}
+    keys.add(s.run_values._cache_key(loaded, ablated, ()))  # the same measure on the clean run
     assert len(keys) == 4 and None not in keys
     other = Session(Options(batch_size=7, cache="on", cache_dir=str(tmp_path)))
     other.add(loaded)
-    assert other._cache_key(loaded, ablated, ()) not in keys
+    assert other.run_values._cache_key(loaded, ablated, ()) not in keys
 
 
 def test_a_factory_model_is_never_cached():
@@ -166,7 +166,7 @@ def test_an_unknown_mode_is_refused(tmp_path):
 def _clear_loaded_models():
     from circuitcheck import models
 
-    models._CACHE.clear()
+    models.loading._CACHE.clear()
 
 
 def test_every_field_of_a_prompt_set_is_in_its_hash():
@@ -205,8 +205,8 @@ def test_a_rerun_binds_roles_from_the_cache_without_torch(hyp, tmp_path):
 
 def bounds(seed: int = 0, shift: float = 0.0) -> list:
     """One bound of each kind whose answers are remembered, on fixed random data."""
-    from circuitcheck import correlation
-    from circuitcheck import stats as S
+    from circuitcheck.judge import correlation
+    from circuitcheck.judge import stats as S
 
     rng = np.random.default_rng(seed)
     unit = rng.beta(2, 5, 300) + shift
@@ -222,7 +222,7 @@ def answers(bs) -> list:
 
 
 def test_bounds_answer_from_the_cache_with_the_same_numbers(tmp_path, monkeypatch):
-    from circuitcheck import stats as S
+    from circuitcheck.judge import stats as S
 
     plain = answers(bounds())  # no store: every answer computed
     store = C.ValueCache(tmp_path)

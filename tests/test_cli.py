@@ -64,10 +64,10 @@ def test_check_takes_every_flag_the_plugin_takes(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)  # reports named `x` land here
 
-    from circuitcheck import flags
+    from circuitcheck.session import add_flags
 
     plugin = argparse.ArgumentParser()
-    flags.add(plugin.add_argument)
+    add_flags(plugin.add_argument)
     theirs = {a.option_strings[0] for a in plugin._actions if a.option_strings and a.dest != "help"}
     assert {"--cc-model", "--cc-json", "--cc-html", "--cc-device", "--cc-dtype", "--cc-inconclusive",
             "--cc-require-models", "--cc-family", "--cc-batch-size", "--cc-specificity"} <= theirs
@@ -104,7 +104,7 @@ def test_check_flags_act_as_under_pytest(hyp, tmp_path, capsys):
 
 
 def test_check_never_prints_a_traceback_for_a_report_it_cannot_write(hyp, tmp_path, capsys, monkeypatch):
-    from circuitcheck import report_json
+    from circuitcheck.report import json_report as report_json
 
     good = hyp(CLAIM, prompts="{generator: max_of_list, n: 60, seed: 1}")
     assert main(["check", str(good), "--cc-json", str(tmp_path)]) == 2  # before any run: a folder
@@ -137,11 +137,11 @@ def test_check_skips_or_fails_an_unavailable_model(tmp_path, capsys, monkeypatch
 def test_measure_and_specificity_take_the_plugin_s_run_flags(command, tmp_path, monkeypatch):
     import argparse
 
-    from circuitcheck import flags
+    from circuitcheck.session import add_flags
 
     monkeypatch.chdir(tmp_path)
     parser = argparse.ArgumentParser()
-    flags.add(parser.add_argument)
+    add_flags(parser.add_argument)
     for flag in ("--cc-model", "--cc-device", "--cc-device-map", "--cc-dtype", "--cc-batch-size", "--cc-cache",
                  "--cc-allow-path", "--cc-require-models"):  # each parses (a file that is not there: a message, exit 1)
         value = [] if parser._option_string_actions[flag].nargs == 0 else [_example(parser, flag)]
@@ -150,7 +150,7 @@ def test_measure_and_specificity_take_the_plugin_s_run_flags(command, tmp_path, 
 
 @pytest.mark.parametrize("command", ["measure", "specificity"])
 def test_measure_and_specificity_run_on_the_model_cc_model_names(command, hyp, capsys, monkeypatch):
-    from circuitcheck.hypothesis_file import load
+    from circuitcheck.files.loader import load
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     path = hyp(PREV % (0, 0))
@@ -162,7 +162,7 @@ def test_measure_and_specificity_run_on_the_model_cc_model_names(command, hyp, c
 
 
 def test_measure_runs_on_the_other_weights_at_the_dtype_asked(hyp, tmp_path, capsys):
-    from circuitcheck.hypothesis_file import load
+    from circuitcheck.files.loader import load
 
     from conftest import TINY, save_model
 

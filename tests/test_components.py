@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import manual
-from circuitcheck import hypothesis_file as H
+from circuitcheck.files import loader as H
 from circuitcheck.interventions.ablate import resample_order
 from circuitcheck.session import Session
 

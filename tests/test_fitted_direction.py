@@ -81,7 +81,7 @@ def test_fitted_direction_equals_the_hand_computation(tmp_path, share, scale):
     expect: record
 """)
     got = values(path)
-    from circuitcheck.hypothesis_file import prompt_set, prompts_key
+    from circuitcheck.files.loader import prompt_set, prompts_key
 
     loaded = load(path)
     ps = prompt_set(loaded, prompts_key(loaded.path, loaded.claims[0].cases[0].prompts),
@@ -93,7 +93,7 @@ def test_fitted_direction_equals_the_hand_computation(tmp_path, share, scale):
 
 
 def test_the_direction_is_the_difference_of_means_at_unit_length():
-    from circuitcheck import attribution
+    from circuitcheck.measures import attribution
 
     # a small set: only positions and fields are read
     ps = P.PromptSet(np.arange(12).reshape(4, 3), {"last": np.full(4, 2)}, np.full((4, 1), 2),
@@ -137,7 +137,7 @@ def test_bad_subsets_hooks_and_positions_are_collection_errors(tmp_path, toward,
 
 
 def test_a_hook_without_one_vector_per_position_is_a_collection_error(tmp_path):
-    from circuitcheck import attribution
+    from circuitcheck.measures import attribution
 
     for hook in ("blocks.1.attn.hook_z", "blocks.2.mlp.hook_post", "blocks.0.attn.hook_pattern"):
         path = write(tmp_path, f"""\

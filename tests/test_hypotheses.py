@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from circuitcheck import load
-from circuitcheck.conftests import load_beside
+from circuitcheck.files.conftests import load_beside
 from circuitcheck.session import Session
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +106,7 @@ def test_near_twins_fail(session, path):
     """Most shipped claims have a near twin, the threshold moved a tenth of the interval's width past
     the interval the report printed, judged at the claim's own level, which must FAIL: the verdict
     agrees with the reported interval for every region form, relative form, crossing and quantifier."""
-    from circuitcheck import hypothesis_file as H
+    from circuitcheck.files import loader as H
 
     shipped = results(session, path)
     tree = H.plain_tree(path)
@@ -127,7 +127,7 @@ def test_near_twins_fail(session, path):
 def test_shipped_claims_single_out_what_they_name(session, path):
     """`circuitcheck specificity hypotheses/*.hyp.yaml` flags no shipped claim: each fails when a head
     it names is swapped for another of its layer, or when its direction is flipped."""
-    from circuitcheck import specificity as SP
+    from circuitcheck.judge import specificity as SP
 
     loaded = load(path)
     session.add(loaded)

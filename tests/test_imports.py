@@ -5,6 +5,7 @@ user's own test files and conftests are rewritten as ever."""
 from __future__ import annotations
 
 import subprocess
+import textwrap
 import sys
 
 import pytest
@@ -23,7 +24,7 @@ def loader(name):
 
 def test_loaders():
     assert loader("circuitcheck.session") == "SourceFileLoader"
-    assert loader("circuitcheck.stats") == "SourceFileLoader"
+    assert loader("circuitcheck.judge.stats") == "SourceFileLoader"
     assert loader("circuitcheck.plugin") == "AssertionRewritingHook"
     assert loader(__name__) == "AssertionRewritingHook"  # a test file: rewritten
 
@@ -58,3 +59,40 @@ def test_every_public_name_resolves(name):
 def test_an_unknown_name_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'chek'"):
         circuitcheck.chek
+
+
+OLD_PATHS = ["stats", "paths", "hypothesis_file", "text_prompts", "report_json", "cache", "placement", "weights"]
+
+
+@pytest.mark.parametrize("old", OLD_PATHS)
+def test_a_module_path_of_the_flat_layout_still_imports_and_says_where_it_went(old):
+    """`import circuitcheck.stats` and friends keep working for one release (CHANGELOG.md), each
+    name read from the module's new home, with a warning that names the path to write instead."""
+    code = textwrap.dedent(f"""\
+        import importlib, warnings
+        from circuitcheck import MOVED
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            old = importlib.import_module("circuitcheck.{old}")
+        new = importlib.import_module("circuitcheck." + MOVED["{old}"])
+        names = [n for n in vars(new) if not n.startswith("_")]
+        assert names and all(getattr(old, n) is getattr(new, n) for n in names)
+        print(caught[0].category.__name__, caught[0].message)
+        """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith(f"DeprecationWarning circuitcheck.{old} moved to circuitcheck.")
+    assert "import it from there" in res.stdout
+
+
+def test_the_old_names_of_the_packages_that_were_modules_still_resolve():
+    from circuitcheck.report import table
+    from circuitcheck.runs import engine
+
+    with pytest.warns(DeprecationWarning, match="circuitcheck.runs.engine.Runs"):
+        from circuitcheck.runs import Runs
+    with pytest.warns(DeprecationWarning, match="circuitcheck.report.table.properties"):
+        from circuitcheck.report import properties
+    assert Runs is engine.Runs and properties is table.properties
+    with pytest.raises(ImportError):
+        from circuitcheck.runs import no_such_name  # noqa: F401

@@ -8,8 +8,8 @@ import torch
 import manual
 from circuitcheck import prompts as P
 from circuitcheck.interventions.ablate import resample_order
-from circuitcheck.runs import Runs
-from circuitcheck.spec import Intervention
+from circuitcheck.runs.engine import Runs
+from circuitcheck.files.spec import Intervention
 
 TOL = 1e-4
 

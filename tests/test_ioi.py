@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from circuitcheck import models, prompts
-from circuitcheck import text_prompts as T
+from circuitcheck.prompts import text as T
 
 IOI = models.ZOO_DIR / "ioi"
 TEMPLATE = "When {IO} and {S} went to the {PLACE} , {S} gave a {OBJECT} to"
@@ -32,7 +32,7 @@ def test_loads_through_hf_offline_in_a_fresh_process():
 import torch
 from transformers import GPT2LMHeadModel
 from circuitcheck import models
-from circuitcheck.text_prompts import encode
+from circuitcheck.prompts.text import encode
 ids = torch.tensor([encode({str(IOI)!r}, "When Mary and John went to the store , John gave a drink to")])
 ref = GPT2LMHeadModel.from_pretrained({str(IOI)!r}, local_files_only=True).eval()(ids).logits
 for source in (models.ModelSource("zoo", "ioi"), models.ModelSource("hf", {str(IOI)!r})):
@@ -207,7 +207,7 @@ def test_text_row_claims_run_on_zoo_ioi(tmp_path):
     """End to end: a hypothesis file on zoo:ioi (and on the same directory named `hf:DIR`) reads text
     rows of two lengths; the logit difference of each row equals the one its sentence gets from the
     `text` generator."""
-    from circuitcheck.hypothesis_file import load
+    from circuitcheck.files.loader import load
     from circuitcheck.session import Session
 
     gen = T.text(6, 1, TEMPLATE, SLOTS, "IO", "S", str(IOI))

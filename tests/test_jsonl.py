@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from circuitcheck import prompts as P
-from circuitcheck.hypothesis_file import HypothesisError, load
+from circuitcheck.files.loader import HypothesisError, load
 
 ROWS = [  # different lengths, several targets, a counterfactual, metadata, a named position
     {"tokens": [0, 5, 6, 7, 5, 6], "targets": [{"at": 4, "token": 6, "counterfactual": 3}, {"at": "last", "token": 7}],
@@ -62,7 +62,7 @@ def test_padded_rows_give_the_values_of_unpadded_runs(tmp_path, tiny_model, padd
     """The attention mask reaches the model: every metric of a padded row equals the same row run
     alone, unpadded (left padding also needs positions derived from the mask)."""
     from circuitcheck.measures.metric import metric as measure_metric
-    from circuitcheck.runs import Runs
+    from circuitcheck.runs.engine import Runs
 
     rng = np.random.default_rng(0)
     rows = []

@@ -1,10 +1,18 @@
-"""The package's layout: imports go one way down the pipeline, and a new kind is one file.
+"""The package's layout: one package per stage of the pipeline, imports one way down, no circles.
 
-The pipeline, top to bottom:
-    hypothesis_file → spec → plan → runs/interventions → measures → stats → verdict → report
-A module may import modules below it (and its own stage), never one above it. Leaf modules (names,
-fields, prompts, models, registry, yaml_lines) import no stage at all; session, plugin and cli tie
-the stages together and nothing below imports them.
+The floors, bottom to top; a module imports only packages on floors below its own, and modules
+of its own package:
+
+    language            names, fields, registered code: what every stage is written in
+    prompts, models     what runs: prompt sets (generators, JSONL, text, where) and models
+    interventions,      what a run does (hooks) and what it reads (one number per prompt)
+      measures
+    files               hypothesis files read into specs (they name every kind below)
+    runs                the plan, forward passes, the values they give, the value cache
+    judge               statistics, verdicts, claims judged as families, specificity
+    report              tables, JSON, HTML, baselines, regression runs
+    session, zoo        the library's entry point; the zoo's training and inspection
+    plugin, cli         pytest's adapter and the command line
 """
 from __future__ import annotations
 
@@ -20,80 +28,131 @@ import pytest
 from conftest import header
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "circuitcheck"
-STAGES = [{"hypothesis_file"}, {"spec"}, {"plan"}, {"runs", "interventions"},
-          {"measures", "attribution", "keysets", "weights"}, {"stats"}, {"verdict"},
-          {"report"}]
-LEAVES = {"names", "fields", "prompts", "models", "registry", "yaml_lines", "where", "jsonl", "cache", "paths"}
-TOP = {"session", "plugin", "cli", "flags", "__init__", "__main__", "zoo", "specificity"}
-# Known imports against the direction, each a (module, imported) pair, kept on purpose: the judging
-# stage's result types are defined where they are computed (stats.Estimate in stats, verdict.Result
-# in verdict) and the stages after it read them (verdict judges an Estimate, report renders a Result).
-# Removing them means moving those types to a leaf module of their own, a change to the statistics
-# code for no behaviour; the test below fails when one of them is gone, so the list stays true.
-KNOWN_UPWARD = {("verdict", "stats"), ("report", "verdict")}
+FLOORS = [{"language"}, {"prompts", "models"}, {"interventions", "measures"}, {"files"}, {"runs"}, {"judge"},
+          {"report"}, {"session", "zoo"}, {"plugin", "cli", "__init__"}]
+TOP = {"__init__.py", "session.py", "plugin.py", "cli.py"}  # the only modules outside a stage's package
 
 
-def stage(module: str) -> int | None:
-    return next((i for i, s in enumerate(STAGES) if module in s), None)
+def floor(room: str) -> int:
+    return next(i for i, f in enumerate(FLOORS) if room in f)
 
 
-def top_name(path: Path) -> str:
-    """The first component of a module's name inside the package (`measures` for measures/dla.py)."""
-    rel = path.relative_to(SRC)
-    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts) or "__init__"
 
 
-def imported(path: Path) -> set[str]:
-    """Package modules `path` imports anywhere (also inside functions), by first component."""
-    out = set()
-    package = path.relative_to(SRC).parts[:-1]
+def room(module: str) -> str:
+    """The package (or top module) a module belongs to: `measures` for measures.dla."""
+    return module.split(".")[0]
+
+
+MODULES = {module_name(p): p for p in SRC.rglob("*.py")}
+
+
+def imports(path: Path) -> list[tuple[str, list[str], int]]:
+    """(module, names imported from it, line) for every package import of `path`, lazy ones too."""
+    out = []
+    package = module_name(path).split(".") if path.name == "__init__.py" else module_name(path).split(".")[:-1]
+    package = [] if package == ["__init__"] else package
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: resolve against this file's package
-                base = list(package[:len(package) - node.level + 1])
-                parts = base + (node.module.split(".") if node.module else [])
-                names = [parts[0]] if parts else [a.name for a in node.names]
+            if node.level:
+                parts = package[:len(package) - node.level + 1] + (node.module.split(".") if node.module else [])
             elif (node.module or "").split(".")[0] == "circuitcheck":
                 parts = node.module.split(".")[1:]
-                names = [parts[0]] if parts else [a.name for a in node.names]
             else:
                 continue
-            out.update(names)
+            base = ".".join(parts)
+            for a in node.names:
+                sub = f"{base}.{a.name}" if base else a.name
+                if sub in MODULES:  # `from . import stats`: the module itself
+                    out.append((sub, [], node.lineno))
+                else:
+                    out.append((base or "__init__", [a.name], node.lineno))
         elif isinstance(node, ast.Import):
-            out.update(a.name.split(".")[1] for a in node.names if a.name.startswith("circuitcheck."))
+            out += [(a.name.removeprefix("circuitcheck."), [], node.lineno) for a in node.names
+                    if a.name.startswith("circuitcheck.")]
     return out
 
 
-def edges() -> set[tuple[str, str]]:
-    return {(top_name(p), m) for p in SRC.rglob("*.py") for m in imported(p) if m != top_name(p)}
+def graph() -> dict[str, set[str]]:
+    return {m: {t for t, _, _ in imports(p) if t != m} for m, p in MODULES.items()}
 
 
-def test_imports_go_down_the_pipeline():
+def test_the_top_holds_only_the_entry_points_and_the_stage_packages():
+    modules = {p.name for p in SRC.glob("*.py")}
+    packages = {p.name for p in SRC.iterdir() if (p / "__init__.py").exists()}
+    assert modules == TOP
+    assert packages == set().union(*FLOORS) - {m.removesuffix(".py") for m in TOP}
+
+
+def test_imports_go_down_the_floors():
     wrong = []
-    for a, b in sorted(edges()):
-        if a in TOP:
-            continue
-        if b in TOP:
-            wrong.append(f"{a} imports {b}, which ties the stages together")
-        elif a in LEAVES and stage(b) is not None:
-            wrong.append(f"leaf module {a} imports pipeline stage {b}")
-        elif stage(a) is not None and stage(b) is not None and stage(b) < stage(a) and (a, b) not in KNOWN_UPWARD:
-            wrong.append(f"{a} imports {b}, which is above it in the pipeline")
+    for m, p in MODULES.items():
+        for target, _, line in imports(p):
+            a, b = room(m), room(target)
+            if a != b and floor(b) >= floor(a):
+                wrong.append(f"{p.relative_to(SRC)}:{line} imports {target} ({b} is not below {a})")
     assert not wrong, "\n".join(wrong)
 
 
-def test_the_known_upward_imports_are_still_there():
-    assert KNOWN_UPWARD <= edges(), "an upward import is gone: remove it from KNOWN_UPWARD"
+def test_no_module_imports_itself_round_a_circle():
+    g, state, circles = graph(), {}, []
+
+    def visit(m, path):
+        state[m] = "open"
+        for t in sorted(g.get(m, ())):
+            if state.get(t) == "open":
+                circles.append(" -> ".join(path[path.index(t):] + [t]))
+            elif t not in state:
+                visit(t, path + [t])
+        state[m] = "done"
+
+    for m in sorted(g):
+        if m not in state:
+            visit(m, [m])
+    # a package's __init__ that imports its own modules is no circle: they import siblings, not it
+    assert not circles, "\n".join(circles)
+
+
+def test_no_package_reaches_into_another_s_private_names():
+    wrong = []
+    for m, p in MODULES.items():
+        aliases = {}
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("circuitcheck")):
+                for target, names, line in imports_of(node, p):
+                    if room(target) != room(m):
+                        wrong += [f"{p.relative_to(SRC)}:{line} imports {target}.{n}" for n in names if _private(n)]
+                        if not names:
+                            aliases[next(a.asname or a.name for a in node.names
+                                         if target.endswith(a.name))] = target
+        for node in ast.walk(ast.parse(p.read_text())):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+                    and _private(node.attr)):
+                wrong.append(f"{p.relative_to(SRC)}:{node.lineno} reads {aliases[node.value.id]}.{node.attr}")
+    assert not wrong, "\n".join(wrong)
+
+
+def imports_of(node, path):
+    """`imports` for one ImportFrom node of `path`."""
+    return [i for i in imports(path) if i[2] == node.lineno]
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
 
 
 def test_the_checker_sees_lazy_and_relative_imports():
-    assert "runs" in imported(SRC / "session.py")  # imported inside a method, for torch to load late
-    assert {"names", "fields"} <= imported(SRC / "measures" / "attention.py")
+    assert "runs.engine" in graph()["runs.values"]  # imported inside a method, for torch to load late
+    assert {"language.names", "language.fields"} <= graph()["measures.attention"]
+    assert "files.loader" in graph()["judge.claims"]
 
 
 NEW_KIND = '''
 """`measure: {twice_attention: {head, from, to}}`: twice an attention weight (a test kind)."""
-from ..fields import Head, Position, Strict
+from ..language.fields import Head, Position, Strict
 from pydantic import Field
 from .base import Kind, register
 from .attention import AttentionKind
@@ -140,8 +199,8 @@ def test_a_new_measure_kind_is_one_new_file(tmp_path, tiny_dir):
     code = textwrap.dedent(f"""\
         import numpy as np
         from circuitcheck import check, load, HypothesisError
-        from circuitcheck import report
-        from circuitcheck.spec import json_schema
+        from circuitcheck.report import table as report
+        from circuitcheck.files.spec import json_schema
         r = check({str(hyp)!r})[0]
         schema = json_schema()["$defs"]
         print("schema:", sorted(schema["TwiceAttention"]["properties"]), "twice_attention" in str(schema["Measure"]))
@@ -170,6 +229,6 @@ def test_every_kind_module_registers_one_kind(package):
     import importlib
 
     mod = importlib.import_module(f"circuitcheck.{package}")
-    files = {p.stem for p in (SRC / package).glob("*.py")} - {"__init__", "base"}
+    files = {p.stem for p in (SRC / package).glob("*.py")} - {"__init__", "base"} - set(mod.HELPERS)
     owners = {type(k).__module__.rsplit(".", 1)[1] for k in mod.KINDS.values()}
     assert owners == files

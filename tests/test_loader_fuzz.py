@@ -19,8 +19,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from circuitcheck.hypothesis_file import HypothesisError, _plain, load
-from circuitcheck.yaml_lines import read
+from circuitcheck.files.loader import HypothesisError, _plain, load
+from circuitcheck.files.yaml_lines import read
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "hypotheses").glob("*.hyp.yaml")) + sorted((ROOT / "tests" / "twins").glob("*.hyp.yaml")) \

@@ -8,7 +8,7 @@ import torch
 import manual
 from circuitcheck.measures import attention, dla, head_score, metric, ov_norm, row_class, similarity
 from circuitcheck import prompts as P
-from circuitcheck.runs import Runs
+from circuitcheck.runs.engine import Runs
 
 HEADS = [f"L{layer}H{h}" for layer in range(2) for h in range(4)]
 

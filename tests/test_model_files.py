@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from circuitcheck import model_files, models
+from circuitcheck.models import model_files
+from circuitcheck import models
 
 BAD_MODELS = Path(__file__).resolve().parent / "bad" / "models"
 

@@ -144,7 +144,7 @@ def test_a_hub_model_without_network_skips_at_once_and_says_to_set_hf_hub_offlin
     from huggingface_hub import constants
     from transformer_lens.model_bridge import TransformerBridge
 
-    from circuitcheck import hub
+    from circuitcheck.models import hub
 
     probes = []
 

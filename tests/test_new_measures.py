@@ -8,11 +8,11 @@ import pytest
 import torch
 
 import manual
-from circuitcheck import attribution as A
-from circuitcheck import keysets as K
+from circuitcheck.measures import attribution as A
+from circuitcheck.measures import keysets as K
 from circuitcheck import prompts as P
-from circuitcheck import weights as W
-from circuitcheck.runs import Runs
+from circuitcheck.measures import weights as W
+from circuitcheck.runs.engine import Runs
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +212,7 @@ def test_bad_key_sets(ps, spec, says):
 
 # ---------------------------------------------------------------- correlation
 def test_pearson_from_moments_equals_numpy():
-    from circuitcheck import correlation as C
+    from circuitcheck.judge import correlation as C
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=200)
@@ -223,20 +223,18 @@ def test_pearson_from_moments_equals_numpy():
 def test_quantities_from_tokens_and_fields(ps):
     from dataclasses import replace
 
-    from circuitcheck import correlation as C
-
-    assert np.array_equal(C.quantity(ps, "tok[S1+2]"), ps.tokens[:, 3])
+    assert np.array_equal(P.quantity(ps, "tok[S1+2]"), ps.tokens[:, 3])
     with_fields = replace(ps, fields={"depth": np.arange(ps.n).astype(object), "name": np.full(ps.n, "x", object)})
-    assert np.array_equal(C.quantity(with_fields, "depth"), np.arange(ps.n))
+    assert np.array_equal(P.quantity(with_fields, "depth"), np.arange(ps.n))
     with pytest.raises(P.PromptError, match="not numeric"):
-        C.quantity(with_fields, "name")
+        P.quantity(with_fields, "name")
     with pytest.raises(P.PromptError, match="cannot read") as info:
-        C.quantity(with_fields, "width")
+        P.quantity(with_fields, "width")
     assert "fields: depth, name" in info.value.hint
 
 
 def test_correlation_bound_brackets_r_and_narrows_with_n():
-    from circuitcheck import correlation as C
+    from circuitcheck.judge import correlation as C
 
     rng = np.random.default_rng(1)
     x = rng.normal(size=400)

@@ -132,13 +132,13 @@ def test_a_split_over_cpu_and_disk_gives_the_plain_values(tmp_path):
 
 
 def _spec(device_map):
-    from circuitcheck.hypothesis_file import model_source
+    from circuitcheck.files.loader import model_source
 
     return model_source({"zoo": "ioi", "device_map": device_map})[1]
 
 
 def test_weight_processing_on_offloaded_weights_is_each_claims_error():
-    from circuitcheck.placement import frozen
+    from circuitcheck.models.placement import frozen
 
     options = models.LoadOptions(None, processing=("fold_ln",), device_map=frozen(SPLIT_MAP))
     with pytest.raises(models.ModelError, match="weight processing failed on the model placed with device_map"):
@@ -155,16 +155,16 @@ def test_prepare_leaves_a_placed_model_where_accelerate_put_it():
             self.moved = True
             return self
 
-    placed = models._prepare(Placed(2, 2).train(), models.LoadOptions(None, device_map="auto"))
+    placed = models.prepare(Placed(2, 2).train(), models.LoadOptions(None, device_map="auto"))
     assert not placed.moved and not placed.training
-    assert models._prepare(Placed(2, 2), models.LoadOptions()).moved  # a model on one device is moved and cast
+    assert models.prepare(Placed(2, 2), models.LoadOptions()).moved  # a model on one device is moved and cast
 
 
 def test_load_options_record_and_key_the_placement(tmp_path):
-    from circuitcheck.cache import ValueCache
-    from circuitcheck.fingerprint import fingerprint
-    from circuitcheck.hypothesis_file import model_source
-    from circuitcheck.spec import Measure
+    from circuitcheck.runs.cache import ValueCache
+    from circuitcheck.models.fingerprint import fingerprint
+    from circuitcheck.files.loader import model_source
+    from circuitcheck.files.spec import Measure
 
     placed = load_options(_spec({"": "cpu"}), Options(), IOI)
     assert placed.device_map == (("", "cpu"),) and placed.device is None
@@ -173,7 +173,7 @@ def test_load_options_record_and_key_the_placement(tmp_path):
     assert fp["device_map"] == {"": "cpu"} and "device" not in fp
     plain = load_options(model_source({"zoo": "ioi"})[1], Options(), IOI)
     assert plain.record()["device"] == "cpu" and "device_map" not in plain.record()
-    from circuitcheck.spec import ModelSpec  # GPU 0 is refused at collection on this machine: not validated here
+    from circuitcheck.files.spec import ModelSpec  # GPU 0 is refused at collection on this machine: not validated here
 
     spec = ModelSpec.model_validate({"zoo": "ioi", "device_map": "auto", "max_memory": {"0": "70GiB", "cpu": 2**30}})
     capped = load_options(spec, Options(), IOI)
@@ -186,7 +186,7 @@ def test_load_options_record_and_key_the_placement(tmp_path):
 
 
 def test_the_flag_places_hugging_face_models_only_where_a_file_names_no_device():
-    from circuitcheck.hypothesis_file import model_source
+    from circuitcheck.files.loader import model_source
 
     flag = Options(device="cpu", device_map="balanced")
     ioi = model_source({"zoo": "ioi"})[1]

@@ -37,7 +37,7 @@ def passes(files, batch_size):
 
 
 def test_claims_of_many_files_share_the_clean_run_and_each_intervention(hyp, monkeypatch):
-    from circuitcheck import runs
+    from circuitcheck.runs import engine as runs
 
     a = hyp(ABLATE_L1H0.format(id="a") + EACH_HEAD, name="a.hyp.yaml")
     b = hyp(ABLATE_L1H0.format(id="b"), name="b.hyp.yaml")  # the same intervention as a's first claim

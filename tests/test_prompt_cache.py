@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from circuitcheck import cache as C
-from circuitcheck import hypothesis_file as H
+from circuitcheck.runs import cache as C
+from circuitcheck.files import loader as H
 from circuitcheck import prompts as P
 
 ROOT = Path(__file__).resolve().parents[1]

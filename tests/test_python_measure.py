@@ -13,8 +13,8 @@ import torch
 
 import circuitcheck
 import manual
-from circuitcheck import hypothesis_file as H
-from circuitcheck import registry
+from circuitcheck.files import loader as H
+from circuitcheck.language import registry
 from circuitcheck.session import Options, Session
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -235,7 +235,7 @@ def test_python_values_are_never_served_stale(hyp_mlp, tmp_path):
     again = [session.result(loaded.path, lc.claim.id) for lc in loaded.claims]
     assert first[0].main.estimate.statistic == 1.0 and again[0].main.estimate.statistic == 2.0
     assert session.cache.hits == 1  # accuracy read back; the python measure recomputed
-    from circuitcheck.spec import Measure
+    from circuitcheck.files.spec import Measure
 
     assert session.cache.key(loaded.model_source, [], (), Measure.model_validate({"python": "t-scaled"})) is None
     assert session.cache.key(loaded.model_source, [], (), Measure.model_validate("accuracy")) is not None
@@ -275,8 +275,8 @@ def test_a_cached_measure_without_a_source_file_is_never_cached(tmp_path):
     namespace = {"np": np}
     exec(compile("def f(run):\n    return np.zeros(run.n)\n", "<cell>", "exec"), namespace)
     circuitcheck.register_measure("t-cell", reads=[], cache=True)(namespace["f"])
-    from circuitcheck.cache import ValueCache
-    from circuitcheck.spec import Measure
+    from circuitcheck.runs.cache import ValueCache
+    from circuitcheck.files.spec import Measure
 
     assert registry.measure("t-cell").source_hash() is None
     cache = ValueCache(tmp_path, "on")
@@ -294,7 +294,7 @@ def readme_block(lang: str, first_line: str) -> str:
 
 def test_the_readme_example_runs_as_written(tmp_path):
     """The conftest.py and hypothesis file of README's 'Measures in Python', exactly as written there."""
-    from circuitcheck.conftests import load_beside
+    from circuitcheck.files.conftests import load_beside
 
     (tmp_path / "conftest.py").write_text(readme_block("python", "# conftest.py (beside l2h0.hyp.yaml)\n"))
     path = tmp_path / "l2h0.hyp.yaml"

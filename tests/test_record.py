@@ -12,7 +12,7 @@ import torch
 
 import circuitcheck
 from circuitcheck import check, load
-from circuitcheck.hypothesis_file import HypothesisError
+from circuitcheck.files.loader import HypothesisError
 from circuitcheck.session import Options, Session
 
 RECORDED = """\

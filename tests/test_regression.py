@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from circuitcheck import baseline, override
+from circuitcheck.report import baseline
+from circuitcheck.models import override
 from circuitcheck.models import ZOO_DIR
 
 from conftest import TINY, save_model
@@ -41,7 +42,7 @@ def run(pytester, path, *args):
 
 def model_of(path):
     """The model source a hypothesis file names (its own copy of the tiny model, beside it)."""
-    from circuitcheck.hypothesis_file import load
+    from circuitcheck.files.loader import load
 
     return load(path).model_source
 
@@ -121,7 +122,7 @@ def test_an_override_matching_no_file_is_reported(pytester, hyp, other_dir):
 
 
 def test_fingerprint_of_a_zoo_model():
-    from circuitcheck.fingerprint import fingerprint
+    from circuitcheck.models.fingerprint import fingerprint
     from circuitcheck.models import ModelSource
 
     fp = fingerprint(ModelSource("zoo", "max-of-list"), {"dtype": "float32", "device": "cpu"})
@@ -133,7 +134,7 @@ def test_fingerprint_of_a_zoo_model():
 # ---------------------------------------------------------------- JSON report
 def test_json_report_follows_its_schema(pytester, hyp, tmp_path):
     jsonschema = pytest.importorskip("jsonschema")
-    from circuitcheck.report_json import SCHEMA
+    from circuitcheck.report.json_report import SCHEMA
 
     path = hyp(CLAIMS + """\
 - id: ablating-changes-little
@@ -364,7 +365,7 @@ def test_a_files_checkpoints_run_each_claim_on_each(pytester, hyp, tiny_dir, oth
     ("[]", "at least 1 item"),
 ])
 def test_bad_checkpoints_are_collection_errors(hyp, tiny_dir, tiny_no_ln_dir, tmp_path, given, message):
-    from circuitcheck.hypothesis_file import HypothesisError, load
+    from circuitcheck.files.loader import HypothesisError, load
 
     checkpoints_beside(tmp_path, tiny_dir)
     (tmp_path / "ckpts" / "empty").mkdir()
@@ -400,7 +401,7 @@ def test_a_report_path_that_cannot_be_written_stops_pytest_before_any_run(pytest
 
 
 def test_a_report_that_fails_to_write_at_the_end_fails_the_run(pytester, hyp, tmp_path, monkeypatch):
-    from circuitcheck import report_json
+    from circuitcheck.report import json_report as report_json
 
     def full(*args):
         raise OSError(28, "No space left on device")

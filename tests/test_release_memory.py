@@ -3,7 +3,7 @@ last trim left: a trim costs about as much as a small pass, and a big suite stil
 it needs (benchmarks/README section 7)."""
 from __future__ import annotations
 
-from circuitcheck import runs as R
+from circuitcheck.runs import engine as R
 
 
 def test_trims_only_after_growth(monkeypatch):

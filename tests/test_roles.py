@@ -8,8 +8,8 @@ import textwrap
 
 import pytest
 
-from circuitcheck import baseline
-from circuitcheck.hypothesis_file import HypothesisError, load
+from circuitcheck.report import baseline
+from circuitcheck.files.loader import HypothesisError, load
 
 ROLES = """\
 roles:

@@ -14,7 +14,7 @@ import torch
 from circuitcheck import measures as M
 from circuitcheck import prompts as P
 from circuitcheck.measures import head_score as HS
-from circuitcheck.spec import Measure
+from circuitcheck.files.spec import Measure
 
 
 def whole_chunk(pattern, prompts, kind, exclude_bos):

@@ -8,9 +8,9 @@ import jsonschema
 import pytest
 from pydantic import ValidationError
 
-from circuitcheck.hypothesis_file import _plain
-from circuitcheck.spec import HypothesisFile, json_schema
-from circuitcheck.yaml_lines import read
+from circuitcheck.files.loader import _plain
+from circuitcheck.files.spec import HypothesisFile, json_schema
+from circuitcheck.files.yaml_lines import read
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "src" / "circuitcheck" / "schema" / "hypothesis.schema.json"

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from circuitcheck import registry
+from circuitcheck.language import registry
 
 CLAIM = """\
 claims:
@@ -169,7 +169,7 @@ NATIVE = "model:\n  native: {{config: {config}, weights: {weights}}}\n"
 @pytest.fixture
 def confined(monkeypatch, tmp_path, tiny_dir):
     """A folder with the tiny model in it, and no folders allowed besides each file's own."""
-    from circuitcheck import paths
+    from circuitcheck.files import paths
     from conftest import copy_model
 
     monkeypatch.setattr(paths, "ALLOWED", [])
@@ -197,7 +197,7 @@ def test_paths_a_file_names_stay_in_its_folder_and_name_regular_files(confined, 
     import os
 
     from circuitcheck import load
-    from circuitcheck.hypothesis_file import HypothesisError
+    from circuitcheck.files.loader import HypothesisError
 
     folder, model = confined
     (folder.parent / "w.safetensors").write_bytes(b"")
@@ -212,7 +212,7 @@ def test_paths_a_file_names_stay_in_its_folder_and_name_regular_files(confined, 
 
 def test_a_prompt_file_outside_the_folder_or_a_device_is_refused(confined):
     from circuitcheck import load
-    from circuitcheck.hypothesis_file import HypothesisError
+    from circuitcheck.files.loader import HypothesisError
 
     folder, model = confined
     for jsonl, message in (("/dev/zero", "outside the hypothesis file's folder"), ("../p.jsonl", "outside"),
@@ -226,8 +226,9 @@ def test_a_prompt_file_outside_the_folder_or_a_device_is_refused(confined):
 
 
 def test_allowed_folders_are_read_and_devices_are_still_refused(confined, tmp_path, pytester):
-    from circuitcheck import load, paths
-    from circuitcheck.hypothesis_file import HypothesisError
+    from circuitcheck import load
+    from circuitcheck.files import paths
+    from circuitcheck.files.loader import HypothesisError
 
     folder, model = confined
     elsewhere = _native(tmp_path, f"project/{model}/config.json", f"project/{model}/model.safetensors")

@@ -1,7 +1,7 @@
 """Specificity: a passing claim re-judged with its heads swapped and its direction flipped."""
 from __future__ import annotations
 
-from circuitcheck import specificity as SP
+from circuitcheck.judge import specificity as SP
 from circuitcheck.session import Session
 
 # On the tiny random model every head attends somewhere: a low bar passes for every head.
@@ -134,7 +134,7 @@ def test_a_role_bound_claim_any_candidate_meets_is_flagged(hyp):
 def test_heads_inside_weight_expressions_are_swapped_too():
     """A weight-space claim names its head inside an expression (`OV[L2H0]`): the mutants swap it
     there (and only whole head names: L12H1 is not L2H1)."""
-    from circuitcheck import specificity as SP
+    from circuitcheck.judge import specificity as SP
 
     claim = {"id": "c", "says": "OV[L2H0]", "measure": {"cosine": {"a": "W_E[$t] @ OV[L2H0]", "b": "W_in[2][:, 12]"}},
              "under": {"ablate": {"heads": ["L12H1"]}}, "expect": {"at_most": -0.6}}

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from conftest import TINY, save_model
 
-from circuitcheck import hypothesis_file as H
+from circuitcheck.files import loader as H
 from circuitcheck import models
 from circuitcheck import prompts as P
-from circuitcheck import runs as R
-from circuitcheck.plan import run_key
-from circuitcheck.spec import Intervention, Measure
+from circuitcheck.runs import engine as R
+from circuitcheck.runs.plan import run_key
+from circuitcheck.files.spec import Intervention, Measure
 
 HYPOTHESES = Path(__file__).resolve().parents[1] / "hypotheses"
 

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from circuitcheck import stats as S
-from circuitcheck.session import Row, _case, case_level, claim_p
-from circuitcheck.verdict import FAIL, INCONCLUSIVE, PASS, combine, judge
+from circuitcheck.judge import stats as S
+from circuitcheck.judge.claims import Row, _case, case_level, claim_p
+from circuitcheck.judge.verdict import FAIL, INCONCLUSIVE, PASS, combine, judge
 
 inf = math.inf
 

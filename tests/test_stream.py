@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from circuitcheck import hypothesis_file as H
+from circuitcheck.files import loader as H
 from circuitcheck import measures as M
 from circuitcheck import prompts as P
 from circuitcheck import session as S
-from circuitcheck.plan import run_key
-from circuitcheck.runs import Runs
-from circuitcheck.spec import Intervention, Measure
+from circuitcheck.runs import values as V
+from circuitcheck.runs.plan import run_key
+from circuitcheck.runs.engine import Runs
+from circuitcheck.files.spec import Intervention, Measure
 
 MEASURES = [Measure.model_validate(m) for m in (
     "accuracy", "loss", "prob", "logprob", "rank", "logit_diff",
@@ -92,7 +93,7 @@ def test_a_session_keeps_no_run_and_gives_the_numbers_of_whole_runs(hyp, monkeyp
     session, streamed = answers(path, 50)  # 120 prompts in chunks of 50
     assert all(not runs.done for runs in session.runs.values())
     assert all(not left for left in session.streamed.values())  # every value was asked for
-    monkeypatch.setattr(S, "streamable", lambda m: False)  # every value from a whole run, as before streaming
+    monkeypatch.setattr(V, "streamable", lambda m: False)  # every value from a whole run, as before streaming
     whole_session, whole = answers(path, 50)
     assert whole == streamed and any(runs.done for runs in whole_session.runs.values())
 
@@ -112,10 +113,10 @@ DLA_CLAIMS = CLAIMS + """\
 
 def test_dla_streams_unless_it_averages_over_the_run(hyp, monkeypatch):
     centred = Measure.model_validate({"dla": {"component": "L1H0", "centre": "all"}})
-    assert S.streamable(Measure.model_validate({"dla": {"component": "L1H0"}})) and not S.streamable(centred)
+    assert V.streamable(Measure.model_validate({"dla": {"component": "L1H0"}})) and not V.streamable(centred)
     path = hyp(DLA_CLAIMS)
     session, streamed = answers(path, 50)  # 120 prompts in chunks of 50
     assert all(not runs.done for runs in session.runs.values())  # dla too: no run kept
-    monkeypatch.setattr(S, "streamable", lambda m: False)
+    monkeypatch.setattr(V, "streamable", lambda m: False)
     _, whole = answers(path, 50)
     assert whole == streamed

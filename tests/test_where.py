@@ -8,8 +8,8 @@ import pytest
 
 from circuitcheck import check, load
 from circuitcheck import prompts as P
-from circuitcheck import where as W
-from circuitcheck.hypothesis_file import HypothesisError
+from circuitcheck.prompts import where as W
+from circuitcheck.files.loader import HypothesisError
 from circuitcheck.session import Session
 
 

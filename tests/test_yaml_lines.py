@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from yaml.error import MarkedYAMLError
 
-from circuitcheck.yaml_lines import line_of, read
+from circuitcheck.files.yaml_lines import line_of, read
 
 
 def test_scalars_read_as_yaml_1_2():

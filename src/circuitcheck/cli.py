@@ -19,7 +19,7 @@ SCHEMA = Path(__file__).parent / "schema" / "hypothesis.schema.json"
 
 
 def schema_text() -> str:
-    from .spec import json_schema
+    from .files.spec import json_schema
 
     return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
 
@@ -45,11 +45,11 @@ def main(argv: list[str] | None = None) -> int:
                        "interval and every case (as `expect: record`)")
     for p in (c, sp, m):
         p.add_argument("files", nargs="+", help="hypothesis files, or folders: every *.hyp.yaml in them")
-    from . import flags
+    from .session import MEASURE_FLAGS, SPECIFICITY_FLAGS, add_flags
 
-    flags.add(c.add_argument)  # the plugin's flags, the same names and meanings
-    flags.add(m.add_argument, flags.MEASURE)
-    flags.add(sp.add_argument, flags.SPECIFICITY)
+    add_flags(c.add_argument)  # the plugin's flags, the same names and meanings
+    add_flags(m.add_argument, MEASURE_FLAGS)
+    add_flags(sp.add_argument, SPECIFICITY_FLAGS)
     d = sub.add_parser("diff", help="compare two --cc-json reports: verdict flips and drift (exit 1 on a flip)")
     d.add_argument("a", help="the reference report")
     d.add_argument("b", help="the new report")
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.cmd == "diff":
         return _diff(args)
-    from .paths import allow
+    from .files.paths import allow
 
     allow(args.cc_allow_path)
     if args.cmd == "check":
@@ -110,8 +110,8 @@ def _session_with(args, cache: str, **options):
 
 
 def _session_for(args, options):
-    from .conftests import ConftestError, load_beside
-    from .hypothesis_file import HypothesisError, load
+    from .files.conftests import ConftestError, load_beside
+    from .files.loader import HypothesisError, load
     from .session import Session
 
     session = Session(options)
@@ -144,7 +144,7 @@ def _run_all(args, record: bool = False):
 
 def _measure(args) -> int:
     """`measure`: every case of every claim with its value and interval, no verdict."""
-    from . import report
+    from .report import table as report
 
     started = _run_all(args, record=True)
     if started is None:
@@ -157,7 +157,7 @@ def _measure(args) -> int:
 
 
 def _specificity(args) -> int:
-    from . import specificity
+    from .judge import specificity
 
     started = _run_all(args)
     if started is None:
@@ -178,17 +178,18 @@ def _start(args, **options):
     takes (the plugin's defaults for the others); None where the flags cannot run (said on stderr)."""
     import dataclasses
 
-    from . import flags, regression
-    from .override import OverrideError
+    from .models.override import OverrideError
+    from .report import regression
+    from .session import flag_defaults, options_from_flags
 
-    given, default = vars(args), flags.defaults()
+    given, default = vars(args), flag_defaults()
     get = lambda name: given[name] if name in given else default[name]  # noqa: E731
     try:
         run = regression.Run.from_options(get)
     except (OverrideError, regression.ReportPathError) as exc:
         print(exc, file=sys.stderr)
         return None
-    session = _session_for([], dataclasses.replace(flags.options(get, CACHE_DIR), **options))[0]
+    session = _session_for([], dataclasses.replace(options_from_flags(get, CACHE_DIR), **options))[0]
     _, files, failed = _session_with(args.files, "off")  # read and checked here; run on `session`
     return run, session, files, failed
 
@@ -202,8 +203,8 @@ def _unmatched(run) -> None:
 def _check_regression(args) -> int:
     """`check`: the plugin's flags, every claim's line, --cc-model overrides and `checkpoints:`,
     baselines and the JSON/HTML reports; a message, never a traceback, for what cannot run."""
-    from . import regression, report
-    from .baseline import BaselineError
+    from .report import regression, table as report
+    from .report.baseline import BaselineError
 
     started = _start(args)
     if started is None:
@@ -233,7 +234,7 @@ def _check_regression(args) -> int:
 
 def _run_file(args, run, session, f):
     """(key, results) for each model the file runs on; results None where that is an error (said on stderr)."""
-    from .hypothesis_file import HypothesisError
+    from .files.loader import HypothesisError
     from .models import ModelUnavailable
 
     try:
@@ -257,7 +258,7 @@ def _run_file(args, run, session, f):
 def _fails(args, run, session, key, r) -> bool:
     """Whether a claim fails the run, as under pytest: inconclusive per --cc-inconclusive, drift per
     --cc-drift, and with --cc-specificity a passing claim whose mutants pass too (said on stderr)."""
-    from . import specificity
+    from .judge import specificity
 
     if r.verdict == "inconclusive":
         return args.cc_inconclusive == "fail"
@@ -274,7 +275,7 @@ def _fails(args, run, session, key, r) -> bool:
 
 
 def _diff(args) -> int:
-    from .report_json import ReportError, diff_lines, read
+    from .report.json_report import ReportError, diff_lines, read
 
     try:
         a, b = read(args.a), read(args.b)

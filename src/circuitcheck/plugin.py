@@ -29,14 +29,16 @@ def _not_rewritten() -> None:
 
 _not_rewritten()  # before the rest of circuitcheck is imported
 
-from . import hypothesis_file as H  # noqa: E402
-from . import flags, override, paths, regression, report  # noqa: E402
-from .baseline import BaselineError  # noqa: E402
-from .models import ModelUnavailable  # noqa: E402
-from .session import Session  # noqa: E402
+from .files import loader as H  # noqa: E402
+from .files import paths  # noqa: E402
 from .interventions import KINDS as INTERVENTIONS  # noqa: E402
+from .judge.verdict import INCONCLUSIVE, PASS, RECORDED  # noqa: E402
 from .measures import KINDS as MEASURES  # noqa: E402
-from .verdict import INCONCLUSIVE, PASS, RECORDED  # noqa: E402
+from .models import ModelUnavailable, override  # noqa: E402
+from .report import regression  # noqa: E402
+from .report import table as report  # noqa: E402
+from .report.baseline import BaselineError  # noqa: E402
+from .session import Session, add_flags, options_from_flags  # noqa: E402
 
 SESSION = pytest.StashKey[Session]()
 RUN = pytest.StashKey["regression.Run"]()
@@ -47,7 +49,7 @@ KINDS = (*MEASURES, *INTERVENTIONS, "quantified", "sweep")
 
 
 def pytest_addoption(parser):
-    flags.add(parser.getgroup("circuitcheck", "circuit claims in hypothesis files (*.hyp.yaml)").addoption)
+    add_flags(parser.getgroup("circuitcheck", "circuit claims in hypothesis files (*.hyp.yaml)").addoption)
 
 
 def pytest_configure(config):
@@ -56,7 +58,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "circuitcheck: every hypothesis-file claim")
     # Without pytest's cache (`-p no:cacheprovider`, as in CI) the value cache is off.
     cache_dir = config.cache.mkdir("circuitcheck") if getattr(config, "cache", None) is not None else None
-    options = flags.options(config.getoption, cache_dir and str(cache_dir))
+    options = options_from_flags(config.getoption, cache_dir and str(cache_dir))
     paths.allow(config.getoption("cc_allow_path"))
     config.stash[SESSION] = Session(options)
     try:
@@ -193,7 +195,7 @@ class ClaimItem(pytest.Item):
         raise ClaimFailed(result)
 
     def _check_specificity(self):
-        from . import specificity
+        from .judge import specificity
 
         index = [lc.claim.id for lc in self.loaded.claims].index(self.claim_id)
         rep = specificity.check_claim(self.config.stash[SESSION], self.loaded, index, key=self.key)

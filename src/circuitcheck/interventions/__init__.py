@@ -11,6 +11,8 @@ import pkgutil
 
 from .base import KINDS, Context, Kind, Source, kind_of, register
 
+HELPERS: tuple[str, ...] = ()  # modules here that are no kind
+
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":
         importlib.import_module(f"{__name__}.{_module.name}")

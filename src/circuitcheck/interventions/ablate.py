@@ -10,8 +10,8 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from .. import prompts as P
-from ..fields import Heads, Layer, Neurons, Positions, Strict
-from ..names import parse_head, pattern_name
+from ..language.fields import Heads, Layer, Neurons, Positions, Strict
+from ..language.names import parse_head, pattern_name
 from . import base as C
 from .base import Context, Kind, positions, register
 

@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import fields
+from ..language import fields
 from .. import prompts as P
-from ..names import HOOK, SHORT_HOOKS, hook_name, parse_head, parse_neuron
+from ..language.names import HOOK, SHORT_HOOKS, hook_name, parse_head, parse_neuron
 
 KINDS: dict[str, "Kind"] = {}
 register = fields.registrar(KINDS)  # class decorator: `@register class AblateKind(Kind): name = "ablate"`
@@ -70,7 +70,7 @@ class Source:
             return (f"source prompts have shape {source.tokens.shape}, the claim's prompts {target.tokens.shape}; "
                     "prompt-by-prompt patching needs the same number and length of prompts")
         if self.over is not None:
-            from ..where import evaluate
+            from ..prompts.where import evaluate
 
             try:
                 if not evaluate(self.over, source).any():
@@ -218,7 +218,7 @@ def edit_hooks(hook: str, edit) -> list[tuple[str, object]]:
 
 
 def where_mask(over: str, prompts: P.PromptSet) -> np.ndarray:
-    from ..where import evaluate
+    from ..prompts.where import evaluate
 
     return evaluate(over, prompts)
 

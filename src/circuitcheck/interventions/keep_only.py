@@ -1,8 +1,8 @@
 """`under: {keep_only: {heads, method}}`: ablate every head of the model except these."""
 from __future__ import annotations
 
-from ..fields import Heads, Strict
-from ..names import all_heads
+from ..language.fields import Heads, Strict
+from ..language.names import all_heads
 from .ablate import AblateKind, Method
 from .base import register
 

@@ -6,7 +6,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from .. import prompts as P
-from ..fields import Heads, Layer, Neurons, Positions, Strict
+from ..language.fields import Heads, Layer, Neurons, Positions, Strict
 from . import base as C
 from .base import Context, Kind, Source, positions, register
 

@@ -8,8 +8,8 @@ from typing import Literal
 from pydantic import Field
 
 from .. import prompts as P
-from ..fields import Head, Number, Position, Strict
-from ..names import parse_head, pattern_name
+from ..language.fields import Head, Number, Position, Strict
+from ..language.names import parse_head, pattern_name
 from .base import Context, Kind, register
 
 

@@ -1,8 +1,9 @@
 """Measures: one number per prompt, from the logits and activations of a run.
 
 Every measure returns a float array of length n (prompts), so every claim has a distribution.
-Each kind is one module of this package (the shape they share is in `base.py`); every module
-here is imported, and so registered, when the package is. Adding a measure kind is adding one file.
+Each kind is one module of this package (the shape they share is in `base.py`; what several kinds
+read is in the `HELPERS`); every kind module is imported, and so registered, when the package is.
+Adding a measure kind is adding one file.
 """
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ import numpy as np
 
 from .base import KINDS, Kind, MeasureFailed, Run, kind_of, register
 
+# Modules here that are no kind: what several kinds read (direct attribution, key sets, weight algebra).
+HELPERS = ("attribution", "keysets", "weights")
+
 for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "base":
+    if _module.name not in ("base", *HELPERS):
         importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["KINDS", "Kind", "MeasureFailed", "Run", "kind_of", "register", "needs", "compute"]

@@ -5,8 +5,8 @@ import numpy as np
 from pydantic import Field
 
 from .. import prompts as P
-from ..fields import Head, Position, Strict
-from ..names import parse_head, pattern_name
+from ..language.fields import Head, Position, Strict
+from ..language.names import parse_head, pattern_name
 from .base import Kind, register, to_numpy
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from .. import keysets as K
-from ..fields import Head, Strict
-from ..names import parse_head, pattern_name
+from . import keysets as K
+from ..language.fields import Head, Strict
+from ..language.names import parse_head, pattern_name
 from .attention_mass import AttentionMassKind
 from .base import register
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from .. import keysets as K
+from . import keysets as K
 from .. import prompts as P
-from ..fields import Head, Strict
-from ..names import parse_head, pattern_name
+from ..language.fields import Head, Strict
+from ..language.names import parse_head, pattern_name
 from .base import Kind, register
 
 

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import fields
+from ..language import fields
 from .. import prompts as P
-from ..registry import CodeError
+from ..language.registry import CodeError
 
 KINDS: dict[str, "Kind"] = {}
 register = fields.registrar(KINDS)  # class decorator: `@register class AblateKind(Kind): name = "ablate"`

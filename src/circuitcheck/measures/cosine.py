@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from .. import weights as W
-from ..fields import Strict
-from ..weights import Expression
+from . import weights as W
+from ..language.fields import Strict
+from .weights import Expression
 from .base import Kind, register
 
 

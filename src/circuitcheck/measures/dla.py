@@ -20,12 +20,12 @@ from typing import Literal, Union
 import numpy as np
 from pydantic import Field
 
-from .. import attribution as A
+from . import attribution as A
 from .. import prompts as P
-from ..fields import Position, Strict
-from ..names import HOOK
-from ..weights import Expression
-from ..weights import references as expression_references
+from ..language.fields import Position, Strict
+from ..language.names import HOOK
+from .weights import Expression
+from .weights import references as expression_references
 from .base import Kind, register
 
 # The hooks holding one d_model vector per position: what a direction can be fitted from.

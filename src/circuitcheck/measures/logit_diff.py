@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from .. import attribution as A
-from ..fields import Position, Strict
+from . import attribution as A
+from ..language.fields import Position, Strict
 from .base import Kind, register
 
 

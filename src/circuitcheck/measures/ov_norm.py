@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from ..fields import Head, Strict
-from ..names import parse_head
+from ..language.fields import Head, Strict
+from ..language.names import parse_head
 from .base import Kind, f64, register, to_numpy
 
 

@@ -17,8 +17,8 @@ from typing import Any, Union
 import numpy as np
 from pydantic import Field
 
-from .. import registry
-from ..fields import Strict
+from ..language import registry
+from ..language.fields import Strict
 from .base import Kind, Run, register
 
 

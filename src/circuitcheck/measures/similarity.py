@@ -8,8 +8,8 @@ import numpy as np
 from pydantic import Field
 
 from .. import prompts as P
-from ..fields import Head, Position, Strict
-from ..names import parse_head, pattern_name, z_name
+from ..language.fields import Head, Position, Strict
+from ..language.names import parse_head, pattern_name, z_name
 from .base import Kind, f64, register, to_numpy
 
 SHORT = ("z", "pattern", "head_out")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    from circuitcheck.zoo.train import SPECS
+    from .train import SPECS
 
     SPECS = {**SPECS, "ioi": None}  # zoo:ioi trains through circuitcheck.zoo.ioi (a Hugging Face model)
     ap = argparse.ArgumentParser(prog="python -m circuitcheck.zoo", description="Train the zoo models.")
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         if name not in SPECS:
             ap.error(f"unknown model {name!r}; known: {', '.join(SPECS)}, all")
-    from circuitcheck.zoo.train import train
+    from .train import train
 
     if args.save_every is not None and args.save_every < 1:
         ap.error("--save-every N needs N >= 1")
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         out = Path(args.out) / name if args.name == "all" else Path(args.out)
         if name == "ioi":
-            from circuitcheck.zoo import ioi
+            from . import ioi
 
             if args.save_every is not None:
                 ap.error("--save-every is not supported for ioi yet (only the TransformerLens-native zoo models)")

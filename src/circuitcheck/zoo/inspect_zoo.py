@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from circuitcheck import prompts as P
+from .. import prompts as P
 
 N_PROMPTS = 500
 SEED = 12345
@@ -52,7 +52,7 @@ def _run_ablated(model, tokens, cache, heads):
 
 
 def _score(logits, ps, torch):
-    from circuitcheck.zoo.train import target_loss
+    from .readings import target_loss
 
     loss, acc = target_loss(logits, ps, torch)
     return {"accuracy": round(float(acc), 4), "loss": round(float(loss), 4)}
@@ -64,7 +64,7 @@ def _hname(layer, head):
 
 def _norms(model) -> dict:
     """Norm of each head's (W_Q, W_K, W_V, W_O) weights."""
-    from circuitcheck.zoo.train import head_norms
+    from .readings import head_norms
 
     c = model.cfg
     cfg = {"d_head": c.d_head, "n_heads": c.n_heads, "n_layers": c.n_layers}
@@ -265,7 +265,7 @@ def _write_card(path: Path, section: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from circuitcheck.models import ZOO_DIR, ModelSource, load, zoo_names
+    from ..models import ZOO_DIR, ModelSource, load, zoo_names
 
     ap = argparse.ArgumentParser(prog="python -m circuitcheck.zoo.inspect_zoo", description=__doc__.splitlines()[0])
     ap.add_argument("names", nargs="*", help="zoo models (default: every shipped one that has a measure)")

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from circuitcheck import text_prompts as T
-from circuitcheck.zoo.train import EVAL_SEED, TRAIN_SEED_BASE, ZOO_MODELS, _lr_factor, reproduce, reproducible_cpu
+from ..prompts import text as T
+from .train import EVAL_SEED, TRAIN_SEED_BASE, ZOO_MODELS, _lr_factor, reproduce, reproducible_cpu
 
 BOS = "<|endoftext|>"
 NAMES = ["Mary", "John", "Alice", "Bob", "Tom", "Anna", "Kate", "James", "Sarah", "David", "Emma", "Paul",
@@ -99,7 +99,7 @@ def vocabulary() -> list[str]:
     """Every word of the task, in a fixed order: BOS, unknown, the template words, the slot values."""
     words = [BOS, "<unk>"]
     for t in SENTENCES + HELD_OUT:
-        for w in T._SLOT.sub(" ", t).split():
+        for w in T.SLOT.sub(" ", t).split():
             if w not in words:
                 words.append(w)
     for values in (NAMES, PLACES, OBJECTS):
@@ -143,7 +143,7 @@ def ioi_batch(n: int, seed: int, tokenizer: str, sentences: list[str] = SENTENCE
 
 def repeat_batch(n: int, seed: int, vocab: int, length: int):
     """`BOS w1..wk w1..wk` over the non-special words (ids 2..vocab-1)."""
-    from circuitcheck.prompts import repeated_tokens
+    from ..prompts import repeated_tokens
 
     ps = repeated_tokens(n, seed, length=length, vocab=vocab, bos=0, low=2)
     return ps.tokens, np.ones_like(ps.tokens)
@@ -273,10 +273,10 @@ ATTENTION = {"S1+1->S1": ("S+1", "S"), "S2->S1": ("S#2", "S"), "S2->S1+1": ("S#2
 def measure_model(model, tokenizer: str | Path = ZOO_MODELS / "ioi", n: int = 300, seed: int = 0) -> dict:
     """Head scores on IOI and repeated-word prompts, logit difference IO - S, and the effect of
     mean-ablating each head (and each head with the strongest one already ablated: backup)."""
-    from circuitcheck.measures import attention, head_score, metric
-    from circuitcheck.names import all_heads, pattern_name
-    from circuitcheck.prompts import repeated_tokens
-    from circuitcheck.runs import Runs
+    from ..measures import attention, head_score, metric
+    from ..language.names import all_heads, pattern_name
+    from ..prompts import repeated_tokens
+    from ..runs.engine import Runs
 
     heads = all_heads(model.cfg)
     patterns = {pattern_name(layer) for layer in range(model.cfg.n_layers)}
@@ -301,8 +301,8 @@ def measure_model(model, tokenizer: str | Path = ZOO_MODELS / "ioi", n: int = 30
 
 
 def _ablated(runs, ps, heads) -> dict:
-    from circuitcheck.measures import attention, head_score, metric
-    from circuitcheck.spec import Intervention
+    from ..measures import attention, head_score, metric
+    from ..files.spec import Intervention
 
     under = (Intervention.model_validate({"ablate": {"heads": heads, "method": "mean"}}),)
     logits = runs.run(under, set()).logits
@@ -327,9 +327,9 @@ def _check_reload(out: Path, model, tokenizer: str):
     """Load the directory the way `hf:` does; the bridge must give the trained model's logits."""
     import torch
 
-    from circuitcheck.models import LoadOptions, ModelSource, _load_hf, _prepare
+    from ..models import LoadOptions, ModelSource, load_hf, prepare
 
-    bridge = _prepare(_load_hf(ModelSource("hf", str(out))), LoadOptions())
+    bridge = prepare(load_hf(ModelSource("hf", str(out))), LoadOptions())
     tokens, *_ = ioi_batch(64, EVAL_SEED, tokenizer)
     with torch.no_grad():
         diff = (bridge(torch.as_tensor(tokens)) - model(torch.as_tensor(tokens)).logits).abs().max().item()
@@ -388,12 +388,12 @@ Did not form:
 
 def write_card(out: Path = ZOO_MODELS / "ioi", measure: bool = True) -> None:
     """card.md from training.json and, with `measure`, from measuring the model in `out` anew."""
-    from circuitcheck.models import LoadOptions, ModelSource, _load_hf, _prepare
+    from ..models import LoadOptions, ModelSource, load_hf, prepare
 
     doc = json.loads((out / "training.json").read_text())
     spec = {**doc, "config": json.loads((out / "config.json").read_text())}
     metrics = doc["metrics"]
-    measured = measure_model(_prepare(_load_hf(ModelSource("hf", str(out))), LoadOptions()), out) if measure else None
+    measured = measure_model(prepare(load_hf(ModelSource("hf", str(out))), LoadOptions()), out) if measure else None
     (out / "card.md").write_text(card(spec, metrics, measured, default=metrics["steps"] == SPEC["training"]["steps"]))
 
 

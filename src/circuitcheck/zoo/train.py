@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from circuitcheck import prompts as P
+from .. import prompts as P
+from .readings import head_norms, target_loss
 
 ZOO_MODELS = Path(__file__).parent / "models"
 
@@ -156,17 +157,6 @@ def _loss(name: str, logits, ps: P.PromptSet, torch):
     return target_loss(logits, ps, torch)[0]
 
 
-def target_loss(logits, ps: P.PromptSet, torch):
-    """(mean cross-entropy, accuracy) over the prompt set's (target_pos, target_tok) pairs."""
-    pos = torch.as_tensor(ps.target_pos)
-    tok = torch.as_tensor(ps.target_tok)
-    rows = torch.arange(pos.shape[0])[:, None].expand_as(pos)
-    sel = logits[rows, pos]  # [n, k, vocab]
-    loss = torch.nn.functional.cross_entropy(sel.reshape(-1, sel.shape[-1]), tok.reshape(-1))
-    acc = (sel.argmax(-1) == tok).float().mean()
-    return loss, acc
-
-
 def eval_prompts(spec: dict, n: int | None = None, seed: int | None = None) -> P.PromptSet:
     ev = spec["eval"]
     params = {**_prompt_params(spec), **ev.get("params", {})}
@@ -201,24 +191,6 @@ def _lr_factor(step: int, steps: int, warmup: int) -> float:
         return (step + 1) / warmup
     t = (step - warmup) / max(1, steps - warmup)
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t))
-
-
-def head_norms(model, config: dict):
-    """Norm of each head's weights (W_Q, W_K, W_V, W_O together), [n_layers, n_heads] (differentiable)."""
-    import torch
-
-    sd = model.state_dict(keep_vars=True)
-    dh, nh = config["d_head"], config["n_heads"]
-    rows = []
-    for layer in range(config["n_layers"]):
-        a = f"blocks.{layer}.attn."
-        o = sd[a + "o.weight"]  # [d_model, n_heads * d_head]; head h: columns h*dh..(h+1)*dh
-        sq = o.reshape(o.shape[0], nh, dh).pow(2).sum((0, 2))
-        for m in "qkv":  # [n_heads * d_head, d_model]; head h: rows h*dh..(h+1)*dh
-            w = sd[a + m + ".weight"]
-            sq = sq + w.reshape(nh, dh, w.shape[1]).pow(2).sum((1, 2))
-        rows.append(sq.add(1e-12).sqrt())
-    return torch.stack(rows)
 
 
 def center_unembed(model) -> None:
@@ -315,7 +287,7 @@ def train(name: str, out: str | Path, steps: int | None = None, seed: int = 0,
         spec["eval"].update({"loss": round(held_out["loss"], 5), "accuracy": round(held_out["accuracy"], 5)})
         measured = None
         if measure:
-            from circuitcheck.zoo import inspect_zoo
+            from . import inspect_zoo
 
             measured = inspect_zoo.measure(name, model)
             metrics["measured"] = measured
@@ -376,7 +348,7 @@ def _check_reload(out: Path, model, spec: dict) -> float:
     """Load the written files the way `circuitcheck.models` does; max |logit difference|."""
     import torch
 
-    from circuitcheck.models import native, read_config, read_weights
+    from ..models import native, read_config, read_weights
 
     again = native(read_config(out / "config.json"), read_weights(out / "model.safetensors")).eval()
     tokens = torch.as_tensor(eval_prompts(spec, n=64).tokens)
@@ -472,7 +444,7 @@ def card(name: str, spec: dict, metrics: dict, measured: dict | None, default: b
         "",
     ]
     if measured is not None:
-        from circuitcheck.zoo import inspect_zoo
+        from . import inspect_zoo
 
         lines += ["## Measured behaviour", "", inspect_zoo.markdown(name, measured), ""]
     return "\n".join(lines)

@@ -24,7 +24,7 @@ import re
 
 import numpy as np
 
-from . import prompts as P
+from . import base as P
 
 OPS = {"==": operator.eq, "!=": operator.ne, "<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
 BUILTIN = ("target", "counterfactual", "length")
@@ -192,6 +192,12 @@ def evaluate(text: str, prompts: P.PromptSet) -> np.ndarray:
     """The boolean mask of the prompts meeting `text`."""
     return np.asarray(_eval(parse(text), prompts), dtype=bool)
 
+
+
+def condition(where: str, prompts: P.PromptSet) -> np.ndarray:
+    """The prompts meeting a `where:` condition, as a boolean mask (`evaluate` under the name
+    generators and measures use)."""
+    return evaluate(where, prompts)
 
 def _eval(node, ps):
     kind = node[0]

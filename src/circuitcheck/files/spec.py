@@ -11,15 +11,16 @@ A claim is built from four composable parts:
 """
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Annotated, Any, ClassVar, Literal, Optional, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
-from . import interventions as _interventions
-from . import measures as _measures
-from .fields import Head, Heads, Number, Position, Seed, Strict  # noqa: F401  (the vocabulary's building blocks)
-from .names import HEAD, parse_head  # noqa: F401
+from .. import interventions as _interventions
+from .. import measures as _measures
+from ..language.fields import Head, Heads, Number, Position, Seed, Strict  # noqa: F401  (the vocabulary's building blocks)
+from ..language.names import HEAD, parse_head  # noqa: F401
 
 
 # ---------------------------------------------------------------- model and prompts
@@ -369,7 +370,7 @@ class Claim(Strict):
     @field_validator("where")
     @classmethod
     def _parses(cls, v):
-        from .where import parse
+        from ..prompts.where import parse
 
         if v is not None:
             parse(v)  # syntax here, with the line; names and positions once the prompts exist
@@ -490,3 +491,16 @@ def json_schema() -> dict:
     defs["Claim"]["properties"]["under"] = {"anyOf": [{"$ref": "#/$defs/Intervention"}, under], "title": "Under",
                                             "description": "one intervention, or a list applied together"}
     return schema
+
+
+def head_sets(s) -> list[tuple[str, ...]]:
+    """The head tuples a `for:` set names, one per case (`each`, `pairs`, `cross`, `within`, `subsets`)."""
+    if s.each is not None:
+        return [(h,) for h in s.each]
+    if s.pairs is not None:
+        return list(itertools.combinations(s.pairs, 2))
+    if s.cross is not None:
+        return list(itertools.product(*s.cross))
+    if s.within is not None:
+        return [p for g in s.within for p in itertools.combinations(g, 2)]
+    return [tuple(x) for x in s.subsets]

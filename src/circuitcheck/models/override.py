@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import models
+from .. import models
 
 WEIGHT_NAMES = ("model.safetensors", "model.pt", "model.pth")
 

@@ -23,9 +23,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import hypothesis_file as H
-from .roles import candidates, substitute
-from .names import NEURON
+from ..files import loader as H
+from ..files.roles import candidates, substitute
+from ..language.names import NEURON
 from .verdict import PASS
 
 HEAD = re.compile(r"^L(\d+)H(\d+)$")
@@ -272,12 +272,3 @@ def judge_mutant(session, loaded, tree, claim: dict, cid: str, level: float) -> 
     session.add(mutant)
     return session.judge_at(mutant, mutant.claims[0], level).verdict
 
-
-def run(paths, options=None) -> list[ClaimSpecificity]:
-    from .session import Options, Session
-
-    session = Session(options or Options())
-    loaded = [H.load(p) for p in paths]
-    for f in loaded:
-        session.add(f)
-    return [r for f in loaded for r in check(session, f)]

@@ -17,7 +17,7 @@ from pathlib import Path
 from . import baseline
 
 FORMAT = "circuitcheck-report/1"
-SCHEMA = Path(__file__).parent / "schema" / "report.schema.json"
+SCHEMA = Path(__file__).parents[1] / "schema" / "report.schema.json"
 
 
 def _finite(x):

@@ -33,8 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..models.fingerprint import sha256_of
+
 MODES = ("on", "read", "write", "off")
-PACKAGE = Path(__file__).parent
+PACKAGE = Path(__file__).parents[1]  # the whole circuitcheck package: its code version
 
 
 class ValueCache:
@@ -176,7 +178,7 @@ def write_prompt_set(path: Path, ps) -> None:
 
 def read_prompt_set(path: Path):
     """A prompt set `write_prompt_set` stored, or None (absent, or cut short by a crash)."""
-    from .prompts import PromptSet
+    from ..prompts import PromptSet
 
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -203,7 +205,7 @@ def python_source(name: str) -> str | None:
     registered with `cache=True`, else None. A registered function may call anything (other
     modules, files, state it keeps), which the cache cannot see: only its author can promise that
     its file's source is all its values depend on, so values are never read back stale by default."""
-    from . import registry
+    from ..language import registry
 
     try:
         reg = registry.measure(name)
@@ -285,7 +287,7 @@ def model_fingerprint(source, directory: Path | None = None) -> str | None:
 
 
 def model_files(source) -> list[Path] | None:
-    from . import models
+    from .. import models
 
     if source.kind == "zoo":
         d = models.ZOO_DIR / source.ref
@@ -305,11 +307,7 @@ def file_sha256(path: Path, directory: Path | None = None) -> str:
     memo = Path(directory) / "sha256" / (hashlib.sha256(stamp.encode()).hexdigest() + ".txt") if directory else None
     if memo is not None and memo.exists():
         return memo.read_text()
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    digest = h.hexdigest()
+    digest = sha256_of(path)
     if memo is not None:
         memo.parent.mkdir(parents=True, exist_ok=True)
         tmp = memo.with_name(f"{memo.stem}.{os.getpid()}.tmp")

@@ -8,27 +8,10 @@ maximum at `argmax`) or the name of a numeric field of the prompts' data (JSONL 
 from __future__ import annotations
 
 import functools
-import re
 
 import numpy as np
 
-from . import prompts as P
 from . import stats as S
-
-
-def quantity(prompts: P.PromptSet, spec: str) -> np.ndarray:
-    """The per-prompt numbers `spec` names."""
-    m = re.fullmatch(r"\s*tok\[([^\]]+)\]\s*", spec)
-    if m:
-        return prompts.tokens[np.arange(prompts.n), P.position(prompts, m[1].strip())].astype(np.float64)
-    if spec in prompts.fields:
-        try:
-            return np.asarray(prompts.fields[spec], dtype=np.float64)
-        except (TypeError, ValueError):
-            raise P.PromptError(f"field {spec!r} is not numeric in every prompt", "correlate with a numeric field") from None
-    known = ", ".join(sorted(prompts.fields)) or "none"
-    raise P.PromptError(f"cannot read per-prompt quantity {spec!r}",
-                        f"write `tok[POS]` (a token at a named position) or a field of the data (fields: {known})")
 
 
 def moments(x: np.ndarray, y: np.ndarray) -> np.ndarray:

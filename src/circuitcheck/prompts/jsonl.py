@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .prompts import PromptError, PromptSet, parse_position, row_error
+from .base import PromptError, PromptSet, parse_position, row_error
 
 ROW_KEYS = ("tokens", "text", "slots", "answer", "counterfactual", "at", "targets", "positions", "fields")
 TARGET_KEYS = ("at", "token", "counterfactual")
@@ -111,7 +111,7 @@ def _row(path: Path, line: int, text: str, read_at, tokenizer) -> dict:
 def _text_row(path, line, row, tokenizer):
     """Token ids of a text row (BOS first), its slot positions and `end`, and how its targets'
     words become token ids."""
-    from . import text_prompts as T
+    from . import text as T
 
     if tokenizer is None:
         raise _error(path, line, "text", "a text row needs the model's tokenizer, and this model has none",

@@ -16,10 +16,13 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from . import interventions, measures, model_files, models, paths, prompts, registry
-from . import where as where_mod
-from .names import HOOK, parse_head, parse_neuron
-from .spec import Claim, HypothesisFile, Intervention, Measure, PromptSpec
+from .. import interventions, measures, models, prompts
+from ..models import model_files
+from . import paths
+from ..language import registry
+from ..prompts import where as where_mod
+from ..language.names import HOOK, parse_head, parse_neuron
+from .spec import Claim, HypothesisFile, Intervention, Measure, PromptSpec, head_sets
 from .yaml_lines import MarkedYAMLError, YAMLError, read
 from .yaml_lines import line_of as locate  # the line of a field, for error messages
 
@@ -414,7 +417,7 @@ def _model(path, tree, spec) -> tuple[models.ModelSource, dict]:
 def _check_placement(path, tree, m, source) -> None:
     """`device:` naming a device this machine has; `device_map:`/`max_memory:` (placement.py): for a
     model loaded the Hugging Face way, instead of `device:`, naming devices this machine has."""
-    from . import placement
+    from ..models import placement
 
     def error(field, message, hint, key=None):  # at the line of the entry at fault where there is one
         line = locate(tree, ("model", field) + ((key,) if key is not None else ()))
@@ -524,7 +527,7 @@ def _native(path, tree, native) -> tuple[models.ModelSource, dict]:
 def _checkpoints(path: Path, tree, spec, dims) -> tuple:
     """The file's `checkpoints:`, each a model folder or weights file in its folder tree (paths.py),
     with the file's model's layers and heads; a glob in natural order."""
-    from . import override
+    from ..models import override
 
     given = spec.checkpoints
     if given is None:
@@ -569,7 +572,7 @@ def _checkpoint_paths(path: Path, tree, loc, text: str) -> list[Path]:
     """The folders or files one `checkpoints:` entry names (a glob: every match), inside the file's tree."""
     import glob
 
-    from .override import natural
+    from ..models.override import natural
 
     base = path.resolve().parent
     if any(ch in text for ch in "*?["):
@@ -697,18 +700,6 @@ def _unbound(x):
         return _VARIABLE.search(x)[0]
     items = x.values() if isinstance(x, dict) else (x if isinstance(x, list) else [])
     return next((u for u in map(_unbound, items) if u), None)
-
-
-def head_sets(s) -> list[tuple[str, ...]]:
-    if s.each is not None:
-        return [(h,) for h in s.each]
-    if s.pairs is not None:
-        return list(itertools.combinations(s.pairs, 2))
-    if s.cross is not None:
-        return list(itertools.product(*s.cross))
-    if s.within is not None:
-        return [p for g in s.within for p in itertools.combinations(g, 2)]
-    return [tuple(x) for x in s.subsets]
 
 
 def _bind(path: Path, claim: Claim, prompts_spec: PromptSpec, label: str, values: dict, value=None,
@@ -863,7 +854,7 @@ def _generator_args(path: Path, spec) -> tuple:
 def _files_read(params: dict) -> list[Path] | None:
     """The files a generator reads: its JSONL file and the tokenizer's two files (text_prompts.py);
     None where one is missing (the build then says what is wrong)."""
-    from .text_prompts import tokenizer_files
+    from ..prompts.text import tokenizer_files
 
     files = []
     if isinstance(params.get("path"), str):
@@ -982,10 +973,8 @@ def _check_where(loaded, tree, loc, where, ps, contrast: bool):
 
 
 def _check_quantity(loaded, tree, where, spec, ps):
-    from . import correlation
-
     try:
-        correlation.quantity(ps, spec)
+        prompts.quantity(ps, spec)
     except prompts.PromptError as exc:
         raise HypothesisError(loaded.path, locate(tree, where), _field(where), str(exc), exc.hint) from None
 

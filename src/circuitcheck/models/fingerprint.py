@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from . import cache, models
+from . import loading as models
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 _FILE_HASHES: dict[tuple, str] = {}
@@ -22,8 +22,17 @@ def file_sha256(path: Path) -> str:
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _FILE_HASHES:
-        _FILE_HASHES[key] = cache.file_sha256(path)
+        _FILE_HASHES[key] = sha256_of(path)
     return _FILE_HASHES[key]
+
+
+def sha256_of(path: Path) -> str:
+    """The sha256 of a file's bytes, read a megabyte at a time."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def weight_files(source: models.ModelSource) -> list[Path]:

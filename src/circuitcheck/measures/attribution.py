@@ -17,7 +17,7 @@ from typing import Annotated, Union
 import numpy as np
 from pydantic import BeforeValidator, Field
 
-from . import prompts as P
+from .. import prompts as P
 
 TOKEN = r"correct|counterfactual|-?\d+|tok\[[^\]]+\]"
 COMPONENT = r"L\d+H\d+|L\d+N\d+|mlp\d+|attn\d+|embed|tok_embed|pos_embed|bias"

@@ -114,7 +114,7 @@ def relabel(loaded, raw, used: dict[str, list[str]]) -> None:
 
 def _labels(lc, claim) -> list[str] | None:
     """The cases' labels with roles as written, or None where the labels name no head."""
-    from .hypothesis_file import head_sets
+    from .spec import head_sets
 
     sets = claim.for_.sets if claim.for_ else None
     if sets is not None and sets.values is None:

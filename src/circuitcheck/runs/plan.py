@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .interventions import run_key
-from .models import ModelSource
+from ..interventions import run_key
+from ..models import ModelSource
 
 
 @dataclass

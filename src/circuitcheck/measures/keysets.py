@@ -15,7 +15,7 @@ from typing import Annotated, Union
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from . import prompts as P
+from .. import prompts as P
 
 OPS = {"==": operator.eq, "!=": operator.ne, "<=": operator.le, ">=": operator.ge, "<": operator.lt,
        ">": operator.gt}

@@ -11,7 +11,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import baseline, override, report, report_json
+from . import baseline, table as report, json_report as report_json
+from ..models import override
 
 
 def add_options(add) -> None:
@@ -85,7 +86,7 @@ class Run:
         if o is not None:
             self.matched.add(o.ref)
         elif self.update and loaded.checkpoints:
-            from .hypothesis_file import HypothesisError
+            from ..files.loader import HypothesisError
 
             raise HypothesisError(loaded.path, loaded.checkpoints_line, "checkpoints",
                                   "--cc-update-baselines writes one baseline per file, and this file runs on "
@@ -127,7 +128,7 @@ class Run:
         if self.json_path:
             lines.append(self._write("JSON report", self.json_path, report_json.write, records, unused, missing))
         if self.html_path:
-            from . import report_html
+            from . import html_report as report_html
 
             lines.append(self._write("HTML report", self.html_path, report_html.write, records))
         return lines
@@ -171,7 +172,7 @@ def _by_file(records) -> dict[str, list[dict]]:
 
 
 def _read_claim_ids(path, ran: list[dict]) -> list[str]:
-    from .hypothesis_file import load
+    from ..files.loader import load
 
     try:
         return [lc.claim.id for lc in load(Path(path)).claims]
@@ -242,7 +243,7 @@ EXAMPLE_POSITIONS = 24  # the heatmap shows at most the last 24 positions of the
 
 def head_of(case) -> str | None:
     """The head a case is about: its measure's head, else the first head its interventions name."""
-    from .names import HEAD
+    from ..language.names import HEAD
 
     body = getattr(case.measure, case.measure.kind, None)
     for name in ("head", "component"):
@@ -260,9 +261,9 @@ def attention_example(session, key, claim_id: str) -> dict | None:
     """{head, tokens, pattern}: the head's attention on the claim's first prompt, for the heatmap."""
     import torch
 
-    from . import hypothesis_file as H
-    from . import models
-    from .names import parse_head, pattern_name
+    from ..files import loader as H
+    from .. import models
+    from ..language.names import parse_head, pattern_name
 
     loaded = session.files[key]
     lc = next(lc for lc in loaded.claims if lc.claim.id == claim_id)

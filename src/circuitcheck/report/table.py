@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from .verdict import FAIL, INCONCLUSIVE, PASS, RECORDED, CaseResult, Result
+from ..judge.verdict import FAIL, INCONCLUSIVE, PASS, RECORDED, CaseResult, Result
 
 
 def _num(x: float) -> str:

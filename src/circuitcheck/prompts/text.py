@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .prompts import PromptError, PromptSet, _fill_slots, _finish, _slot_values
+from .base import PromptError, PromptSet, fill_slots, finish, slot_values
 
-_SLOT = re.compile(r"\{(\w+)\}")
+SLOT = re.compile(r"\{(\w+)\}")
 
 
 def tokenizer_files(path) -> tuple[Path, Path]:
@@ -106,7 +106,7 @@ def _literal(path: str, text: str) -> tuple[int, ...]:
 def _pieces(template: str) -> tuple:
     """The template as ("text", literal) and ("slot", name, leading whitespace) pieces."""
     out, at = [], 0
-    for m in _SLOT.finditer(template):
+    for m in SLOT.finditer(template):
         literal = template[at:m.start()]
         lead = literal[len(literal.rstrip()):]  # BPE tokenizers fold the space into the next word
         if literal.rstrip():
@@ -132,8 +132,8 @@ def text(n: int, seed: int, template: str | list[str], slots: dict[str, list], a
                           "use a model with a tokenizer.json (zoo:ioi, a local hf: directory) or give `tokenizer: PATH`")
     templates = [template] if isinstance(template, str) else list(template)
     rng = np.random.default_rng(seed)
-    words = {str(v): str(v) for values in slots.values() for v in _slot_values(values)}  # words stay words
-    draws = _fill_slots(rng, n, slots, distinct, words)
+    words = {str(v): str(v) for values in slots.values() for v in slot_values(values)}  # words stay words
+    draws = fill_slots(rng, n, slots, distinct, words)
     which = rng.integers(len(templates), size=n)
     parts = [_tokenise_template(tokenizer, t, slots, draws, prepend_bos, n) for t in templates]
     if len({p[0].shape[1] for p in parts}) != 1:
@@ -149,13 +149,13 @@ def text(n: int, seed: int, template: str | list[str], slots: dict[str, list], a
     end = positions["end"]
     ans = _column(tokenizer, answer, draws, n, "answer")
     counter = None if counterfactual is None else _column(tokenizer, counterfactual, draws, n, "counterfactual")
-    return _finish(tokens, positions, end, ans, "text", counter, tokenizer=str(tokenizer))
+    return finish(tokens, positions, end, ans, "text", counter, tokenizer=str(tokenizer))
 
 
 def row(tokenizer, text: str, slots: dict, prepend_bos: bool = True) -> tuple[list[int], dict[str, int]]:
     """One text with its `{SLOT}`s filled from `slots` (a JSONL row): the token ids the model sees
     (BOS first) and the named slot positions (`S`, `S#2`), checked as the generator checks them."""
-    used = set(_SLOT.findall(text))
+    used = set(SLOT.findall(text))
     for name in sorted(used - set(slots)):
         raise PromptError(f"the text has {{{name}}} and `slots` gives it no value",
                           f'add "{name}": "word" to the row\'s `slots`', param=("text",))
@@ -169,7 +169,7 @@ def row(tokenizer, text: str, slots: dict, prepend_bos: bool = True) -> tuple[li
 
 def _tokenise_template(tokenizer, template, slots, draws, prepend_bos, n):
     """[n, seq] token ids for one template, and its named slot positions."""
-    for name in _SLOT.findall(template):
+    for name in SLOT.findall(template):
         if name not in slots:
             raise PromptError(f"template slot {{{name}}} has no values", f"add `{name}: [...]` under `slots`",
                               param=("template",))
@@ -192,7 +192,7 @@ def _tokenise_template(tokenizer, template, slots, draws, prepend_bos, n):
 
 def _check_whole(tokenizer, template, draws, tokens, with_bos):
     """Slot by slot must tokenise as the whole sentence does, or positions would name the wrong tokens."""
-    texts = [_SLOT.sub(lambda m: str(draws[m[1]][i]), template) for i in range(tokens.shape[0])]
+    texts = [SLOT.sub(lambda m: str(draws[m[1]][i]), template) for i in range(tokens.shape[0])]
     whole = load_tokenizer(str(tokenizer)).encode_batch(texts, add_special_tokens=False)
     for i, enc in enumerate(whole):
         if enc.ids != tokens[i, int(with_bos):].tolist():

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ZOO_DIR = Path(__file__).parent / "zoo" / "models"
+ZOO_DIR = Path(__file__).parents[1] / "zoo" / "models"
 
 
 class ModelUnavailable(Exception):
@@ -80,7 +80,7 @@ def load(source: ModelSource, options: LoadOptions = LoadOptions()):
     key = (source, options)
     if key not in _CACHE:
         try:
-            _CACHE[key] = _prepare(_LOADERS[source.kind](source, options), options)
+            _CACHE[key] = prepare(_LOADERS[source.kind](source, options), options)
         except ModelError as exc:  # remembered, so a broken factory runs once, not once per claim
             _CACHE[key] = exc
     if isinstance(_CACHE[key], ModelError):
@@ -88,7 +88,7 @@ def load(source: ModelSource, options: LoadOptions = LoadOptions()):
     return _CACHE[key]
 
 
-def _prepare(model, options: LoadOptions):
+def prepare(model, options: LoadOptions):
     import contextlib
     import io
 
@@ -198,7 +198,7 @@ def loads_hf(source: ModelSource) -> bool:
 def _load_zoo(source: ModelSource, options: LoadOptions = LoadOptions()):
     d = ZOO_DIR / source.ref
     if is_hf_dir(d):  # a Hugging Face checkpoint keeps its own attention (refused at collection)
-        return _load_hf(ModelSource("hf", str(d)), options)
+        return load_hf(ModelSource("hf", str(d)), options)
     config = _with_attention(read_config(d / "config.json"), options.attention)
     return native(config, read_weights(d / "model.safetensors"))
 
@@ -209,7 +209,7 @@ def _load_native(source: ModelSource, options: LoadOptions = LoadOptions()):
     return native(_with_attention(config, options.attention), weights)
 
 
-def _load_hf(source: ModelSource, options: LoadOptions = LoadOptions()):
+def load_hf(source: ModelSource, options: LoadOptions = LoadOptions()):
     from transformer_lens.model_bridge import TransformerBridge
 
     from . import hub
@@ -251,7 +251,7 @@ def _placed(options: LoadOptions) -> dict:
 def _load_factory(source: ModelSource, options: LoadOptions = LoadOptions()):
     from torch import nn
 
-    from . import registry
+    from ..language import registry
 
     reg = registry.model(source.ref)
     code = getattr(reg.fn, "__code__", None)
@@ -268,7 +268,7 @@ def _load_factory(source: ModelSource, options: LoadOptions = LoadOptions()):
     return model
 
 
-_LOADERS = {"zoo": _load_zoo, "native": _load_native, "hf": _load_hf, "factory": _load_factory}
+_LOADERS = {"zoo": _load_zoo, "native": _load_native, "hf": load_hf, "factory": _load_factory}
 
 
 def zoo_names() -> list[str]:

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import interventions as I
-from . import prompts as P
-from .interventions import run_key as key
-from .models import input_device
+from .. import interventions as I
+from .. import prompts as P
+from ..interventions import run_key as key
+from ..models import input_device
 
 
 @dataclass
@@ -133,7 +133,7 @@ class Runs:
     def _measure_into(self, parts, k, measures, rows, logits, cache) -> None:
         """Write each measure's values on these rows into `parts`; a measure that raises leaves its
         `MeasureFailed` there instead, for the claims reading it, and the pass goes on for the others."""
-        from . import measures as M
+        from .. import measures as M
 
         prompts = self.prompts if rows == slice(0, self.prompts.n) else self._prompts_of(rows)
         run = M.Run(logits, cache, prompts, self.model)
@@ -383,7 +383,7 @@ def _fill(out: dict, key, n: int, rows: slice, part) -> None:
 
 
 def _needs(measures: dict, cfg) -> set[str]:
-    from . import measures as M
+    from .. import measures as M
 
     return set().union(set(), *(M.needs(m, cfg) for m in measures.values()))
 
