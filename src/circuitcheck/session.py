@@ -32,14 +32,12 @@ class Options:
     device: str = "cpu"
     dtype: str = "float32"
     batch_size: int = 1024
-    cache: str = "off"  # value cache for reruns: on | read | write | off (see cache.py)
+    cache: str = "off"  # value cache for reruns: on | read | write | off (see runs/cache.py)
     cache_dir: str | None = None
     family: str = "file"  # Holm's family: the claims of each file, or of the whole run ("run")
     record: bool = False  # every claim as `expect: record`: numbers, no verdicts (`circuitcheck measure`)
-    dump_values: str | None = None  # a directory for each case's per-prompt values (dump.py)
+    dump_values: str | None = None  # a directory for each case's per-prompt values (report/dump.py)
     device_map: str | None = None  # accelerate's placement of Hugging Face models where a file names none
-
-
 
 
 # ------------------------------------------------------------ the flags that set the options
@@ -60,8 +58,8 @@ def positive_int(text: str) -> int:
 
 
 # How and on what claims run: what every command that runs claims takes.
-RUN_FLAGS = ("--cc-model", "--cc-device", "--cc-device-map", "--cc-dtype", "--cc-batch-size", "--cc-cache", "--cc-allow-path",
-       "--cc-require-models")
+RUN_FLAGS = ("--cc-model", "--cc-device", "--cc-device-map", "--cc-dtype", "--cc-batch-size", "--cc-cache",
+             "--cc-allow-path", "--cc-require-models")
 MEASURE_FLAGS = RUN_FLAGS + ("--cc-dump-values",)  # numbers, no verdicts: nothing judged, reported or compared
 SPECIFICITY_FLAGS = RUN_FLAGS + ("--cc-family",)  # mutants are judged at their claim's level, which the family sets
 
@@ -240,9 +238,6 @@ class Session:
     def values(self, loaded, claim, case):
         """Per-prompt values of a case; for drop/rise/change, the paired difference and the clean values."""
         return self.run_values.values(loaded, claim, case)
-
-    def recording(self, claim) -> bool:
-        return self.judge.recording(claim)
 
     def judge_at(self, loaded, lc, level: float, rows=None, family: str = "") -> Result:
         """One claim judged at a given error level (`judge.claims.Judge.judge_at`)."""

@@ -18,8 +18,8 @@ from .. import prompts as P
 from ..files import loader as H
 from ..language import registry
 from ..models.model_files import ModelFileError
-from .verdict import ERROR, FAIL, RECORDED, CaseResult, Result, combine, judge
 from ..prompts.where import evaluate as where_filter
+from .verdict import ERROR, FAIL, RECORDED, CaseResult, Result, combine, judge
 
 
 @dataclass
@@ -36,6 +36,7 @@ class Row:
     def undefined(self) -> bool:
         """The quantity does not exist for these data (R² of a flat curve): the case fails."""
         return bool(getattr(self.bound, "flat", False))
+
 
 class Judge:
     """Judges claims on the values `source` gives (`values`, `prompts`, `model`, `load_options`).
