@@ -28,7 +28,7 @@ import pytest
 from conftest import header
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "circuitcheck"
-FLOORS = [{"language"}, {"prompts", "models"}, {"interventions", "measures"}, {"files"}, {"runs"}, {"judge"},
+FLOORS = [{"language"}, {"prompts", "models", "circuits"}, {"interventions", "measures"}, {"files"}, {"runs"}, {"judge"},
           {"report"}, {"session", "zoo"}, {"plugin", "cli", "__init__"}]
 TOP = {"__init__.py", "session.py", "plugin.py", "cli.py"}  # the only modules outside a stage's package
 
