@@ -38,7 +38,8 @@ def scores_edit(fn):
 
 def forward_mlp(model, tokens, edit=None):
     """A hand forward of a TL-native model with LayerNorm and GELU MLPs, read from the bridge's
-    state dict (nn.Linear layouts, not TransformerLens's W_* views). Returns the logits and every
+    state dict (nn.Linear layouts, not TransformerLens's W_* views); attention-only models and
+    models without LayerNorm (zoo:induction) leave those parts out. Returns the logits and every
     intermediate by name: resid_pre{l}, q{l}/k{l}/v{l}/z{l} [b, q, h, e], pattern{l} [b, h, q, k],
     attn_out{l}, resid_mid{l}, pre{l}/post{l} [b, q, m], mlp_out{l}, final_in. `edit(name, x)`
     may replace any of them but the pattern as the forward goes (returns the new value)."""
@@ -48,6 +49,8 @@ def forward_mlp(model, tokens, edit=None):
     h, e = cfg.n_heads, cfg.d_head
 
     def ln(x, name):
+        if f"{name}.weight" not in sd:  # a model without LayerNorm (zoo:induction)
+            return x
         x = x - x.mean(-1, keepdim=True)
         x = x / (x.pow(2).mean(-1, keepdim=True) + cfg.eps).sqrt()
         return x * sd[f"{name}.weight"] + sd[f"{name}.bias"]
@@ -73,6 +76,8 @@ def forward_mlp(model, tokens, edit=None):
         z = keep(f"z{layer}", torch.einsum("bhqk,bkhe->bqhe", pattern, v))
         attn_out = keep(f"attn_out{layer}", linear(z.reshape(*z.shape[:2], h * e), f"{a}.o"))
         resid = keep(f"resid_mid{layer}", resid + attn_out)
+        if cfg.attn_only:
+            continue
         pre = keep(f"pre{layer}", linear(ln(resid, f"blocks.{layer}.ln2"), f"blocks.{layer}.mlp.in"))
         post = keep(f"post{layer}", 0.5 * pre * (1 + torch.erf(pre / math.sqrt(2))))
         mlp_out = keep(f"mlp_out{layer}", linear(post, f"blocks.{layer}.mlp.out"))

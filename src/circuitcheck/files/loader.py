@@ -67,6 +67,7 @@ class Case:
     where: str | None = None  # the claim's `where:`, with bound variables substituted
     versus: Measure | None = None  # judged: measure minus versus, paired by prompt
     variants: tuple = ()  # (PromptSpec, prompts key) of each prompt variant the measure compares
+    versus_under: tuple | None = None  # `versus: {under: ...}`: the compared run's interventions (None: this run)
 
 
 @dataclass
@@ -623,14 +624,25 @@ def _source_tokenizers(path: Path, tree, loc: tuple, case: "Case", source: model
     """Text prompts an intervention reads from (a patch's `source`) tokenise as the claim's do."""
     import dataclasses
 
-    under = []
-    for i, iv in enumerate(case.under):
-        spec = getattr(iv.body, "source", None)
-        if isinstance(spec, PromptSpec) and spec.generator == "text":
-            spec = _with_tokenizer(path, tree, loc + ("under", i, iv.kind, "source"), spec, source)
-            iv = iv.model_copy(update={iv.kind: iv.body.model_copy(update={"source": spec})})
-        under.append(iv)
-    return dataclasses.replace(case, under=tuple(under))
+    def tokenised(base: tuple, ivs):
+        out = []
+        for i, iv in enumerate(ivs):
+            spec = getattr(iv.body, "source", None)
+            if isinstance(spec, PromptSpec) and spec.generator == "text":
+                spec = _with_tokenizer(path, tree, loc + base + (i, iv.kind, "source"), spec, source)
+                iv = iv.model_copy(update={iv.kind: iv.body.model_copy(update={"source": spec})})
+            out.append(iv)
+        return tuple(out)
+
+    versus = None if case.versus_under is None else tokenised(("versus", "under"), case.versus_under)
+    return dataclasses.replace(case, under=tokenised(("under",), case.under), versus_under=versus)
+
+
+def runs_of(case: "Case"):
+    """(where in the claim, index, intervention) of every intervention a case's runs apply: its
+    `under:`, and the compared run's of `versus: {under: ...}`."""
+    yield from ((("under",), i, iv) for i, iv in enumerate(case.under))
+    yield from ((("versus", "under"), i, iv) for i, iv in enumerate(case.versus_under or ()))
 
 
 def _dims(cfg: dict) -> tuple:
@@ -653,7 +665,8 @@ def expand(path: Path, claim: Claim, prompts_spec: PromptSpec, check_unbound: bo
     """The concrete cases of a claim: one per sweep value, one per set of its quantifier, or itself."""
     if not check_unbound:  # a claim with no `for:` or `sweep:` keeps `$x` for _check_claim to report
         return [_case(path, "", tuple(claim.under), claim.measure, prompts_spec, where=claim.where,
-                      versus=claim.versus)]
+                      versus=claim.versus_measure,
+                      versus_under=None if claim.versus_under is None else tuple(claim.versus_under))]
     if claim.sweep is not None:
         (name, values), = claim.sweep.items()
         return [_bind(path, claim, prompts_spec, f"{name}={v}", {name: v}, v) for v in values]
@@ -727,11 +740,13 @@ def _bind(path: Path, claim: Claim, prompts_spec: PromptSpec, label: str, values
     measure = Measure.model_validate(dump(claim.measure))
     ps = PromptSpec.model_validate(dump(prompts_spec))
     where = dump_where(claim.where, sub, values)
-    versus = Measure.model_validate(dump(claim.versus)) if claim.versus is not None else None
+    versus = Measure.model_validate(dump(claim.versus_measure)) if claim.versus is not None else None
+    versus_under = None if claim.versus_under is None else \
+        tuple(Intervention.model_validate(dump(i)) for i in claim.versus_under)
     if versus_values is not None:  # a ranking: the same measure, bound to the other head
         values = versus_values  # `sub` reads `values`: from here on it binds the other head
         versus = Measure.model_validate(dump(claim.measure))
-    return _case(path, label, under, measure, ps, value, where, versus)
+    return _case(path, label, under, measure, ps, value, where, versus, versus_under)
 
 
 class RanksError(ValueError):
@@ -768,12 +783,12 @@ def rank_pairs(ranks, n_layers, n_heads) -> list[tuple[str, str]]:
 
 
 def _case(path: Path, label: str, under: tuple, measure: Measure, ps: PromptSpec, value=None, where=None,
-          versus=None) -> Case:
+          versus=None, versus_under=None) -> Case:
     base = ps.model_dump()
     variants = [PromptSpec.model_validate({**base, **v})
                 for v in measures.kind_of(measure).variants(measure.body)]
     return Case(label, under, measure, ps, prompts_key(path, ps), value, where, versus,
-                tuple((v, prompts_key(path, v)) for v in variants))
+                tuple((v, prompts_key(path, v)) for v in variants), versus_under)
 
 
 def dump_where(where: str | None, sub, values: dict) -> str | None:
@@ -896,9 +911,9 @@ def _check_claim(loaded: LoadedFile, tree, loc, claim: Claim, cases: list[Case])
             _check_where(loaded, tree, loc, case.where, ps, claim.expect.relative == "contrast")
         if claim.expect.correlates is not None:
             _check_quantity(loaded, tree, loc + ("expect", "correlates", "with"), claim.expect.correlates.with_, ps)
-        for i, iv in enumerate(case.under):
+        for base, i, iv in runs_of(case):
             for source in interventions.kind_of(iv).sources(iv.body):
-                sloc = loc + ("under", i, iv.kind) + source.loc
+                sloc = loc + base + (i, iv.kind) + source.loc
                 src = _case_prompts(loaded, tree, sloc, None, source.prompts)
                 why = source.mismatch(src, ps)
                 if why:
@@ -926,8 +941,8 @@ def _check_claim(loaded: LoadedFile, tree, loc, claim: Claim, cases: list[Case])
                     prompts.position(ps, value)
             except (prompts.PromptError, ValueError) as exc:
                 raise HypothesisError(path, locate(tree, sub), _field(sub), str(exc), getattr(exc, "hint", "")) from None
-        for i, iv in enumerate(case.under):  # after the references: positions are known to resolve
-            _check_kind(loaded, tree, loc + ("under", i, iv.kind), interventions.kind_of(iv), iv.body, ps)
+        for base, i, iv in runs_of(case):  # after the references: positions are known to resolve
+            _check_kind(loaded, tree, loc + base + (i, iv.kind), interventions.kind_of(iv), iv.body, ps)
 
 
 def _check_kind(loaded, tree, where, kind, body, ps):
@@ -1062,9 +1077,9 @@ def _check_head(loaded: LoadedFile, head: str):
 def _references(case: Case):
     """(loc inside the claim, value, 'head' | 'position' | 'hook' | 'layer' | 'condition') for everything a
     case names."""
-    for i, iv in enumerate(case.under):
+    for base, i, iv in runs_of(case):
         for where, value, what in interventions.kind_of(iv).references(iv.body):
-            yield ("under", i, iv.kind) + where, value, what
+            yield base + (i, iv.kind) + where, value, what
     for name, m in (("measure", case.measure), ("versus", case.versus)):
         if m is not None:
             for where, value, what in measures.kind_of(m).references(m.body):

@@ -15,7 +15,7 @@ import itertools
 import re
 from typing import Annotated, Any, ClassVar, Literal, Optional, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_model, field_validator, model_validator
 
 from .. import interventions as _interventions
 from .. import measures as _measures
@@ -343,13 +343,37 @@ class Ranks(Strict):
         description="the heads they beat: a list, `layer` (every other head of the named head's layer) or `all`")
 
 
+class VersusRun(Strict):
+    """The other side of a paired comparison, run under its own interventions: `versus: {under: [],
+    measure: logit_diff}` compares the claim's run with the clean run (the full model), prompt by prompt."""
+
+    under: list[Intervention] = Field(description="the interventions of the compared run ([]: the clean run)")
+    measure: Measure | None = Field(None, description="its measure (default: the claim's own)")
+
+    @field_validator("under", mode="before")
+    @classmethod
+    def _listify(cls, v):
+        return [v] if isinstance(v, dict) else v
+
+
+def _versus_form(v) -> str:
+    run = isinstance(v, VersusRun) or isinstance(v, dict) and "under" in v  # validating a file, or dumping a claim
+    return "versus[run]" if run else "versus[measure]"
+
+
+# The tags name the two forms in pydantic's error locations; the loader drops them (they are no keys).
+Versus = Annotated[Union[Annotated[VersusRun, Tag("versus[run]")], Annotated[Measure, Tag("versus[measure]")]],
+                   Discriminator(_versus_form)]
+
+
 class Claim(Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9][\w.-]*$", description="unique in the file; used by -k")
     says: str = Field(min_length=1, description="the sentence this claim checks, shown in reports")
     under: list[Intervention] = Field(default_factory=list)
     measure: Measure
-    versus: Measure | None = Field(None, description="a second measure on the same prompts and runs: the claim "
-                                                     "judges measure minus versus, paired by prompt")
+    versus: Versus | None = Field(None, description="a second measure on the same prompts: the claim judges measure "
+                                  "minus versus, paired by prompt; on the same run, or `{under: [...], measure: ...}` "
+                                  "on a run of its own")
     ranks: Ranks | None = None
     for_: Quantifier | None = Field(None, alias="for")
     sweep: dict[str, list[Union[float, int, str]]] | None = Field(
@@ -407,14 +431,30 @@ class Claim(Strict):
             raise ValueError("`ranks` makes its own paired cases: it goes without `for:`, `sweep:` and `versus:`")
         if (self.ranks is not None or self.versus is not None) and self.expect.order is not None:
             raise ValueError("`order` ranks one weight-only measure's units; compare two measures with at_least/...")
-        if self.versus is not None and not _measures.kind_of(self.versus).per_prompt:
+        if self.versus is not None and not _measures.kind_of(self.versus_measure).per_prompt:
             raise ValueError("`versus` is one value per prompt of the claim's own prompts: not "
                              + " or ".join(k for k, m in _measures.KINDS.items() if not m.per_prompt))
+        if self.versus_under is not None and self.expect.relative in ("drop", "rise", "change"):
+            raise ValueError("`versus: {under: ...}` already compares two runs, prompt by prompt: judge the "
+                             "difference with at_least / at_most / between / about, not drop/rise/change")
         if kind.is_weights_only(self.measure.body) and (self.under or self.where or self.expect.relative
                                                         or self.expect.swept or self.versus is not None):
             raise ValueError(f"`{kind.describe(self.measure.body)}` reads the weights alone: no run, so no `under`, "
                              "`where`, `versus`, drop/rise/change/contrast or sweep curve applies to it")
         return self
+
+
+    @property
+    def versus_measure(self) -> "Measure | None":
+        """The measure subtracted: `versus` itself, or its run's measure (by default the claim's)."""
+        if isinstance(self.versus, VersusRun):
+            return self.versus.measure or self.measure
+        return self.versus
+
+    @property
+    def versus_under(self) -> list | None:
+        """The interventions of the compared run, or None when `versus` reads the claim's own run."""
+        return self.versus.under if isinstance(self.versus, VersusRun) else None
 
 
 class Role(Strict):
@@ -487,9 +527,10 @@ def json_schema() -> dict:
     bare = [k for k in _measures.KINDS.values() if k.bare]  # `measure: accuracy`: the name alone
     defs["Measure"] = {"anyOf": [*({"enum": list(get_args(k.schema)), "description": k.form} for k in bare),
                                  defs["Measure"]]}
-    under = defs["Claim"]["properties"]["under"]
-    defs["Claim"]["properties"]["under"] = {"anyOf": [{"$ref": "#/$defs/Intervention"}, under], "title": "Under",
-                                            "description": "one intervention, or a list applied together"}
+    for model in ("Claim", "VersusRun"):  # `under:` takes one intervention or a list
+        under = defs[model]["properties"]["under"]
+        defs[model]["properties"]["under"] = {"anyOf": [{"$ref": "#/$defs/Intervention"}, under], "title": "Under",
+                                              "description": "one intervention, or a list applied together"}
     return schema
 
 

@@ -230,7 +230,7 @@ class Judge:
         q = claim.for_.kind if claim.for_ else None
         verdict = ERROR if error else RECORDED if self.recording(claim) else combine(q, [c.verdict for c in cases])
         expected = "recorded" if self.record and claim.expect.record is None else \
-            ("difference " if claim.versus or claim.ranks else "") + claim.expect.text()
+            _compared(claim) + claim.expect.text()
         return Result(
             claim.id, claim.says, expected, q, verdict, cases, str(loaded.path), lc.line, loaded.spec.seed,
             loaded.model_source.describe(), self._record(loaded, lc), describe_measure(claim.measure), error,
@@ -244,6 +244,14 @@ class Judge:
         if ps is not None and ps.mask is not None:
             out.update(attention_mask=f"{ps.extra['padding']} padding", pad_token=ps.extra["pad_token"])
         return out
+
+
+def _compared(claim) -> str:
+    """How the expectation's quantity compares two values, for the report's `expected`."""
+    if claim.versus_under is not None:
+        other = describe_under(claim.versus_under) or "nothing (the clean run)"
+        return f"difference from the run under {other}: "
+    return "difference " if claim.versus or claim.ranks else ""
 
 
 def _trace(exc: BaseException) -> str:

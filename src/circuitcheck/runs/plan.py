@@ -23,11 +23,22 @@ class Group:
         {measure's JSON: measure}); the clean run's key is ()."""
         out: dict[tuple, tuple] = {}
         for case, relative in self.cases:
-            measures = [case.measure] + ([case.versus] if case.versus is not None else [])
-            for under in [case.under] + ([()] if case.under and relative else []):
+            for under, measures in reads(case, relative):
                 _, have = out.setdefault(run_key(under), (under, {}))
                 have.update((m.model_dump_json(), m) for m in measures)
         return out
+
+
+def reads(case, relative: bool) -> list[tuple[tuple, list]]:
+    """(interventions, measures) of each run a case reads: its own run; the clean run for
+    drop/rise/change; the compared run of `versus` (its own run, or one under its own `under:`)."""
+    own = [case.measure] + ([case.versus] if case.versus is not None and case.versus_under is None else [])
+    out = [(case.under, own)]
+    if case.under and relative:
+        out.append(((), own))
+    if case.versus_under is not None:
+        out.append((case.versus_under, [case.versus]))
+    return out
 
 
 class Plan:

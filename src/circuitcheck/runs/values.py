@@ -62,7 +62,8 @@ class Values:
         value = self._measure_one(loaded, case, under, case.measure)
         if case.versus is None:
             return value
-        return value - self._measure_one(loaded, case, under, case.versus)
+        other = under if case.versus_under is None else case.versus_under
+        return value - self._measure_one(loaded, case, other, case.versus)
 
     def _measure_one(self, loaded, case, under, m) -> np.ndarray:
         k = (self.plan.key(loaded, case.prompts_key), run_key(under), m.model_dump_json())
