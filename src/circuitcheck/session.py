@@ -20,6 +20,7 @@ from .files.spec import processing_flags
 from .judge.claims import Judge
 from .judge.verdict import Result
 from .models.placement import STRATEGIES
+RUNNERS = ("transformer_lens", "nnsight", "nnsight:local", "nnsight:ndif")
 from .runs.cache import MODES
 from .runs.plan import Plan
 from .runs.values import Values
@@ -38,6 +39,7 @@ class Options:
     record: bool = False  # every claim as `expect: record`: numbers, no verdicts (`circuitcheck measure`)
     dump_values: str | None = None  # a directory for each case's per-prompt values (report/dump.py)
     device_map: str | None = None  # accelerate's placement of Hugging Face models where a file names none
+    runner: str | None = None  # what computes the runs where a file names none: transformer_lens | nnsight[:local|:ndif]
 
 
 # ------------------------------------------------------------ the flags that set the options
@@ -59,7 +61,7 @@ def positive_int(text: str) -> int:
 
 # How and on what claims run: what every command that runs claims takes.
 RUN_FLAGS = ("--cc-model", "--cc-device", "--cc-device-map", "--cc-dtype", "--cc-batch-size", "--cc-cache",
-             "--cc-allow-path", "--cc-require-models")
+             "--cc-allow-path", "--cc-require-models", "--cc-runner")
 MEASURE_FLAGS = RUN_FLAGS + ("--cc-dump-values",)  # numbers, no verdicts: nothing judged, reported or compared
 SPECIFICITY_FLAGS = RUN_FLAGS + ("--cc-family",)  # mutants are judged at their claim's level, which the family sets
 
@@ -80,6 +82,10 @@ def add_flags(add_option, only: tuple[str, ...] | None = None) -> None:
     add_option("--cc-device-map", choices=STRATEGIES, default=None,
                help="place Hugging Face models (hf:, zoo:ioi) over the devices with accelerate where a file names "
                     "no device or device_map (docs/scaling.md); other models load on --cc-device")
+    add_option("--cc-runner", choices=RUNNERS, default=None,
+               help="what computes the runs where a file names no `model: {runner: ...}`: transformer_lens "
+                    "(default), nnsight (Hugging Face models, docs/reference.md#runners), nnsight:local (through "
+                    "NDIF's serialisation, offline), nnsight:ndif (NDIF's hosted models; needs NDIF_API_KEY)")
     add_option("--cc-dtype", default="float32", help="model dtype where a file names none (default: float32)")
     add_option("--cc-allow-path", action="append", default=[], metavar="DIR",
                help="also read files that hypothesis files name from DIR (repeatable; default: only "
@@ -130,7 +136,8 @@ def flag_defaults() -> dict:
 def options_from_flags(get, cache_dir: str | None) -> Options:
     """The session options the flags give (`get`: option name -> value)."""
     return Options(get("cc_device"), get("cc_dtype"), get("cc_batch_size"), get("cc_cache"), cache_dir,
-                   get("cc_family"), dump_values=get("cc_dump_values"), device_map=get("cc_device_map"))
+                   get("cc_family"), dump_values=get("cc_dump_values"), device_map=get("cc_device_map"),
+                   runner=get("cc_runner"))
 
 class Session:
     def __init__(self, options: Options = Options()):
@@ -270,7 +277,7 @@ def load_options(m, options: Options, source: models.ModelSource) -> models.Load
     device_map, max_memory = _placement(m, options, source)
     device = None if device_map is not None else _device(m.device or options.device)
     return models.LoadOptions(device, m.dtype or options.dtype, processing_flags(m), m.attention, device_map,
-                              max_memory)
+                              max_memory, m.runner or options.runner or "transformer_lens")
 
 def _placement(m, options: Options, source: models.ModelSource) -> tuple:
     """(device_map, max_memory) of a model loaded the Hugging Face way: the file's, else --cc-device-map

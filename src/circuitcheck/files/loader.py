@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .. import interventions, measures, models, prompts
-from ..models import model_files
+from ..models import model_files, module_map
 from . import paths
 from ..language import registry
 from ..prompts import where as where_mod
@@ -412,7 +412,37 @@ def _check_unique_ids(path, tree):
 def _model(path, tree, spec) -> tuple[models.ModelSource, dict]:
     source, cfg = _source(path, tree, spec.model)
     _check_placement(path, tree, spec.model, source)
+    _check_runner(path, tree, spec.model, source)
     return source, cfg
+
+
+def _check_runner(path, tree, m, source) -> None:
+    """`runner: nnsight` needs a Hugging Face checkpoint of an architecture the module map knows,
+    run as it was saved (runs/nnsight_runner.py)."""
+    if not (m.runner or "").startswith("nnsight"):
+        return
+    line = locate(tree, ("model", "runner"))
+    if not models.loads_hf(source):
+        raise HypothesisError(path, line, "model.runner", f"the nnsight runner runs a Hugging Face model's own module "
+                              f"tree, and {source.describe()} is a TransformerLens-native or registered model",
+                              "remove `runner:` (TransformerLens runs it), or give the model as hf:DIR")
+    if m.weight_processing != "none":
+        raise HypothesisError(path, line, "model.runner", "the nnsight runner runs the checkpoint's own weights, and "
+                              "this file asks for TransformerLens weight processing",
+                              "remove `weight_processing:`, or `runner:`")
+    why = module_map.unsupported([], runner_architecture(source))
+    if why:
+        raise HypothesisError(path, line, "model.runner", why, "remove `runner:` (TransformerLens runs it)")
+
+
+def runner_architecture(source) -> str | None:
+    """The transformers class a Hugging Face checkpoint names in its config.json (None: not known here)."""
+    d = models.ZOO_DIR / source.ref if source.kind == "zoo" else Path(source.ref)
+    try:
+        names = model_files.read_json(d / "config.json").get("architectures") or [None]
+    except (OSError, ValueError, AttributeError, model_files.ModelFileError):
+        return None
+    return names[0]
 
 
 def _check_placement(path, tree, m, source) -> None:
@@ -1016,6 +1046,10 @@ def _check_hook(loaded: LoadedFile, name: str):
             f"unknown hook {name!r}",
             "use blocks.<layer>.hook_resid_pre / hook_resid_post / hook_attn_out, blocks.<layer>.attn.hook_z / "
             "hook_pattern / hook_q / hook_k / hook_v, hook_embed, hook_pos_embed, or the short forms of the measure")
+    if (loaded.spec.model.runner or "").startswith("nnsight"):
+        why = module_map.unsupported([name], runner_architecture(loaded.model_source))
+        if why:
+            raise prompts.PromptError(why, "use `runner: transformer_lens` for this file")
     layer = m.group(3)
     if layer is not None and loaded.n_layers is not None and int(layer) >= loaded.n_layers:
         raise prompts.PromptError(f"hook {name!r} is in layer {layer}, but the model has {loaded.n_layers} layers",

@@ -43,6 +43,10 @@ class ModelSpec(Strict):
         "none", description="TransformerLens weight processing: none, default (all four), or the flags to apply")
     attention: Literal["causal", "bidirectional"] | None = Field(
         None, description="attention direction of a zoo or native model (its config's attention_dir)")
+    runner: Literal["transformer_lens", "nnsight", "nnsight:local", "nnsight:ndif"] | None = Field(
+        None, description="what computes the runs; wins over --cc-runner (default transformer_lens). nnsight: "
+        "a Hugging Face model's own module tree through nnsight; nnsight:local through NDIF's serialisation, "
+        "offline; nnsight:ndif on NDIF's hosted copy (needs NDIF_API_KEY)")
 
     @model_validator(mode="before")
     @classmethod

@@ -14,6 +14,7 @@ are imported inside functions so that collecting hypothesis files never pays for
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -45,11 +46,18 @@ class LoadOptions:
     # module -> device pairs, and max_memory as device -> size pairs (tuples: the options are a cache key).
     device_map: str | tuple | None = None
     max_memory: tuple | None = None
+    runner: str = "transformer_lens"  # what computes the runs (runs/nnsight_runner.py); the bridge loads either way
+
+    @property
+    def model_options(self) -> "LoadOptions":
+        """These options less the runner: the bridge loaded is the same for every runner."""
+        return dataclasses.replace(self, runner="transformer_lens")
 
     def record(self) -> dict:
         """What was applied to the model, for every result."""
         return {**self.placement(), "dtype": self.dtype, "weight_processing": ", ".join(self.processing) or "none",
-                **({"attention": self.attention} if self.attention else {})}
+                **({"attention": self.attention} if self.attention else {}),
+                **({"runner": self.runner} if self.runner != "transformer_lens" else {})}
 
     def placement(self) -> dict:
         """{"device": ...}, or {"device_map": ..., "max_memory": ...} for a model accelerate places."""
@@ -77,6 +85,7 @@ _CACHE: dict[tuple, Any] = {}
 
 def load(source: ModelSource, options: LoadOptions = LoadOptions()):
     """The model for `source`, loaded once per process for each set of load options."""
+    options = options.model_options
     key = (source, options)
     if key not in _CACHE:
         try:
@@ -300,3 +309,27 @@ def tokenizer_dir(source: ModelSource) -> Path | None:
 
 def hf_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+
+
+_HF_MODULES: dict[tuple, Any] = {}
+
+
+def hf_module(source: ModelSource, options: LoadOptions):
+    """The checkpoint of an hf: model (or a zoo model in Hugging Face format) as transformers' own
+    module tree, with eager attention (its pattern is a value nnsight can reach), for the nnsight runner."""
+    options = options.model_options
+    key = (source, options)
+    if key not in _HF_MODULES:
+        if not loads_hf(source):
+            raise ModelError(f"the nnsight runner needs a Hugging Face model, and {source.describe()} is a native "
+                             "TransformerLens model: use `runner: transformer_lens`")
+        if options.processing:
+            raise ModelError("the nnsight runner runs the checkpoint's own weights: weight_processing must be none")
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        path = str(ZOO_DIR / source.ref) if source.kind == "zoo" else source.ref
+        placed = {"dtype": getattr(torch, options.dtype), **_placed(options)}
+        model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager", **placed)
+        _HF_MODULES[key] = model.eval() if options.device_map is not None else model.eval().to(options.device)
+    return _HF_MODULES[key]

@@ -41,8 +41,19 @@ class Values:
         from .engine import Runs
 
         group = self.plan.groups[self.plan.key(loaded, prompts_key)]
-        return Runs(self.model(loaded), self.prompts(loaded, spec, prompts_key), loaded.spec.seed, self.batch_size,
-                    source_prompts=lambda s: H.prompt_set(group.loaded, H.prompts_key(group.loaded.path, s), s))
+        args = (self.model(loaded), self.prompts(loaded, spec, prompts_key), loaded.spec.seed, self.batch_size)
+        source_prompts = lambda s: H.prompt_set(group.loaded, H.prompts_key(group.loaded.path, s), s)  # noqa: E731
+        options = self.load_options(loaded)
+        if options.runner == "transformer_lens":
+            return Runs(*args, source_prompts=source_prompts)
+        from .. import models
+        from .nnsight_runner import NNsightRuns
+
+        remote = options.runner.partition(":")[2] or None
+        if remote == "ndif":  # NDIF runs the model: nothing of it is loaded here but its config
+            return NNsightRuns(*args, source_prompts=source_prompts, remote=remote, hub_name=loaded.model_source.ref)
+        return NNsightRuns(*args, source_prompts=source_prompts, hf=models.hf_module(loaded.model_source, options),
+                           remote=remote)
 
     def _streamed(self, loaded, spec, prompts_key: tuple) -> dict:
         """The values every planned case reads over one prompt set, computed in one sweep on first
