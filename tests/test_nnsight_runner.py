@@ -60,7 +60,7 @@ def test_every_kind_on_padded_ioi_rows_matches_transformer_lens():
 
 
 def test_every_kind_on_a_gpt2_small_architecture_matches_transformer_lens(gpt2_small):
-    ps = P.repeated_tokens(n=12, seed=3, length=6, vocab=512)
+    ps = P.repeated_tokens(n=8, seed=3, length=6, vocab=512)
     plan = planned(interventions(11, 512, padded=False, clean_reads=True), measures(11))
     tl, nn = both(gpt2_small, ps, plan)
     assert_same(tl, nn)
@@ -114,3 +114,33 @@ def test_what_the_runner_cannot_reach_is_named():
     assert "LlamaForCausalLM" in unsupported(["blocks.0.attn.hook_z"], "LlamaForCausalLM")
     with pytest.raises(RunnerError):
         point("blocks.0.hook_nonsense", "GPT2LMHeadModel")
+
+
+@pytest.mark.parametrize("model, under, field, says", [
+    ("{zoo: induction, runner: nnsight}", "", "model.runner", "TransformerLens-native"),
+    ("{zoo: ioi, runner: nnsight, weight_processing: default}", "", "model.runner", "weight processing"),
+    ("{zoo: ioi, runner: nnsight}", "    measure: {similarity: {hook: blocks.1.hook_mlp_in, at: S2, variants: "
+     "[{seed: 1}, {seed: 2}]}}\n", "claims[0].measure.similarity.hook", "hook_mlp_in"),
+])
+def test_what_the_runner_cannot_run_is_a_collection_error(tmp_path, model, under, field, says):
+    from circuitcheck.files import loader as H
+
+    prompts = "prompts: {generator: repeated_tokens, n: 8, seed: 0, vocab: 80}\n"
+    path = tmp_path / "t.hyp.yaml"
+    measure = under.rstrip() or "    measure: loss"
+    path.write_text(f"model: {model}\n{prompts}claims:\n  - id: a\n    says: x\n{measure}\n"
+                    "    expect: {at_most: 100}\n")
+    with pytest.raises(H.HypothesisError) as exc:
+        H.load(path)
+    assert exc.value.field == field and says in str(exc.value) and exc.value.line is not None
+
+
+def test_the_same_files_without_runner_collect(tmp_path):
+    """Control: the files above collect once `runner:` goes (the error is the runner's)."""
+    from circuitcheck.files import loader as H
+
+    path = tmp_path / "t.hyp.yaml"
+    path.write_text("model: {zoo: ioi}\nprompts: {generator: repeated_tokens, n: 8, seed: 0, vocab: 80}\n"
+                    "claims:\n  - id: a\n    says: x\n    measure: {similarity: {hook: blocks.1.hook_mlp_in, at: S2, "
+                    "variants: [{seed: 1}, {seed: 2}]}}\n    expect: {at_most: 100}\n")
+    assert H.load(path).claims
