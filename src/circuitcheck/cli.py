@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--cc-drift", choices=("warn", "fail"), default="warn", help="whether drift alone exits 1")
     s = sub.add_parser("schema", help="print the hypothesis-file JSON Schema (for editors), or write it to PATH")
     s.add_argument("path", nargs="?", help="write here instead of printing")
-    sub.add_parser("zoo", help="train the zoo models (see `circuitcheck zoo train -h`)", add_help=False)
+    sub.add_parser("zoo", help="train or compile the zoo models (see `circuitcheck zoo train -h`, `zoo compile -h`)",
+                   add_help=False)
     args, rest = ap.parse_known_args(argv)
     if args.cmd == "zoo":
         from .zoo.__main__ import main as zoo_main

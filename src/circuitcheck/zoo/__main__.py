@@ -1,4 +1,6 @@
-"""`circuitcheck zoo train NAME|all --out DIR [--steps N] [--seed S]` (also `python -m circuitcheck.zoo`).
+"""`circuitcheck zoo train NAME|all --out DIR [--steps N] [--seed S]` (also `python -m circuitcheck.zoo`),
+and `circuitcheck zoo compile tracr-NAME|all --out DIR [--hypotheses DIR]` (tracr models; needs the
+`tracr` extra).
 
 Training writes only where `--out` says: never into the installed package by default. To
 regenerate a shipped model, name its folder: `--out src/circuitcheck/zoo/models/NAME`.
@@ -12,6 +14,7 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .tracr_models import PROGRAMS
     from .train import SPECS
 
     SPECS = {**SPECS, "ioi": None}  # zoo:ioi trains through circuitcheck.zoo.ioi (a Hugging Face model)
@@ -27,12 +30,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="also write DIR/step-N/ every N steps and at the last (needs --out): a checkpoint series")
     t.add_argument("--no-measure", action="store_true", help="skip the 'Measured behaviour' section")
     t.add_argument("--quiet", action="store_true")
-    sub.add_parser("list", help="list the models this module can train")
+    c = sub.add_parser("compile", help="compile a tracr program into a zoo model (needs: pip install -e '.[tracr]')")
+    c.add_argument("name", help=f"one of: {', '.join(PROGRAMS)}, or 'all'")
+    c.add_argument("--out", required=True, metavar="DIR", help="output folder (with 'all': DIR/NAME for each)")
+    c.add_argument("--hypotheses", metavar="DIR", default=None,
+                   help="also write the rows (DIR/data/NAME.jsonl) and circuit files (DIR/circuits/NAME*.json)")
+    sub.add_parser("list", help="list the models this module can train or compile")
     args = ap.parse_args(argv)
 
     if args.cmd == "list":
-        print("\n".join(SPECS))
+        print("\n".join([*SPECS, *PROGRAMS]))
         return 0
+    if args.cmd == "compile":
+        return _compile(ap, args)
     names = list(SPECS) if args.name == "all" else [args.name]
     for name in names:
         if name not in SPECS:
@@ -55,6 +65,20 @@ def main(argv: list[str] | None = None) -> int:
                       verbose=not args.quiet, save_every=args.save_every)
         summary = {k: m[k] for k in ("name", "steps", "final_train_loss", "train_time_s", "held_out", "out")}
         print(json.dumps(summary), flush=True)
+    return 0
+
+
+def _compile(ap, args) -> int:
+    from .tracr_models import PROGRAMS, write
+
+    names = list(PROGRAMS) if args.name == "all" else [args.name]
+    if any(name not in PROGRAMS for name in names):
+        ap.error(f"unknown tracr model {args.name!r}; known: {', '.join(PROGRAMS)}, all")
+    for name in names:
+        out = Path(args.out) / name if args.name == "all" else Path(args.out)
+        meta = write(name, out, Path(args.hypotheses) if args.hypotheses else None)
+        print(json.dumps({"name": name, "out": str(out), "sha256": meta["sha256"],
+                          "residual_max_abs_diff": meta["residual_max_abs_diff"]}), flush=True)
     return 0
 
 
