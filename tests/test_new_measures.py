@@ -186,11 +186,13 @@ def test_mass_pairs_and_argmax_by_hand(ps, hand):
     k = K.ordered(ps, "S1+1..S2-1")
     want = np.array([np.mean([pattern[i, s2 + j, s1 + 1 + j].item() for j in range(6)]) for i in range(ps.n)])
     assert np.allclose(K.pairs(pattern, q, k), want)
-    # keys whose token equals the query's: for a second-copy query, its first copy (and itself)
-    same = K.key_mask(ps, {"where": "tok[k] == tok[q]"})
-    want = np.array([pattern[i, -1, [j for j in range(ps.seq_len) if toks[i, j] == toks[i, -1]]].sum().item()
-                     for i in range(ps.n)])
-    assert np.allclose(K.mass(pattern, K.mask(ps, "last"), same), want)
+    # keys whose token equals the query's: for a second-copy query, its first copy (itself only on request)
+    last = ps.seq_len - 1
+    for include, keys_of in ((False, lambda i: [j for j in range(last) if toks[i, j] == toks[i, last]]),
+                             (True, lambda i: [j for j in range(last + 1) if toks[i, j] == toks[i, last]])):
+        same = K.key_mask(ps, {"where": "tok[k] == tok[q]", "include_query": include})
+        want = np.array([pattern[i, last, keys_of(i)].sum().item() for i in range(ps.n)])
+        assert np.allclose(K.mass(pattern, K.mask(ps, "last"), same), want)
     top = pattern.argmax(-1).numpy()
     want = np.array([np.mean([s1 <= top[i, q] <= s1 + 3 for q in range(s2, s2 + 3)]) for i in range(ps.n)])
     assert np.allclose(K.argmax_in(pattern, queries, keys), want)
@@ -198,7 +200,7 @@ def test_mass_pairs_and_argmax_by_hand(ps, hand):
 
 def test_key_conditions_on_named_positions_and_numbers(ps):
     m = K.key_mask(ps, {"where": "tok[k] > 30"})
-    assert (m[:, -1, :] == (ps.tokens > 30)).all()
+    assert (m[:, -1, :-1] == (ps.tokens[:, :-1] > 30)).all() and not m[:, -1, -1].any()  # never the query itself
     assert not m[:, 0, 1:].any()  # keys after the query are never in the set
     m = K.key_mask(ps, {"where": "tok[k] == tok[S1]"})
     assert (m[:, -1, :].sum(1) == 2).all()  # the token at S1 and its repeat

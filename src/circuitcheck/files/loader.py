@@ -506,19 +506,32 @@ def _source(path, tree, m) -> tuple[models.ModelSource, dict]:
     return _factory(path, tree, m.factory), {}
 
 
-def model_source(ref, base: Path = Path(".")):
-    """(source, validated model spec) for a `model:` value outside a file (`load_model`)."""
+def file_model_source(path):
+    """(source, validated model spec) of a hypothesis file's `model:` alone (`load_model`): its claims,
+    prompts and roles are not read, so a claim naming code registered elsewhere does not stop it."""
+    path = Path(path)
+    tree = read_yaml(path)
+    if not isinstance(tree, dict) or "model" not in tree:
+        raise HypothesisError(path, 1, "model", "a hypothesis file names its model under `model:`",
+                              "start from an example in hypotheses/")
+    return model_source(tree["model"], path=path, tree=tree)
+
+
+def model_source(ref, base: Path = Path("."), path: Path | None = None, tree=None):
+    """(source, validated model spec) for a `model:` value outside a file (`load_model`), or of the
+    file at `path` whose YAML is `tree` (paths relative to it, errors at its lines)."""
     from types import SimpleNamespace
 
     from .spec import ModelSpec
 
-    path = base / "<model>"
-    tree = {"model": ref}
+    path = path or base / "<model>"
+    tree = tree if tree is not None else {"model": ref}
     try:
         spec = ModelSpec.model_validate(_plain(ref) if isinstance(ref, dict) else ref)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise HypothesisError(path, None, "model", err["msg"].removeprefix("Value error, "), REFERENCE) from None
+        raise HypothesisError(path, locate(tree, ("model",)), "model", err["msg"].removeprefix("Value error, "),
+                              REFERENCE) from None
     return _model(path, tree, SimpleNamespace(model=spec))[0], spec
 
 

@@ -27,7 +27,7 @@ class AttentionArgmaxKind(AttentionMassKind):  # the same head, sets and checks;
     def compute(self, body, run) -> np.ndarray:
         layer, h = parse_head(body.head)
         queries = K.mask(run.prompts, body.from_)
-        return K.argmax_in(run[pattern_name(layer)][:, h], queries, K.key_mask(run.prompts, body.to))
+        return K.argmax_in(run[pattern_name(layer)][:, h], queries, K.key_mask(run.prompts, body.to, K.is_causal(run.model)))
 
     def values(self, body, prompts, d_vocab) -> dict:
         one_query = isinstance(body.from_, (str, int)) and ".." not in str(body.from_)

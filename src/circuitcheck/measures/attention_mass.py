@@ -43,7 +43,7 @@ class AttentionMassKind(Kind):
                 raise P.PromptError(f"`paired` needs as many queries as keys: {queries.shape[1]} and {keys.shape[1]}",
                                     "give `from` and `to` as many positions each, the i-th query with the i-th key")
             return K.pairs(pattern, queries, keys)
-        return K.mass(pattern, K.mask(run.prompts, body.from_), K.key_mask(run.prompts, body.to))
+        return K.mass(pattern, K.mask(run.prompts, body.from_), K.key_mask(run.prompts, body.to, K.is_causal(run.model)))
 
     def references(self, body):
         yield ("head",), body.head, "head"

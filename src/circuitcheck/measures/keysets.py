@@ -1,8 +1,11 @@
 """Sets of query and key positions for aggregated attention, resolved per prompt.
 
 A set is one position (`ANS`, `S1+1`, `3`), a list of them, an inclusive range `"S1..S2-1"`, or
-(keys only) `{where: "tok[k] == tok[q]"}`: the keys up to the query whose token meets a condition,
-where `tok[k]` is the key's token, `tok[q]` the query's, `tok[POS]` the token at a named position.
+(keys only) `{where: "tok[k] == tok[q]"}`: the keys the query can see (the earlier ones on a causal
+model, all on a bidirectional one) whose token meets a condition, where `tok[k]` is the key's token,
+`tok[q]` the query's, `tok[POS]` the token at a named position. The query's own position is left out
+(`include_query: true` keeps it): "the earlier copies of this token" is what a duplicate-token claim
+means, and with the query in, `tok[k] == tok[q]` always holds some mass (the query's attention to itself).
 Sets are boolean masks over positions, so ranges may differ in length between prompts. Numpy
 only: a file's sets are checked while pytest collects.
 """
@@ -57,12 +60,27 @@ def mask(prompts: P.PromptSet, spec) -> np.ndarray:
     return out
 
 
-def key_mask(prompts: P.PromptSet, spec) -> np.ndarray:
-    """[n, q, k] boolean: the keys each query's set holds."""
+def key_mask(prompts: P.PromptSet, spec, causal: bool = True) -> np.ndarray:
+    """[n, q, k] boolean: the keys each query's set holds (`causal`: the model's attention direction,
+    which decides which keys a `where` set may hold)."""
     t = prompts.seq_len
     if isinstance(spec, (dict, KeyWhere)):
-        return _where(prompts, spec["where"] if isinstance(spec, dict) else spec.where)
+        spec = spec if isinstance(spec, KeyWhere) else KeyWhere(**spec)
+        return _where(prompts, spec.where) & visible(t, causal, spec.include_query)[None]
     return np.broadcast_to(mask(prompts, spec)[:, None, :], (prompts.n, t, t))
+
+
+def visible(t: int, causal: bool, include_query: bool) -> np.ndarray:
+    """[q, k] boolean: the keys a query can attend to (earlier ones when causal), with or without itself."""
+    out = np.tril(np.ones((t, t), dtype=bool)) if causal else np.ones((t, t), dtype=bool)
+    if not include_query:
+        np.fill_diagonal(out, False)
+    return out
+
+
+def is_causal(model) -> bool:
+    """Whether a model attends only to earlier positions (TransformerLens's `attention_dir`)."""
+    return getattr(getattr(model, "cfg", None), "attention_dir", "causal") != "bidirectional"
 
 
 def _where(prompts: P.PromptSet, cond: str) -> np.ndarray:
@@ -79,9 +97,7 @@ def _where(prompts: P.PromptSet, cond: str) -> np.ndarray:
         right = toks[:, :, None]
     else:
         right = toks[np.arange(prompts.n), P.position(prompts, rhs[4:-1].strip())][:, None, None]
-    t = prompts.seq_len
-    causal = np.tril(np.ones((t, t), dtype=bool))[None]
-    return OPS[m[1]](key, right) & causal
+    return np.broadcast_to(OPS[m[1]](key, right), (prompts.n, prompts.seq_len, prompts.seq_len))
 
 
 # ---------------------------------------------------------------- on a head's pattern (torch)
@@ -117,14 +133,18 @@ def argmax_in(pattern, queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
 class KeyWhere(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     where: str = Field(description="`tok[k] OP X`: X is `tok[q]`, `tok[POS]` or a number")
+    include_query: bool = Field(False, description="also count the query's own position when its token meets "
+                                "the condition (default: only the other keys it can see)")
 
 
 def _key_set(v):
     """A mapping is a key condition: check it here, so an error names the condition, not a union member."""
     if isinstance(v, dict):
-        if set(v) != {"where"} or not isinstance(v["where"], str) or not re.match(KEY_WHERE, v["where"]):
+        if not set(v) <= {"where", "include_query"} or not isinstance(v.get("where"), str) \
+                or not re.match(KEY_WHERE, v["where"]):
             raise ValueError(f"cannot read key set {v!r}: write {{where: \"tok[k] OP X\"}} with OP one of "
-                             "== != < <= > >= and X `tok[q]` (the query's token), `tok[POS]` or a number")
+                             "== != < <= > >= and X `tok[q]` (the query's token), `tok[POS]` or a number "
+                             "(and optionally `include_query: true`)")
     return v
 
 

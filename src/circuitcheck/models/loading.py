@@ -114,7 +114,11 @@ def prepare(model, options: LoadOptions):
         return model.to(device=options.device, dtype=getattr(torch, options.dtype))
 
 
+PROBE_TOLERANCE = 1e-3  # log-probabilities move by ~1e-6 under float32 processing; a wrong fold by ~0.1 to 1
+
+
 def _process(model, options: LoadOptions) -> None:
+    before = _probe(model)
     try:
         model.process_weights(**{step: step in options.processing for step in PROCESSING_STEPS})
     except (NotImplementedError, RuntimeError) as exc:
@@ -123,6 +127,43 @@ def _process(model, options: LoadOptions) -> None:
         # TransformerLens cannot process weights accelerate offloaded to cpu or disk (meta tensors)
         raise ModelError(f"weight processing failed on the model placed with device_map "
                          f"{options.placement()['device_map']!r}: {exc}") from None
+    _check_probe(model, before, options)
+
+
+def _probe(model):
+    """Log-probabilities on a few fixed token rows: what processing must keep. None where the model
+    cannot be probed here (weights offloaded by accelerate run only inside their layer's pass)."""
+    import torch
+
+    cfg = model.cfg
+    if any(p.device.type == "meta" for p in model.parameters()):
+        return None
+    gen = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, cfg.d_vocab, (2, min(cfg.n_ctx, 8)), generator=gen).to(input_device(model))
+    with torch.no_grad():
+        return tokens, model(tokens).log_softmax(-1).float().cpu()
+
+
+def _check_probe(model, before, options: LoadOptions) -> None:
+    """Refuse a processed model whose log-probabilities moved: TransformerLens 4.3 folds ln2 into a square
+    W_in (d_mlp == d_model) along the wrong axis and centres it along the wrong one, which changes the model."""
+    import torch
+
+    if before is None:
+        return
+    tokens, want = before
+    with torch.no_grad():
+        got = model(tokens).log_softmax(-1).float().cpu()
+    moved = float((got - want).abs().max())
+    if not moved <= PROBE_TOLERANCE:
+        cfg = model.cfg
+        square = getattr(cfg, "d_mlp", None) == cfg.d_model and not getattr(cfg, "attn_only", False)
+        why = (f" TransformerLens 4.3 folds and centres a square MLP input (d_mlp == d_model == {cfg.d_model}) "
+               "along the wrong axis" if square else "")
+        raise ModelError(f"weight processing ({', '.join(options.processing)}) changed the model's "
+                         f"log-probabilities by up to {moved:.3g} on a probe batch, and processing must keep them."
+                         f"{why}; use `weight_processing: none`, or only the steps that keep them "
+                         f"(`{{center_unembed: true, fold_value_biases: true}}`)")
 
 
 def input_device(model):
