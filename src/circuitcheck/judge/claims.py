@@ -75,14 +75,16 @@ class Judge:
                 rows.append(Row(case.label, _exact(measure_kind, case.measure, expect, value), region))
                 continue
             value_kind = self._value_kind(loaded, case)
-            mask = None
+            mask, has = None, _defined(case, ps)
             if case.where is not None:
                 mask = where_filter(case.where, ps)
                 if expect.relative == "contrast":
                     self._dump(loaded, claim, case, kept, value, None, mask, ps)
-                    groups = [S.bound_for(v, seed, **value_kind) for v in (value[mask], value[~mask])]
+                    groups = [S.bound_for(value[m & has], seed, **value_kind) for m in (mask, ~mask)]
                     rows.append(Row(case.label, S.Difference(*groups), region))
                     continue
+            if case.where is not None or not has.all():
+                mask = has if mask is None else mask & has
                 kept, value = kept[mask], value[mask]
                 clean = clean[mask] if clean is not None else None
             self._dump(loaded, claim, case, kept, value, clean, None, ps)
@@ -339,3 +341,16 @@ def _order_holds(order, tokens, values) -> bool:
 def _order_text(values, units, unit: str) -> str:
     pairs = ", ".join(f"{t}:{v:.3g}" for t, v in zip(units, values))
     return f"exact, from weights ({unit}:value {pairs})"
+
+
+def _defined(case, ps) -> np.ndarray:
+    """The prompts the case's measures have a value on: a selection inside a row (`targets`, a query
+    set `{where: ...}`) that is empty in a prompt leaves that prompt out, as `where:` would."""
+    from .. import measures as M
+
+    has = np.ones(ps.n, bool)
+    for m in (case.measure, case.versus):
+        d = None if m is None else M.kind_of(m).defined(m.body, ps)
+        if d is not None:
+            has &= d
+    return has

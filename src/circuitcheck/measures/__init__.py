@@ -15,7 +15,7 @@ import numpy as np
 from .base import KINDS, Kind, MeasureFailed, Run, kind_of, register
 
 # Modules here that are no kind: what several kinds read (direct attribution, key sets, weight algebra).
-HELPERS = ("attribution", "keysets", "weights")
+HELPERS = ("attribution", "keysets", "selections", "weights")
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in ("base", *HELPERS):

@@ -15,7 +15,8 @@ from .base import register
 
 class AttentionArgmax(Strict):
     head: Head
-    from_: K.Queries = Field(alias="from", description="query positions: a position, a list, or `A..B`")
+    from_: K.Queries = Field(alias="from", description="query positions: a position, a list, `A..B`, or "
+                                                       "{where: \"copies_before > 0\"}")
     to: K.Keys = Field(description="key positions: a position, a list, `A..B`, or {where: \"tok[k] == tok[q]\"}")
 
 

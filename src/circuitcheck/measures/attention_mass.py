@@ -15,12 +15,13 @@ from . import keysets as K
 from .. import prompts as P
 from ..language.fields import Head, Strict
 from ..language.names import parse_head, pattern_name
-from .base import Kind, register
+from .base import Kind, enough, register
 
 
 class AttentionMass(Strict):
     head: Head
-    from_: K.Queries = Field(alias="from", description="query positions: a position, a list, or `A..B`")
+    from_: K.Queries = Field(alias="from", description="query positions: a position, a list, `A..B`, or "
+                                                       "{where: \"copies_before > 0\"}")
     to: K.Keys = Field(description="key positions: a position, a list, `A..B`, or {where: \"tok[k] == tok[q]\"}")
     paired: bool = Field(False, description="pair the i-th query with the i-th key instead of summing over keys")
 
@@ -38,12 +39,22 @@ class AttentionMassKind(Kind):
         layer, h = parse_head(body.head)
         pattern = run[pattern_name(layer)][:, h]
         if body.paired:
+            if isinstance(body.from_, K.QueryWhere):
+                raise P.PromptError("`paired` takes the i-th query with the i-th key, so `from` is a list or range",
+                                    "write `from` as positions, or drop `paired`")
             queries, keys = K.ordered(run.prompts, body.from_), K.ordered(run.prompts, body.to)
             if queries.shape != keys.shape:
                 raise P.PromptError(f"`paired` needs as many queries as keys: {queries.shape[1]} and {keys.shape[1]}",
                                     "give `from` and `to` as many positions each, the i-th query with the i-th key")
             return K.pairs(pattern, queries, keys)
         return K.mass(pattern, K.mask(run.prompts, body.from_), K.key_mask(run.prompts, body.to, K.is_causal(run.model)))
+
+    def defined(self, body, prompts):
+        return K.defined(prompts, body.from_)
+
+    def check(self, body, prompts) -> None:
+        enough(self.defined(body, prompts), f"the query set {{where: {getattr(body.from_, 'where', '')!r}}}",
+               ("from", "where"))
 
     def references(self, body):
         yield ("head",), body.head, "head"

@@ -139,31 +139,70 @@ def cache_device(cache):
     return next(iter(cache.values())).device
 
 
-def final_ln(model, cache, rows, pos):
-    """A linear map applying the final normalisation with the scale the run's residual had there:
-    the standard linearisation of direct logit attribution."""
+SCALES = ("frozen", "mean", "fit", "none")
+
+
+def final_ln(model, cache, rows, pos, scale: str = "frozen"):
+    """A linear map standing for the final normalisation, as one of the readings papers use:
+
+    frozen  each prompt's own scale at each read position (TransformerLens's `apply_ln_to_stack`)
+    mean    one scale for every prompt: the mean of those scales over the prompts' read positions
+    fit     a least-squares affine map from the normalisation's input to its output over the read
+            positions of all prompts (ARENA's `get_ln_fit`; its intercept goes with `bias`)
+    none    the identity: the raw residual stream, as if there were no final normalisation
+    """
     import torch
 
     norm = getattr(model.cfg, "normalization_type", None)
-    if norm is None:
+    if norm is None or scale == "none":
         return lambda x, with_bias: x
     if norm not in ("LN", "LNPre", "RMS", "RMSPre"):
         raise ValueError(f"attribution supports LN, LNPre, RMS, RMSPre or no normalization, not {norm!r}")
     centre = norm.startswith("LN")
-    resid = cache["ln_final.hook_in"][rows, pos].to(torch.float64)
-    if centre:
-        resid = resid - resid.mean(-1, keepdim=True)
-    scale = (resid.pow(2).mean(-1, keepdim=True) + getattr(model.cfg, "eps", 1e-5)).sqrt()
+    x = cache["ln_final.hook_in"][rows, pos].to(torch.float64)
+    resid = x - x.mean(-1, keepdim=True) if centre else x
+    scales = (resid.pow(2).mean(-1, keepdim=True) + getattr(model.cfg, "eps", 1e-5)).sqrt()
+    scale_of = {"frozen": lambda: scales, "mean": lambda: scales.mean(), "fit": lambda: scales}
+    frozen = _ln_map(model, norm, centre, scale_of[scale](), resid.shape[-1], resid.device)
+    if scale == "fit":
+        return _fitted_ln(x, frozen(x, True))
+    return frozen
+
+
+def _ln_map(model, norm, centre, scale, d, device):
+    """x -> the normalisation of x at a given scale, with its weight (and bias where asked)."""
+    import torch
+
     sd = model.state_dict()
-    d = resid.shape[-1]
     if not norm.endswith("Pre") and "ln_final.weight" not in sd:  # never guess a learned scale
         raise ValueError(f"the model's final {norm} has no `ln_final.weight` in its state dict")
-    w = sd.get("ln_final.weight", torch.ones(d)).to(torch.float64).to(resid.device)
-    b = sd.get("ln_final.bias", torch.zeros(d)).to(torch.float64).to(resid.device)
+    w = sd.get("ln_final.weight", torch.ones(d)).to(torch.float64).to(device)
+    b = sd.get("ln_final.bias", torch.zeros(d)).to(torch.float64).to(device)
 
     def apply(x, with_bias):
         y = ((x - x.mean(-1, keepdim=True)) if centre else x) / scale * w
         return y + b if with_bias else y
+
+    return apply
+
+
+def _fitted_ln(x, y):
+    """The affine map y ≈ x A + c fitted by least squares over every read position [n, k, d]."""
+    import torch
+
+    d = x.shape[-1]
+    inputs, outputs = x.reshape(-1, d), y.reshape(-1, d)
+    if inputs.shape[0] <= d + 1:
+        raise P.PromptError(f"`scale: fit` fits {d + 1} coefficients per output dimension from {inputs.shape[0]} "
+                            "read positions, which does not determine them",
+                            f"give the claim more than {d + 1} prompts, or use `scale: mean` or `frozen`")
+    design = torch.cat([inputs, torch.ones(inputs.shape[0], 1, dtype=inputs.dtype, device=inputs.device)], 1)
+    coef = torch.linalg.lstsq(design.cpu(), outputs.cpu()).solution.to(x.device)  # [d + 1, d]
+    weight, intercept = coef[:d], coef[d]
+
+    def apply(part, with_bias):
+        out = part @ weight
+        return out + intercept if with_bias else out
 
     return apply
 
@@ -243,8 +282,8 @@ def fitted_direction(cache, prompts: P.PromptSet, hook: str, at, between):
 
 
 def attribution(model, cache, prompts: P.PromptSet, component: str, toward, at=None, scale: str = "frozen"):
-    """[n, k]: at each read position, the component's output through the final LayerNorm (frozen at
-    the run's scale, or `scale: none` for the raw residual) projected on the direction. The `bias`
+    """[n, k]: at each read position, the component's output through the final LayerNorm (read as
+    `scale` says: `final_ln`) projected on the direction. The `bias`
     component also carries the final LayerNorm's bias and b_U along the direction."""
     return _project(model, cache, prompts, toward, at, scale, component)
 
@@ -266,7 +305,7 @@ def _project(model, cache, prompts, toward, at, scale, component):
     else:
         part = component_output(model, cache, component, rows, pos)
     with_bias = component in (None, "bias")
-    ln = final_ln(model, cache, rows, pos) if scale == "frozen" else (lambda x, with_bias: x)
+    ln = final_ln(model, cache, rows, pos, scale)
     value = (ln(part, with_bias) * vec).sum(-1)
     if with_bias:
         value = value + bias

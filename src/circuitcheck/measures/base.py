@@ -11,6 +11,7 @@ A measure kind is one `Kind` subclass in one file of this package, registered wi
     value_range   what its values lie in (`values`: when that depends on the body or the model)
     variants      prompt sets it compares (similarity); most kinds compare none
     check         collection-time checks that need the prompt set (padded rows, ...)
+    defined       the prompts it has a value on, where a selection inside a row can be empty
 
 Kind files import torch inside functions only: collection imports this package (through spec)
 and must stay torch-free.
@@ -68,6 +69,12 @@ class Kind(fields.KindBase):
 
     def check(self, body, prompts: P.PromptSet) -> None:
         """Raise `prompts.PromptError` for what the prompt set makes impossible (`param`: the field at fault)."""
+
+    def defined(self, body, prompts: P.PromptSet) -> np.ndarray | None:
+        """The prompts this measure has a value on (None: every prompt). A measure reading a selection
+        inside each row (`targets`, a query set `{where: ...}`) has none where the selection is empty:
+        `compute` gives NaN there, and the claim leaves those prompts out, as `where:` would."""
+        return None
 
     unit = "unit"  # what `units` are, as reports name them
 
@@ -180,11 +187,22 @@ def f64(x):
     return x.detach().to(torch.float64)
 
 
-def over_targets(value, prompts):
-    """[n, k] -> [n]: the mean over each prompt's real targets (prompts may have different counts)."""
+def over_targets(value, prompts, chosen=None):
+    """[n, k] -> [n]: the mean over each prompt's real targets (prompts may have different counts), or
+    over those of them `chosen` [n, k] marks (NaN where it marks none)."""
     import torch
 
-    if prompts.target_valid is None:
+    if prompts.target_valid is None and chosen is None:
         return value.mean(-1)
-    valid = torch.as_tensor(prompts.target_valid, device=value.device).to(value.dtype)
+    keep = np.ones(prompts.target_tok.shape, bool) if prompts.target_valid is None else prompts.target_valid
+    if chosen is not None:
+        keep = keep & chosen
+    valid = torch.as_tensor(keep, device=value.device).to(value.dtype)
     return (value * valid).sum(-1) / valid.sum(-1)
+
+
+def enough(defined: np.ndarray | None, what: str, param) -> None:
+    """Refuse at collection a selection that leaves fewer than 2 prompts with a value."""
+    if defined is not None and defined.sum() < 2:
+        raise P.PromptError(f"{what} holds something in only {int(defined.sum())} of {defined.size} prompts",
+                            "a claim needs at least 2 prompts with a value: widen the condition", param=param)

@@ -62,8 +62,10 @@ class DLA(Strict):
     share: bool = Field(True, description="divide by the total along the direction (the logit, for a token)")
     centre: str | None = Field(
         None, description="subtract the mean over `all` prompts, or over those meeting a condition `tok[1] > tok[2]`")
-    scale: Literal["frozen", "none"] = Field(
-        "frozen", description="frozen: through the final LayerNorm at the run's scale; none: the raw residual")
+    scale: Literal["frozen", "mean", "fit", "none"] = Field(
+        "frozen", description="how the final LayerNorm is read: frozen (each prompt's own scale), mean (the mean "
+                              "scale over the prompts), fit (a least-squares affine fit over the prompts), none "
+                              "(the raw residual)")
 
 
 @register
@@ -71,16 +73,17 @@ class DLAKind(Kind):
     name = "dla"
     schema = DLA
     def needs(self, body, cfg) -> set[str]:
-        names = {"ln_final.hook_in"} if body.share or body.scale == "frozen" else set()
+        names = {"ln_final.hook_in"} if body.share or body.scale != "none" else set()
         if isinstance(body.toward, Fitted):  # the activation the direction is fitted from
             names.add(body.toward.fitted.hook)
         return names | A.component_needs(body.component, cfg)
 
     def streams_for(self, body) -> bool:
-        """`centre` and a fitted direction average over every prompt of the run: measured chunk by
-        chunk (more prompts than the batch size) each chunk would use its own mean. Whole runs, then;
-        every other dla reads each prompt's own rows (the final LayerNorm's scale at its positions)."""
-        return body.centre is None and not isinstance(body.toward, Fitted)
+        """`centre`, a fitted direction and the `mean` and `fit` readings of the final LayerNorm average
+        over every prompt of the run: measured chunk by chunk (more prompts than the batch size) each
+        chunk would use its own mean. Whole runs, then; every other dla reads each prompt's own rows
+        (the final LayerNorm's scale at its positions)."""
+        return body.centre is None and not isinstance(body.toward, Fitted) and body.scale in ("frozen", "none")
 
     def compute(self, body, run) -> np.ndarray:
         toward = body.toward.model_dump() if isinstance(body.toward, Strict) else body.toward

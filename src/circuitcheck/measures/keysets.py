@@ -16,8 +16,9 @@ import re
 from typing import Annotated, Union
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from . import selections as S
 from .. import prompts as P
 
 OPS = {"==": operator.eq, "!=": operator.ne, "<=": operator.le, ">=": operator.ge, "<": operator.lt,
@@ -44,7 +45,10 @@ def ordered(prompts: P.PromptSet, spec) -> np.ndarray:
 
 
 def mask(prompts: P.PromptSet, spec) -> np.ndarray:
-    """[n, seq] boolean: the positions of a set (one position, a list, or a range)."""
+    """[n, seq] boolean: the positions of a set (one position, a list, a range, or `{where: ...}`:
+    the positions meeting a condition, which may hold none in some prompts: see `defined`)."""
+    if isinstance(spec, (dict, QueryWhere)):
+        return S.select(spec["where"] if isinstance(spec, dict) else spec.where, S.at_every_position(prompts))
     out = np.zeros((prompts.n, prompts.seq_len), dtype=bool)
     rows = np.arange(prompts.n)
     if isinstance(spec, str) and ".." in spec:
@@ -109,7 +113,7 @@ def mass(pattern, queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
     p = pattern.to(torch.float64)
     on_keys = (p * torch.as_tensor(np.ascontiguousarray(keys), device=p.device)).sum(-1)  # [n, q]
     qm = torch.as_tensor(queries, device=p.device, dtype=torch.float64)
-    return ((on_keys * qm).sum(-1) / qm.sum(-1)).cpu().numpy()
+    return ((on_keys * qm).sum(-1) / qm.sum(-1)).cpu().numpy()  # NaN where no query: see `defined`
 
 
 def pairs(pattern, queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
@@ -122,11 +126,20 @@ def pairs(pattern, queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
 
 
 def argmax_in(pattern, queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """Per prompt: the share of the set's queries whose largest attention weight lands on the key set."""
+    """Per prompt: the share of the set's queries whose largest attention weight lands on the key set
+    (NaN where the set holds no query: the prompt has no value, see `defined`)."""
     top = pattern.argmax(-1).cpu().numpy()  # [n, q]
     n, t = top.shape
     hit = keys[np.arange(n)[:, None], np.arange(t)[None, :], top]
-    return (hit & queries).sum(-1) / queries.sum(-1)
+    count = queries.sum(-1)
+    return np.divide((hit & queries).sum(-1), count, out=np.full(n, np.nan), where=count > 0)
+
+
+def defined(prompts: P.PromptSet, queries) -> np.ndarray | None:
+    """The prompts whose query set holds a query (None: all, as every set but `{where: ...}` must)."""
+    if not isinstance(queries, (dict, QueryWhere)):
+        return None
+    return mask(prompts, queries).any(1)
 
 
 # ---------------------------------------------------------------- in a hypothesis file
@@ -135,6 +148,18 @@ class KeyWhere(BaseModel):
     where: str = Field(description="`tok[k] OP X`: X is `tok[q]`, `tok[POS]` or a number")
     include_query: bool = Field(False, description="also count the query's own position when its token meets "
                                 "the condition (default: only the other keys it can see)")
+
+
+class QueryWhere(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    where: str = Field(description="the positions meeting a condition on each position: \"target in 28..37\", "
+                                   "\"copies_before > 0\" (tok[q], q, target, copies_before; see docs/reference.md)")
+
+    @field_validator("where")
+    @classmethod
+    def _reads(cls, v):
+        S.check(v)
+        return v
 
 
 def _key_set(v):
@@ -148,14 +173,29 @@ def _key_set(v):
     return v
 
 
+def _query_set(v):
+    """A mapping is a position condition: read it here, so an error names the condition."""
+    if isinstance(v, dict):
+        if set(v) != {"where"} or not isinstance(v["where"], str):
+            raise ValueError(f"cannot read query set {v!r}: write {{where: \"CONDITION\"}}, e.g. "
+                             "{where: \"copies_before > 0\"}")
+        try:
+            S.check(v["where"])
+        except P.PromptError as exc:
+            raise ValueError(f"{exc} ({exc.hint})") from None
+    return v
+
+
 Position = Union[str, int]
-Queries = Union[list[Position], Position]
+Queries = Annotated[Union[list[Position], Position, QueryWhere], BeforeValidator(_query_set)]
 Keys = Annotated[Union[list[Position], Position, KeyWhere], BeforeValidator(_key_set)]
 
 
 def references(spec, loc: tuple):
     """(loc, position, 'position') for every named position inside a set, checked at collection."""
-    if isinstance(spec, KeyWhere):
+    if isinstance(spec, QueryWhere):
+        yield from S.references(spec.where, loc + ("where",))
+    elif isinstance(spec, KeyWhere):
         m = re.match(KEY_WHERE, spec.where)
         inner = m[2][4:-1].strip() if m[2].startswith("tok[") else None
         if inner not in (None, "q"):

@@ -24,20 +24,25 @@ class MetricKind(Kind):
         return metric(body, run.logits, run.prompts, run.memo)
 
     def values(self, body, prompts, d_vocab) -> dict:
-        if body == "accuracy" and prompts.target_tok.shape[1] == 1:  # a mean over several targets is not 0/1
-            return {"binary": True}
-        if body == "rank":
-            return {"value_range": (1.0, float(d_vocab()))}
-        return {"value_range": (0.0, 1.0) if body in ("accuracy", "prob") else None}
+        return metric_values(body, prompts.target_tok.shape[1] == 1, d_vocab)
 
     def describe(self, body) -> str:
         return body
 
 
-def metric(name: str, logits, prompts, memo: dict | None = None) -> np.ndarray:
-    """Mean over each prompt's targets of: accuracy, prob, loss, logprob, logit_diff or rank.
-    `memo` (a run's own, `Run.memo`): every metric of one run reads one gather of the target logits
-    and one log-softmax."""
+def metric_values(name: str, one_target: bool, d_vocab) -> dict:
+    """What a metric's per-prompt values are (see `Kind.values`), read at one target or a mean of several."""
+    if name == "accuracy" and one_target:  # a mean over several targets is not 0/1
+        return {"binary": True}
+    if name == "rank":
+        return {"value_range": (1.0, float(d_vocab()))}
+    return {"value_range": (0.0, 1.0) if name in ("accuracy", "prob") else None}
+
+
+def metric(name: str, logits, prompts, memo: dict | None = None, chosen=None) -> np.ndarray:
+    """Mean over each prompt's targets (or those `chosen` [n, k] marks) of: accuracy, prob, loss,
+    logprob, logit_diff or rank. `memo` (a run's own, `Run.memo`): every metric of one run reads one
+    gather of the target logits and one log-softmax."""
     import torch
 
     tok, at, correct, logp = shared(memo, "metric", logits, lambda: _targets(logits, prompts))
@@ -58,7 +63,7 @@ def metric(name: str, logits, prompts, memo: dict | None = None) -> np.ndarray:
         value = correct - others
     else:  # rank: 1 when the correct token is the top prediction
         value = 1 + (at > correct[..., None]).sum(-1).to(torch.float64)
-    return to_numpy(over_targets(value, prompts))
+    return to_numpy(over_targets(value, prompts, chosen))
 
 
 def _targets(logits, prompts) -> tuple:

@@ -1,0 +1,163 @@
+"""Forms of issue 24, each against a plain-torch computation on a random model (tests/manual.py):
+select within a row (`targets`, query sets `{where: ...}`), the DLA readings of the final LayerNorm,
+per-prompt `heads: {any | all}`."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import manual
+from circuitcheck import prompts as P
+from circuitcheck.files.spec import Measure
+from circuitcheck.measures import attribution as A
+from circuitcheck.measures import keysets as K
+from circuitcheck.measures import selections as S
+from circuitcheck.measures.base import KINDS, Run
+from circuitcheck.runs.engine import Runs
+
+
+@pytest.fixture(scope="module")
+def ps():
+    return P.repeated_tokens(n=12, seed=5, length=7, vocab=40)
+
+
+@pytest.fixture(scope="module")
+def hand(tiny_mlp_model, ps):
+    return manual.forward_mlp(tiny_mlp_model, torch.as_tensor(ps.tokens))
+
+
+@pytest.fixture(scope="module")
+def run(tiny_mlp_model, ps):
+    cfg = tiny_mlp_model.cfg
+    names = {"hook_embed", "hook_pos_embed", "ln_final.hook_in"}
+    for layer in range(cfg.n_layers):
+        names |= {f"blocks.{layer}.{n}" for n in ("attn.hook_z", "attn.hook_pattern", "hook_mlp_out")}
+    raw = Runs(tiny_mlp_model, ps).clean(names)
+    return Run(raw.logits, raw.cache, ps, tiny_mlp_model)
+
+
+def measure(spec: dict, run):
+    m = Measure.model_validate(spec)
+    return KINDS[m.kind].compute(m.body, run), KINDS[m.kind].defined(m.body, run.prompts)
+
+
+# ---------------------------------------------------------------- 1. select within a row
+def test_a_metric_at_one_target_or_at_the_targets_meeting_a_condition(ps, hand, run):
+    logp = torch.log_softmax(hand[0], -1)  # [n, seq, vocab], float64 by hand
+    per_target = np.array([[logp[i, ps.target_pos[i, j], ps.target_tok[i, j]].item() for j in range(6)]
+                           for i in range(ps.n)])
+    got, has = measure({"targets": {"metric": "logprob", "index": 2}}, run)
+    assert has is not None and has.all() and np.allclose(got, per_target[:, 2], atol=1e-5)
+    got, _ = measure({"targets": {"metric": "logprob", "index": -1}}, run)
+    assert np.allclose(got, per_target[:, 5], atol=1e-5)
+    got, _ = measure({"targets": {"metric": "logprob", "at": "S2+3"}}, run)  # the target read at S2+3 predicts r5
+    assert np.allclose(got, per_target[:, 3], atol=1e-5)
+    inside = (ps.target_tok >= 10) & (ps.target_tok <= 19)
+    got, has = measure({"targets": {"metric": "logprob", "where": "target in 10..19"}}, run)
+    assert has.tolist() == inside.any(1).tolist() and 0 < has.sum() < ps.n  # some rows have none: left out
+    want = [per_target[i][inside[i]].mean() for i in np.flatnonzero(has)]
+    assert np.allclose(got[has], want, atol=1e-5) and np.isnan(got[~has]).all()
+
+
+def test_query_sets_by_token(ps, hand):
+    pattern = hand[1]["pattern1"][:, 2]  # [n, q, k]
+    toks = ps.tokens
+    repeats = [[q for q in range(ps.seq_len) if toks[i, q] in toks[i, :q]] for i in range(ps.n)]
+    queries = K.mask(ps, K.QueryWhere(where="copies_before > 0"))
+    assert [np.flatnonzero(queries[i]).tolist() for i in range(ps.n)] == repeats
+    keys = K.key_mask(ps, {"where": "tok[k] == tok[q]"})
+    want = [np.mean([sum(pattern[i, q, k].item() for k in range(q) if toks[i, k] == toks[i, q]) for q in repeats[i]])
+            for i in range(ps.n)]
+    assert np.allclose(K.mass(pattern, queries, keys), want)
+    # the queries whose target (the next token, in the second copy) is in 10..19
+    target_at = {(i, ps.target_pos[i, j]): ps.target_tok[i, j] for i in range(ps.n) for j in range(6)}
+    want = [[q for q in range(ps.seq_len) if 10 <= target_at.get((i, q), -1) <= 19] for i in range(ps.n)]
+    got = S.select("target in 10..19", S.at_every_position(ps))
+    assert [np.flatnonzero(got[i]).tolist() for i in range(ps.n)] == want
+    got = S.select("tok[q-1] == tok[S1] and q > 2", S.at_every_position(ps))  # a named position and an offset
+    assert [np.flatnonzero(got[i]).tolist() for i in range(ps.n)] == [[9] for _ in range(ps.n)]
+
+
+@pytest.mark.parametrize("cond,says", [("depth > 2", "names 'depth'"), ("tok[q] == 'a'", "numbers"),
+                                       ("pos[q] > 1", "`q`")])
+def test_bad_position_conditions(ps, cond, says):
+    with pytest.raises(P.PromptError, match=says):
+        S.check(cond)
+        S.select(cond, S.at_every_position(ps))
+
+
+# ---------------------------------------------------------------- 2. the DLA readings
+def _hand_ln(model, x, scale):
+    sd = model.state_dict()
+    w, b = sd["ln_final.weight"].double(), sd["ln_final.bias"].double()
+    return lambda part, bias: (part - part.mean(-1, keepdim=True)) / scale * w + (b if bias else 0)
+
+
+def test_the_readings_of_the_final_layernorm_by_hand(tiny_mlp_model, ps, hand, sw, run):
+    out = hand[1]
+    rows = np.arange(ps.n)[:, None]
+    resid = out["final_in"][rows, ps.target_pos]  # [n, k, d]
+    centred = resid - resid.mean(-1, keepdim=True)
+    own = (centred.pow(2).mean(-1, keepdim=True) + tiny_mlp_model.cfg.eps).sqrt()
+    head = out["z1"][rows, ps.target_pos][..., 3, :] @ sw["W_O1"][3]  # L1H3's output [n, k, d]
+    toward = sw["W_U"][:, torch.as_tensor(ps.target_tok)].permute(1, 2, 0)  # [n, k, d]
+    readings = {"frozen": _hand_ln(tiny_mlp_model, resid, own)(head, False),
+                "mean": _hand_ln(tiny_mlp_model, resid, own.mean())(head, False),
+                "none": head}
+    x = resid.reshape(-1, resid.shape[-1]).numpy()
+    y = _hand_ln(tiny_mlp_model, resid, own)(resid, True).reshape(x.shape).numpy()
+    coef = np.linalg.lstsq(np.hstack([x, np.ones((len(x), 1))]), y, rcond=None)[0]
+    readings["fit"] = torch.as_tensor(head.numpy() @ coef[:-1])
+    for scale, through in readings.items():
+        want = (through * toward).sum(-1).mean(-1)
+        got = A.attribution(tiny_mlp_model, run.cache, ps, "L1H3", "correct", scale=scale).mean(-1)
+        assert np.allclose(got, want.numpy(), atol=1e-5), scale
+    # under every reading the parts add up to that reading's total
+    parts = [f"L{layer}H{h}" for layer in range(2) for h in range(4)] + ["mlp0", "mlp1", "embed", "bias"]
+    for scale in ("mean", "fit"):
+        total = A.total(tiny_mlp_model, run.cache, ps, "correct", scale=scale)
+        assert np.allclose(sum(A.attribution(tiny_mlp_model, run.cache, ps, c, "correct", scale=scale)
+                               for c in parts), total, atol=1e-6), scale
+
+
+def test_a_fit_with_too_few_read_positions_is_refused(tiny_mlp_model, ps, run):
+    few = ps.subset(np.arange(2))
+    cache = {k: v[:2] for k, v in run.cache.items()}
+    with pytest.raises(P.PromptError, match="does not determine"):
+        A.attribution(tiny_mlp_model, cache, few, "L1H3", 4, at="last", scale="fit")
+
+
+def test_every_report_line_names_the_reading():
+    for scale in ("frozen", "mean", "fit", "none"):
+        spec = {"component": "L0H1"} if scale == "frozen" else {"component": "L0H1", "scale": scale}
+        m = Measure.model_validate({"dla": spec})
+        assert f"scale={scale}" in KINDS["dla"].describe(m.body)
+
+
+# ---------------------------------------------------------------- 3. per-prompt any / all heads
+def test_any_and_all_heads_inside_each_prompt(ps, hand, run):
+    s2 = ps.positions["S2"][0]
+    top = torch.stack([hand[1]["pattern1"][:, h, s2].argmax(-1) for h in range(4)])  # [h, n]
+    hits = (top == s2 - 7 + 1).double()  # the token after the first copy of S2's token
+    for quantifier, want in (("any", hits.max(0).values), ("all", hits.min(0).values)):
+        got, _ = measure({"heads": {quantifier: "layer 1", "of": {"attention_argmax": {"from": "S2", "to": "S1+1"}}}},
+                         run)
+        assert np.array_equal(got, want.numpy()), quantifier
+    weights = torch.stack([hand[1]["pattern1"][:, h, s2, s2 - 6] for h in (0, 2)])  # [h, n]
+    got, _ = measure({"heads": {"any": ["L1H0", "L1H2"], "above": 0.2,
+                                "of": {"attention": {"from": "S2", "to": "S1+1"}}}}, run)
+    assert np.array_equal(got, (weights >= 0.2).any(0).double().numpy())
+    got, _ = measure({"heads": {"all": ["L1H0", "L1H2"], "of": {"attention": {"from": "S2", "to": "S1+1"}}}}, run)
+    assert np.allclose(got, weights.min(0).values.numpy())
+
+
+@pytest.mark.parametrize("spec,says", [
+    ({"any": "layer 1", "all": "layer 1", "of": {"attention": {"from": 1, "to": 0}}}, "any: HEADS"),
+    ({"any": "layers 1", "of": {"attention": {"from": 1, "to": 0}}}, "layer N"),
+    ({"any": "layer 1", "of": {"dla": {"component": "L0H1"}}}, "takes a head"),
+    ({"any": "layer 1", "of": {"attention": {"head": "L0H1", "from": 1, "to": 0}}}, "without `head:`"),
+])
+def test_bad_heads_measures(spec, says):
+    with pytest.raises(Exception, match=says):
+        Measure.model_validate({"heads": spec})
