@@ -161,3 +161,68 @@ def test_any_and_all_heads_inside_each_prompt(ps, hand, run):
 def test_bad_heads_measures(spec, says):
     with pytest.raises(Exception, match=says):
         Measure.model_validate({"heads": spec})
+
+
+# ---------------------------------------------------------------- 7. variables in `expect:` and `correlates.with`
+def test_each_case_is_judged_against_its_own_bound_region(hyp):
+    import circuitcheck
+
+    head = "for: {all: {values: {p: [1, 2]%s}, combine: zip}}\n  measure: {attention: {head: L0H0, from: last, to: $p}}\n"
+    look = circuitcheck.check(hyp(f"- id: look\n  says: s\n  {head % ''}  expect: record\n"))[0]
+    (low1, high1), (low2, high2) = [(c.estimate.low, c.estimate.high) for c in look.cases]
+    assert high1 < 0.99 and low2 > 0  # room for a bound above case 1 and one below case 2
+    hi = [high1 + 0.01, low2 / 2]  # case 1 lies below its bound, case 2 above its own
+    path = hyp(f"- id: bound\n  says: s\n  {head % f', hi: {hi}'}  expect: {{at_most: $hi}}\n"
+               "- id: corr\n  says: s\n  for: {all: {values: {p: [1, 2]}}}\n"
+               "  measure: {attention: {head: L0H0, from: last, to: 1}}\n"
+               "  expect: {correlates: {with: \"tok[$p]\", between: [-1, 1]}}\n", name="b.hyp.yaml")
+    bound, corr = circuitcheck.check(path)
+    assert [c.bounds[1] for c in bound.cases] == hi
+    assert [c.verdict for c in bound.cases] == ["pass", "fail"] and bound.verdict == "fail"
+    assert [c.estimate.method.split(" with ")[1].split(",")[0] for c in corr.cases] == ["tok[1]", "tok[2]"]
+
+
+@pytest.mark.parametrize("claim,says", [
+    ("  measure: accuracy\n  expect: {at_least: $v}\n", "no `for:`"),
+    ("  sweep: {v: [0.1, 0.2]}\n  measure: accuracy\n  expect: {at_least: $v}\n", "one region"),
+    ("  for: {all: {values: {v: [0.1, x]}}}\n  measure: accuracy\n  expect: {at_least: $v}\n", "after binding"),
+])
+def test_variables_in_expect_errors_say_where_they_are_bound(hyp, claim, says):
+    from circuitcheck.files.loader import HypothesisError, load
+
+    with pytest.raises(HypothesisError, match=says):
+        load(hyp("- id: c\n  says: s\n" + claim))
+
+
+# ---------------------------------------------------------------- 8. weights-only files need no prompts
+import circuitcheck  # noqa: E402  (registers the measure below for the tests of this section)
+
+
+@circuitcheck.register_measure("vocab-grad-off", weights_only=True)
+def _grad_off(model):
+    """1 where autograd is off while the measure runs, and the product it makes tracks no gradient."""
+    product = model.W_E[0] @ model.W_U
+    return float(not torch.is_grad_enabled() and not product.requires_grad)
+
+
+def test_a_weights_only_file_needs_no_prompts(tiny_dir, tmp_path):
+    from conftest import copy_model
+
+    from circuitcheck.files.loader import HypothesisError, load
+
+    model_dir = copy_model(tiny_dir, tmp_path).relative_to(tmp_path)
+    head = f"model: {{native: {{config: {model_dir}/config.json, weights: {model_dir}/model.safetensors}}}}\nclaims:\n"
+    path = tmp_path / "w.hyp.yaml"
+    path.write_text(head + "  - {id: n, says: s, measure: {norm: {of: \"W_E[3]\"}}, expect: {at_least: 0}}\n"
+                           "  - {id: g, says: s, measure: {python: vocab-grad-off}, expect: {at_least: 1}}\n")
+    norm, grad = circuitcheck.check(path)
+    from safetensors.torch import load_file
+
+    w_e = load_file(str(tmp_path / model_dir / "model.safetensors"))["embed.weight"].double()
+    assert np.isclose(norm.cases[0].estimate.statistic, w_e[3].norm().item(), rtol=1e-6)
+    assert norm.verdict == grad.verdict == "pass"
+    path.write_text(head + "  - {id: n, says: s, measure: {norm: {of: \"W_E[3]\"}}, expect: {at_least: 0}}\n"
+                           "  - id: a\n    says: s\n    measure: accuracy\n    expect: {at_least: 0}\n")
+    with pytest.raises(HypothesisError, match="no `prompts:`") as info:
+        load(path)
+    assert info.value.line == 6 and "claims[1].measure" in str(info.value)

@@ -22,7 +22,7 @@ from . import paths
 from ..language import registry
 from ..prompts import where as where_mod
 from ..language.names import HOOK, parse_head, parse_neuron
-from .spec import Claim, HypothesisFile, Intervention, Measure, PromptSpec, head_sets
+from .spec import Claim, Expect, HypothesisFile, Intervention, Measure, PromptSpec, head_sets
 from .yaml_lines import MarkedYAMLError, YAMLError, read
 from .yaml_lines import line_of as locate  # the line of a field, for error messages
 
@@ -68,6 +68,7 @@ class Case:
     versus: Measure | None = None  # judged: measure minus versus, paired by prompt
     variants: tuple = ()  # (PromptSpec, prompts key) of each prompt variant the measure compares
     versus_under: tuple | None = None  # `versus: {under: ...}`: the compared run's interventions (None: this run)
+    expect: Expect | None = None  # the claim's `expect:` with its variables bound (None: the claim's own)
 
 
 @dataclass
@@ -325,10 +326,11 @@ def load_tree(path: Path, tree, roles: dict[str, str] | None = None, store=None)
                         checkpoints=_checkpoints(path, tree, spec, _dims(cfg)),
                         checkpoints_line=locate(tree, ("checkpoints",)) or 0, store=store)
     _check_expansions(path, tree, spec)
+    _check_prompts_given(path, tree, spec)
     for i, claim in enumerate(spec.claims):
         loc = ("claims", i)
         ploc = loc + ("prompts",) if claim.prompts else ("prompts",)
-        ps = _with_tokenizer(path, tree, ploc, claim.prompts or spec.prompts, source)
+        ps = _with_tokenizer(path, tree, ploc, claim.prompts or spec.prompts or NO_PROMPTS, source)
         try:
             if claim.ranks is not None:
                 cases = rank_cases(path, claim, ps, loaded.n_layers, loaded.n_heads)
@@ -353,6 +355,30 @@ def load_tree(path: Path, tree, roles: dict[str, str] | None = None, store=None)
 
 
 MAX_CASES = 10_000  # concrete cases a file's quantifiers and sweeps may expand to
+
+# Weights-only claims read no prompts, but a case carries a prompt set: in a file without `prompts:`
+# they carry this one, two tiny rows that fit every model and are never run.
+NO_PROMPTS = PromptSpec(generator="repeated_tokens", n=2, length=2, vocab=3, bos=None)
+
+
+def _check_prompts_given(path, tree, spec) -> None:
+    """A file may leave out `prompts:` when every claim reads the weights alone or has its own, and
+    every role scans on its own; otherwise the error names the first claim (or role) that needs them."""
+    if spec.prompts is not None:
+        return
+    for name, role in spec.roles.items():
+        if role.prompts is None:
+            raise HypothesisError(path, locate(tree, ("roles", name)), f"roles.{name}",
+                                  f"role `{name}` scans heads on the file's prompts, and this file has no `prompts:`",
+                                  "add `prompts:` to the file, or to the role")
+    for i, claim in enumerate(spec.claims):
+        if claim.prompts is None and not measures.kind_of(claim.measure).is_weights_only(claim.measure.body):
+            what = measures.kind_of(claim.measure).describe(claim.measure.body)
+            raise HypothesisError(path, locate(tree, ("claims", i, "measure")), f"claims[{i}].measure",
+                                  f"{what} is measured on a run over prompts, and this file has no `prompts:`",
+                                  "add `prompts:` to the file (or to this claim); only files whose claims all "
+                                  "read the weights alone (cosine, norm, singular_values, ov_norm, weights-only "
+                                  "python measures) may leave it out")
 
 
 def case_count(claim: Claim) -> tuple[int, str]:
@@ -784,12 +810,13 @@ def _bind(path: Path, claim: Claim, prompts_spec: PromptSpec, label: str, values
     ps = PromptSpec.model_validate(dump(prompts_spec))
     where = dump_where(claim.where, sub, values)
     versus = Measure.model_validate(dump(claim.versus_measure)) if claim.versus is not None else None
+    expect = Expect.model_validate(dump(claim.expect)) if claim.expect.bound_later else None
     versus_under = None if claim.versus_under is None else \
         tuple(Intervention.model_validate(dump(i)) for i in claim.versus_under)
     if versus_values is not None:  # a ranking: the same measure, bound to the other head
         values = versus_values  # `sub` reads `values`: from here on it binds the other head
         versus = Measure.model_validate(dump(claim.measure))
-    return _case(path, label, under, measure, ps, value, where, versus, versus_under)
+    return _case(path, label, under, measure, ps, value, where, versus, versus_under, expect)
 
 
 class RanksError(ValueError):
@@ -826,12 +853,12 @@ def rank_pairs(ranks, n_layers, n_heads) -> list[tuple[str, str]]:
 
 
 def _case(path: Path, label: str, under: tuple, measure: Measure, ps: PromptSpec, value=None, where=None,
-          versus=None, versus_under=None) -> Case:
+          versus=None, versus_under=None, expect=None) -> Case:
     base = ps.model_dump()
     variants = [PromptSpec.model_validate({**base, **v})
                 for v in measures.kind_of(measure).variants(measure.body)]
     return Case(label, under, measure, ps, prompts_key(path, ps), value, where, versus,
-                tuple((v, prompts_key(path, v)) for v in variants), versus_under)
+                tuple((v, prompts_key(path, v)) for v in variants), versus_under, expect)
 
 
 def dump_where(where: str | None, sub, values: dict) -> str | None:
@@ -952,8 +979,9 @@ def _check_claim(loaded: LoadedFile, tree, loc, claim: Claim, cases: list[Case])
                 _check_kind(loaded, tree, loc + (name, m.kind), measures.kind_of(m), m.body, ps)
         if case.where is not None:
             _check_where(loaded, tree, loc, case.where, ps, claim.expect.relative == "contrast")
-        if claim.expect.correlates is not None:
-            _check_quantity(loaded, tree, loc + ("expect", "correlates", "with"), claim.expect.correlates.with_, ps)
+        expect = case.expect or claim.expect
+        if expect.correlates is not None:
+            _check_quantity(loaded, tree, loc + ("expect", "correlates", "with"), expect.correlates.with_, ps)
         for base, i, iv in runs_of(case):
             for source in interventions.kind_of(iv).sources(iv.body):
                 sloc = loc + base + (i, iv.kind) + source.loc

@@ -15,7 +15,7 @@ import itertools
 import re
 from typing import Annotated, Any, ClassVar, Literal, Optional, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_model, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, create_model, field_validator, model_validator
 
 from .. import interventions as _interventions
 from .. import measures as _measures
@@ -137,15 +137,49 @@ MEASURES = tuple(_measures.KINDS)
 
 
 # ---------------------------------------------------------------- expectations
+Variable = Annotated[str, Field(pattern=r"^\$\w+$", description="`$name`: a value bound by the claim's "
+                                                                  "`for: {...: {values: ...}}`, one per case")]
+
+
+def _number(v):
+    """A threshold: a number, or `$name` bound case by case; anything else is refused in words that say so."""
+    if isinstance(v, str) and not re.fullmatch(r"\$\w+", v.strip()):
+        try:
+            float(v)
+        except ValueError:
+            raise ValueError(f"must be a number, not the text {v!r} (a variable is written `$name` and takes its "
+                             "values from the claim's `for: {all: {values: {name: [...]}}}`)") from None
+    return v
+
+
+Number = Annotated[Union[float, Variable], BeforeValidator(_number)]
+
+
+def _text(v) -> str:
+    return f"{v:g}" if isinstance(v, (int, float)) else str(v)
+
+
 class Region(Strict):
-    at_least: float | None = None
-    at_most: float | None = None
-    between: tuple[float, float] | None = None
-    about: float | None = None
-    tol: float | None = Field(None, gt=0)
+    at_least: Number | None = None
+    at_most: Number | None = None
+    between: tuple[Number, Number] | None = None
+    about: Number | None = None
+    tol: Union[Annotated[float, Field(gt=0)], Variable] | None = None
+
+    @property
+    def variables(self) -> list[str]:
+        """The `$name`s standing for numbers, bound case by case (loader.expand)."""
+        values = [self.at_least, self.at_most, self.about, self.tol, *(self.between or ())]
+        return [v for v in values if isinstance(v, str)]
 
     @model_validator(mode="after")
     def _one(self):
+        if self.variables:  # compared once each case has its numbers
+            return self
+        self._check()
+        return self
+
+    def _check(self):
         forms = [self.at_least is not None or self.at_most is not None, self.between is not None, self.about is not None]
         if sum(forms) != 1:
             raise ValueError("state one of: at_least / at_most, between: [lo, hi], about: x with tol: t")
@@ -161,6 +195,8 @@ class Region(Strict):
 
     def bounds(self) -> tuple[float, float]:
         inf = float("inf")
+        if self.variables:
+            raise ValueError(f"{self.variables[0]} is not bound: a region is judged once each case has its numbers")
         if self.between is not None:
             return self.between
         if self.about is not None:
@@ -169,11 +205,11 @@ class Region(Strict):
 
     def text(self) -> str:
         if self.about is not None:
-            return f"≈ {self.about:g} ± {self.tol:g}"
+            return f"≈ {_text(self.about)} ± {_text(self.tol)}"
         if self.between is not None:
-            return f"in [{self.between[0]:g}, {self.between[1]:g}]"
-        parts = [f"≥ {self.at_least:g}" if self.at_least is not None else "",
-                 f"≤ {self.at_most:g}" if self.at_most is not None else ""]
+            return f"in [{_text(self.between[0])}, {_text(self.between[1])}]"
+        parts = [f"≥ {_text(self.at_least)}" if self.at_least is not None else "",
+                 f"≤ {_text(self.at_most)}" if self.at_most is not None else ""]
         return " and ".join(p for p in parts if p)
 
 
@@ -200,7 +236,7 @@ class Correlates(Region):
     """Pearson's r between the measure and a per-prompt quantity of the data, over the prompts."""
 
     with_: str = Field(alias="with", description="`tok[POS]` (the token id at a named position) or a numeric field "
-                                                 "of the data")
+                                                 "of the data; `tok[$pos]` with a variable of `for:`")
 
 
 RELATIVE = ("drop", "rise", "change", "contrast", "correlates")
@@ -238,9 +274,14 @@ class Expect(Region):
         if len(given) + plain != 1:
             raise ValueError("state one of: at_least, at_most, between, about (+tol), "
                              + ", ".join(RELATIVE + SWEPT + ("order",)) + ", or `record` to see the numbers first")
-        if plain:
-            Region._one(self)
+        if plain and not self.variables:
+            Region._check(self)
         return self
+
+    @property
+    def bound_later(self) -> bool:
+        """Whether the claim's `for:` binds part of this expectation (`at_least: $v`, `with: tok[$pos]`)."""
+        return "$" in repr(self.model_dump())
 
     @property
     def relative(self) -> str | None:
@@ -419,6 +460,10 @@ class Claim(Strict):
             raise ValueError("sweep values must be numbers: the curve is judged against them")
         if self.expect.relative == "contrast" and self.where is None:
             raise ValueError("`contrast` compares prompts meeting `where:` with the rest: add `where:`")
+        if self.expect.bound_later and (self.sweep is not None or self.ranks is not None):
+            raise ValueError("variables in `expect:` take their values from `for: {all: {values: {v: [...]}}}`, one "
+                             "region per case; a sweep's curve and a ranking are judged against one region: write "
+                             "the numbers")
         if self.sweep is not None and self.expect.swept is None and self.expect.record is None:
             raise ValueError("a sweep is judged with `crosses`, `slope` or `r2` (or `expect: record` to see each value)")
         kind = _measures.kind_of(self.measure)
@@ -486,7 +531,8 @@ class Role(Strict):
 
 class HypothesisFile(Strict):
     model: ModelSpec
-    prompts: PromptSpec
+    prompts: PromptSpec | None = Field(None, description="the prompts every claim runs on (a claim's own `prompts:` "
+                                       "wins); a file whose claims all read the weights alone needs none")
     checkpoints: Union[Annotated[list[str], Field(min_length=1)], str, None] = Field(
         None, description="run every claim on each of these checkpoints of the file's model: model folders "
         "(config.json + model.safetensors) or weights files, relative to this file; a list, or a glob such "

@@ -61,11 +61,13 @@ class Judge:
 
         claim, seed = lc.claim, loaded.spec.seed
         expect = claim.expect
-        region = expect.region.bounds()
+        region = None if expect.bound_later else expect.region.bounds()  # else: each case's own
         if expect.swept is not None and not self.recording(claim):
             return [self._curve_row(loaded, lc, region)]
         rows = []
         for case in lc.cases:
+            if case.expect is not None:  # `at_least: $v`: each case has its own region
+                expect, region = case.expect, case.expect.region.bounds()
             value, clean = self.source.values(loaded, claim, case)
             ps = self.source.prompts(loaded, case.prompts, case.prompts_key)
             kept = np.arange(value.size)

@@ -62,8 +62,11 @@ class PythonKind(Kind):
 
     def compute(self, body, run: Run) -> np.ndarray:
         reg, c = self.registered(body), call(body)
-        if reg.weights_only:
-            return checked(reg, invoke(reg, run.model, c.args), None)
+        if reg.weights_only:  # weights only: no gradients to track (and no graph kept alive by the result)
+            import torch
+
+            with torch.no_grad():
+                return checked(reg, invoke(reg, run.model, c.args), None)
         declared = self.needs(body, run.model.cfg)
         view = Run(run.logits, {k: v for k, v in run.cache.items() if k in declared}, run.prompts, run.model)
         return checked(reg, invoke(reg, view, c.args), run.n)
