@@ -226,3 +226,79 @@ def test_a_weights_only_file_needs_no_prompts(tiny_dir, tmp_path):
     with pytest.raises(HypothesisError, match="no `prompts:`") as info:
         load(path)
     assert info.value.line == 6 and "claims[1].measure" in str(info.value)
+
+
+# ---------------------------------------------------------------- 6. the prediction equals a second token
+def test_the_top_prediction_is_a_named_token(ps, hand, run):
+    top = hand[0].argmax(-1).numpy()  # [n, seq] by hand
+    last = ps.seq_len - 1
+    s1_tok = ps.tokens[:, ps.positions["S1"][0]]
+    got, _ = measure({"predicts": {"token": "tok[S1]", "at": "last"}}, run)
+    assert np.array_equal(got, (top[:, last] == s1_tok).astype(float))
+    counts = {t: np.mean(top[:, last] == t) for t in range(40)}
+    common = max(counts, key=counts.get)  # the most frequent top prediction at the last token: a claim that can hold
+    got, _ = measure({"predicts": {"token": int(common), "at": "last"}}, run)
+    assert got.mean() == counts[common] > 0
+    got, _ = measure({"predicts": {"token": "correct"}}, run)  # at the targets: accuracy by another name
+    want = [np.mean([top[i, p] == t for p, t in zip(ps.target_pos[i], ps.target_tok[i])]) for i in range(ps.n)]
+    assert np.allclose(got, want)
+
+
+# ---------------------------------------------------------------- 5. reductions in weight expressions
+def test_reductions_in_weight_expressions_by_hand(tiny_mlp_model, sw):
+    from circuitcheck.measures import weights as W
+
+    def ev(text):
+        return W.evaluate(tiny_mlp_model, W.parse(text))
+
+    w_in, w_u = sw["W_in1"], sw["W_U"]
+    assert torch.allclose(ev("norm(W_in[1], 0)"), w_in.norm(dim=0))
+    cos = (w_in * w_u[:, 3:4]).sum(0) / (w_in.norm(dim=0) * w_u[:, 3].norm())
+    assert torch.allclose(ev("cos(W_in[1], W_U[:, 3])"), cos)
+    assert np.isclose(ev("mean(sq(cos(W_in[1], W_U[:, 3])))").item(), (cos ** 2).mean().item())
+    ln = tiny_mlp_model.state_dict()["blocks.0.ln2.weight"].double()
+    assert torch.allclose(ev("ln2_w[0]"), ln) and np.isclose(ev("max(abs(ln_final_w))").item(),
+                                                            tiny_mlp_model.state_dict()["ln_final.weight"].abs().max().item())
+    assert torch.allclose(ev("sum(W_E, 1)"), sw["W_E"].sum(1))
+    m = Measure.model_validate({"weight_value": {"of": "mean(norm(W_in[1], 0))"}})
+    got = KINDS["weight_value"].compute(m.body, Run(None, {}, None, tiny_mlp_model))
+    assert np.isclose(got, w_in.norm(dim=0).mean().item())
+
+
+@pytest.mark.parametrize("text,says", [("cos(W_in[0])", "cos\\(X, v\\)"), ("mean(W_E, W_U)", "axis"),
+                                       ("sq(W_E, 0)", "sq\\(X\\)")])
+def test_bad_reductions(text, says):
+    from circuitcheck.measures import weights as W
+
+    with pytest.raises(W.ExpressionError, match=says):
+        W.parse(text)
+
+
+def test_a_weight_value_must_be_one_number(tiny_mlp_model):
+    m = Measure.model_validate({"weight_value": {"of": "norm(W_in[1], 0)"}})
+    with pytest.raises(ValueError, match="not one number"):
+        KINDS["weight_value"].compute(m.body, Run(None, {}, None, tiny_mlp_model))
+
+
+# ---------------------------------------------------------------- 4. a head's attribution by source position
+def test_a_heads_attribution_split_by_source_position(tiny_mlp_model, ps, hand, sw, run):
+    cache = dict(run.cache)
+    cache.update(measured_hooks(tiny_mlp_model, ps, {"blocks.1.attn.hook_v"}))
+    out, rows, last = hand[1], np.arange(ps.n), ps.seq_len - 1
+    s1 = ps.positions["S1"][0]
+    pattern, v = out["pattern1"][:, 3], out["v1"][:, :, 3]  # by hand: [n, q, k], [n, k, e]
+    direction = sw["W_U"][:, 4]
+    part = (pattern[rows, last, s1][:, None] * v[rows, s1]) @ sw["W_O1"][3]  # what L1H3 read from S1, at last
+    want = (part * direction).sum(-1)
+    got = A.attribution(tiny_mlp_model, cache, ps, "L1H3", 4, at="last", scale="none",
+                        source=K.mask(ps, "S1")).mean(-1)
+    assert np.allclose(got, want.numpy(), atol=1e-6)
+    whole = A.attribution(tiny_mlp_model, cache, ps, "L1H3", 4, at="last").mean(-1)
+    parts = sum(A.attribution(tiny_mlp_model, cache, ps, "L1H3", 4, at="last", source=K.mask(ps, keys)).mean(-1)
+                for keys in ("0..S1", "S1+1..S2-1", "S2..last"))
+    assert np.allclose(parts, whole, atol=1e-6)  # a partition of the keys adds up to the head's whole output
+
+
+def measured_hooks(model, ps, hooks):
+    raw = Runs(model, ps).clean(hooks)
+    return {k: raw.cache[k] for k in hooks}

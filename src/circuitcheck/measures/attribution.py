@@ -106,6 +106,27 @@ def component_needs(component: str, cfg) -> set[str]:
     return {f"blocks.{m[4]}.hook_{m[3]}_out"}
 
 
+def source_needs(component: str) -> set[str]:
+    """The hooks a head's output split by source position reads: its values and its pattern."""
+    layer = re.fullmatch(r"L(\d+)H\d+", component)[1]
+    return {f"blocks.{layer}.attn.hook_v", f"blocks.{layer}.attn.hook_pattern"}
+
+
+def from_sources(model, cache, component: str, rows, pos, keys: np.ndarray):
+    """[n, k, d_model]: the part of head `component`'s output at `pos` [n, k] that it read from the
+    key positions `keys` [n, seq] (boolean): sum over those keys of pattern[q, key] v[key] W_O. Over
+    every key it is the head's whole output (z W_O), so the parts of a partition add up to it."""
+    import torch
+
+    m = re.fullmatch(r"L(\d+)H(\d+)", component)
+    layer, h = int(m[1]), int(m[2])
+    pattern = cache[f"blocks.{layer}.attn.hook_pattern"][:, h].to(torch.float64)  # [n, q, s]
+    v = cache[f"blocks.{layer}.attn.hook_v"][:, :, h].to(torch.float64)  # [n, s, e]
+    weights = pattern[rows, pos] * torch.as_tensor(keys, device=pattern.device)[:, None, :]  # [n, k, s]
+    w_o = model.W_O[layer, h].detach().to(torch.float64).to(pattern.device)
+    return torch.einsum("nks,nse->nke", weights, v) @ w_o
+
+
 def component_output(model, cache, component: str, rows, pos):
     """[n, k, d_model]: what `component` adds to the residual stream at positions `pos` [n, k].
 
@@ -281,11 +302,13 @@ def fitted_direction(cache, prompts: P.PromptSet, hook: str, at, between):
     return v / norm
 
 
-def attribution(model, cache, prompts: P.PromptSet, component: str, toward, at=None, scale: str = "frozen"):
+def attribution(model, cache, prompts: P.PromptSet, component: str, toward, at=None, scale: str = "frozen",
+                source=None):
     """[n, k]: at each read position, the component's output through the final LayerNorm (read as
-    `scale` says: `final_ln`) projected on the direction. The `bias`
-    component also carries the final LayerNorm's bias and b_U along the direction."""
-    return _project(model, cache, prompts, toward, at, scale, component)
+    `scale` says: `final_ln`) projected on the direction. The `bias` component also carries the
+    final LayerNorm's bias and b_U along the direction. `source` (a head only): the [n, seq] key
+    positions whose part of the head's output is taken (`from_sources`)."""
+    return _project(model, cache, prompts, toward, at, scale, component, source)
 
 
 def total(model, cache, prompts: P.PromptSet, toward, at=None, scale: str = "frozen"):
@@ -293,7 +316,7 @@ def total(model, cache, prompts: P.PromptSet, toward, at=None, scale: str = "fro
     return _project(model, cache, prompts, toward, at, scale, None)
 
 
-def _project(model, cache, prompts, toward, at, scale, component):
+def _project(model, cache, prompts, toward, at, scale, component, source=None):
     import torch
 
     where = reads(prompts, at)
@@ -302,6 +325,8 @@ def _project(model, cache, prompts, toward, at, scale, component):
     vec, bias = directions(model, cache, prompts, toward, where, cache_device(cache))
     if component is None:
         part = cache["ln_final.hook_in"][rows, pos].to(torch.float64)
+    elif source is not None:
+        part = from_sources(model, cache, component, rows, pos, source)
     else:
         part = component_output(model, cache, component, rows, pos)
     with_bias = component in (None, "bias")

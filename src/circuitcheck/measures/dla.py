@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import Field
 
 from . import attribution as A
+from . import keysets as K
 from .. import prompts as P
 from ..language.fields import Position, Strict
 from ..language.names import HOOK
@@ -62,6 +63,9 @@ class DLA(Strict):
     share: bool = Field(True, description="divide by the total along the direction (the logit, for a token)")
     centre: str | None = Field(
         None, description="subtract the mean over `all` prompts, or over those meeting a condition `tok[1] > tok[2]`")
+    source: K.Queries | None = Field(
+        None, description="a head only: the part of its output read from these key positions (a position, a list, "
+                          "`A..B`, or {where: ...})")
     scale: Literal["frozen", "mean", "fit", "none"] = Field(
         "frozen", description="how the final LayerNorm is read: frozen (each prompt's own scale), mean (the mean "
                               "scale over the prompts), fit (a least-squares affine fit over the prompts), none "
@@ -76,6 +80,8 @@ class DLAKind(Kind):
         names = {"ln_final.hook_in"} if body.share or body.scale != "none" else set()
         if isinstance(body.toward, Fitted):  # the activation the direction is fitted from
             names.add(body.toward.fitted.hook)
+        if body.source is not None:
+            names |= A.source_needs(body.component)
         return names | A.component_needs(body.component, cfg)
 
     def streams_for(self, body) -> bool:
@@ -88,7 +94,7 @@ class DLAKind(Kind):
     def compute(self, body, run) -> np.ndarray:
         toward = body.toward.model_dump() if isinstance(body.toward, Strict) else body.toward
         return dla(run.model, run.cache, run.prompts, body.component, body.share, toward, body.at, body.scale,
-                   body.centre)
+                   body.centre, body.source)
 
     def references(self, body):
         yield from A.component_references(body.component, ("component",))
@@ -107,10 +113,15 @@ class DLAKind(Kind):
             yield from A.token_references(body.toward, ("toward",))
         if body.at is not None:
             yield ("at",), body.at, "position"
+        if body.source is not None:
+            yield from K.references(body.source, ("source",))
         if body.centre not in (None, "all"):
             yield ("centre",), body.centre, "condition"
 
     def check(self, body, prompts) -> None:
+        if body.source is not None and not re.fullmatch(r"L\d+H\d+|\$\w+", body.component):
+            raise P.PromptError(f"`source` splits a head's output by the key it read from; {body.component!r} is no "
+                                "head", "name a head (`L1H1`), or drop `source`", param=("source",))
         if not isinstance(body.toward, Fitted):
             return
         hook = body.toward.fitted.hook
@@ -131,10 +142,12 @@ def dla_needs(cfg) -> set[str]:
 
 
 def dla(model, cache, prompts, component: str, share: bool = True, toward="correct", at=None,
-        scale: str = "frozen", centre: str | None = None) -> np.ndarray:
+        scale: str = "frozen", centre: str | None = None, source=None) -> np.ndarray:
     """Per prompt: the component's attribution (its share of the total with `share`), averaged over
-    the read positions, minus its mean over the reference prompts with `centre`."""
-    value = A.attribution(model, cache, prompts, component, toward, at, scale)
+    the read positions, minus its mean over the reference prompts with `centre`; with `source`, only
+    the part of a head's output it read from those key positions."""
+    keys = None if source is None else K.mask(prompts, source)
+    value = A.attribution(model, cache, prompts, component, toward, at, scale, keys)
     if share:  # per read position, then averaged: the shares of all parts still add to 1
         value = value / A.total(model, cache, prompts, toward, at, scale)
     value = A.reads(prompts, at).mean(value)

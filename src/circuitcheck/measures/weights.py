@@ -25,9 +25,16 @@ from typing import Annotated
 from pydantic import AfterValidator, Field
 
 PER_HEAD = ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "OV", "QK")
-PER_LAYER = ("b_O", "W_in", "W_out", "b_in", "b_out")
-GLOBAL = ("W_E", "W_pos", "W_U", "b_U")
+PER_LAYER = ("b_O", "W_in", "W_out", "b_in", "b_out", "ln1_w", "ln1_b", "ln2_w", "ln2_b")
+GLOBAL = ("W_E", "W_pos", "W_U", "b_U", "ln_final_w", "ln_final_b")
 NAMES = PER_HEAD + PER_LAYER + GLOBAL
+# LayerNorm weights, read from the state dict (TransformerLens 4 bridges name them so)
+LN_KEYS = {"ln1_w": "blocks.{}.ln1.weight", "ln1_b": "blocks.{}.ln1.bias", "ln2_w": "blocks.{}.ln2.weight",
+           "ln2_b": "blocks.{}.ln2.bias", "ln_final_w": "ln_final.weight", "ln_final_b": "ln_final.bias"}
+# Reductions: f(X) over every entry, f(X, axis) along one axis (0: down each column, so `norm(W_in[0], 0)`
+# is the norm of each neuron's input weights); `cos(X, v)` is the cosine of each column of X with v;
+# `sq` and `abs` act on each entry.
+FUNCTIONS = ("norm", "mean", "sum", "max", "min", "cos", "sq", "abs")
 
 _TOKEN = re.compile(r"\s*(?:(?P<name>[A-Za-z_]\w*)|(?P<num>-?\d+)|(?P<op>[@+\-()\[\]:,.]))")
 
@@ -53,13 +60,19 @@ class Index:
 
 
 @dataclass(frozen=True)
+class Call:
+    name: str  # one of FUNCTIONS
+    args: tuple  # expressions, and an int axis for the reductions
+
+
+@dataclass(frozen=True)
 class Op:
     op: str  # "@", "+", "-", "neg", "T"
     args: tuple
 
 
-HINT = ("write e.g. `W_E @ OV[L0H1] @ W_U`, `W_U[:, 3] - W_U[:, 5]` or `W_in[0][:, 12]`; names: "
-        + ", ".join(NAMES))
+HINT = ("write e.g. `W_E @ OV[L0H1] @ W_U`, `W_U[:, 3] - W_U[:, 5]`, `W_in[0][:, 12]` or "
+        "`mean(sq(cos(W_in[0], W_U[:, 3])))`; names: " + ", ".join(NAMES) + "; functions: " + ", ".join(FUNCTIONS))
 
 
 def parse(text: str):
@@ -88,7 +101,8 @@ def _tokenize(text: str) -> list[str]:
 
 class _Parser:
     """expr := term (('+'|'-') term)* ; term := unary ('@' unary)* ; unary := '-' unary | postfix ;
-    postfix := atom ('[' index ']' | '.T')* ; atom := NAME | NAME '[' select ']' | '(' expr ')'"""
+    postfix := atom ('[' index ']' | '.T')* ; atom := NAME | NAME '[' select ']' | '(' expr ')'
+    | FUNCTION '(' expr (',' expr | ',' INT)* ')'"""
 
     def __init__(self, text, tokens):
         self.text, self.tokens, self.i = text, tokens, 0
@@ -130,6 +144,8 @@ class _Parser:
             node = self.expr()
             self.take(")")
             return node
+        if tok in FUNCTIONS:
+            return self.call(tok)
         if tok not in NAMES:
             raise ExpressionError(f"unknown weight {tok!r} in {self.text!r}", HINT)
         if tok in GLOBAL:
@@ -145,6 +161,20 @@ class _Parser:
         if not re.fullmatch(r"\d+", sel):
             raise ExpressionError(f"{tok} is per layer: write {tok}[<layer>], e.g. {tok}[0]", HINT)
         return Weight(tok, (int(sel),))
+
+    def call(self, name):
+        self.take("(")
+        args = [self.expr()]
+        while self.peek() == ",":
+            self.take()
+            args.append(int(self.take()) if re.fullmatch(r"-?\d+", self.peek() or "") else self.expr())
+        self.take(")")
+        want = {"cos": (2, 2), "sq": (1, 1), "abs": (1, 1)}.get(name, (1, 2))
+        if not want[0] <= len(args) <= want[1] or any(isinstance(a, int) for a in args[:1]) \
+                or (name != "cos" and len(args) == 2 and not isinstance(args[1], int)):
+            form = {"cos": "cos(X, v)", "sq": "sq(X)", "abs": "abs(X)"}.get(name, f"{name}(X) or {name}(X, axis)")
+            raise ExpressionError(f"write {form} in weight expression {self.text!r}", HINT)
+        return Call(name, tuple(args))
 
     def postfix(self, node):
         while self.peek() in ("[", "."):
@@ -175,7 +205,7 @@ def heads_and_layers(tree):
     """Every (name, select) the expression reads, to check heads and layers against the model."""
     if isinstance(tree, Weight):
         return [tree]
-    children = (tree.of,) if isinstance(tree, Index) else tree.args
+    children = (tree.of,) if isinstance(tree, Index) else [a for a in tree.args if not isinstance(a, int)]
     return [w for c in children for w in heads_and_layers(c)]
 
 
@@ -194,6 +224,8 @@ def evaluate(model, tree):
             return x[key]
         except IndexError as exc:
             raise ExpressionError(f"index out of range on a value of shape {tuple(x.shape)}: {exc}") from None
+    if isinstance(tree, Call):
+        return _call(tree.name, [a if isinstance(a, int) else evaluate(model, a) for a in tree.args])
     args = [evaluate(model, a) for a in tree.args]
     if tree.op == "neg":
         return -args[0]
@@ -206,11 +238,42 @@ def evaluate(model, tree):
         raise ExpressionError(f"shapes {tuple(a.shape)} and {tuple(b.shape)} do not fit {tree.op!r}") from None
 
 
+def _call(name: str, args: list):
+    import torch
+
+    x = args[0]
+    if name in ("sq", "abs"):
+        return x * x if name == "sq" else x.abs()
+    if name == "cos":
+        v = args[1]
+        if v.dim() != 1 or x.shape[0] != v.shape[0]:
+            raise ExpressionError(f"cos(X, v) compares each column of X {tuple(x.shape)} with a vector of its "
+                                  f"length, got {tuple(v.shape)}", "e.g. cos(W_in[0], W_U[:, 3])")
+        return torch.nn.functional.cosine_similarity(x, v.reshape(-1, *([1] * (x.dim() - 1))), dim=0)
+    axis = args[1] if len(args) == 2 else None
+    if axis is not None and not -x.dim() <= axis < x.dim():
+        raise ExpressionError(f"{name}(X, {axis}): X has shape {tuple(x.shape)}, with axes 0..{x.dim() - 1}")
+    if name == "norm":
+        return x.norm() if axis is None else x.norm(dim=axis)
+    reduce = {"mean": torch.mean, "sum": torch.sum, "max": torch.amax, "min": torch.amin}[name]
+    return reduce(x) if axis is None else reduce(x, dim=axis)
+
+
 def _weight(model, w: Weight):
     import torch
 
     def get(name):
+        if name in LN_KEYS:
+            key = LN_KEYS[name].format(*w.select)
+            sd = model.state_dict()
+            if key not in sd:
+                raise ExpressionError(f"{name} reads {key!r}, which this model does not have (no LayerNorm "
+                                      "there, or one without a learned weight)")
+            return sd[key].detach().to(torch.float64).cpu()
         return getattr(model, name).detach().to(torch.float64).cpu()
+
+    if w.name in LN_KEYS:
+        return get(w.name)
 
     if w.name == "OV":
         return get("W_V")[w.select] @ get("W_O")[w.select]
@@ -296,4 +359,4 @@ def indices(tree):
         own = [(tree.of, axis, i) for axis, i in enumerate(tree.index) if isinstance(tree.of, Weight)
                and isinstance(i, int)]
         return own + indices(tree.of)
-    return [found for a in tree.args for found in indices(a)]
+    return [found for a in tree.args if not isinstance(a, int) for found in indices(a)]
