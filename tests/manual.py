@@ -102,3 +102,12 @@ def state_weights(model) -> dict:
             out[f"W_in{layer}"] = sd[f"blocks.{layer}.mlp.in.weight"].T  # [d, m]
             out[f"W_out{layer}"] = sd[f"blocks.{layer}.mlp.out.weight"].T  # [m, d]
     return out
+
+
+def run_of(model, prompts, hooks: set[str]):
+    """What a measure reads (`circuitcheck.Run`): the model's clean run over `prompts`, keeping `hooks`."""
+    from circuitcheck.measures.base import Run
+    from circuitcheck.runs.engine import Runs
+
+    raw = Runs(model, prompts).clean(hooks)
+    return Run(raw.logits, raw.cache, prompts, model)

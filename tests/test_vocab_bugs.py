@@ -9,14 +9,8 @@ from conftest import TINY, save_model
 from circuitcheck import models
 from circuitcheck import prompts as P
 from circuitcheck.measures import keysets as K
-from circuitcheck.measures.base import KINDS, Run
-from circuitcheck.runs.engine import Runs
-
-
-def measured_run(model, ps, hooks: set[str]) -> Run:
-    """What a measure reads: the model's run over `ps`, keeping `hooks`."""
-    raw = Runs(model, ps).clean(hooks)
-    return Run(raw.logits, raw.cache, ps, model)
+from circuitcheck.measures.base import KINDS
+from manual import run_of
 
 
 def _constant_prompts(token: int, n: int = 3, seq: int = 6) -> P.PromptSet:
@@ -31,7 +25,7 @@ def test_a_where_key_set_holds_every_key_the_query_sees(direction):
     torch.manual_seed(0)
     model = models.native(dict(TINY, attention_dir=direction)).eval()
     ps = _constant_prompts(3)
-    run = measured_run(model, ps, {"blocks.0.attn.hook_pattern"})
+    run = run_of(model, ps, {"blocks.0.attn.hook_pattern"})
     kind = KINDS["attention_mass"]
     # every token is 3, so the keys meeting `tok[k] == 3` are all the keys the query can see: mass 1,
     # whatever the direction (it was the causal share, 0 from the first query onwards on a bidirectional model)

@@ -14,7 +14,6 @@ from circuitcheck.measures import attribution as A
 from circuitcheck.measures import keysets as K
 from circuitcheck.measures import selections as S
 from circuitcheck.measures.base import KINDS, Run
-from circuitcheck.runs.engine import Runs
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +28,9 @@ def hand(tiny_mlp_model, ps):
 
 @pytest.fixture(scope="module")
 def run(tiny_mlp_model, ps):
-    cfg = tiny_mlp_model.cfg
-    names = {"hook_embed", "hook_pos_embed", "ln_final.hook_in"}
-    for layer in range(cfg.n_layers):
-        names |= {f"blocks.{layer}.{n}" for n in ("attn.hook_z", "attn.hook_pattern", "hook_mlp_out")}
-    raw = Runs(tiny_mlp_model, ps).clean(names)
-    return Run(raw.logits, raw.cache, ps, tiny_mlp_model)
+    per_layer = ("attn.hook_z", "attn.hook_v", "attn.hook_pattern", "hook_mlp_out")
+    return manual.run_of(tiny_mlp_model, ps, {"hook_embed", "hook_pos_embed", "ln_final.hook_in"}
+                         | {f"blocks.{layer}.{n}" for layer in range(2) for n in per_layer})
 
 
 def measure(spec: dict, run):
@@ -282,8 +278,7 @@ def test_a_weight_value_must_be_one_number(tiny_mlp_model):
 
 # ---------------------------------------------------------------- 4. a head's attribution by source position
 def test_a_heads_attribution_split_by_source_position(tiny_mlp_model, ps, hand, sw, run):
-    cache = dict(run.cache)
-    cache.update(measured_hooks(tiny_mlp_model, ps, {"blocks.1.attn.hook_v"}))
+    cache = run.cache
     out, rows, last = hand[1], np.arange(ps.n), ps.seq_len - 1
     s1 = ps.positions["S1"][0]
     pattern, v = out["pattern1"][:, 3], out["v1"][:, :, 3]  # by hand: [n, q, k], [n, k, e]
@@ -297,8 +292,3 @@ def test_a_heads_attribution_split_by_source_position(tiny_mlp_model, ps, hand, 
     parts = sum(A.attribution(tiny_mlp_model, cache, ps, "L1H3", 4, at="last", source=K.mask(ps, keys)).mean(-1)
                 for keys in ("0..S1", "S1+1..S2-1", "S2..last"))
     assert np.allclose(parts, whole, atol=1e-6)  # a partition of the keys adds up to the head's whole output
-
-
-def measured_hooks(model, ps, hooks):
-    raw = Runs(model, ps).clean(hooks)
-    return {k: raw.cache[k] for k in hooks}
