@@ -292,3 +292,16 @@ def test_a_heads_attribution_split_by_source_position(tiny_mlp_model, ps, hand, 
     parts = sum(A.attribution(tiny_mlp_model, cache, ps, "L1H3", 4, at="last", source=K.mask(ps, keys)).mean(-1)
                 for keys in ("0..S1", "S1+1..S2-1", "S2..last"))
     assert np.allclose(parts, whole, atol=1e-6)  # a partition of the keys adds up to the head's whole output
+
+
+@pytest.mark.parametrize("measure,field,says", [
+    ('{attention_mass: {head: L0H1, from: {where: "tok[q] == tok[X]"}, to: S1}}', "from.where", "unknown position 'X'"),
+    ('{targets: {metric: accuracy, where: "target > 100"}}', "targets.where", "only 0 of 120 prompts"),
+    ('{heads: {any: layer 5, of: {attention: {from: last, to: S2}}}}', "heads.any", "layer 5 does not exist"),
+])
+def test_selections_and_head_sets_are_checked_at_collection(hyp, measure, field, says):
+    from circuitcheck.files.loader import HypothesisError, load
+
+    with pytest.raises(HypothesisError, match=says) as info:
+        load(hyp(f"- id: c\n  says: s\n  measure: {measure}\n  expect: {{at_least: 0}}\n"))
+    assert info.value.line == 7 and field in str(info.value)  # the `measure:` line

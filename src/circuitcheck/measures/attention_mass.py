@@ -53,8 +53,12 @@ class AttentionMassKind(Kind):
         return K.defined(prompts, body.from_)
 
     def check(self, body, prompts) -> None:
-        enough(self.defined(body, prompts), f"the query set {{where: {getattr(body.from_, 'where', '')!r}}}",
-               ("from", "where"))
+        try:
+            has = self.defined(body, prompts)
+        except P.PromptError as exc:  # a position the condition names: the error stands at the condition
+            exc.param = exc.param or ("from", "where")
+            raise
+        enough(has, f"the query set {{where: {getattr(body.from_, 'where', '')!r}}}", ("from", "where"))
 
     def references(self, body):
         yield ("head",), body.head, "head"
