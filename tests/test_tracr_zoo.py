@@ -166,3 +166,28 @@ def test_the_twins_read_the_same_rows(name):
     """tests/twins/ holds a copy (a file may read only its own folder): the same bytes."""
     twin = Path(__file__).parent / "twins" / "data" / f"{name}.jsonl"
     assert twin.read_bytes() == (ROOT / "hypotheses" / "data" / f"{name}.jsonl").read_bytes()
+
+
+@pytest.mark.parametrize("name", [*NAMES, *(n + "-full" for n in NAMES), "ioi"])
+def test_circuit_files_read_as_eap_ig_graphs_of_their_model(name):
+    from circuitcheck.circuits import eap
+
+    cfg, graph = eap.loads(json.loads((ROOT / "hypotheses" / "circuits" / f"{name}.json").read_text()))
+    model = cfg["model"].removeprefix("zoo:")
+    dims = models.zoo_config(model)
+    assert (cfg["n_layers"], cfg["n_heads"]) == (dims["n_layers"], dims["n_heads"])
+    assert graph.in_graph().size > 0
+
+
+def test_ioi_circuit_file_names_the_heads_its_claims_keep():
+    """circuits/ioi.json and hypotheses/ioi_circuit.hyp.yaml state the same circuit."""
+    import yaml
+
+    graph = circuit("ioi")
+    heads = {f"L{n[1]}H{n[4]}" for n, v in graph["nodes"].items() if v["in_graph"] and n.startswith("a")}
+    claims = yaml.safe_load((ROOT / "hypotheses" / "ioi_circuit.hyp.yaml").read_text())["claims"]
+    kept = {c["id"]: set(c["under"]["keep_only"]["heads"]) for c in claims if "keep_only" in c.get("under", {})}
+    assert heads == {"L1H0", "L1H1", "L1H2", "L1H3", "L2H0"}
+    assert kept == {"circuit-keeps-the-logit-difference": heads, "circuit-keeps-the-answer-on-top": heads,
+                    "circuit-needs-l2h0": heads - {"L2H0"}}
+    assert not any(v["in_graph"] for v in graph["edges"].values())  # a node circuit: no edge marked
