@@ -50,7 +50,10 @@ def edge(text: str) -> Edge:
     reader = node(m[2])
     if (reader.kind == "head") != (m[3] is not None):
         raise CircuitError(f"{text!r}: a head reader takes <q>, <k> or <v>, and only a head does")
-    return check_edge(Edge(node(m[1]), reader, m[3]))
+    try:
+        return check_edge(Edge(node(m[1]), reader, m[3]))
+    except CircuitError as exc:  # name the edge as the file writes it, so its line can be found
+        raise CircuitError(f"{text!r}: {exc}", exc.hint) from None
 
 
 def edge_name(e: Edge) -> str:

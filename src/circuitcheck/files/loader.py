@@ -6,6 +6,7 @@ without torch, so a bad head, position or key is reported at collection, before 
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import itertools
 import math
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from .. import interventions, measures, models, prompts
 from ..models import model_files, module_map
-from . import paths
+from . import circuit_files, paths
 from ..language import registry
 from ..prompts import where as where_mod
 from ..language.names import HOOK, parse_head, parse_neuron
@@ -92,6 +93,7 @@ class LoadedFile:
     checkpoints: tuple = ()  # override.Checkpoint for each entry of `checkpoints:`
     checkpoints_line: int = 0
     store: Any = None  # cache.ValueCache: built prompt sets read back on a rerun (None: always built)
+    circuits: dict = field(default_factory=dict)  # the file's named circuits: name -> circuits.Circuit
 
 
 MAX_FILE_BYTES = 5_000_000  # a hypothesis file is a page of claims; 5 MB is thousands of them
@@ -327,6 +329,8 @@ def load_tree(path: Path, tree, roles: dict[str, str] | None = None, store=None)
                         checkpoints_line=locate(tree, ("checkpoints",)) or 0, store=store)
     _check_expansions(path, tree, spec)
     _check_prompts_given(path, tree, spec)
+    shape = circuit_files.shape_of(cfg)
+    circuits = loaded.circuits = _circuits(path, tree, spec, shape)
     for i, claim in enumerate(spec.claims):
         loc = ("claims", i)
         ploc = loc + ("prompts",) if claim.prompts else ("prompts",)
@@ -348,10 +352,45 @@ def load_tree(path: Path, tree, roles: dict[str, str] | None = None, store=None)
             err = _validation_error(path, tree, exc)
             raise HypothesisError(path, locate(tree, loc + ("id",)), _field(loc), f"after binding: {err.message}",
                                   "check the values of `sweep:` or `for:` against where they are used") from None
+        cases = [_with_circuits(path, tree, loc, case, circuits, shape) for case in cases]
         cases = [_source_tokenizers(path, tree, loc, case, source) for case in cases]
         _check_claim(loaded, tree, loc, claim, cases)
         loaded.claims.append(LoadedClaim(claim, locate(tree, loc + ("id",)) or 1, cases))
     return loaded
+
+
+def _circuits(path: Path, tree, spec, shape) -> dict:
+    """The file's named circuits, read and checked against the model (circuit_files.py)."""
+    try:
+        return circuit_files.read_all(path, spec.circuits, shape)
+    except circuit_files.CircuitFileError as exc:
+        raise _circuit_error(path, tree, (), exc) from None
+
+
+def _circuit_error(path: Path, tree, base: tuple, exc) -> "HypothesisError":
+    where = base + exc.loc
+    line = locate(tree, where)
+    if exc.file is not None:  # the graph file's own line, and where the hypothesis file names it
+        return HypothesisError(exc.file, exc.line, "", str(exc), f"{exc.hint} (named in {path.name}, line {line})")
+    return HypothesisError(path, line, _field(where), str(exc), exc.hint)
+
+
+def _with_circuits(path: Path, tree, loc: tuple, case: "Case", circuits: dict, shape) -> "Case":
+    """The case with each `circuit: NAME` written out, and inline circuits checked against the model."""
+    try:
+        under = circuit_files.resolve_under(case.under, circuits)
+        circuit_files.check_inline(under, shape)
+    except KeyError as exc:
+        j, name = exc.args
+        where = loc + ("under", j, case.under[j].kind, "circuit")
+        known = ", ".join(circuits) or "none: add a `circuits:` section"
+        close = difflib.get_close_matches(name, list(circuits), 1)
+        raise HypothesisError(path, locate(tree, where), _field(where), f"no circuit named {name!r}",
+                              (f"did you mean {close[0]!r}? " if close else "") + f"the file's circuits: {known}") \
+            from None
+    except circuit_files.CircuitFileError as exc:
+        raise _circuit_error(path, tree, loc, exc) from None
+    return dataclasses.replace(case, under=under)
 
 
 MAX_CASES = 10_000  # concrete cases a file's quantifiers and sweeps may expand to

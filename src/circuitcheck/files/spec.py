@@ -21,6 +21,7 @@ from .. import interventions as _interventions
 from .. import measures as _measures
 from ..language.fields import Head, Heads, Number, Position, Seed, Strict  # noqa: F401  (the vocabulary's building blocks)
 from ..language.names import HEAD, parse_head  # noqa: F401
+from ..circuits.spec import NAME as CIRCUIT_NAME, CircuitSpec
 
 
 # ---------------------------------------------------------------- model and prompts
@@ -537,6 +538,9 @@ class HypothesisFile(Strict):
         None, description="run every claim on each of these checkpoints of the file's model: model folders "
         "(config.json + model.safetensors) or weights files, relative to this file; a list, or a glob such "
         "as `ckpts/step-*` (natural order: step-400 before step-1200)")
+    circuits: dict[Annotated[str, Field(pattern=CIRCUIT_NAME)], CircuitSpec] = Field(
+        default_factory=dict, description="circuits named once, for `keep_circuit`/`knock_out` to refer to by name: "
+        "{nodes: [...]}, {edges: [...]}, or {file: PATH, take: in_graph | {top: K} | {top_fraction: F}}")
     roles: dict[Annotated[str, Field(pattern=r"^[A-Za-z_]\w*$")], Role] = Field(
         default_factory=dict, description="heads bound by a scan when the claims run; claims write `$name`")
     alpha: float = Field(0.05, gt=0, lt=0.5, description="family-wise error rate for the claims of this file (Holm)")

@@ -11,7 +11,7 @@ import pkgutil
 
 from .base import KINDS, Context, Kind, Source, kind_of, register
 
-HELPERS: tuple[str, ...] = ()  # modules here that are no kind
+HELPERS: tuple[str, ...] = ("knockout", "residual")  # modules here that are no kind
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":
@@ -35,6 +35,6 @@ def clean_needs(under, cfg) -> set[str]:
     return set().union(*(kind_of(iv).clean_needs(iv.body, cfg) for iv in under))
 
 
-def sources(under) -> list[Source]:
-    """Other prompt sets whose activations the interventions read (patch sources)."""
-    return [s for iv in under for s in kind_of(iv).sources(iv.body)]
+def sources(under, cfg=None) -> list[Source]:
+    """Other prompt sets whose activations the interventions read (patch sources); `cfg`: see Kind.sources."""
+    return [s for iv in under for s in kind_of(iv).sources(iv.body, cfg)]

@@ -50,6 +50,7 @@ class Context:
     rows: slice
     seed: int
     sources: dict  # Source.key -> activations over all prompts of that source
+    model: Any = None  # the model itself, for kinds that rebuild a head's input with its own layers (residual.py)
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,9 @@ class Kind(fields.KindBase):
     def clean_needs(self, body, cfg) -> set[str]:
         return set()
 
-    def sources(self, body) -> list[Source]:
+    def sources(self, body, cfg=None) -> list[Source]:
+        """The prompt sets (and hooks) it reads. Without the model's `cfg` (at collection) a kind whose
+        hooks depend on the model may give one source standing for all of them: the prompts are what is checked."""
         return []
 
     def check(self, body, prompts: P.PromptSet) -> None:

@@ -45,7 +45,7 @@ class PatchKind(Kind):
         return [h for t, s in zip(C.targets(body), self.sources(body))
                 for h in C.edit_hooks(t.hook, _patch(ctx.sources[s.key], t.units, at, body.mean, ctx))]
 
-    def sources(self, body) -> list[Source]:
+    def sources(self, body, cfg=None) -> list[Source]:
         if not body.mean:  # the source run's whole activation, shared by every patch of that hook
             return [Source(("patch-source", body.source.model_dump_json(), t.hook), body.source, t.hook)
                     for t in C.targets(body)]

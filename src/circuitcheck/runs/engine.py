@@ -123,7 +123,8 @@ class Runs:
     def _first_block(self, under, need: set[str]) -> int:
         """The first block a run under `under` reading `need` must compute: the lowest block any of
         its hooks (interventions' and captures') sits in."""
-        ctx = I.Context(self.model.cfg, self.prompts, {}, slice(0, self.prompts.n), self.seed, self.sources)
+        ctx = I.Context(self.model.cfg, self.prompts, {}, slice(0, self.prompts.n), self.seed, self.sources,
+                        self.model)
         names = [name for name, _ in I.hooks(under, ctx)] + sorted(need)
         return first_block(names, self.model.cfg.n_layers)
 
@@ -187,7 +188,7 @@ class Runs:
         """One pass over the prompt set repeated once per (under, need) of `group`, each copy under its
         own interventions, from block `start` on: (logits, cache) of each copy."""
         n = self.prompts.n
-        ctx = I.Context(self.model.cfg, self.prompts, clean, slice(0, n), self.seed, self.sources)
+        ctx = I.Context(self.model.cfg, self.prompts, clean, slice(0, n), self.seed, self.sources, self.model)
         parts: dict[str, list] = {}  # hook name -> (block, fn) of every stacked intervention
         names = set()
         for i, (under, need) in enumerate(group):
@@ -203,15 +204,21 @@ class Runs:
         return [(logits[b], {name: caches[name][0][b] for name in need}) for b, (_, need) in zip(blocks, group)]
 
     def _sources(self, under):
-        for source in I.sources(under):
+        """The activations patch sources read: one pass per source prompt set, every hook read from it at once."""
+        todo: dict[str, list] = {}
+        for source in I.sources(under, self.model.cfg):
             if source.key not in self.sources:
-                ps = self.source_prompts(source.prompts)
+                todo.setdefault(source.prompts.model_dump_json(), []).append(source)
+        for group in todo.values():
+            ps = self.source_prompts(group[0].prompts)
+            for source in group:
                 why = source.mismatch(ps, self.prompts)
                 if why:
                     raise ValueError(why)
-                tokens = torch.as_tensor(ps.tokens, device=self.device)
-                mask = _mask(ps, self.device)
-                act = self._forward(tokens, (), {source.hook}, {}, mask).cache[source.hook]
+            tokens = torch.as_tensor(ps.tokens, device=self.device)
+            cache = self._forward(tokens, (), {s.hook for s in group}, {}, _mask(ps, self.device)).cache
+            for source in group:
+                act = cache[source.hook]
                 self.sources[source.key] = act if source.reduce is None else source.reduce(act, ps)
 
     def _forward(self, tokens, under, need, clean, mask=False) -> Run:
@@ -235,7 +242,7 @@ class Runs:
         """(logits, activations in `need`) of the prompts `rows` under `under`, from block `start` on."""
         tokens = self.tokens if tokens is None else tokens
         mask = self.mask if mask is False else mask
-        ctx = I.Context(self.model.cfg, self.prompts, clean, rows, self.seed, self.sources)
+        ctx = I.Context(self.model.cfg, self.prompts, clean, rows, self.seed, self.sources, self.model)
         caches = {name: [] for name in need}
         hooks = I.hooks(under, ctx) + [(name, _keep(caches[name])) for name in need]
         logits = self._run(tokens[rows], hooks, None if mask is None else mask[rows], start, resid)
