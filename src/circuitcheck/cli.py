@@ -5,6 +5,8 @@
     circuitcheck measure hypotheses/max_of_list.hyp.yaml     (numbers, no verdicts)
     circuitcheck specificity hypotheses/                      (a folder: every *.hyp.yaml in it)
     circuitcheck schema [PATH]                                (no PATH: print it)
+    circuitcheck circuit convert IN OUT --from auto-circuit|acdc|circuitkit|eap [--layers N --heads H]
+    circuitcheck circuit export FILE.hyp.yaml NAME OUT        (a named circuit as EAP-IG JSON)
     circuitcheck zoo train NAME|all --out DIR
     circuitcheck --version
 """
@@ -56,6 +58,20 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--cc-drift", choices=("warn", "fail"), default="warn", help="whether drift alone exits 1")
     s = sub.add_parser("schema", help="print the hypothesis-file JSON Schema (for editors), or write it to PATH")
     s.add_argument("path", nargs="?", help="write here instead of printing")
+    ci = sub.add_parser("circuit", help="convert circuit files to EAP-IG JSON, or export a file's circuit")
+    csub = ci.add_subparsers(dest="circuit_cmd", required=True)
+    cv = csub.add_parser("convert", help="a circuit file of auto-circuit, ACDC, CircuitKit or EAP-IG names -> "
+                         "EAP-IG JSON")
+    cv.add_argument("src")
+    cv.add_argument("out")
+    cv.add_argument("--from", dest="form", required=True, choices=("auto-circuit", "acdc", "circuitkit", "eap"))
+    cv.add_argument("--layers", type=int, help="the model's layers (another tool's file does not say)")
+    cv.add_argument("--heads", type=int, help="the model's heads per layer")
+    cv.add_argument("--attn-only", action="store_true", help="the model has no MLPs")
+    ex = csub.add_parser("export", help="a circuit named in a hypothesis file -> EAP-IG JSON for its model")
+    ex.add_argument("file")
+    ex.add_argument("name")
+    ex.add_argument("out")
     sub.add_parser("zoo", help="train or compile the zoo models (see `circuitcheck zoo train -h`, `zoo compile -h`)",
                    add_help=False)
     args, rest = ap.parse_known_args(argv)
@@ -74,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.cmd == "diff":
         return _diff(args)
+    if args.cmd == "circuit":
+        return _circuit(args)
     from .files.paths import allow
 
     allow(args.cc_allow_path)
@@ -82,6 +100,44 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "specificity":
         return _specificity(args)
     return _measure(args)
+
+
+def _circuit(args) -> int:
+    from .circuits import CircuitError, Shape
+    from .files import circuit_files
+    from .files.loader import HypothesisError
+
+    try:
+        if args.circuit_cmd == "convert":
+            if (args.layers is None) != (args.heads is None):
+                raise CircuitError("give both --layers and --heads")
+            shape = None if args.layers is None else Shape(args.layers, args.heads, not args.attn_only)
+            text = circuit_files.convert(Path(args.src), args.form, shape)
+        else:
+            text = _export(Path(args.file), args.name)
+    except (CircuitError, HypothesisError) as exc:
+        print(f"{getattr(args, 'src', None) or args.file}: {exc}" + (f"\n  hint: {exc.hint}" if getattr(exc, "hint", "")
+                                                                      and isinstance(exc, CircuitError) else ""),
+              file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:  # unreadable, or not JSON
+        print(f"{getattr(args, 'src', None) or args.file}: cannot be read: {exc}", file=sys.stderr)
+        return 2
+    Path(args.out).write_text(text)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _export(hyp: Path, name: str) -> str:
+    """The EAP-IG JSON of the circuit `name` of a hypothesis file, for the file's model."""
+    from .circuits import CircuitError, Shape, eap
+    from .files.loader import load
+
+    loaded = load(hyp)
+    if name not in loaded.circuits:
+        raise CircuitError(f"names no circuit {name!r}", "its circuits: " + (", ".join(loaded.circuits) or "none"))
+    d_mlp = loaded.sizes.get("d_mlp")
+    return eap.dumps(loaded.circuits[name], Shape(loaded.n_layers, loaded.n_heads, d_mlp is not None, d_mlp))
 
 
 def hypothesis_files(args) -> tuple[list[Path], list[str]]:

@@ -185,3 +185,34 @@ def _intervention(kind: str, body: dict):
     from .spec import Intervention
 
     return Intervention.model_validate({kind: body})
+
+
+# ---------------------------------------------------------------- `circuitcheck circuit convert | export`
+def convert(src: Path, form: str, shape: Shape | None) -> str:
+    """The EAP-IG JSON of a circuit file written in `form`'s names (every edge of the model; in_graph
+    for the file's). An EAP-IG file gives its own shape; another tool's needs `shape`."""
+    data = eap.read_pt(src) if src.suffix == ".pt" else json.loads(src.read_text(encoding="utf-8"))
+    if form == "eap":
+        cfg, graph = eap.loads(data)
+        file_shape = Shape(cfg["n_layers"], cfg["n_heads"]) if {"n_layers", "n_heads"} <= set(cfg) else None
+        shape = shape or file_shape
+        if shape is None:
+            raise CircuitError("the graph's cfg does not give n_layers and n_heads", "pass --layers and --heads")
+        eap.check_cfg(cfg, shape)
+    else:
+        if shape is None:
+            raise CircuitError(f"a {form} file does not say the model's size", "pass --layers and --heads")
+        graph = maps.graph(data, form)
+    circuit = graph.in_graph()
+    _fits(circuit, shape, graph)
+    return eap.dumps(circuit, shape, graph.edge_scores())
+
+
+def _fits(circuit: Circuit, shape: Shape, graph) -> None:
+    circuit.check(shape)
+    for e in graph.edges:
+        shape.check(e.writer)
+        shape.check(e.reader)
+    if not shape.mlps and any(n.kind == "mlp" for e in graph.edges for n in (e.writer, e.reader)):
+        raise CircuitError("the file names MLPs, and --attn-only says the model has none")
+
