@@ -12,7 +12,7 @@ from pydantic import Field, model_validator
 from ..circuits import Circuit
 from . import knockout as K
 from . import residual as R
-from .base import Context, Kind, register
+from .base import Context, register
 
 Scope = Literal["heads", "mlps", "input"]
 
@@ -39,7 +39,7 @@ def level_of(body, circuit: Circuit) -> str:
 
 
 @register
-class KeepCircuitKind(Kind):
+class KeepCircuitKind(K.ReplacingKind):
     name = "keep_circuit"
     schema = KeepCircuit
 
@@ -49,32 +49,21 @@ class KeepCircuitKind(Kind):
             return K.node_hooks(K.node_targets(K.outside(circuit, ctx.cfg, body.scope), ctx.cfg), body, ctx)
         return edge_hooks(knocked(circuit, ctx.cfg), body, ctx)
 
-    def _hooks_read(self, body, cfg) -> set[str]:
+    def hooks_read(self, body, cfg) -> set[str]:
         circuit = K.circuit_of(body.circuit)
         if level_of(body, circuit) == "nodes":
             return {t.hook for t in K.node_targets(K.outside(circuit, cfg, body.scope), cfg)}
         return {h for writers in knocked(circuit, cfg).values() for w in writers for h in R.writer_hooks(w, cfg)}
-
-    def clean_needs(self, body, cfg):
-        return K.clean_needs(body, self._hooks_read(body, cfg))
-
-    def sources(self, body, cfg=None):
-        if body.method != "patch":
-            return []
-        return K.sources(body, {"hook_embed"} if cfg is None else self._hooks_read(body, cfg))
 
     def references(self, body):
         yield from super().references(body)
         if not isinstance(body.circuit, str):
             yield from K.circuit_references(K.circuit_of(body.circuit), ("circuit",))
 
-    def check(self, body, prompts):
-        K.check(body, prompts)
-
     def describe(self, body):
         name = body.circuit if isinstance(body.circuit, str) else (body.circuit.name or "circuit")
-        level = body.level or ("edges" if not isinstance(body.circuit, str) and body.circuit.edges else "nodes")
-        return f"keep_circuit({name}, {level}, {body.method})"
+        level = f", {body.level}" if body.level else ""
+        return f"keep_circuit({name}{level}, {body.method})"
 
 
 def knocked(circuit: Circuit, cfg) -> dict:

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 from ..circuits import Circuit
 from ..circuits.spec import CircuitSpec
 from . import knockout as K
-from .base import Context, Kind, register
+from .base import Context, register
 
 
 class KnockOut(K.Replacement):
@@ -32,23 +32,15 @@ def nodes_of(body) -> list:
 
 
 @register
-class KnockOutKind(Kind):
+class KnockOutKind(K.ReplacingKind):
     name = "knock_out"
     schema = KnockOut
 
     def hooks(self, body, ctx: Context):
         return K.node_hooks(K.node_targets(nodes_of(body), ctx.cfg), body, ctx)
 
-    def _hooks(self, body, cfg) -> set[str]:
+    def hooks_read(self, body, cfg) -> set[str]:
         return {t.hook for t in K.node_targets(nodes_of(body), cfg)}
-
-    def clean_needs(self, body, cfg):
-        return K.clean_needs(body, self._hooks(body, cfg))
-
-    def sources(self, body, cfg=None):
-        if body.method != "patch":
-            return []
-        return K.sources(body, {"hook_embed"} if cfg is None else self._hooks(body, cfg))
 
     def references(self, body):
         yield from super().references(body)
@@ -56,6 +48,3 @@ class KnockOutKind(Kind):
             yield from K.circuit_references(Circuit.of(nodes=body.nodes), ("nodes",))
         elif not isinstance(body.circuit, str):
             yield from K.circuit_references(K.circuit_of(body.circuit), ("circuit",))
-
-    def check(self, body, prompts):
-        K.check(body, prompts)

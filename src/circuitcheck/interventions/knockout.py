@@ -15,7 +15,7 @@ from ..language.fields import Strict
 from ..language.names import z_name
 from . import base as C
 from .ablate import replacement
-from .base import Context, Source
+from .base import Context, Kind, Source
 from .residual import writer_hooks
 
 Method = Literal["zero", "mean", "resample", "patch"]
@@ -55,12 +55,22 @@ def source_of(body, hook: str) -> Source:
     return Source(("patch-source", body.source.model_dump_json(), hook), body.source, hook)
 
 
-def sources(body, hooks) -> list[Source]:
-    return [source_of(body, h) for h in sorted(hooks)] if body.method == "patch" else []
+class ReplacingKind(Kind):
+    """A kind whose knocked-out activations (`hooks_read`) are replaced as its `Replacement` says."""
 
+    def hooks_read(self, body, cfg) -> set[str]:
+        raise NotImplementedError
 
-def clean_needs(body, hooks) -> set[str]:
-    return set(hooks) if body.method in ("mean", "resample") else set()
+    def clean_needs(self, body, cfg) -> set[str]:
+        return self.hooks_read(body, cfg) if body.method in ("mean", "resample") else set()
+
+    def sources(self, body, cfg=None) -> list[Source]:
+        if body.method != "patch":
+            return []  # without the model (collection), the embedding's source stands for all: same prompts
+        return [source_of(body, h) for h in sorted({"hook_embed"} if cfg is None else self.hooks_read(body, cfg))]
+
+    def check(self, body, prompts: P.PromptSet) -> None:
+        check(body, prompts)
 
 
 def replaced(hook: str, body, ctx: Context, like):

@@ -17,7 +17,8 @@ Where the edit lands, per reader (the TransformerLens 4.3 hooks that reach that 
 - an MLP's input: at `hook_resid_mid`, which a bridge hands to the MLP only (base.py's trap);
 - the logits: at the last block's `hook_resid_post`, which only ln_final and the unembedding read.
 
-Rotary models are refused (the recomputed q and k would miss the rotation).
+Rotary models are refused (the recomputed q and k would miss the rotation), and so are models whose
+MLPs run in parallel with attention (the edges assume sequential blocks).
 """
 from __future__ import annotations
 
@@ -73,6 +74,9 @@ def resid_hook(reader: Node, n_layers: int) -> str:
 
 
 def check_model(cfg) -> None:
+    if getattr(cfg, "parallel_attn_mlp", False):
+        raise ValueError("this model's MLPs read the layer's input in parallel with its attention: circuitcheck's "
+                         "edges assume an MLP reads its own layer's heads (sequential blocks)")
     if getattr(cfg, "positional_embedding_type", "standard") == "rotary":
         raise ValueError("edge edits recompute a head's q and k from the residual stream, and this model rotates "
                          "them by position (rotary): circuitcheck does not rebuild that rotation")
