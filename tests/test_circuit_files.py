@@ -97,6 +97,8 @@ def test_a_close_name_is_suggested(hyp, tmp_path):
     ("{path_patch: {senders: [L1H0], receivers: [L0H2.q], source: {generator: repeated_tokens}}}",
      "does not come before"),
     ("{path_patch: {senders: [L0H0], receivers: [L1H2.x], source: {generator: repeated_tokens}}}", "receiver 0"),
+    ("{path_patch: {senders: [L0H0], receivers: [L1.mlp], source: {generator: repeated_tokens}}}", "no MLPs"),
+    ("{knock_out: {nodes: [L0H0, L3H1]}}", "2 layers"),
 ])
 def test_bad_intervention_bodies(hyp, under, words):
     text = CLAIM.replace("{keep_circuit: {circuit: CIRCUIT, method: mean}}", under)

@@ -247,3 +247,20 @@ def test_path_patching_matches_the_hand_computation(setup):
     assert not np.allclose(want[0], logprob(hand(model, tokens)[0], ps), atol=1e-4)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, atol=2e-4)
+
+
+def test_stacked_runs_give_the_same_values(setup, monkeypatch):
+    """On a GPU several runs share one pass (engine._stacked); the captures and rebuilt inputs of edge
+    edits must stay within their own copy of the prompts."""
+    write, model = setup
+    from circuitcheck.runs import engine
+
+    text = claims("{keep_circuit: {circuit: {edges: ['input -> L0H1.v', 'L0H1 -> L1H2.q', 'L1H2 -> logits']}, "
+                  "method: mean}}", f"{{path_patch: {{senders: [L0H1], receivers: [L1H2.q], source: {SOURCE}}}}}",
+                  "{knock_out: {nodes: [L0H2, input], method: zero}}")
+    alone, _ = values(write(text), 3)
+    monkeypatch.setattr(engine, "STACK_ON_CPU", True)
+    stacked, _ = values(write(text), 3)
+    for a, s in zip(alone, stacked):
+        np.testing.assert_allclose(s, a, atol=1e-5)
+    assert not np.allclose(alone[0], alone[1], atol=1e-3)  # three different runs, not one run three times

@@ -4,7 +4,8 @@ The floors, bottom to top; a module imports only packages on floors below its ow
 of its own package:
 
     language            names, fields, registered code: what every stage is written in
-    prompts, models     what runs: prompt sets (generators, JSONL, text, where) and models
+    prompts, models,    what runs: prompt sets (generators, JSONL, text, where) and models;
+      circuits          circuits as values (nodes, edges, graph files), no torch
     interventions,      what a run does (hooks) and what it reads (one number per prompt)
       measures
     files               hypothesis files read into specs (they name every kind below)

@@ -133,9 +133,12 @@ def check_inline(under: tuple, shape: Shape | None):
         c = getattr(body, "circuit", None) if iv.kind in CIRCUIT_KINDS else None
         nodes = getattr(body, "nodes", None) if iv.kind == "knock_out" else None
         senders = getattr(body, "senders", None) if iv.kind == "path_patch" else None
+        receivers = [r.split(".")[0] if re.match(r"^L\d+H\d+\.[qkv]$", r) else r
+                     for r in getattr(body, "receivers", None) or []] if iv.kind == "path_patch" else None
         for field, circuit in (("circuit", c if isinstance(c, CircuitRef) and c.name is None else None),
                                ("nodes", Circuit.of(nodes=nodes) if nodes else None),
-                               ("senders", Circuit.of(nodes=senders) if senders else None)):
+                               ("senders", Circuit.of(nodes=senders) if senders else None),
+                               ("receivers", Circuit.of(nodes=receivers) if receivers else None)):
             if circuit is None:
                 continue
             try:
