@@ -70,6 +70,7 @@ class Case:
     variants: tuple = ()  # (PromptSpec, prompts key) of each prompt variant the measure compares
     versus_under: tuple | None = None  # `versus: {under: ...}`: the compared run's interventions (None: this run)
     expect: Expect | None = None  # the claim's `expect:` with its variables bound (None: the claim's own)
+    runs: tuple = ()  # a circuit claim's named runs, (name, interventions) each (circuit_cases.py)
 
 
 @dataclass
@@ -336,7 +337,9 @@ def load_tree(path: Path, tree, roles: dict[str, str] | None = None, store=None)
         ploc = loc + ("prompts",) if claim.prompts else ("prompts",)
         ps = _with_tokenizer(path, tree, ploc, claim.prompts or spec.prompts or NO_PROMPTS, source)
         try:
-            if claim.ranks is not None:
+            if claim.circuit is not None:
+                cases = circuit_cases(loaded, tree, loc, claim, ps)
+            elif claim.ranks is not None:
                 cases = rank_cases(path, claim, ps, loaded.n_layers, loaded.n_heads)
             else:
                 cases = expand(path, claim, ps) if claim.for_ or claim.sweep else \
@@ -751,6 +754,7 @@ def runs_of(case: "Case"):
     `under:`, and the compared run's of `versus: {under: ...}`."""
     yield from ((("under",), i, iv) for i, iv in enumerate(case.under))
     yield from ((("versus", "under"), i, iv) for i, iv in enumerate(case.versus_under or ()))
+    yield from ((("circuit",), i, iv) for _, under in case.runs for i, iv in enumerate(under))
 
 
 def _dims(cfg: dict) -> tuple:
@@ -856,6 +860,24 @@ def _bind(path: Path, claim: Claim, prompts_spec: PromptSpec, label: str, values
         values = versus_values  # `sub` reads `values`: from here on it binds the other head
         versus = Measure.model_validate(dump(claim.measure))
     return _case(path, label, under, measure, ps, value, where, versus, versus_under, expect)
+
+
+def circuit_cases(loaded: LoadedFile, tree, loc: tuple, claim: Claim, ps: PromptSpec) -> list[Case]:
+    """The cases of a `circuit:` claim, each with the named runs its quantity reads (circuit_cases.py)."""
+    import dataclasses
+
+    from ..circuits import CircuitError
+    from . import circuit_cases as CC
+
+    try:
+        shape = CC.shape_of(loaded.n_layers, loaded.n_heads, loaded.sizes.get("d_mlp"),
+                            attn_only=loaded.sizes.get("d_mlp") is None)
+        parts = CC.expand(claim.circuit, claim.expect.circuit_form, shape)
+    except CircuitError as exc:
+        where = loc + ("circuit",)
+        raise HypothesisError(loaded.path, locate(tree, where), _field(where), str(exc), exc.hint) from None
+    return [dataclasses.replace(_case(loaded.path, label, under, claim.measure, ps), runs=runs)
+            for label, under, runs in parts]
 
 
 class RanksError(ValueError):

@@ -242,6 +242,7 @@ class Correlates(Region):
 
 RELATIVE = ("drop", "rise", "change", "contrast", "correlates")
 SWEPT = ("crosses", "slope", "r2")
+CIRCUIT = ("faithfulness", "completeness", "minimality", "beats_random")  # need `circuit:` (circuit_cases.py)
 
 
 class Expect(Region):
@@ -262,6 +263,15 @@ class Expect(Region):
                                                              "percentile bootstrap over prompts")
     record: Literal["value", "drop", "rise", "change", "contrast"] | None = Field(
         None, description="no threshold: report the value (or the change, or the contrast) and its interval")
+    faithfulness: Region | None = Field(None, description="with `circuit:`: (m(C) - m(∅)) / (m(M) - m(∅)), the "
+                                        "share of the metric the circuit recovers (a ratio of paired means)")
+    completeness: Region | None = Field(None, description="with `circuit:`: at_most x: |F(C∖K) - F(M∖K)| ≤ x for "
+                                        "every K of the circuit's `knock:` family")
+    minimality: Region | None = Field(None, description="with `circuit:`: at_least x: every node v of the circuit "
+                                      "has some K of the `knock:` family where adding v to K drops F(C∖K) by a "
+                                      "share ≥ x")
+    beats_random: Region | None = Field(None, description="with `circuit:`: at_least q: the circuit's metric is "
+                                        "above that of at least a share q of the `random:` circuits of its make-up")
 
     @model_validator(mode="before")
     @classmethod
@@ -270,19 +280,30 @@ class Expect(Region):
 
     @model_validator(mode="after")
     def _one(self):
-        given = [k for k in RELATIVE + SWEPT + ("order", "record") if getattr(self, k) is not None]
+        given = [k for k in RELATIVE + SWEPT + CIRCUIT + ("order", "record") if getattr(self, k) is not None]
         plain = any(v is not None for v in (self.at_least, self.at_most, self.between, self.about))
         if len(given) + plain != 1:
             raise ValueError("state one of: at_least, at_most, between, about (+tol), "
-                             + ", ".join(RELATIVE + SWEPT + ("order",)) + ", or `record` to see the numbers first")
+                             + ", ".join(RELATIVE + SWEPT + CIRCUIT + ("order",))
+                             + ", or `record` to see the numbers first")
         if plain and not self.variables:
             Region._check(self)
+        one_sided = {"completeness": "at_most", "minimality": "at_least", "beats_random": "at_least"}
+        for key, side in one_sided.items():
+            r = getattr(self, key)
+            if r is not None and set(r.model_dump(exclude_none=True)) != {side}:
+                raise ValueError(f"`{key}` takes `{side}: x` alone")
         return self
 
     @property
     def bound_later(self) -> bool:
         """Whether the claim's `for:` binds part of this expectation (`at_least: $v`, `with: tok[$pos]`)."""
         return "$" in repr(self.model_dump())
+
+    @property
+    def circuit_form(self) -> str | None:
+        """faithfulness, completeness, minimality or beats_random: a claim about a circuit as a whole."""
+        return next((k for k in CIRCUIT if getattr(self, k) is not None), None)
 
     @property
     def relative(self) -> str | None:
@@ -302,7 +323,7 @@ class Expect(Region):
             return self.crosses.at
         if self.order is not None:
             return Region(at_least=0.5)  # the exact check scores 1 when the order holds
-        kind = self.relative or self.swept
+        kind = self.relative or self.swept or self.circuit_form
         return getattr(self, kind) if kind else self
 
     def text(self) -> str:
@@ -314,8 +335,14 @@ class Expect(Region):
             return "order " + ", ".join(f"{k}={v}" for k, v in self.order.model_dump(exclude_none=True).items())
         if self.correlates is not None:
             return f"correlation with {self.correlates.with_} {self.correlates.text()}"
-        kind = self.relative or self.swept
-        return f"{kind} {self.region.text()}" if kind else Region.text(self)
+        kind = self.relative or self.swept or self.circuit_form
+        return f"{CIRCUIT_TEXT.get(kind, kind)} {self.region.text()}" if kind else Region.text(self)
+
+
+CIRCUIT_TEXT = {"faithfulness": "faithfulness (m(C) − m(∅)) / (m(M) − m(∅))",
+                "completeness": "completeness |F(C∖K) − F(M∖K)| for every K:",
+                "minimality": "minimality: for every node v, some K gives a relative drop",
+                "beats_random": "share of random circuits beaten"}
 
 
 # ---------------------------------------------------------------- quantifiers
@@ -412,6 +439,45 @@ Versus = Annotated[Union[Annotated[VersusRun, Tag("versus[run]")], Annotated[Mea
                    Discriminator(_versus_form)]
 
 
+class Knock(Strict):
+    """The node sets K a circuit claim knocks out: completeness knocks each out of the circuit and
+    of the model; minimality tries each K (within the circuit, without v) with and without each node v."""
+
+    classes: Union[bool, dict[str, list[str]]] = Field(
+        True, description="true: each class of the circuit's nodes (heads, mlps); or named groups of its nodes")
+    random: int = Field(0, ge=0, le=200, description="how many seeded random subsets of the circuit's nodes")
+    size: int | None = Field(None, ge=1, description="nodes in each random subset (default: half the circuit)")
+    seed: Seed = Field(0, description="seeds the random subsets")
+
+
+class Draws(Strict):
+    """Random circuits of the same make-up (as many heads, MLPs, ... as the circuit), seeded."""
+
+    draws: int = Field(20, ge=1, le=1000, description="how many random circuits")
+    seed: Seed = Field(0, description="seeds the draws")
+
+
+Ablation = Literal["zero", "mean", "resample"]
+
+
+class CircuitClaim(Strict):
+    """A circuit as a set of nodes (heads `L1H0`, MLP layers `mlp2` or `L2.mlp`); every other head and
+    MLP of the model is knocked out (its output replaced) by `ablation`. The embeddings and the
+    unembedding always stay."""
+
+    nodes: Annotated[list[str], Field(min_length=1)] = Field(description="the circuit's heads and MLP layers")
+    ablation: Union[Ablation, Annotated[list[Ablation], Field(min_length=1)]] = Field(
+        "mean", description="how a node outside the circuit is knocked out: zero, mean (over the prompts, per "
+        "position) or resample (another prompt's); a list judges the claim under each, and every one must pass")
+    knock: Knock = Field(default_factory=Knock, description="the family of knocked-out sets K (completeness, "
+                                                            "minimality)")
+    random: Draws = Field(default_factory=Draws, description="the random circuits of `beats_random`")
+
+    @property
+    def ablations(self) -> list[str]:
+        return [self.ablation] if isinstance(self.ablation, str) else list(dict.fromkeys(self.ablation))
+
+
 class Claim(Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9][\w.-]*$", description="unique in the file; used by -k")
     says: str = Field(min_length=1, description="the sentence this claim checks, shown in reports")
@@ -421,6 +487,9 @@ class Claim(Strict):
                                   "minus versus, paired by prompt; on the same run, or `{under: [...], measure: ...}` "
                                   "on a run of its own")
     ranks: Ranks | None = None
+    circuit: CircuitClaim | None = Field(None, description="the claim is about this circuit: measured with every "
+                                         "other node knocked out, and judged with faithfulness, completeness, "
+                                         "minimality, beats_random, or any other expectation")
     for_: Quantifier | None = Field(None, alias="for")
     sweep: dict[str, list[Union[float, int, str]]] | None = Field(
         None, description="one variable and its values, bound as $name in under, measure and prompts")
@@ -484,6 +553,13 @@ class Claim(Strict):
         if self.versus is not None and not _measures.kind_of(self.versus_measure).per_prompt:
             raise ValueError("`versus` is one value per prompt of the claim's own prompts: not "
                              + " or ".join(k for k, m in _measures.KINDS.items() if not m.per_prompt))
+        if self.expect.circuit_form is not None and self.circuit is None:
+            raise ValueError(f"`{self.expect.circuit_form}` judges a circuit: add `circuit: {{nodes: [...]}}`")
+        if self.circuit is not None and (self.under or self.for_ or self.sweep or self.ranks or self.versus
+                                         or self.where or self.expect.relative in ("contrast", "correlates")
+                                         or self.expect.swept or self.expect.order):
+            raise ValueError("`circuit:` makes the claim's runs and cases itself: it goes without `under`, `for`, "
+                             "`sweep`, `ranks`, `versus`, `where`, contrast, correlates, sweeps and order")
         if self.versus_under is not None and self.expect.relative in ("drop", "rise", "change"):
             raise ValueError("`versus: {under: ...}` already compares two runs, prompt by prompt: judge the "
                              "difference with at_least / at_most / between / about, not drop/rise/change")

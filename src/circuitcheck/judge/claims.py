@@ -64,6 +64,8 @@ class Judge:
         region = None if expect.bound_later else expect.region.bounds()  # else: each case's own
         if expect.swept is not None and not self.recording(claim):
             return [self._curve_row(loaded, lc, region)]
+        if expect.circuit_form is not None:
+            return [self._circuit_row(loaded, claim, case, region) for case in lc.cases]
         rows = []
         for case in lc.cases:
             if case.expect is not None:  # `at_least: $v`: each case has its own region
@@ -101,6 +103,15 @@ class Judge:
             else:
                 rows.append(Row(case.label, S.bound_for(value, seed, **value_kind), region))
         return rows
+
+    def _circuit_row(self, loaded, claim, case, region) -> Row:
+        """A case of a claim about a circuit: its quantity from its named runs (judge/circuit.py)."""
+        from . import circuit as C
+
+        form = claim.expect.circuit_form
+        named = self.source.named(loaded, case)
+        bound = C.bound(form, named, loaded.spec.seed, self._value_kind(loaded, case))
+        return Row(case.label, bound, C.region(form, region))
 
     def _dump(self, loaded, claim, case, kept, value, clean, group, ps):
         if self.dump is not None and value.size == kept.size:  # per-prompt values (not ov_norm's per token)

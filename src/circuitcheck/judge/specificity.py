@@ -249,12 +249,22 @@ def check_claim(session, loaded: H.LoadedFile, index: int, tree: dict | None = N
         return rep
     raw, bound = tree["claims"][index], result.roles
     cands = {name: candidates(loaded.spec.roles[name], loaded.n_layers, loaded.n_heads) for name in bound}
-    rep.mutants = (head_mutants(raw, loaded.n_heads or 0, bound) + role_mutants(raw, bound, cands)
+    swaps = [] if shared_property(raw) else head_mutants(raw, loaded.n_heads or 0, bound)
+    rep.mutants = (swaps + role_mutants(raw, bound, cands)
                    + direction_mutants(substitute(raw, bound))
                    + component_mutants(substitute(raw, bound), loaded.n_layers or 0, loaded.sizes.get("d_mlp") or 0))
     for j, m in enumerate(rep.mutants):
         m.verdict = judge_mutant(session, loaded, tree, m.claim, f"{lc.claim.id}--mutant-{j}", result.level)
     return rep
+
+
+def shared_property(raw: dict) -> bool:
+    """A circuit claim of minimality or of beating random circuits: a property a circuit has or
+    lacks, which other circuits may share. Swapping one of its heads makes another circuit, whose
+    passing says nothing about this one's heads; such claims are checked by their false twins."""
+    expect = raw.get("expect")
+    return isinstance(raw.get("circuit"), dict) and isinstance(expect, dict) and \
+        any(k in expect for k in ("minimality", "beats_random"))
 
 
 def judge_mutant(session, loaded, tree, claim: dict, cid: str, level: float) -> str:

@@ -97,6 +97,7 @@ class Run:
     prompts   the prompt set: `tokens` [n, seq], `positions`, `target_pos`/`target_tok` [n, k], `extra`
     model     the model (a TransformerLens bridge)
     variants  for measures comparing prompt variants: one Run per variant
+    clean     for measures comparing with the clean run (`kl`): that run; else None
     memo      what several measures of this run share (`shared`: a layer's head scores, the metrics'
               log-softmax at the targets), dropped with the run
     """
@@ -106,6 +107,7 @@ class Run:
     prompts: P.PromptSet
     model: Any
     variants: list = field(default_factory=list)
+    clean: Any = None
     memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):

@@ -33,11 +33,12 @@ def reads(case, relative: bool) -> list[tuple[tuple, list]]:
     """(interventions, measures) of each run a case reads: its own run; the clean run for
     drop/rise/change; the compared run of `versus` (its own run, or one under its own `under:`)."""
     own = [case.measure] + ([case.versus] if case.versus is not None and case.versus_under is None else [])
-    out = [(case.under, own)]
+    out = [(case.under, own)] if not case.runs else []  # a circuit claim reads its named runs alone
     if case.under and relative:
         out.append(((), own))
     if case.versus_under is not None:
         out.append((case.versus_under, [case.versus]))
+    out += [(under, [case.measure]) for _, under in case.runs]  # a circuit claim's runs
     return out
 
 

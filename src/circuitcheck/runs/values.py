@@ -145,6 +145,8 @@ class Values:
         views = [self._view(loaded, spec, key, under, m) for spec, key in pairs]
         run = self._view(loaded, case.prompts, case.prompts_key, under, m) if not views else views[0]
         run.variants = views  # not planned (a specificity mutant), or comparing runs: whole runs
+        if getattr(kind, "reads_clean", False):  # kl: this run against the clean run
+            run.clean = self._view(loaded, case.prompts, case.prompts_key, (), m)
         return M.compute(m, run)
 
     def _view(self, loaded, spec, prompts_key, under, m):
@@ -166,6 +168,10 @@ class Values:
             planned = group.measured() if group else {}
             self.whole_needs[k] = {rk: _whole_run_hooks(ms.values(), cfg) for rk, (_, ms) in planned.items()}
         return self.whole_needs[k].get(run_key(under), set())
+
+    def named(self, loaded, case) -> dict[str, np.ndarray]:
+        """Per-prompt values of the case's measure on each of a circuit claim's named runs."""
+        return {name: self._measure_one(loaded, case, under, case.measure) for name, under in case.runs}
 
     def values(self, loaded, claim, case) -> tuple[np.ndarray, np.ndarray | None]:
         """Per-prompt values of a case; for drop/rise/change, the paired difference and the clean values."""

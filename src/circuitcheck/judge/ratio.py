@@ -1,0 +1,163 @@
+"""Bounds of the quantities claims about a circuit judge, each built from bounds of means (stats.py):
+
+- `Ratio`   θ = E[a] / E[b] over paired per-prompt values (faithfulness, completeness, minimality's
+            relative drop), by Fieller's construction: while E[b] > 0, θ ≤ m exactly when
+            E[a − m·b] ≤ 0, so each test of the ratio is a test of a mean, by the method the values
+            call for (`stats.bound_for`: betting for bounded measures, the unbounded measures' bound otherwise). A
+            ratio is judged only where the denominator's bound certifies E[b] > 0 at the same level;
+            where it does not, its bounds are infinite and the claim is refused with the reason.
+- `BestOf`  the largest of several ratios (minimality: some K makes v matter): Bonferroni over them.
+- `Beaten`  how many of J paired comparisons come out positive (the circuit against J random
+            circuits), as a share: "beats at least k of J" is tested by the k-th smallest p-value
+            times J − k + 1, valid under any dependence between the comparisons.
+
+Validity without splitting the level: a claim passes only when the denominator is certified
+positive AND the mean test rejects, each at the claim's level; whatever is false, one of the two
+is a test of a true null, so the pass has probability at most that level (docs/calibration.md
+measures it).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .stats import Bound, Estimate, bound_for
+
+
+class Ratio(Bound):
+    """E[a] / E[b] of paired per-prompt values, with E[b] > 0 required (see the module doc).
+    `ranges`: the ranges the values of a and of b lie in by construction (None: unbounded);
+    `binary`: both are changes of 0/1 outcomes."""
+
+    def __init__(self, a, b, seed: int, ranges=(None, None), binary: bool = False, what: str = "ratio",
+                 denominator: str = "the denominator"):
+        self.a, self.b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        self.seed, self.ranges, self.what, self.denominator = seed, ranges, what, denominator
+        self.n = self.a.size
+        self.den = bound_for(self.b, seed, value_range=ranges[1], paired_binary=binary)
+        mb = float(self.b.mean())
+        self.statistic = float(self.a.mean()) / mb if mb != 0 else math.nan
+        resid = self.a - (self.statistic if math.isfinite(self.statistic) else 0.0) * self.b
+        self.sd = float(resid.std(ddof=1) / abs(mb)) if mb != 0 and self.n > 1 else 0.0
+        self.method = f"{what}: Fieller's test of E[a − m·b] by {self._d(self.statistic if math.isfinite(self.statistic) else 0.0).method}"
+
+    def _d(self, m: float) -> Bound:
+        """The bound of E[a − m·b]: the mean whose sign decides θ ≤ m."""
+        return _mean_bound(self, float(m))
+
+    def certified(self, a: float) -> bool:
+        return self.den.lower(a) > 0
+
+    def p_low(self, m):  # against θ ≤ m
+        return max(self.den.p_low(0.0), self._d(m).p_low(0.0))
+
+    def p_high(self, m):  # against θ ≥ m
+        return max(self.den.p_low(0.0), self._d(m).p_high(0.0))
+
+    def lower(self, a):
+        if not self.certified(a) or not math.isfinite(self.statistic):
+            return -math.inf
+        return self._edge(a, -1)
+
+    def upper(self, a):
+        if not self.certified(a) or not math.isfinite(self.statistic):
+            return math.inf
+        return self._edge(a, +1)
+
+    def _edge(self, a: float, side: int) -> float:
+        """Where the one-sided test of θ against m stops rejecting, by bisection from the estimate."""
+        rejects = (lambda m: self._d(m).lower(a) > 0) if side < 0 else (lambda m: self._d(m).upper(a) < 0)
+        inner, width = self.statistic, max(1.0, abs(self.statistic))
+        outer = inner + side * width
+        for _ in range(60):
+            if rejects(outer):
+                break
+            inner, width = outer, 2 * width
+            outer = inner + side * width
+        else:
+            return side * math.inf
+        for _ in range(50):
+            mid = (inner + outer) / 2
+            inner, outer = (inner, mid) if rejects(mid) else (mid, outer)
+        return outer
+
+    def at(self, a):
+        est = super().at(a)
+        if self.certified(a):
+            return est
+        lo, hi = self.den.lower(a), self.den.upper(a)
+        why = (f"refused: {self.denominator} is not certified positive at this level ([{lo:.4g}, {hi:.4g}]; "
+               + ("it is negative: use a measure that is higher when the model does the task, e.g. logprob rather "
+                  "than loss)" if hi < 0 else "the ratio is undefined where it may be 0: more prompts, or a "
+                  "measure the knockouts move more)"))
+        return Estimate(est.statistic, -math.inf, math.inf, est.level, est.n, why, est.sd)
+
+
+def _mean_bound(r: Ratio, m: float) -> Bound:
+    memo = r.__dict__.setdefault("_memo", {})
+    if m not in memo:
+        ra, rb = r.ranges
+        rng = None
+        if ra is not None and rb is not None:
+            lo_b, hi_b = sorted((m * rb[0], m * rb[1]))
+            rng = (ra[0] - hi_b, ra[1] - lo_b)
+        memo[m] = bound_for(r.a - m * r.b, r.seed, value_range=rng)
+    return memo[m]
+
+
+class BestOf(Bound):
+    """max_k θ_k of several bounds: each at a/k (Bonferroni), so both bounds hold together."""
+
+    def __init__(self, parts: list[Bound], labels: list[str], what: str):
+        self.parts, self.labels = parts, labels
+        self.n = min(p.n for p in parts)
+        best = int(np.nanargmax([p.statistic if math.isfinite(p.statistic) else -math.inf for p in parts]))
+        self.statistic, self.sd, self.best = parts[best].statistic, parts[best].sd, labels[best]
+        self.method = f"{what}: the largest of {len(parts)} (Bonferroni); best K={labels[best]}: {parts[best].method}"
+
+    def p_low(self, m):
+        return min(1.0, len(self.parts) * min(p.p_low(m) for p in self.parts))
+
+    def p_high(self, m):
+        return min(1.0, len(self.parts) * max(p.p_high(m) for p in self.parts))
+
+    def lower(self, a):
+        return max(p.lower(a / len(self.parts)) for p in self.parts)
+
+    def upper(self, a):
+        return max(p.upper(a / len(self.parts)) for p in self.parts)
+
+
+class Beaten(Bound):
+    """The share of J paired comparisons whose mean is positive (the circuit's metric above a random
+    circuit's). Beating at least k of J is tested with J − k + 1 times the k-th smallest p-value."""
+
+    def __init__(self, diffs: list[Bound], what: str):
+        self.diffs, self.J = diffs, len(diffs)
+        self.n = min(d.n for d in diffs)
+        self.statistic = float(np.mean([d.statistic > 0 for d in diffs]))
+        self.sd = 0.0
+        self.method = f"{what}: k-of-{self.J} test (J − k + 1 times the k-th smallest p); each {diffs[0].method}"
+
+    def _p_at_least(self, k: int, beats: bool) -> float:
+        """p against "fewer than k beaten" (beats) or "fewer than k not beaten"."""
+        if k <= 0:
+            return 0.0
+        if k > self.J:
+            return 1.0
+        ps = sorted(d.p_low(0.0) if beats else d.p_high(0.0) for d in self.diffs)
+        return min(1.0, (self.J - k + 1) * ps[k - 1])
+
+    def p_low(self, m):  # against share ≤ m: beats at least floor(mJ) + 1
+        return self._p_at_least(math.floor(m * self.J) + 1, True)
+
+    def p_high(self, m):  # against share ≥ m: fails to beat at least J − ceil(mJ) + 1
+        return self._p_at_least(self.J - math.ceil(m * self.J) + 1, False)
+
+    def lower(self, a):
+        return max([k / self.J for k in range(1, self.J + 1) if self._p_at_least(k, True) <= a], default=0.0)
+
+    def upper(self, a):
+        lost = max([k for k in range(1, self.J + 1) if self._p_at_least(k, False) <= a], default=0)
+        return (self.J - lost) / self.J

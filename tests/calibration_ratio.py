@@ -1,0 +1,104 @@
+"""Calibration of the ratio of paired means (faithfulness, completeness, minimality): how often a
+claim whose true ratio sits exactly on its threshold passes, through the real judging path
+(`judge.ratio.Ratio` in a `Row`, `claim_p` at the level). The rate must stay at or under the level
+plus Monte Carlo error (3 standard errors). Levels: 0.05 (a file of one claim) and 0.0025 (the
+level a claim gets under Holm in a file of 20, or one of 20 cases of an `any`).
+
+    PYTHONPATH=src:tests python tests/calibration_ratio.py --draws 1000   # the table in docs/calibration.md
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from circuitcheck.judge.claims import Row, claim_p
+from circuitcheck.judge.ratio import Ratio
+
+THETA = 0.8  # the true ratio, on the threshold
+
+
+@dataclass
+class Scenario:
+    name: str
+    n: int
+    level: float
+    draw: Callable  # (rng, n) -> (a, b) with E[a] / E[b] = THETA exactly
+    region: tuple = (THETA, math.inf)
+    ranges: tuple = (None, None)
+
+    def pass_rate(self, draws: int, seed: int = 0) -> float:
+        rng = np.random.default_rng(seed)
+        passed = 0
+        for _ in range(draws):
+            a, b = self.draw(rng, self.n)
+            row = Row("", Ratio(a, b, 0, self.ranges), self.region)
+            passed += claim_p(_Claim(), [row]) <= self.level
+        return passed / draws
+
+    def limit(self, draws: int) -> float:
+        return self.level + 3 * math.sqrt(self.level * (1 - self.level) / draws)
+
+
+class _Claim:  # a plain claim: no quantifier
+    for_ = None
+
+
+def normal(rng, n):
+    b = rng.normal(1.0, 1.0, n)  # m(M) − m(∅) per prompt: a logit difference, say
+    return THETA * b + rng.normal(0, 0.5, n), b
+
+
+def skewed(rng, n):
+    b = rng.lognormal(0.0, 1.0, n)  # heavy right tail
+    return THETA * b + rng.standard_t(3, n) * 0.5, b
+
+
+def weak(rng, n):
+    b = rng.normal(0.12, 1.0, n)  # the knockouts barely move the metric: mostly refused
+    return THETA * b + rng.normal(0, 0.5, n), b
+
+
+def bounded(rng, n):
+    """Probabilities: p(M) ~ Beta(8, 2), p(∅) ~ Beta(2, 8), the circuit keeps a Beta(8, 2) share
+    (mean 0.8) of the gap, independently: E[a] = 0.8 E[b], every value in [−1, 1]."""
+    full, empty, share = rng.beta(8, 2, n), rng.beta(2, 8, n), rng.beta(8, 2, n)
+    b = full - empty
+    return share * b, b
+
+
+def completeness(rng, n):
+    """|F(C∖K) − F(M∖K)| ≤ 0.1 with the true value exactly 0.1 (the upper edge)."""
+    b = rng.normal(1.0, 1.0, n)
+    return 0.1 * b + rng.normal(0, 0.5, n), b
+
+
+SCENARIOS = [
+    *(Scenario(f"normal, F at_least 0.8, true 0.8", n, lv, normal) for n in (100, 400) for lv in (0.05, 0.0025)),
+    *(Scenario(f"lognormal b, t3 noise, F at_least 0.8, true 0.8", n, lv, skewed) for n in (100, 400)
+      for lv in (0.05, 0.0025)),
+    Scenario("weak denominator (E[b] = 0.12 sd), F at_least 0.8, true 0.8", 100, 0.05, weak),
+    *(Scenario("probabilities (betting), F at_least 0.8, true 0.8", n, 0.05, bounded, ranges=((-1, 1), (-1, 1)))
+      for n in (100, 400)),
+    *(Scenario("completeness at_most 0.1, true 0.1", n, lv, completeness, region=(-0.1, 0.1))
+      for n in (100, 400) for lv in (0.05, 0.0025)),
+]
+ASSERTED = [SCENARIOS[0], SCENARIOS[3], SCENARIOS[9]]  # a fast subset for CI (tests/test_circuit_claims.py)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--draws", type=int, default=1000)
+    args = parser.parse_args()
+    print(f"| scenario | n | level | pass rate ({args.draws} draws) | limit |")
+    print("|---|---|---|---|---|")
+    for s in SCENARIOS:
+        print(f"| {s.name} | {s.n} | {s.level:g} | {s.pass_rate(args.draws):.4f} | {s.limit(args.draws):.4f} |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
