@@ -139,3 +139,39 @@ def test_a_scan_that_cannot_run_is_each_claims_error(pytester, hyp):
     res.assert_outcomes(failed=3)
     assert "binding roles: role $prev: rank 2 among 1 candidates" in res.stdout.str()
     assert not baseline.path_for(path).exists()
+
+
+def _scanned_on(path) -> list:
+    """The prompt specs each role of a file is scanned on (roles.scan with the values faked)."""
+    from circuitcheck.files import roles
+
+    loaded, specs = load(path), []
+
+    def clean_values(measures, spec):
+        specs.append(spec)
+        return [[float(i)] for i in range(len(measures))]
+
+    roles.scan(loaded, clean_values, 2, 4)
+    return loaded, specs
+
+
+def test_a_role_is_scanned_on_prompts_held_out_from_the_claims(hyp):
+    # Issue 22, item 10: the best of k heads chosen on the very prompts a claim then judges it on
+    # looks better than it is; by default the scan draws the file's generator with another seed.
+    loaded, (spec,) = _scanned_on(hyp(CLAIMS, prompts=PROMPTS, extra=ROLES))
+    assert spec.generator == loaded.spec.prompts.generator and spec.n == loaded.spec.prompts.n
+    assert spec.seed == 1 + 1_000_003 != loaded.spec.prompts.seed
+
+
+def test_prompts_claims_scans_on_the_claims_prompts(hyp):
+    extra = ROLES.replace("among: layer 0}", "among: layer 0, prompts: claims}")
+    loaded, (spec,) = _scanned_on(hyp(CLAIMS, prompts=PROMPTS, extra=extra))
+    assert spec == loaded.spec.prompts
+
+
+def test_a_role_on_jsonl_prompts_must_name_its_scan_prompts(hyp, tmp_path):
+    (tmp_path / "rows.jsonl").write_text("".join(f'{{"tokens": [0, {i + 1}, {i + 2}], "answer": 3}}\n' for i in range(4)))
+    path = hyp(CLAIMS, prompts="{generator: jsonl, path: rows.jsonl}", extra=ROLES)
+    with pytest.raises(HypothesisError) as err:
+        load(path)
+    assert "role $prev needs `prompts:`" in str(err.value) and "prompts: claims" in str(err.value)

@@ -92,9 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         return _diff(args)
     if args.cmd == "circuit":
         return _circuit(args)
+
+    from .files.loader import set_prompt_seed_shift
     from .files.paths import allow
 
     allow(args.cc_allow_path)
+    set_prompt_seed_shift(args.cc_prompt_seed)
     if args.cmd == "check":
         return _check_regression(args)
     if args.cmd == "specificity":

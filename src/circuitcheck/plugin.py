@@ -60,6 +60,7 @@ def pytest_configure(config):
     cache_dir = config.cache.mkdir("circuitcheck") if getattr(config, "cache", None) is not None else None
     options = options_from_flags(config.getoption, cache_dir and str(cache_dir))
     paths.allow(config.getoption("cc_allow_path"))
+    H.set_prompt_seed_shift(config.getoption("cc_prompt_seed"))
     config.stash[SESSION] = Session(options)
     try:
         config.stash[RUN] = regression.Run.from_options(config.getoption)

@@ -61,7 +61,7 @@ def positive_int(text: str) -> int:
 
 # How and on what claims run: what every command that runs claims takes.
 RUN_FLAGS = ("--cc-model", "--cc-device", "--cc-device-map", "--cc-dtype", "--cc-batch-size", "--cc-cache",
-             "--cc-allow-path", "--cc-require-models", "--cc-runner")
+             "--cc-allow-path", "--cc-require-models", "--cc-runner", "--cc-prompt-seed")
 MEASURE_FLAGS = RUN_FLAGS + ("--cc-dump-values",)  # numbers, no verdicts: nothing judged, reported or compared
 SPECIFICITY_FLAGS = RUN_FLAGS + ("--cc-family",)  # mutants are judged at their claim's level, which the family sets
 
@@ -90,6 +90,9 @@ def add_flags(add_option, only: tuple[str, ...] | None = None) -> None:
     add_option("--cc-allow-path", action="append", default=[], metavar="DIR",
                help="also read files that hypothesis files name from DIR (repeatable; default: only "
                     "each file's own folder tree)")
+    add_option("--cc-prompt-seed", type=int, default=0, metavar="N",
+               help="draw every generated prompt set with its seed + N (JSONL data keep their rows): the same "
+                    "claims on fresh prompts (default 0: the seeds the files give)")
     add_option("--cc-batch-size", type=positive_int, default=1024, help="prompts per forward pass (default: 1024)")
     add_option("--cc-cache", choices=MODES, default="on",
                help="per-prompt values kept in pytest's cache (.pytest_cache/d/circuitcheck) for reruns: on (read "

@@ -170,6 +170,34 @@ def read_yaml(path: Path):
         raise HypothesisError(path, 1, "", f"YAML cannot be read: {exc}", _UTF8) from None
 
 
+# `--cc-prompt-seed N`: every generated prompt set of every file is drawn with its seed + N, so
+# that a whole suite can be rerun on fresh prompts (benchmarks/seeds.py). JSONL files are fixed
+# data and keep their rows. Set once per run by the plugin and the command line.
+PROMPT_SEED_SHIFT = 0
+
+
+def set_prompt_seed_shift(shift: int) -> None:
+    global PROMPT_SEED_SHIFT
+    PROMPT_SEED_SHIFT = int(shift)
+
+
+def shift_seeds(node, shift: int | None = None):
+    """A plain tree with each generated prompt set's `seed` moved by `shift` (default: the run's)."""
+    shift = PROMPT_SEED_SHIFT if shift is None else shift
+    if not shift:
+        return node
+    if isinstance(node, dict):
+        out = {k: shift_seeds(v, shift) for k, v in node.items()}
+        if isinstance(out.get("generator"), str) and out["generator"] != "jsonl":
+            seed = out.get("seed", 0)
+            if isinstance(seed, int) and not isinstance(seed, bool):  # a bad seed keeps its own error
+                out["seed"] = seed + shift
+        return out
+    if isinstance(node, list):
+        return [shift_seeds(v, shift) for v in node]
+    return node
+
+
 def _plain(node):
     if isinstance(node, dict):
         return {str(k): _plain(v) for k, v in node.items()}
@@ -317,11 +345,11 @@ def load_tree(path: Path, tree, roles: dict[str, str] | None = None, store=None)
                               "start from an example in hypotheses/")
     _check_unique_ids(path, tree)
     try:
-        spec = HypothesisFile.model_validate(_plain(tree))
+        spec = HypothesisFile.model_validate(shift_seeds(_plain(tree)))
         if spec.roles:
             from .roles import bind
 
-            spec = HypothesisFile.model_validate(bind(_plain(tree), spec, roles))
+            spec = HypothesisFile.model_validate(bind(shift_seeds(_plain(tree)), spec, roles))
     except ValidationError as exc:
         raise _validation_error(path, tree, exc) from None
     source, cfg = _model(path, tree, spec)

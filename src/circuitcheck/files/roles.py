@@ -8,7 +8,8 @@
 
 A retrain permutes heads; a role follows the circuit. Each candidate in `among` (a list of heads,
 `layer N`, or `all`) is put where the role's `best:` measure writes `$head`, measured on the
-file's prompts (or the role's own `prompts:`), and the candidate with the highest mean (or the
+file's generator drawn with another seed (held out from the claims; or the role's own `prompts:`;
+`prompts: claims` for the claims' own), and the candidate with the highest mean (or the
 `rank`-th highest; ties keep candidate order) fills the role. Claims write `$induction` wherever
 a head goes; their case labels keep the role's name (`$induction`), so baselines compare roles,
 not head names, and each result records which head filled each role.
@@ -82,11 +83,27 @@ def scan(loaded, clean_values, n_layers: int | None, n_heads: int | None) -> dic
             raise ValueError(f"role ${name}: rank {role.rank} among {len(cands)} candidates ({role.among})")
         body = role.best.model_dump(by_alias=True, exclude_none=True)
         measures = [Measure.model_validate(_put(body, c)) for c in cands]
-        values = clean_values(measures, role.prompts or loaded.spec.prompts)
+        values = clean_values(measures, scan_prompts(role, loaded.spec.prompts))
         scores = {c: float(np.mean(v)) for c, v in zip(cands, values)}
         ranked = sorted(cands, key=lambda c: -scores[c])
         out[name] = {"head": ranked[role.rank - 1], "scores": scores}
     return out
+
+
+# A role's default scan draws the file's generator with this much added to its seed: prompts held
+# out from the claims (a head chosen as the best of k on the very prompts a claim then judges it on
+# looks better than it is), and far from the seeds files and `--cc-prompt-seed` name.
+HELD_OUT_SEED = 1_000_003
+
+
+def scan_prompts(role, file_prompts):
+    """The prompt spec a role is scanned on: its own `prompts:`, the file's prompts with `claims`,
+    else the file's generator with another seed (held out)."""
+    if role.prompts == "claims":
+        return file_prompts
+    if role.prompts is not None:
+        return role.prompts
+    return file_prompts.model_copy(update={"seed": file_prompts.seed + HELD_OUT_SEED})
 
 
 def _put(x, head: str):

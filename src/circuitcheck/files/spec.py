@@ -590,7 +590,9 @@ class Role(Strict):
                                         "{head_score: {head: $head, pattern: induction}}")
     among: Union[list[Head], str] = Field("all", description="candidates: a list of heads, `layer N`, or `all`")
     rank: int = Field(1, ge=1, description="1 takes the highest-scoring candidate, 2 the next, ...")
-    prompts: PromptSpec | None = Field(None, description="the prompts the scan runs on (default: the file's)")
+    prompts: Union[PromptSpec, Literal["claims"], None] = Field(
+        None, description="the prompts the scan runs on: default, the file's prompts drawn with another seed "
+        "(held out from the claims); `claims` scans on the claims' own prompts (a best-of-k choice, biased)")
 
     @field_validator("among")
     @classmethod
@@ -628,6 +630,13 @@ class HypothesisFile(Strict):
         taken = {"head", "heads"} & set(self.roles)
         if taken:
             raise ValueError(f"role name ${taken.pop()} is taken: `for:` binds $head and $heads")
+        jsonl = self.prompts.generator == "jsonl"
+        for name, role in self.roles.items():
+            if role.prompts is None and jsonl:
+                raise ValueError(f"role ${name} needs `prompts:`: a role is scanned on prompts held out from the "
+                                 "claims, and a JSONL data set has no other seed; name held-out rows (another "
+                                 "JSONL file or a generator), or write `prompts: claims` to scan on the claims' "
+                                 "own rows (biased: the best of several heads looks better than it is)")
         seen = set()
         for c in self.claims:
             if c.id in seen:

@@ -1,0 +1,108 @@
+"""Do the shipped claims hold on fresh prompts? The whole suite rerun on other prompt seeds.
+
+    nice -n 10 python benchmarks/seeds.py [--seeds 0-20] [--out DIR] [PATHS...]
+
+Each seed runs `pytest PATHS --cc-prompt-seed SEED --cc-json DIR/seed-SEED.json` (default PATHS:
+hypotheses/) in its own process: every generated prompt set of every file is drawn with its seed
++ SEED, JSONL data keep their rows. A seed whose report is already in DIR is read, not rerun, so an
+interrupted check resumes. Printed: every claim whose verdict is not the same on every seed, with
+the seeds where it moves, its deciding value on each, and the threshold it is held to. Exit status
+1 when some claim moves (a threshold chosen on the prompts it was judged on), else 0.
+
+A threshold is set on pilot prompts and judged on fresh ones: a claim this check flags gets its
+threshold from the values on seeds it is not judged on (`expect: record` or `circuitcheck measure
+--cc-prompt-seed N`), never moved until it passes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def seeds(text: str) -> list[int]:
+    """`0-20` or `0,3,7`."""
+    if "-" in text:
+        lo, hi = map(int, text.split("-"))
+        return list(range(lo, hi + 1))
+    return [int(s) for s in text.split(",")]
+
+
+def run_seed(seed: int, out: Path, paths: list[str]) -> Path:
+    report = out / f"seed-{seed}.json"
+    if report.exists():
+        return report
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    partial = out / f"seed-{seed}.json.part"
+    cmd = [sys.executable, "-m", "pytest", *paths, "-q", "-p", "no:cacheprovider", "--cc-prompt-seed", str(seed),
+           "--cc-json", str(partial), "-o", "addopts=", "--tb=no", "--no-header"]
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    if not partial.exists():
+        raise SystemExit(f"seed {seed}: pytest wrote no report (exit {done.returncode}):\n{done.stdout[-2000:]}")
+    partial.rename(report)
+    return report
+
+
+def verdicts(report: Path) -> dict[str, dict]:
+    """`file::claim` -> {verdict, value, expected} of one seed's report."""
+    data = json.loads(report.read_text())
+    out = {}
+    for c in data["claims"]:
+        main = _deciding(c)
+        out[f"{Path(c['file']).name}::{c['id']}"] = {
+            "verdict": c["verdict"], "expected": c["expected"],
+            "value": main["value"] if main else None, "case": main["label"] if main else "",
+            "low": main["low"] if main else None, "high": main["high"] if main else None}
+    return out
+
+
+def _deciding(claim: dict) -> dict | None:
+    """The case that decides a claim of `all` (or a plain claim): the one furthest from passing."""
+    cases = claim.get("cases") or []
+    order = {"fail": 0, "error": 0, "inconclusive": 1, "pass": 2, "recorded": 2}
+    return min(cases, key=lambda c: order.get(c["verdict"], 0)) if cases else None
+
+
+def moved(by_seed: dict[int, dict[str, dict]]) -> dict[str, dict[int, dict]]:
+    """Claims whose verdict differs between seeds (or that do not pass on some seed)."""
+    claims = sorted({c for v in by_seed.values() for c in v})
+    out = {}
+    for c in claims:
+        runs = {s: v[c] for s, v in by_seed.items() if c in v}
+        if any(r["verdict"] not in ("pass", "recorded") for r in runs.values()):
+            out[c] = runs
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("paths", nargs="*", default=["hypotheses/"])
+    ap.add_argument("--seeds", type=seeds, default=seeds("0-20"))
+    ap.add_argument("--out", type=Path, default=REPO / ".seeds")
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    by_seed = {}
+    for s in args.seeds:
+        by_seed[s] = verdicts(run_seed(s, args.out, args.paths))
+        print(f"seed {s}: {sum(r['verdict'] == 'pass' for r in by_seed[s].values())} of {len(by_seed[s])} claims pass",
+              flush=True)
+    flagged = moved(by_seed)
+    total = len({c for v in by_seed.values() for c in v})
+    print(f"\n{len(flagged)} of {total} claims do not pass on every one of {len(args.seeds)} prompt seeds")
+    for c, runs in flagged.items():
+        bad = {s: r for s, r in runs.items() if r["verdict"] != "pass"}
+        print(f"  {c}  ({next(iter(runs.values()))['expected']}): not passing on {len(bad)} of {len(runs)} seeds")
+        for s, r in runs.items():
+            case = f" [{r['case']}]" if r["case"] else ""
+            numbers = f"{r['value']:.4g} [{r['low']:.4g}, {r['high']:.4g}]" if r["value"] is not None else "-"
+            print(f"    seed {s:>2}: {r['verdict']:<12} {numbers}{case}")
+    return 1 if flagged else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

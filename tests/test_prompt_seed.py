@@ -1,0 +1,62 @@
+"""`--cc-prompt-seed N`: the same claims on fresh prompts (issue 22, item 17), and the script in
+benchmarks/ that reruns the suite on many seeds and says which claims move."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+from circuitcheck.files import loader as H
+
+ROOT = Path(__file__).resolve().parents[1]
+CLAIM = """\
+- id: prev
+  says: "a previous-token score"
+  measure: {head_score: {head: L0H0, pattern: previous_token}}
+  prompts: {generator: repeated_tokens, n: 20, seed: 5}
+  expect: {at_least: 0}
+"""
+
+
+def test_a_prompt_seed_moves_every_generated_prompt_set(hyp, monkeypatch):
+    path = hyp(CLAIM, prompts="{generator: repeated_tokens, n: 20}")
+    monkeypatch.setattr(H, "PROMPT_SEED_SHIFT", 0)
+    before = H.load(path)
+    H.set_prompt_seed_shift(3)
+    after = H.load(path)
+    assert (before.spec.prompts.seed, after.spec.prompts.seed) == (0, 3)
+    assert (before.spec.claims[0].prompts.seed, after.spec.claims[0].prompts.seed) == (5, 8)
+
+
+def test_jsonl_data_keep_their_rows():
+    tree = {"prompts": {"generator": "jsonl", "path": "rows.jsonl"},
+            "claims": [{"under": {"patch": {"source": {"generator": "text", "seed": 2}}}}]}
+    shifted = H.shift_seeds(tree, 4)
+    assert shifted["prompts"] == tree["prompts"]
+    assert shifted["claims"][0]["under"]["patch"]["source"]["seed"] == 6
+
+
+def _seeds_script():
+    spec = importlib.util.spec_from_file_location("seeds", ROOT / "benchmarks" / "seeds.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_seed_check_names_the_claims_that_move(tmp_path):
+    seeds = _seeds_script()
+
+    def report(seed, verdict):
+        case = {"label": "", "value": 0.3, "low": 0.2, "high": 0.4, "verdict": verdict}
+        claims = [{"file": "h/a.hyp.yaml", "id": "steady", "expected": "x ≥ 0", "verdict": "pass", "cases": [case]},
+                  {"file": "h/a.hyp.yaml", "id": "moves", "expected": "x ≥ 0.25", "verdict": verdict,
+                   "cases": [case]}]
+        p = tmp_path / f"seed-{seed}.json"
+        p.write_text(json.dumps({"claims": claims}))
+        return p
+
+    by_seed = {0: seeds.verdicts(report(0, "pass")), 1: seeds.verdicts(report(1, "inconclusive"))}
+    flagged = seeds.moved(by_seed)
+    assert list(flagged) == ["a.hyp.yaml::moves"]
+    assert flagged["a.hyp.yaml::moves"][1]["verdict"] == "inconclusive"
+    assert seeds.seeds("0-3") == [0, 1, 2, 3] and seeds.seeds("2,5") == [2, 5]
