@@ -142,3 +142,73 @@ def test_heads_inside_weight_expressions_are_swapped_too():
     mutants = {m.what: m.claim for m in SP.head_mutants(claim, 4)}
     assert mutants["L2H0 -> L2H3"]["measure"]["cosine"]["a"] == "W_E[$t] @ OV[L2H3]"
     assert mutants["L2H0 -> L2H3"]["says"] == "OV[L2H0]" and mutants["L2H0 -> L2H3"]["under"] == claim["under"]
+
+
+# ---------------------------------------------------------------- issue 22, item 16
+def test_an_inconclusive_mutant_is_not_killed(hyp):
+    """A claim whose threshold sits on the next head's mean passes, and the mutant naming that head
+    is inconclusive: the data do not show the claim singles out its head, so it is not killed."""
+    probe = "".join(f"""\
+- id: h{h}
+  says: "probe"
+  measure: {{head_score: {{head: L0H{h}, pattern: previous_token}}}}
+  expect: {{at_least: 0}}
+""" for h in range(4))
+    session, loaded = _run(hyp, probe)
+    scores = sorted((session.result(loaded.path, f"h{h}").main.estimate.statistic, h) for h in range(4))
+    (second, runner_up), (_, best) = scores[-2], scores[-1]
+    claim = f"""\
+- id: on-the-next-head
+  says: "L0H{best} scores at least what the next layer-0 head scores on average"
+  measure: {{head_score: {{head: L0H{best}, pattern: previous_token}}}}
+  expect: {{at_least: {second}}}
+"""
+    session, loaded = _run(hyp, claim)
+    (rep,) = SP.check(session, loaded)
+    assert rep.verdict == "pass"
+    verdicts = {m.what: m.verdict for m in rep.mutants}
+    assert verdicts[f"L0H{best} -> L0H{runner_up}"] == "inconclusive"
+    assert [m.what for m in rep.survivors] == [f"L0H{best} -> L0H{runner_up}"]
+    assert f"is inconclusive, not failing, with L0H{runner_up} in place of L0H{best}" in "\n".join(rep.lines())
+
+
+def test_layer_components_swap_for_other_layers_and_the_other_kind():
+    claim = {"id": "c", "says": "mlp2", "measure": {"dla": {"component": "mlp2"}},
+             "under": {"ablate": {"hook": "attn_out", "layer": 1, "method": "zero"}}, "expect": {"at_least": 0.25}}
+    whats = {m.what for m in SP.component_mutants(claim, 3)}
+    assert {"mlp2 -> mlp0", "mlp2 -> mlp1", "mlp2 -> attn2"} <= whats
+    assert {"ablate attn_out layer 1 -> 0", "ablate attn_out layer 1 -> 2", "ablate attn_out -> mlp_out"} <= whats
+    swapped = next(m for m in SP.component_mutants(claim, 3) if m.what == "ablate attn_out -> mlp_out")
+    assert swapped.claim["under"][0]["ablate"] == {"hook": "mlp_out", "layer": 1, "method": "zero"}
+
+
+class _Values:
+    """A session stand-in whose values name the neuron a mutant claims about: neuron k gives k / 10."""
+
+    def add(self, loaded, key=None):
+        pass
+
+    def values(self, loaded, claim, case):
+        import numpy as np
+
+        k = int(case.measure.dla.component.split("N")[1])
+        return np.full(4, k / 10), None
+
+
+def test_neuron_rivals_are_the_strongest_by_the_claims_measure(hyp_mlp):
+    """Not an even grid: the neurons whose values come nearest to the claimed region (here at_least
+    4.0, with neuron k at k/10: neurons 47 down to 40 are the nearest, 40..47 all pass)."""
+    from circuitcheck import load
+    from circuitcheck.files.loader import plain_tree
+
+    path = hyp_mlp("""\
+- id: n
+  says: "neuron 3"
+  measure: {dla: {component: L1N3}}
+  expect: {at_least: 4.0}
+""", prompts="{generator: repeated_tokens, n: 20, seed: 1}")
+    loaded, tree = load(path), plain_tree(path)
+    ((old, swaps),) = SP.neuron_swaps(tree["claims"][0], 48)
+    assert old == "L1N3" and len(swaps) == 47
+    rivals = SP.strongest(_Values(), loaded, tree, swaps, "n--rival")
+    assert [m.what for m in rivals] == [f"L1N3 -> L1N{k}" for k in range(40, 48)]

@@ -6,12 +6,16 @@ Each passing claim is judged again as mutants, at the level the claim itself was
 - every role it uses (`$strongest`, bound by a scan: roles.py) filled by each other candidate the
   scan chose among instead of the head it chose: a claim about "the head that attends most to the
   max" must fail when another head stands in that place;
-- every MLP neuron it names swapped for a sample of other neurons of its layer, and every layer of
-  an intervention's `hook:` for each other layer;
+- every MLP neuron it names swapped for the strongest rivals of its layer by the claim's own measure
+  (the other neurons whose values come nearest to the claimed region), every MLP or attention layer
+  it names (`mlp2`, `attn0` in a `dla` component; `mlp_out`/`attn_out` hooks) for each other layer
+  and for the other kind of the same layer, and every layer of an intervention's `hook:` for each
+  other layer;
 - its claimed direction flipped: the inequality reversed, and `all` <-> `any` by De Morgan (see
   `direction_mutants`), so that the mutant claims roughly the opposite.
 A mutant that still passes is a survivor: "also passes with L0H2 in place of L0H1" means the claim
-does not single out L0H1. Mutants are planned with the original claims, so they share their runs.
+does not single out L0H1. Only a mutant that fails (or that the loader refuses) is killed: an
+inconclusive one is not shown to differ, and counts against the claim as well. Mutants are planned with the original claims, so they share their runs.
 
     circuitcheck specificity hypotheses/*.hyp.yaml
 """
@@ -26,7 +30,7 @@ from pathlib import Path
 from ..files import loader as H
 from ..files.roles import candidates, substitute
 from ..language.names import NEURON
-from .verdict import PASS
+from .verdict import FAIL, INCONCLUSIVE, PASS
 
 HEAD = re.compile(r"^L(\d+)H(\d+)$")
 HEAD_IN = re.compile(r"(?<![A-Za-z0-9_])L\d+H\d+(?![0-9])")  # a head inside a text (`OV[L2H0]`)
@@ -42,7 +46,8 @@ class Mutant:
 
     @property
     def survived(self) -> bool:
-        return self.verdict == PASS
+        """Not killed: it passes, or it is inconclusive (the data do not show the claim singles it out)."""
+        return self.verdict not in (FAIL, "refused")
 
 
 @dataclass
@@ -72,6 +77,14 @@ class ClaimSpecificity:
 
 
 def explain(m: Mutant) -> str:
+    text = _explain_pass(m)
+    if m.verdict == INCONCLUSIVE:  # not shown to fail: the claim is not shown to single out what it names
+        return text.replace("also passes with", "is inconclusive, not failing, with", 1) + \
+            " (more prompts would decide)"
+    return text
+
+
+def _explain_pass(m: Mutant) -> str:
     if m.kind == "head":
         old, new = m.what.split(" -> ")
         return f"also passes with {new} in place of {old}: this claim does not single out {old}"
@@ -126,38 +139,72 @@ def role_mutants(claim: dict, bound: dict[str, str], candidates: dict[str, list[
 
 
 FULL_HOOK = re.compile(r"^blocks\.(\d+)\.")
-NEURON_SAMPLE = 8  # other neurons of the layer tried per named neuron (all of them would be hundreds of runs)
+LAYER_COMPONENT = re.compile(r"^(mlp|attn)(\d+)$")  # a whole layer as a `dla` component
+LAYER_HOOKS = {"mlp_out": "attn_out", "attn_out": "mlp_out"}  # the other kind of the same layer
+NEURON_RIVALS = 8  # the strongest other neurons of the layer tried per named neuron
+NEURON_SCAN = 1024  # neurons of a wider layer scanned for rivals: this many, spread evenly over it
 
 
-def component_mutants(claim: dict, n_layers: int, d_mlp: int) -> list[Mutant]:
-    """Each named MLP neuron swapped for NEURON_SAMPLE other neurons of its layer, spread evenly over
-    it; each layer of an intervention's `hook:` (a short form's `layer:`, or a full hook name's
-    `blocks.N.`) swapped for every other layer."""
+def component_mutants(claim: dict, n_layers: int) -> list[Mutant]:
+    """Each MLP or attention layer the claim names (`mlp2` as a `dla` component) swapped for every
+    other layer and for the other kind of the same layer (`mlp2` -> `attn2`); each layer of an
+    intervention's `hook:` (a short form's `layer:`, or a full hook name's `blocks.N.`) swapped for
+    every other layer, and `mlp_out` <-> `attn_out`. Named neurons: `neuron_rivals`."""
     out = []
-    named = _strings(claim, lambda x: [x] if NEURON.match(x) else [])
+    named = _strings(claim, lambda x: [x] if LAYER_COMPONENT.match(x) else [])
     for old in named:
-        layer, i = map(int, NEURON.match(old).groups())
-        step = max(1, d_mlp // (NEURON_SAMPLE + 1))
-        others = [f"L{layer}N{(i + k * step) % d_mlp}" for k in range(1, NEURON_SAMPLE + 1)] if d_mlp > 1 else []
-        for new in dict.fromkeys(o for o in others if o not in named):
+        kind, layer = LAYER_COMPONENT.match(old).groups()
+        other_kind = "attn" if kind == "mlp" else "mlp"
+        news = [f"{kind}{k}" for k in range(n_layers) if k != int(layer)] + [f"{other_kind}{layer}"]
+        for new in (n for n in news if n not in named):
             out.append(Mutant(f"{old} -> {new}", "component", _replace(claim, old, new)))
     for j, iv in enumerate(_under(claim)):
         for kind, body in iv.items():
-            if not isinstance(body, dict) or "hook" not in body:
-                continue
-            layer = body.get("layer")
-            full = FULL_HOOK.match(str(body["hook"]))
-            current = layer if isinstance(layer, int) else int(full[1]) if full else None
-            for other in range(n_layers) if current is not None else ():
-                if other == current:
-                    continue
-                moved = {**body, "layer": other} if isinstance(layer, int) else \
-                    {**body, "hook": FULL_HOOK.sub(f"blocks.{other}.", body["hook"])}
-                c = copy.deepcopy(claim)
-                c["under"] = [dict(x) for x in _under(claim)]
-                c["under"][j] = {**iv, kind: moved}
-                out.append(Mutant(f"{kind} {_where(body)} layer {current} -> {other}", "component", c))
+            if isinstance(body, dict) and "hook" in body:
+                out += [_with_body(claim, j, iv, kind, moved, what) for moved, what in _hook_moves(body, n_layers)]
     return out
+
+
+def _hook_moves(body: dict, n_layers: int) -> list[tuple[dict, str]]:
+    """(moved body, what moved) for each other layer of a hook, and the other kind of a layer output."""
+    layer = body.get("layer")
+    full = FULL_HOOK.match(str(body["hook"]))
+    current = layer if isinstance(layer, int) else int(full[1]) if full else None
+    out = []
+    for other in range(n_layers) if current is not None else ():
+        if other != current:
+            moved = {**body, "layer": other} if isinstance(layer, int) else \
+                {**body, "hook": FULL_HOOK.sub(f"blocks.{other}.", body["hook"])}
+            out.append((moved, f"{body['hook']} layer {current} -> {other}"))
+    if body["hook"] in LAYER_HOOKS:
+        out.append(({**body, "hook": LAYER_HOOKS[body["hook"]]}, f"{body['hook']} -> {LAYER_HOOKS[body['hook']]}"))
+    return out
+
+
+def _with_body(claim: dict, j: int, iv: dict, kind: str, body: dict, what: str) -> Mutant:
+    c = copy.deepcopy(claim)
+    c["under"] = [dict(x) for x in _under(claim)]
+    c["under"][j] = {**iv, kind: body}
+    return Mutant(f"{kind} {what}", "component", c)
+
+
+def neuron_swaps(claim: dict, d_mlp: int) -> list[tuple[str, list[Mutant]]]:
+    """(named neuron, a mutant for every other neuron of its layer) for each neuron the claim names;
+    `check_claim` keeps the strongest rivals by the claim's own measure (`strongest`)."""
+    named = _strings(claim, lambda x: [x] if NEURON.match(x) else [])
+    out = []
+    for old in named:
+        layer = NEURON.match(old)[1]
+        step = max(1, -(-d_mlp // NEURON_SCAN))
+        others = [f"L{layer}N{k}" for k in range(0, d_mlp, step) if f"L{layer}N{k}" not in named]
+        out.append((old, [Mutant(f"{old} -> {new}", "component", _replace(claim, old, new)) for new in others]))
+    return out
+
+
+def distance_to(region: tuple[float, float], value: float) -> float:
+    """How far a value lies outside a region (0 inside): how near a rival comes to passing."""
+    lo, hi = region
+    return max(lo - value, value - hi, 0.0)
 
 
 def _under(claim: dict) -> list:
@@ -249,10 +296,12 @@ def check_claim(session, loaded: H.LoadedFile, index: int, tree: dict | None = N
         return rep
     raw, bound = tree["claims"][index], result.roles
     cands = {name: candidates(loaded.spec.roles[name], loaded.n_layers, loaded.n_heads) for name in bound}
+    plain = substitute(raw, bound)
     swaps = [] if shared_property(raw) else head_mutants(raw, loaded.n_heads or 0, bound)
     rep.mutants = (swaps + role_mutants(raw, bound, cands)
-                   + direction_mutants(substitute(raw, bound))
-                   + component_mutants(substitute(raw, bound), loaded.n_layers or 0, loaded.sizes.get("d_mlp") or 0))
+                   + direction_mutants(plain) + component_mutants(plain, loaded.n_layers or 0)
+                   + [m for _, rivals in neuron_swaps(plain, loaded.sizes.get("d_mlp") or 0)
+                      for m in strongest(session, loaded, tree, rivals, f"{lc.claim.id}--rival")])
     for j, m in enumerate(rep.mutants):
         m.verdict = judge_mutant(session, loaded, tree, m.claim, f"{lc.claim.id}--mutant-{j}", result.level)
     return rep
@@ -267,18 +316,43 @@ def shared_property(raw: dict) -> bool:
         any(k in expect for k in ("minimality", "beats_random"))
 
 
-def judge_mutant(session, loaded, tree, claim: dict, cid: str, level: float) -> str:
-    """One mutant's verdict at `level`; a mutant the loader refuses (say, a position its head
-    cannot attend to) is killed: it cannot pass. Its roles are already filled, so it scans none."""
+def strongest(session, loaded, tree, swaps: list[Mutant], cid: str, k: int = NEURON_RIVALS) -> list[Mutant]:
+    """The `k` mutants whose mean value (of their first case, paired change for drop/rise/change) comes
+    nearest to the claimed region: the rivals most likely to pass too, not an even grid."""
+    import numpy as np
+
+    scored = []
+    for j, m in enumerate(swaps):
+        mutant = _mutant_file(loaded, tree, m.claim, f"{cid}-{j}")
+        if mutant is None:
+            continue
+        session.add(mutant)
+        lc = mutant.claims[0]
+        value, _ = session.values(mutant, lc.claim, lc.cases[0])
+        scored.append((distance_to(lc.claim.expect.region.bounds(), float(np.mean(value))), j, m))
+    return [m for _, _, m in sorted(scored, key=lambda t: t[:2])[:k]]
+
+
+def _mutant_file(loaded, tree, claim: dict, cid: str):
+    """A mutant claim as a file of its own, on the model the claim ran on, added to the session's
+    plan; None where the loader refuses it."""
     mutant_tree = {**{k: v for k, v in tree.items() if k != "roles"}, "claims": [{**claim, "id": cid}]}
     path = loaded.path.with_name(loaded.path.name + f"#{cid}")  # same folder: relative paths still resolve
     try:
         mutant = H.load_tree(path, mutant_tree)
     except H.HypothesisError:
-        return "refused"
+        return None
     # on the model the claim ran on (after --cc-model, or a checkpoint), not the one the file names
-    mutant = dataclasses.replace(mutant, model_source=loaded.model_source, n_layers=loaded.n_layers,
-                                 n_heads=loaded.n_heads)
+    return dataclasses.replace(mutant, model_source=loaded.model_source, n_layers=loaded.n_layers,
+                               n_heads=loaded.n_heads)
+
+
+def judge_mutant(session, loaded, tree, claim: dict, cid: str, level: float) -> str:
+    """One mutant's verdict at `level`; a mutant the loader refuses (say, a position its head
+    cannot attend to) is killed: it cannot pass. Its roles are already filled, so it scans none."""
+    mutant = _mutant_file(loaded, tree, claim, cid)
+    if mutant is None:
+        return "refused"
     session.add(mutant)
     return session.judge_at(mutant, mutant.claims[0], level).verdict
 
