@@ -188,33 +188,70 @@ def edit_baseline(path, claim, case=0, **changes):
     return data
 
 
+def shift_baseline(path, claim, case, by):
+    """Move a baseline case's per-prompt values (and value) by `by`: as if the model had changed."""
+    p = baseline.path_for(path)
+    data = json.loads(p.read_text())
+    c = data["claims"][claim]["cases"][case]
+    c.update(values=[v + by for v in c["values"]], value=c["value"] + by)
+    p.write_text(json.dumps(data))
+
+
 def test_a_perturbed_baseline_is_drift_and_drift_can_fail(pytester, hyp, tmp_path):
     path = hyp(CLAIMS, prompts=PROMPTS)
     run(pytester, path, "--cc-update-baselines")
-    old = json.loads(baseline.path_for(path).read_text())["claims"]["prev-head"]["cases"][0]
-    width = old["high"] - old["low"]
-    edit_baseline(path, "prev-head", value=old["value"] + 2 * width, low=old["high"] + width,
-                  high=old["high"] + 3 * width)
+    shift_baseline(path, "prev-head", 0, 0.2)  # every prompt 0.2 higher in the baseline
     res = run(pytester, path)
     res.assert_outcomes(passed=2)  # --cc-drift=warn: reported, not failed
     out = res.stdout.str()
-    assert "1 drifted" in out and "drift  t.hyp.yaml::prev-head: L0H1 Δ" in out
-    assert "the intervals do not overlap" in out
+    assert "1 drifted" in out and "drift  t.hyp.yaml::prev-head: L0H1 Δ-0.2" in out
+    assert "paired over the same 60 prompts" in out or "a test of no change" in out
     res = run(pytester, path, "--cc-drift=fail")
     res.assert_outcomes(passed=1, failed=1)
     assert "DRIFT" in res.stdout.str() and "drift from the baseline fails this claim" in res.stdout.str()
 
 
-def test_a_claims_drift_key_sets_the_tolerance(pytester, hyp):
-    path = hyp(CLAIMS.replace("  expect: {at_least: 0}\n", "  expect: {at_least: 0}\n  drift: 0.5\n", 1),
-               prompts=PROMPTS)
+def test_a_claims_drift_key_is_an_equivalence_test(pytester, hyp):
+    path = hyp(CLAIMS.replace("previous_token}}\n  expect: {at_least: 0}\n",
+                              "previous_token}}\n  expect: {at_least: 0}\n  drift: 0.5\n"), prompts=PROMPTS)
     run(pytester, path, "--cc-update-baselines")
-    old = json.loads(baseline.path_for(path).read_text())["claims"]["random-model-is-bad"]["cases"][0]
-    edit_baseline(path, "random-model-is-bad", value=old["value"] + 0.4, low=old["high"] + 0.3, high=old["high"] + 0.5)
-    assert "0 drifted" in run(pytester, path).stdout.str()  # non-overlapping, but within drift: 0.5
-    edit_baseline(path, "random-model-is-bad", value=old["value"] + 0.6)
+    shift_baseline(path, "prev-head", 0, 0.1)
+    assert "0 drifted" in run(pytester, path).stdout.str()  # a change shown to lie within ±0.5
+    shift_baseline(path, "prev-head", 0, 0.6)
     out = run(pytester, path).stdout.str()
-    assert "1 drifted" in out and "|Δ| > 0.5" in out
+    assert "1 drifted" in out and "not shown within ±0.5" in out
+
+
+def test_update_baselines_rewrites_nothing_on_an_unchanged_model(pytester, hyp):
+    """Issue 23: an update compares before it writes; an entry that neither flips nor drifts stays."""
+    path = hyp(CLAIMS, prompts=PROMPTS)
+    run(pytester, path, "--cc-update-baselines")
+    p = baseline.path_for(path)
+    data = json.loads(p.read_text())
+    c = data["claims"]["prev-head"]["cases"][0]
+    c.update(values=[v + 1e-9 for v in c["values"]], value=c["value"] + 1e-9)  # float noise of another machine
+    p.write_text(baseline._dump(data))
+    before = p.read_bytes()
+    run(pytester, path, "--cc-update-baselines")
+    assert p.read_bytes() == before
+    shift_baseline(path, "prev-head", 0, 0.2)  # a real change is written
+    run(pytester, path, "--cc-update-baselines")
+    assert json.loads(p.read_text())["claims"]["prev-head"]["cases"][0]["values"] != \
+        json.loads(before)["claims"]["prev-head"]["cases"][0]["values"]
+
+
+def test_a_claim_without_a_baseline_cannot_pass_unseen(pytester, hyp):
+    """Issue 23: under --cc-drift=fail a claim without a baseline entry is listed even where no
+    baseline file exists; --cc-drift=require fails it."""
+    path = hyp(CLAIMS, prompts=PROMPTS)
+    res = run(pytester, path, "--cc-drift=fail")
+    res.assert_outcomes(passed=2)
+    assert "no baseline for t.hyp.yaml::random-model-is-bad" in res.stdout.str()
+    res = run(pytester, path, "--cc-drift=require")
+    res.assert_outcomes(failed=2)
+    assert "--cc-drift=require fails it" in res.stdout.str()
+    run(pytester, path, "--cc-update-baselines")
+    run(pytester, path, "--cc-drift=require").assert_outcomes(passed=2)
 
 
 def test_a_verdict_flip_is_reported(pytester, hyp, tmp_path):

@@ -31,6 +31,11 @@ class Row:
     region: tuple[float, float]
     clean: object | None = None  # stats.Bound of the clean run, for drop/rise/change
     curve: list | None = None
+    # the per-prompt values the bound came from, a digest of their prompts and what the values are
+    # (bound_for's keywords): a baseline keeps them, so drift is a paired test (report/drift.py)
+    values: np.ndarray | None = None
+    prompts: str = ""
+    kind: dict | None = None
 
     @property
     def undefined(self) -> bool:
@@ -96,12 +101,15 @@ class Judge:
                 rows.append(Row(case.label, self._correlation(loaded, case, value, mask, expect.correlates.with_),
                                 region))
                 continue
+            kept_digest = prompt_digest(ps, kept)
             if clean is not None:
-                bound = S.bound_for(value, seed, value_range=_spread(value_kind.get("value_range")),
-                                    paired_binary=value_kind.get("binary", False))
-                rows.append(Row(case.label, bound, region, S.bound_for(clean, seed, **value_kind)))
+                kind = {"value_range": _spread(value_kind.get("value_range")),
+                        "paired_binary": value_kind.get("binary", False)}
+                rows.append(Row(case.label, S.bound_for(value, seed, **kind), region,
+                                S.bound_for(clean, seed, **value_kind), values=value, prompts=kept_digest, kind=kind))
             else:
-                rows.append(Row(case.label, S.bound_for(value, seed, **value_kind), region))
+                rows.append(Row(case.label, S.bound_for(value, seed, **value_kind), region, values=value,
+                                prompts=kept_digest, kind=value_kind))
         return rows
 
     def _circuit_row(self, loaded, claim, case, region) -> Row:
@@ -161,7 +169,8 @@ class Judge:
         if expect.crosses is not None:
             c = expect.crosses
             mode = {None: "bracket", True: "linear", False: "discrete"}[c.interpolate]
-            what = f"first {name} where the mean is {'≥' if c.direction == 'up' else '≤'} {c.level:g} ({mode})"
+            shown = "interpolated; interval: the bracket" if mode == "linear" else mode
+            what = f"first {name} where the mean is {'≥' if c.direction == 'up' else '≤'} {c.level:g} ({shown})"
             bound = S.Crossing(xs, [S.bound_for(row, seed, **kind) for row in matrix], c.level, c.direction == "up",
                                mode, what)
             region = (region[0], min(region[1], float(xs.max())))  # a crossing beyond the sweep cannot be claimed
@@ -299,7 +308,19 @@ def _case(row: "Row", a: float) -> CaseResult:
     est = row.bound.at(a)
     verdict = FAIL if row.undefined else judge(est, *row.region)
     clean = row.clean.at(a) if row.clean is not None else None
-    return CaseResult(row.label, verdict, est, row.region, clean, a, row.curve, bound=row.bound)
+    return CaseResult(row.label, verdict, est, row.region, clean, a, row.curve, bound=row.bound,
+                      values=row.values, prompts=row.prompts, kind=row.kind)
+
+def prompt_digest(ps, kept) -> str:
+    """sha256 of the kept prompts' tokens and targets: which prompts a case's values belong to, so
+    that a baseline compares per prompt only where the prompts are the same."""
+    import hashlib
+
+    kept = np.asarray(kept, dtype=np.int64)
+    h = hashlib.sha256()
+    for part in (ps.tokens, ps.target_pos, ps.target_tok):
+        h.update(np.ascontiguousarray(np.asarray(part)[kept]).tobytes())
+    return h.hexdigest()[:32]
 
 def _range_of(kind: dict):
     """The range a value kind's values lie in (0/1 outcomes: [0, 1]), or None."""

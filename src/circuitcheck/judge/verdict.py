@@ -29,6 +29,9 @@ class CaseResult:
     alpha: float = 0.05
     curve: list | None = None  # (swept value, mean) points, for sweeps
     bound: object = None  # the stats.Bound behind the estimate, for sample-size advice
+    values: object = None  # the per-prompt values behind it, their prompts' digest and kind (baselines)
+    prompts: str = ""
+    kind: dict | None = None
 
     @property
     def settle(self) -> int | None:

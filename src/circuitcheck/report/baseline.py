@@ -12,10 +12,12 @@ heads that filled its roles. `--cc-update-baselines` writes them; a claim select
 (`-k`) keeps its old entry, a claim gone from the file loses it.
 
 A comparison reports, per claim: the baseline value and the change, a verdict flip
-(`pass→fail`, `pass→inconclusive`, ...), and drift. A case drifts when its change exceeds the
-claim's `drift:` tolerance or, without one, when this run's interval and the baseline's do not
-overlap: the two runs disagree beyond what either run's sampling noise explains. Claims with no
-baseline entry and baseline entries with no claim are listed, as syrupy lists unused snapshots.
+(`pass→fail`, `pass→inconclusive`, ...), and drift. Each case keeps the per-prompt values its
+interval came from and a digest of their prompts, so drift is a test at a stated level (drift.py):
+paired on the same prompts, two samples on other prompts; with `drift: X`, an equivalence test.
+Claims with no baseline entry and baseline entries with no claim are listed, as syrupy lists
+unused snapshots. `--cc-update-baselines` compares before it writes: an entry that neither flips
+nor drifts is kept as it is, so float noise rewrites no line.
 
 Entries are plain dicts in the JSON report's shape (`entry`), so `circuitcheck diff A.json B.json`
 compares two saved reports with the same `compare`.
@@ -26,9 +28,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import drift as D
+
 FORMAT = "circuitcheck-baseline/1"
 FOLDER = "__baselines__"
 CASE_FIELDS = ("value", "low", "high", "level", "method", "n", "verdict")
+SAMPLE_FIELDS = ("prompts", "kind", "values")  # per-prompt values, where a case has them (drift.py)
+DRIFT_ALPHA = 0.05  # the run's drift level, spread over the cases compared (--cc-drift-alpha)
 
 
 def path_for(hypothesis_file) -> Path:
@@ -48,7 +54,11 @@ def entry(result) -> dict:
 
 
 def _case(c) -> dict:
-    return {"label": c.label, **numbers(c.estimate), "verdict": c.verdict}
+    out = {"label": c.label, **numbers(c.estimate), "verdict": c.verdict}
+    if getattr(c, "values", None) is not None:
+        kind = {k: (list(v) if isinstance(v, tuple) else v) for k, v in (c.kind or {}).items() if v}
+        out.update(prompts=c.prompts, kind=kind, values=D.rounded(c.values))
+    return out
 
 
 def numbers(e) -> dict:
@@ -64,6 +74,7 @@ class CaseChange:
     base: dict | None  # the baseline's case, None for a case the baseline lacks
     now: dict | None  # this run's case, None for a case gone from this run
     drift: bool = False
+    test: str = ""  # the test that decided drift, with Δ's bounds (drift.py)
 
     @property
     def change(self) -> float | None:
@@ -81,7 +92,7 @@ class Comparison:
     base_verdict: str
     verdict: str
     cases: list[CaseChange] = field(default_factory=list)
-    tolerance: str = "drift: the intervals do not overlap"
+    tolerance: str = "drift: a paired test of no change"
     roles: dict = field(default_factory=dict)  # role -> (baseline head, this run's head), where they differ
     weights_changed: bool | None = None
 
@@ -125,37 +136,32 @@ class Comparison:
             else:
                 out.append(f"    {label}{_num(c.base['value'])} [{_num(c.base['low'])}, {_num(c.base['high'])}] → "
                            f"{_num(c.now['value'])} [{_num(c.now['low'])}, {_num(c.now['high'])}]  Δ{c.change:+.3g}"
-                           + (f"  DRIFT ({self.tolerance})" if c.drift else "")
+                           + (f"  DRIFT ({c.test or self.tolerance})" if c.drift else "")
                            + (f"  {c.flip}" if c.flip else ""))
         for role, (was, now) in self.roles.items():
             out.append(f"    role ${role}: {was} in the baseline, {now} now")
         return out
 
 
-def compare(now: dict, base: dict, base_sha: str | None = None, now_sha: str | None = None) -> Comparison:
-    """This run's entry against the baseline's, case by case (matched by label)."""
+def compare(now: dict, base: dict, base_sha: str | None = None, now_sha: str | None = None,
+            a: float = DRIFT_ALPHA) -> Comparison:
+    """This run's entry against the baseline's, case by case (matched by label); `a` is each case's
+    drift level (the run's level over the cases it compares)."""
     tol = now.get("drift") if now.get("drift") is not None else base.get("drift")
     cmp = Comparison(base["verdict"], now["verdict"],
-                     tolerance=f"drift: |Δ| > {tol:g}, the claim's `drift:`" if tol is not None else
-                     "drift: the intervals do not overlap")
+                     tolerance=f"drift: not shown within ±{tol:g}, the claim's `drift:` (equivalence test)"
+                     if tol is not None else f"drift: a test of no change at level {a:.3g} per case")
     base_cases = {c["label"]: c for c in base.get("cases", [])}
     now_cases = {c["label"]: c for c in now.get("cases", [])}
     for label in list(now_cases) + [x for x in base_cases if x not in now_cases]:
         b, n = base_cases.get(label), now_cases.get(label)
-        cmp.cases.append(CaseChange(label, b, n, bool(b and n and _drifts(b, n, tol))))
+        drifted, test = D.drifts(b, n, a, tol) if b and n else (False, "")
+        cmp.cases.append(CaseChange(label, b, n, drifted, test))
     roles_b, roles_n = base.get("roles") or {}, now.get("roles") or {}
     cmp.roles = {r: (roles_b[r], roles_n[r]) for r in roles_n if r in roles_b and roles_b[r] != roles_n[r]}
     if base_sha and now_sha:
         cmp.weights_changed = base_sha != now_sha
     return cmp
-
-
-def _drifts(base: dict, now: dict, tol: float | None) -> bool:
-    if tol is not None:
-        return abs(now["value"] - base["value"]) > tol
-    # Zero-width intervals (a constant measure) touch within rounding: float32 keeps ~7 digits.
-    eps = 1e-6 * max(1.0, abs(base["value"]), abs(now["value"]))
-    return now["low"] > base["high"] + eps or now["high"] < base["low"] - eps
 
 
 def _num(x: float) -> str:
@@ -175,14 +181,26 @@ class Baselines:
             self._read[p] = _read(p)
         return self._read[p]
 
-    def attach(self, result) -> None:
-        """Set `result.baseline` to its comparison with the baseline, where the baseline has the claim."""
+    def attach(self, result, a: float = DRIFT_ALPHA) -> None:
+        """Set `result.baseline` to its comparison with the baseline, where the baseline has the claim
+        (`a`: each case's drift level)."""
         data = self.read(result.path)
         if not data or result.claim_id not in data["claims"] or result.error:
             return
         base = data["claims"][result.claim_id]
         result.baseline = compare(entry(result), base, (data.get("fingerprint") or {}).get("weights_sha256"),
-                                  result.fingerprint.get("weights_sha256"))
+                                  result.fingerprint.get("weights_sha256"), a)
+
+    def cases(self, hypothesis_files) -> int:
+        """How many baseline cases these files' baselines hold: the run's drift family."""
+        total = 0
+        for f in hypothesis_files:
+            try:
+                data = self.read(f)
+            except BaselineError:
+                continue
+            total += sum(len(c.get("cases", [])) for c in (data or {}).get("claims", {}).values())
+        return total
 
 
 def _read(p: Path) -> dict | None:
@@ -201,20 +219,21 @@ class BaselineError(ValueError):
     """A baseline file that cannot be read."""
 
 
-def write(hypothesis_file, claim_ids: list[str], records: list[dict]) -> Path:
+def write(hypothesis_file, claim_ids: list[str], records: list[dict], a: float = DRIFT_ALPHA) -> Path:
     """Write the baseline of one hypothesis file from this run's records (JSON report claims).
 
     `claim_ids` are the file's claims now: entries of claims not in this run are kept from the
-    old baseline, entries of claims gone from the file are dropped."""
+    old baseline, entries of claims gone from the file are dropped. A claim whose new entry neither
+    flips nor drifts from its old one (at case level `a`) keeps the old entry byte for byte, as
+    syrupy keeps a snapshot that still matches: float noise rewrites nothing."""
     p = path_for(hypothesis_file)
     old = (_read(p) or {}).get("claims", {}) if p.exists() else {}
     ran = {r["id"]: r for r in records}
     claims = {}
     for cid in claim_ids:
         if cid in ran:
-            r = ran[cid]
-            claims[cid] = {"verdict": r["verdict"], "drift": r["drift"], "roles": r["roles"],
-                           "cases": [{k: c[k] for k in ("label",) + CASE_FIELDS} for c in r["cases"]]}
+            new = _entry_of(ran[cid])
+            claims[cid] = old[cid] if cid in old and still_matches(new, old[cid], a) else new
         elif cid in old:
             claims[cid] = old[cid]
     fp = next((r["fingerprint"] for r in records if r.get("fingerprint")), None)
@@ -223,6 +242,24 @@ def write(hypothesis_file, claim_ids: list[str], records: list[dict]) -> Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(_dump(data))
     return p
+
+
+def _entry_of(r: dict) -> dict:
+    cases = [{k: c[k] for k in ("label",) + CASE_FIELDS + SAMPLE_FIELDS if k in c} for c in r["cases"]]
+    return {"verdict": r["verdict"], "drift": r["drift"], "roles": r["roles"], "cases": cases}
+
+
+def still_matches(new: dict, old: dict, a: float) -> bool:
+    """Whether an old entry still stands for a new one: same verdict, roles, `drift:` and cases,
+    each with the same verdict and no drift, and values kept where the new entry has them."""
+    if (new["verdict"], new["drift"], new["roles"]) != (old.get("verdict"), old.get("drift"), old.get("roles")):
+        return False
+    if [c["label"] for c in new["cases"]] != [c["label"] for c in old.get("cases", [])]:
+        return False
+    if any("values" in n and "values" not in o for n, o in zip(new["cases"], old["cases"])):
+        return False  # an old baseline without per-prompt values: write them
+    cmp = compare(new, old, a=a)
+    return not cmp.flip and not cmp.drift and not any(c.flip for c in cmp.cases)
 
 
 def _dump(data: dict) -> str:

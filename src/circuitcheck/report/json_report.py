@@ -50,7 +50,7 @@ def comparison(cmp: baseline.Comparison) -> dict:
         "cases": [{"label": c.label, "value": c.base["value"] if c.base else None,
                    "low": c.base["low"] if c.base else None, "high": c.base["high"] if c.base else None,
                    "verdict": c.base["verdict"] if c.base else None, "change": c.change,
-                   "flip": c.flip, "drift": c.drift, "missing": "baseline" if c.base is None else
+                   "flip": c.flip, "drift": c.drift, "test": c.test, "missing": "baseline" if c.base is None else
                    ("run" if c.now is None else None)} for c in cmp.cases],
     }
 
@@ -94,8 +94,9 @@ def diff(a: dict, b: dict) -> tuple[list[tuple], list[tuple], list[tuple]]:
     """(key, Comparison) for claims in both reports, keys only in A, keys only in B."""
     ra = {key(r): r for r in a["claims"]}
     rb = {key(r): r for r in b["claims"]}
+    level = baseline.DRIFT_ALPHA / max(1, sum(len(ra[k]["cases"]) for k in rb if k in ra))  # Bonferroni
     both = [(k, baseline.compare(rb[k], ra[k], ra[k]["fingerprint"].get("weights_sha256"),
-                                 rb[k]["fingerprint"].get("weights_sha256"))) for k in rb if k in ra]
+                                 rb[k]["fingerprint"].get("weights_sha256"), level)) for k in rb if k in ra]
     return both, [k for k in ra if k not in rb], [k for k in rb if k not in ra]
 
 

@@ -25,8 +25,24 @@ def add_options(add) -> None:
     add("--cc-html", default=None, metavar="PATH", help="write a self-contained HTML report")
     add("--cc-update-baselines", action="store_true",
         help="write each hypothesis file's results to __baselines__/<name>.json beside it")
-    add("--cc-drift", choices=("warn", "fail"), default="warn",
-        help="whether drift from the baseline alone fails a claim (default: warn)")
+    add("--cc-drift", choices=("warn", "fail", "require"), default="warn",
+        help="whether drift from the baseline alone fails a claim (default: warn); require: also a claim "
+             "without a baseline entry fails")
+    add("--cc-drift-alpha", type=_level, default=baseline.DRIFT_ALPHA, metavar="A",
+        help="the run's drift level: the chance that an unchanged model drifts anywhere in the run, spread "
+             "over the baseline cases compared (Bonferroni; default 0.05)")
+
+
+def _level(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a level between 0 and 1")
+    return value
 
 
 class ReportPathError(ValueError):
@@ -64,11 +80,14 @@ class Run:
     loaded_here: bool = False  # False on the xdist controller, which loads no files
     write_failed: bool = False  # a report that could not be written (said in `finish`'s lines)
     claim_ids: dict = field(default_factory=dict)  # file -> its claims' ids, as loaded here
+    drift_alpha: float = baseline.DRIFT_ALPHA
+    _family: int | None = None  # baseline cases of the run's files: the drift test's multiplicity
 
     @classmethod
     def from_options(cls, get) -> "Run":
         overrides = [override.parse(t) for t in get("cc_model") or []]
-        run = cls(overrides, get("cc_json"), get("cc_html"), bool(get("cc_update_baselines")), get("cc_drift"))
+        run = cls(overrides, get("cc_json"), get("cc_html"), bool(get("cc_update_baselines")), get("cc_drift"),
+                  drift_alpha=get("cc_drift_alpha") or baseline.DRIFT_ALPHA)
         for flag, path, example in (("--cc-json", run.json_path, "report.json"), ("--cc-html", run.html_path, "report.html")):
             if path:
                 check_writable(flag, Path(path), example)
@@ -97,14 +116,24 @@ class Run:
     def record(self, result, session=None, key=None) -> dict:
         """The result's JSON record, compared with its baseline; with --cc-html, an attention example."""
         if not self.update:
-            self.baselines.attach(result)
+            self.baselines.attach(result, self.case_level())
+            # --cc-drift=require: a claim with no baseline entry cannot pass unseen (describe says why)
+            result.baseline_required = self.drift == "require" and result.baseline is None and not result.error
         rec = report_json.record(result)
         if self.html_path and session is not None and not result.error:
             rec["attention"] = attention_example(session, key, result.claim_id)
         return rec
 
+    def case_level(self) -> float:
+        """Each baseline case's drift level: the run's level over the baseline cases of its files."""
+        if self._family is None:
+            self._family = self.baselines.cases(self.claim_ids)
+        return self.drift_alpha / max(1, self._family)
+
     def drift_fails(self, result) -> bool:
-        return self.drift == "fail" and result.baseline is not None and result.baseline.drift
+        if getattr(result, "baseline_required", False):
+            return True
+        return self.drift in ("fail", "require") and result.baseline is not None and result.baseline.drift
 
     # ------------------------------------------------------------ end of the run
     def unmatched(self) -> list[str]:
@@ -143,7 +172,7 @@ class Run:
     def _unused(self, records) -> tuple[list[dict], list[dict]]:
         unused, missing = [], []
         files = _by_file(records)
-        if not any(baseline.path_for(f).exists() for f in files):
+        if self.drift == "warn" and not any(baseline.path_for(f).exists() for f in files):
             return [], []  # a run that uses no baselines hears nothing about them
         for f, recs in files.items():
             try:
@@ -155,8 +184,10 @@ class Run:
         return unused, missing
 
     def _write_baselines(self, records) -> list[str]:
-        return [f"circuitcheck: wrote baseline {baseline.write(f, self._claim_ids(f, recs), recs)} ({len(recs)} claims)"
-                for f, recs in _by_file(records).items()]
+        files = _by_file(records)
+        a = self.drift_alpha / max(1, self.baselines.cases(list(files)))
+        return [f"circuitcheck: wrote baseline {baseline.write(f, self._claim_ids(f, recs), recs, a)} ({len(recs)} claims)"
+                for f, recs in files.items()]
 
     def _claim_ids(self, path, ran: list[dict]) -> list[str]:
         """The file's claims (not only those that ran), as loaded in this process, else read again
@@ -182,7 +213,7 @@ def _read_claim_ids(path, ran: list[dict]) -> list[str]:
 
 def _baseline_summary(records, unused, missing) -> list[str]:
     compared = [r for r in records if r.get("baseline")]
-    if not compared and not unused:
+    if not compared and not unused and not missing:
         return []
     flips = [(r, _flips(r["baseline"])) for r in compared if _flips(r["baseline"])]
     drifted = [r for r in compared if r["baseline"]["drift"]]
@@ -234,6 +265,9 @@ def describe(result) -> str:
         text += "\n" + "\n".join(result.baseline.lines())
         if result.verdict == "pass" and result.baseline.drift:
             text += "\n  drift from the baseline fails this claim (--cc-drift=fail)"
+    elif getattr(result, "baseline_required", False):
+        text += ("\n  no baseline entry for this claim, and --cc-drift=require fails it: write one with "
+                 "--cc-update-baselines (and review it), or run with --cc-drift=fail")
     return text
 
 
