@@ -242,16 +242,15 @@ def directions(model, cache, prompts: P.PromptSet, toward, where: Reads, device)
     w_u = model.W_U.detach().to(torch.float64).to(device)
     b_u = model.b_U.detach().to(torch.float64).to(device)
     if isinstance(toward, dict) and ("direction" in toward or "fitted" in toward):
-        if "fitted" in toward:
-            v = fitted_direction(cache, prompts, **toward["fitted"]).to(device)
-            what = f"the activation at {toward['fitted']['hook']!r}"
-        else:
-            v = weights.evaluate(model, weights.parse(toward["direction"])).to(device)
-            what = repr(toward["direction"])
+        shape = where.pos.shape
+        if "fitted" in toward:  # one direction per prompt: fitted on the other half (cross-fitting)
+            per_prompt = fitted_direction(cache, prompts, **toward["fitted"]).to(device)
+            return per_prompt[:, None, :].expand(-1, shape[1], -1), torch.zeros(shape, dtype=torch.float64,
+                                                                                 device=device)
+        v = weights.evaluate(model, weights.parse(toward["direction"])).to(device)
         if v.shape != (w_u.shape[0],):
             raise weights.ExpressionError(f"a direction is one d_model vector ({w_u.shape[0]}), "
-                                          f"but {what} has shape {tuple(v.shape)}")
-        shape = where.pos.shape
+                                          f"but {toward['direction']!r} has shape {tuple(v.shape)}")
         return v.expand(*shape, -1), torch.zeros(shape, dtype=torch.float64, device=device)
     pair = toward["diff"] if isinstance(toward, dict) else [toward]
     ids = [torch.as_tensor(token_ids(prompts, t, where).copy(), device=device) for t in pair]
@@ -280,10 +279,19 @@ def fit_subsets(prompts: P.PromptSet, between, loc: tuple = ()) -> list[np.ndarr
     return masks
 
 
+FOLDS = 2  # a fitted direction is cross-fitted: prompt i is read along the direction of the other half
+
+
+def folds(n: int) -> np.ndarray:
+    """Each prompt's half: alternate prompts (0, 1, 0, 1, ...), fixed, so the same prompts give the same bits."""
+    return np.arange(n) % FOLDS
+
+
 def fitted_direction(cache, prompts: P.PromptSet, hook: str, at, between):
-    """[d]: the mean activation at `hook`, position `at`, over the prompts meeting `between[0]`
-    minus that over those meeting `between[1]`, at unit length (float64; the same prompts give the
-    same bits)."""
+    """[n, d]: for each prompt, the mean activation at `hook`, position `at`, over the prompts of the
+    *other* half meeting `between[0]` minus that over those meeting `between[1]`, at unit length
+    (float64). Cross-fitted: a direction fitted on the prompts it is then judged on makes noise look
+    like signal (a contrast between the halves of a fair coin passed 11 of 25 times; issue 22)."""
     import torch
 
     if hook not in cache:
@@ -294,12 +302,21 @@ def fitted_direction(cache, prompts: P.PromptSet, hook: str, at, between):
                          f"{tuple(act.shape)} (use a residual-stream or block output hook)")
     pos = torch.as_tensor(P.position(prompts, at), device=act.device)
     rows = act[torch.arange(prompts.n, device=act.device), pos].to(torch.float64)  # [n, d]
-    a, b = (torch.as_tensor(m, device=act.device) for m in fit_subsets(prompts, between))
-    v = rows[a].mean(0) - rows[b].mean(0)
-    norm = v.norm()
-    if not norm > 0:
-        raise ValueError(f"the fitted direction at {hook!r} is zero: both subsets have the same mean activation")
-    return v / norm
+    masks = fit_subsets(prompts, between)
+    half = folds(prompts.n)
+    out = torch.empty_like(rows)
+    for f in range(FOLDS):
+        other = half != f  # fit on the other half, apply to this one
+        a, b = (torch.as_tensor(m & other, device=act.device) for m in masks)
+        if not (a.any() and b.any()):
+            raise ValueError(f"the fitted direction at {hook!r} is cross-fitted over two halves of the prompts "
+                             f"(alternate prompts), and one subset has no prompt in a half: use more prompts")
+        v = rows[a].mean(0) - rows[b].mean(0)
+        norm = v.norm()
+        if not norm > 0:
+            raise ValueError(f"the fitted direction at {hook!r} is zero: both subsets have the same mean activation")
+        out[torch.as_tensor(half == f, device=act.device)] = v / norm
+    return out
 
 
 def attribution(model, cache, prompts: P.PromptSet, component: str, toward, at=None, scale: str = "frozen",
