@@ -146,9 +146,12 @@ class Run:
         """Write the reports and baselines; the summary lines for the terminal."""
         lines = self.unmatched()
         if any(r.get("checkpoint") for r in records):
-            from .series import table
+            from .series import onset_lines, table
 
             lines += ["", "claims across checkpoints:"] + table(records)
+            onsets = onset_lines(records)
+            if onsets:
+                lines += ["", "onset (simultaneous bands over the checkpoints, not the first passing column):"] + onsets
         unused, missing = self._unused(records)
         if self.update:
             lines += self._write_baselines(records)
