@@ -78,6 +78,8 @@ def near_twin(claim: dict, result) -> dict | None:
     import copy
     import math
 
+    if result.verdict == "recorded":  # `expect: record`: no threshold to move
+        return None
     c, est = copy.deepcopy(claim), result.main.estimate
     if not (math.isfinite(est.low) and math.isfinite(est.high)) or result.quantifier == "none":
         return None
