@@ -760,16 +760,18 @@ def _with_tokenizer(path: Path, tree, loc: tuple, p: PromptSpec, source: models.
 
 
 def _source_tokenizers(path: Path, tree, loc: tuple, case: "Case", source: models.ModelSource) -> "Case":
-    """Text prompts an intervention reads from (a patch's `source`) tokenise as the claim's do."""
+    """Text prompts an intervention reads from (a patch's `source`, an ablation's `mean_from`) tokenise
+    as the claim's do."""
     import dataclasses
 
     def tokenised(base: tuple, ivs):
         out = []
         for i, iv in enumerate(ivs):
-            spec = getattr(iv.body, "source", None)
-            if isinstance(spec, PromptSpec) and spec.generator == "text":
-                spec = _with_tokenizer(path, tree, loc + base + (i, iv.kind, "source"), spec, source)
-                iv = iv.model_copy(update={iv.kind: iv.body.model_copy(update={"source": spec})})
+            for name in ("source", "mean_from"):  # a patch's source, an ablation's reference set
+                spec = getattr(iv.body, name, None)
+                if isinstance(spec, PromptSpec) and spec.generator == "text":
+                    spec = _with_tokenizer(path, tree, loc + base + (i, iv.kind, name), spec, source)
+                    iv = iv.model_copy(update={iv.kind: iv.body.model_copy(update={name: spec})})
             out.append(iv)
         return tuple(out)
 

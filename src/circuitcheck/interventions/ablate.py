@@ -31,6 +31,9 @@ class Ablate(Strict):
     at: Positions = Field(None, description="destination positions; all when absent")
     mean_over: str | None = Field(None, description="with `method: mean`: average only over the prompts meeting "
                                   "this `where:` condition (default: every prompt)")
+    mean_from: "PromptSpec | None" = Field(  # noqa: F821
+        None, description="with `method: mean`: a reference prompt set the mean is taken over (e.g. the same "
+        "generator with another seed), apart from the prompts the claim is judged on; default: the claim's own")
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -39,6 +42,8 @@ class Ablate(Strict):
             raise ValueError("`method: bos` makes heads attend to BOS: it takes `heads` without `hook`")
         if self.mean_over is not None and self.method != "mean":
             raise ValueError("`mean_over` chooses the prompts a mean is taken over: it goes with `method: mean`")
+        if self.mean_from is not None and self.method != "mean":
+            raise ValueError("`mean_from` names the prompts a mean is taken over: it goes with `method: mean`")
         return self
 
 
@@ -60,14 +65,27 @@ class AblateKind(Kind):
         if body.method == "bos":
             return [(pattern_name(layer), _bos(hs, at)) for layer, hs in self._by_layer(body, ctx.cfg).items()]
         over = getattr(body, "mean_over", None)
+        if getattr(body, "mean_from", None) is not None:  # the reference set's mean, placed by token index
+            return [h for t, s in zip(self.targets(body, ctx.cfg), self.sources(body))
+                    for h in C.edit_hooks(t.hook, _write_mean(t, ctx.sources[s.key], at, ctx))]
         return [h for t in self.targets(body, ctx.cfg)
                 for h in C.edit_hooks(t.hook, _replace(t, body.method, at, over, ctx))]
+
+    def sources(self, body) -> list[C.Source]:
+        """With `mean_from:`, the reference prompts whose mean replaces the activation."""
+        if getattr(body, "mean_from", None) is None or body.method != "mean":
+            return []
+        key = ("ablate-mean", body.model_dump_json(by_alias=True))
+        over = body.mean_over
+        return [C.Source(key + (t.hook,), body.mean_from, t.hook, loc=("mean_from",),
+                         reduce=lambda act, ps: C.by_token(act, ps, over), match="length", over=over)
+                for t in self.targets(body, None)]
 
     def _by_layer(self, body, cfg) -> dict[int, list[int]]:
         return {int(t.hook.split(".")[1]): list(t.units) for t in self.targets(body, cfg)}
 
     def clean_needs(self, body, cfg) -> set[str]:
-        if body.method not in ("mean", "resample"):
+        if body.method not in ("mean", "resample") or getattr(body, "mean_from", None) is not None:
             return set()
         return {t.hook for t in self.targets(body, cfg)}
 
@@ -107,6 +125,14 @@ def resample_order(n: int, seed: int) -> np.ndarray:
 def _replace(target: C.Target, method, at, over, ctx):
     def edit(x):
         return C.write(x, replacement(target.hook, method, ctx, x, over), target.units, at)
+
+    return edit
+
+
+def _write_mean(target: C.Target, mean, at, ctx):
+    """Write a reference set's per-token mean ([seq, ...]) into the claim's prompts."""
+    def edit(x):
+        return C.write(x, C.place(mean, ctx.prompts, ctx.rows), target.units, at)
 
     return edit
 
