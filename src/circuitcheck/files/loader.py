@@ -1041,9 +1041,29 @@ def _files_read(params: dict) -> list[Path] | None:
     return files if all(f.is_file() for f in files) else None
 
 
+def _check_clusters(loaded: LoadedFile, tree, loc, claim: Claim, cases: list[Case]):
+    """`clusters: FIELD` names a field every prompt has, on a claim judged as one mean per case."""
+    sub = loc + ("clusters",)
+    e = claim.expect
+    if claim.sweep or e.relative == "contrast" or e.correlates is not None or e.order is not None:
+        raise HypothesisError(loaded.path, locate(tree, sub), _field(sub), "`clusters:` bounds one mean over "
+                              "groups of prompts; it does not go with a sweep, a contrast, `correlates` or `order`",
+                              "drop `clusters:`, or state the claim as a mean")
+    for case in cases[:1]:
+        ps = prompt_set(loaded, case.prompts_key, case.prompts)
+        if claim.clusters not in ps.fields:
+            known = ", ".join(sorted(ps.fields)) or "none"
+            raise HypothesisError(loaded.path, locate(tree, sub), _field(sub),
+                                  f"the prompts have no field {claim.clusters!r} naming each prompt's group",
+                                  f"name a field of the prompts (fields: {known}); a text generator with a list "
+                                  "of templates has `template`")
+
+
 def _check_claim(loaded: LoadedFile, tree, loc, claim: Claim, cases: list[Case]):
     path = loaded.path
     ploc = loc + ("prompts",) if claim.prompts else ("prompts",)
+    if claim.clusters is not None:
+        _check_clusters(loaded, tree, loc, claim, cases)
     if claim.ranks is not None:
         for where, head in _rank_heads(claim.ranks):
             try:

@@ -498,8 +498,11 @@ class Claim(Strict):
     expect: Expect
     prompts: PromptSpec | None = Field(None, description="overrides the file's prompt set")
     marks: list[str] = Field(default_factory=list)
-    drift: float | None = Field(None, gt=0, description="largest change from the baseline value that is not drift "
-                                "(default: drift when the baseline's and this run's intervals do not overlap)")
+    drift: float | None = Field(None, gt=0, description="the change from the baseline that is not drift: the "
+                                "change must be shown within ±drift (an equivalence test; default: a test of no change)")
+    clusters: str | None = Field(None, description="a claim that generalises over groups of prompts (templates, "
+                                 "sentences): the field naming each prompt's group (`template` for a text "
+                                 "generator's list of templates, or a JSONL field); the bound is over group means")
 
     @field_validator("under", mode="before")
     @classmethod

@@ -102,6 +102,8 @@ class Judge:
                                 region))
                 continue
             kept_digest = prompt_digest(ps, kept)
+            if claim.clusters is not None:  # one value per group: the bound is over group means
+                value, clean, value_kind = cluster_means(ps.fields[claim.clusters][kept], value, clean, value_kind)
             if clean is not None:
                 kind = {"value_range": _spread(value_kind.get("value_range")),
                         "paired_binary": value_kind.get("binary", False)}
@@ -310,6 +312,22 @@ def _case(row: "Row", a: float) -> CaseResult:
     clean = row.clean.at(a) if row.clean is not None else None
     return CaseResult(row.label, verdict, est, row.region, clean, a, row.curve, bound=row.bound,
                       values=row.values, prompts=row.prompts, kind=row.kind)
+
+def cluster_means(labels, value, clean, kind: dict):
+    """Per-group means of a claim's values (and clean values), in the order groups first appear, and
+    what they are: a group's mean of 0/1 outcomes lies in [0, 1], of paired changes in [-1, 1].
+    A claim that generalises over templates or sentences is judged over groups, not prompts: prompts
+    of one template are not independent (for one shipped claim the se over sentences was 2.7 times
+    the se over prompts; issue 22, item 11)."""
+    _, first, inverse = np.unique(np.asarray(labels).astype(str), return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    means = lambda x: np.array([x[inverse == g].mean() for g in order])  # noqa: E731
+    if kind.get("binary"):
+        kind = {"value_range": (0.0, 1.0)}
+    elif kind.get("paired_binary"):
+        kind = {"value_range": (-1.0, 1.0)}
+    return means(value), (means(clean) if clean is not None else None), kind
+
 
 def prompt_digest(ps, kept) -> str:
     """sha256 of the kept prompts' tokens and targets: which prompts a case's values belong to, so

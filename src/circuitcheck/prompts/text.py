@@ -149,7 +149,10 @@ def text(n: int, seed: int, template: str | list[str], slots: dict[str, list], a
     end = positions["end"]
     ans = _column(tokenizer, answer, draws, n, "answer")
     counter = None if counterfactual is None else _column(tokenizer, counterfactual, draws, n, "counterfactual")
-    return finish(tokens, positions, end, ans, "text", counter, tokenizer=str(tokenizer))
+    ps = finish(tokens, positions, end, ans, "text", counter, tokenizer=str(tokenizer))
+    if len(templates) > 1:  # which template each prompt came from: `where:` and `clusters:` read it
+        ps.fields["template"] = np.array(which.tolist(), dtype=object)
+    return ps
 
 
 def row(tokenizer, text: str, slots: dict, prepend_bos: bool = True) -> tuple[list[int], dict[str, int]]:
