@@ -43,7 +43,7 @@ def test_every_shipped_claim_has_a_false_twin():
 
 @pytest.mark.parametrize("path", HYPOTHESES, ids=lambda p: p.name)
 def test_shipped_claims_pass(session, path):
-    bad = {cid: r.verdict for cid, r in results(session, path).items() if r.verdict != "pass"}
+    bad = {cid: r.verdict for cid, r in results(session, path).items() if r.verdict not in ("pass", "recorded")}
     assert not bad, f"{path.name}: claims that did not pass: {bad}"
 
 
