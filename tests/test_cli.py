@@ -80,7 +80,8 @@ def _example(parser, flag: str) -> str:
     action = parser._option_string_actions[flag]
     if action.choices:
         return list(action.choices)[-1]
-    return {"--cc-batch-size": "8", "--cc-model": "zoo:induction=zoo:induction"}.get(flag, "x")
+    return {"--cc-batch-size": "8", "--cc-model": "zoo:induction=zoo:induction", "--cc-prompt-seed": "1",
+            "--cc-drift-alpha": "0.05"}.get(flag, "x")
 
 
 def test_check_flags_act_as_under_pytest(hyp, tmp_path, capsys):
