@@ -163,9 +163,11 @@ def _read(state, config, node) -> np.ndarray:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_the_twins_read_the_same_rows(name):
-    """tests/twins/ holds a copy (a file may read only its own folder): the same bytes."""
+    """tests/twins/ holds copies of the rows and circuits (a file may read only its own folder): the same bytes."""
     twin = Path(__file__).parent / "twins" / "data" / f"{name}.jsonl"
     assert twin.read_bytes() == (ROOT / "hypotheses" / "data" / f"{name}.jsonl").read_bytes()
+    for twin in (Path(__file__).parent / "twins" / "circuits").glob(f"{name}*.json"):
+        assert twin.read_bytes() == (ROOT / "hypotheses" / "circuits" / twin.name).read_bytes()
 
 
 @pytest.mark.parametrize("name", [*NAMES, *(n + "-full" for n in NAMES), "ioi"])
