@@ -81,7 +81,7 @@ def _example(parser, flag: str) -> str:
     if action.choices:
         return list(action.choices)[-1]
     return {"--cc-batch-size": "8", "--cc-model": "zoo:induction=zoo:induction", "--cc-prompt-seed": "1",
-            "--cc-drift-alpha": "0.05"}.get(flag, "x")
+            "--cc-drift-alpha": "0.05", "--cc-device": "cpu"}.get(flag, "x")
 
 
 def test_check_flags_act_as_under_pytest(hyp, tmp_path, capsys):

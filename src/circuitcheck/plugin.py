@@ -56,9 +56,7 @@ def pytest_configure(config):
     for k in KINDS:
         config.addinivalue_line("markers", f"{k}: circuitcheck claims of kind {k}")
     config.addinivalue_line("markers", "circuitcheck: every hypothesis-file claim")
-    # Without pytest's cache (`-p no:cacheprovider`, as in CI) the value cache is off.
-    cache_dir = config.cache.mkdir("circuitcheck") if getattr(config, "cache", None) is not None else None
-    options = options_from_flags(config.getoption, cache_dir and str(cache_dir))
+    options = options_from_flags(config.getoption, _cache_dir(config))
     paths.allow(config.getoption("cc_allow_path"))
     H.set_prompt_seed_shift(config.getoption("cc_prompt_seed"))
     config.stash[SESSION] = Session(options)
@@ -68,6 +66,22 @@ def pytest_configure(config):
         raise pytest.UsageError(str(exc)) from None
     CLAIMS.clear()
     RECORDS.clear()
+
+
+def _cache_dir(config) -> str | None:
+    """The value cache's folder in pytest's cache; None without pytest's cache (`-p no:cacheprovider`,
+    as in CI) or where it cannot be made (a file in its place, a read-only checkout): the cache is a
+    helper, and the run goes on without it, saying so once."""
+    if getattr(config, "cache", None) is None:
+        return None
+    try:
+        return str(config.cache.mkdir("circuitcheck"))
+    except OSError as exc:
+        from .runs.cache import CacheWarning
+
+        config.issue_config_time_warning(CacheWarning(f"circuitcheck: no value cache in this run: "
+                                                      f"{exc.strerror or exc}: {exc.filename or '.pytest_cache'}"), 2)
+        return None
 
 
 def pytest_collection_finish(session):

@@ -8,7 +8,6 @@ library's entry point, as `plugin.py` is pytest's.
 """
 from __future__ import annotations
 
-import functools
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from pathlib import Path
 
 from . import models
 from .files import loader as H
-from .files.spec import processing_flags
+from .files.spec import DTYPES, processing_flags
 from .judge.claims import Judge
 from .judge.verdict import Result
 from .models.placement import STRATEGIES
@@ -59,6 +58,19 @@ def positive_int(text: str) -> int:
     return value
 
 
+def run_device(text: str) -> str:
+    """--cc-device: a device this machine has (`meta` holds no numbers, `disk` is no device to run
+    on), refused as a usage error before any file is read."""
+    import argparse
+
+    from .models.placement import unusable
+
+    wrong = unusable(text)
+    if wrong is not None:
+        raise argparse.ArgumentTypeError(f"{wrong[0].replace('this file asks for', 'asked for')}; {wrong[1].split(', or remove')[0]}")
+    return text
+
+
 # How and on what claims run: what every command that runs claims takes.
 RUN_FLAGS = ("--cc-model", "--cc-device", "--cc-device-map", "--cc-dtype", "--cc-batch-size", "--cc-cache",
              "--cc-allow-path", "--cc-require-models", "--cc-runner", "--cc-prompt-seed")
@@ -78,7 +90,8 @@ def add_flags(add_option, only: tuple[str, ...] | None = None) -> None:
                help="what an inconclusive claim does (default: fail)")
     add_option("--cc-require-models", action="store_true",
                help="fail, instead of skip, claims whose model is not available (for CI)")
-    add_option("--cc-device", default="cpu", help="torch device where a file names none (default: cpu)")
+    add_option("--cc-device", default="cpu", type=run_device,
+               help="torch device where a file names none: cpu, cuda, cuda:N or mps (default: cpu)")
     add_option("--cc-device-map", choices=STRATEGIES, default=None,
                help="place Hugging Face models (hf:, zoo:ioi) over the devices with accelerate where a file names "
                     "no device or device_map (docs/scaling.md); other models load on --cc-device")
@@ -86,7 +99,8 @@ def add_flags(add_option, only: tuple[str, ...] | None = None) -> None:
                help="what computes the runs where a file names no `model: {runner: ...}`: transformer_lens "
                     "(default), nnsight (Hugging Face models, docs/reference.md#runners), nnsight:local (through "
                     "NDIF's serialisation, offline), nnsight:ndif (NDIF's hosted models; needs NDIF_API_KEY)")
-    add_option("--cc-dtype", default="float32", help="model dtype where a file names none (default: float32)")
+    add_option("--cc-dtype", default="float32", choices=DTYPES,
+               help="model dtype where a file names none (default: float32)")
     add_option("--cc-allow-path", action="append", default=[], metavar="DIR",
                help="also read files that hypothesis files name from DIR (repeatable; default: only "
                     "each file's own folder tree)")
@@ -345,4 +359,4 @@ def _dumper(directory):
         return None
     from .report import dump
 
-    return functools.partial(dump.write, directory)
+    return dump.Dumps(directory)

@@ -95,6 +95,7 @@ class LoadedFile:
     checkpoints_line: int = 0
     store: Any = None  # cache.ValueCache: built prompt sets read back on a rerun (None: always built)
     circuits: dict = field(default_factory=dict)  # the file's named circuits: name -> circuits.Circuit
+    checkpoint: str = ""  # the checkpoint this copy of the file runs on (override.apply), "" for its own model
 
 
 MAX_FILE_BYTES = 5_000_000  # a hypothesis file is a page of claims; 5 MB is thousands of them

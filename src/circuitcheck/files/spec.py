@@ -25,13 +25,16 @@ from ..circuits.spec import NAME as CIRCUIT_NAME, CircuitSpec
 
 
 # ---------------------------------------------------------------- model and prompts
+DTYPES = ("float32", "float64", "bfloat16", "float16")  # floating point: the measures compute in it
+
+
 class ModelSpec(Strict):
     zoo: str | None = Field(None, description="a model the project ships: max-of-list, induction")
     native: "NativeSpec | None" = None
     hf: str | None = Field(None, description="a Hugging Face name or local directory")
     factory: str | None = Field(None, description="the name of a model registered with "
                                 "@circuitcheck.register_model(NAME), e.g. in a conftest.py; never a module path")
-    dtype: Literal["float32", "float64", "bfloat16", "float16"] | None = Field(
+    dtype: Literal[DTYPES] | None = Field(
         None, description="this file's dtype; wins over --cc-dtype (default float32)")
     device: str | None = Field(None, description="this file's device (cpu, cuda, cuda:1); wins over --cc-device")
     device_map: Union[str, dict[str, Union[int, str]]] | None = Field(

@@ -16,6 +16,7 @@ import numpy as np
 from .. import models
 from .. import prompts as P
 from ..files import loader as H
+from ..files.atomic import OutputError
 from ..language import registry
 from ..models.model_files import ModelFileError
 from ..prompts.where import evaluate as where_filter
@@ -199,7 +200,7 @@ class Judge:
                     entries.append((path, loaded, lc, self.rows(loaded, lc)))
                 except models.ModelUnavailable:
                     raise
-                except (models.ModelError, registry.CodeError) as exc:  # registered code: its own words
+                except (models.ModelError, registry.CodeError, OutputError) as exc:  # their own words
                     errors[(path, lc.claim.id)] = str(exc), ""
                 except ModelFileError as exc:  # weights swapped after collection
                     errors[(path, lc.claim.id)] = f"{exc} ({exc.hint})", ""

@@ -105,10 +105,21 @@ def _line(reg, exc) -> str:
     return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
 
 
+def _complex(value) -> bool:
+    if hasattr(value, "is_complex") and callable(value.is_complex):  # a torch tensor
+        return bool(value.is_complex())
+    try:
+        return bool(np.iscomplexobj(value)) or any(isinstance(v, complex) for v in np.ravel(np.asarray(value, dtype=object)))
+    except (TypeError, ValueError):  # not array-like: the conversion below says so
+        return False
+
+
 def checked(reg: registry.Registered, value, n: int | None) -> np.ndarray:
     """The values as float64, after the checks a claim's statistics rely on: n finite floats (a
     weights-only measure: one or more), inside the declared range."""
     what = f"python measure {reg.name!r} ({reg.where})"
+    if _complex(value):  # float64 would drop the imaginary part without a word
+        raise registry.CodeError(f"{what} returned complex numbers: return real ones (e.g. `.real`, `.abs()`)")
     try:
         if hasattr(value, "detach"):  # a torch tensor
             value = value.detach().to("cpu").double().numpy()

@@ -160,7 +160,7 @@ def find(overrides: list[Override], source: models.ModelSource) -> Override | No
 def apply(loaded, checkpoint: Checkpoint):
     """The loaded file with its model re-pointed (its claims, ids and prompts unchanged)."""
     n_layers, n_heads = checkpoint.dims
-    return dataclasses.replace(loaded, model_source=checkpoint.source,
+    return dataclasses.replace(loaded, model_source=checkpoint.source, checkpoint=checkpoint.name,
                                n_layers=n_layers if n_layers is not None else loaded.n_layers,
                                n_heads=n_heads if n_heads is not None else loaded.n_heads)
 

@@ -25,10 +25,12 @@ compares two saved reports with the same `compare`.
 from __future__ import annotations
 
 import json
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import drift as D
+from ..files import atomic
 
 FORMAT = "circuitcheck-baseline/1"
 FOLDER = "__baselines__"
@@ -203,31 +205,91 @@ class Baselines:
         return total
 
 
+MAX_BYTES = 50_000_000  # a baseline holds a few numbers per case; more is not a baseline
+REWRITE = "rewrite it with --cc-update-baselines"
+
+
 def _read(p: Path) -> dict | None:
-    if not p.exists():
+    if not p.exists() and not p.is_symlink():
         return None
-    try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise BaselineError(f"{p}: not valid JSON ({exc}); rewrite it with --cc-update-baselines") from None
+    data = _json(p, _bytes(p))
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("claims"), dict):
-        raise BaselineError(f"{p}: not a {FORMAT} baseline file; rewrite it with --cc-update-baselines")
+        raise BaselineError(f"{p}: not a {FORMAT} baseline file; {REWRITE}")
+    for cid, claim in data["claims"].items():
+        problem = _entry_problem(claim)
+        if problem:
+            raise BaselineError(f"{p}: the entry of claim {cid!r} {problem}; {REWRITE}")
     return data
+
+
+def _bytes(p: Path) -> bytes:
+    """A regular file's bytes, refused without reading where it is a folder, a FIFO (which would
+    wait for a writer forever) or a device such as /dev/zero (which never ends)."""
+    try:
+        st = p.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise BaselineError(f"{p}: is not a regular file (a folder, FIFO or device); {REWRITE}, or remove it")
+        if st.st_size > MAX_BYTES:
+            raise BaselineError(f"{p}: is {st.st_size:,} bytes, more than a baseline has ({MAX_BYTES:,}); {REWRITE}")
+        return p.read_bytes()
+    except OSError as exc:
+        raise BaselineError(f"{p}: cannot be read ({exc.strerror or exc})") from None
+
+
+def _json(p: Path, data: bytes):
+    try:
+        return json.loads(data.decode("utf-8"), parse_constant=_no_constant)
+    except UnicodeDecodeError as exc:
+        raise BaselineError(f"{p}: not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start}); {REWRITE}") from None
+    except (json.JSONDecodeError, RecursionError, ValueError) as exc:
+        raise BaselineError(f"{p}: not valid JSON ({str(exc)[:200]}); {REWRITE}") from None
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number a baseline holds")
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+_CASE_TYPES = {"label": (str,), "method": (str,), "verdict": (str,)}
+
+
+def _entry_problem(claim) -> str | None:
+    """What is wrong with one claim's baseline entry, or None: the shape `compare` reads."""
+    if not isinstance(claim, dict):
+        return f"is {type(claim).__name__}, not a mapping"
+    if not isinstance(claim.get("verdict"), str):
+        return "has no verdict (text)"
+    if claim.get("drift") is not None and not _is_number(claim["drift"]):
+        return f"has drift {claim['drift']!r}, not a number"
+    if not isinstance(claim.get("roles") or {}, dict) or not isinstance(claim.get("cases", []), list):
+        return "has roles that are not a mapping or cases that are not a list"
+    for i, case in enumerate(claim.get("cases", [])):
+        if not isinstance(case, dict):
+            return f"has case {i} that is {type(case).__name__}, not a mapping"
+        for k in CASE_FIELDS + ("label",):
+            ok = isinstance(case.get(k), _CASE_TYPES[k]) if k in _CASE_TYPES else _is_number(case.get(k))
+            if not ok:
+                return f"has case {i} with {k} {case.get(k)!r}, not {'text' if k in _CASE_TYPES else 'a number'}"
+    return None
 
 
 class BaselineError(ValueError):
     """A baseline file that cannot be read."""
 
 
-def write(hypothesis_file, claim_ids: list[str], records: list[dict], a: float = DRIFT_ALPHA) -> Path:
+def write(hypothesis_file, claim_ids: list[str], records: list[dict], a: float = DRIFT_ALPHA,
+          keep: bool = True) -> Path:
     """Write the baseline of one hypothesis file from this run's records (JSON report claims).
 
     `claim_ids` are the file's claims now: entries of claims not in this run are kept from the
-    old baseline, entries of claims gone from the file are dropped. A claim whose new entry neither
+    old baseline (`keep`), entries of claims gone from the file are dropped. A claim whose new entry neither
     flips nor drifts from its old one (at case level `a`) keeps the old entry byte for byte, as
     syrupy keeps a snapshot that still matches: float noise rewrites nothing."""
     p = path_for(hypothesis_file)
-    old = (_read(p) or {}).get("claims", {}) if p.exists() else {}
+    old = (_read(p) or {}).get("claims", {}) if keep else {}
     ran = {r["id"]: r for r in records}
     claims = {}
     for cid in claim_ids:
@@ -239,9 +301,7 @@ def write(hypothesis_file, claim_ids: list[str], records: list[dict], a: float =
     fp = next((r["fingerprint"] for r in records if r.get("fingerprint")), None)
     data = {"format": FORMAT, "hypothesis_file": Path(hypothesis_file).name,
             "model": next((r["model"] for r in records), None), "fingerprint": fp, "claims": claims}
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(_dump(data))
-    return p
+    return atomic.write(p, _dump(data))
 
 
 def _entry_of(r: dict) -> dict:

@@ -12,6 +12,8 @@ import html
 import math
 from pathlib import Path
 
+from ..files import atomic
+
 ORDER = {"fail": 0, "error": 1, "inconclusive": 2, "pass": 3}
 COLOUR = {"pass": "#1a7f37", "fail": "#cf222e", "inconclusive": "#9a6700", "error": "#8250df"}
 CSS = """
@@ -36,10 +38,7 @@ def _num(x) -> str:
 
 
 def write(path, records: list[dict]) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(page(records), encoding="utf-8")
-    return p
+    return atomic.write(path, page(records))
 
 
 def page(records: list[dict]) -> str:

@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 
 from . import baseline
+from ..files import atomic
 
 FORMAT = "circuitcheck-report/1"
 SCHEMA = Path(__file__).parents[1] / "schema" / "report.schema.json"
@@ -61,10 +62,8 @@ def document(records: list[dict], unused: list[dict] | None = None, missing: lis
 
 
 def write(path, records: list[dict], unused=None, missing=None) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(document(records, unused, missing), indent=1, ensure_ascii=False, allow_nan=False) + "\n")
-    return p
+    return atomic.write(path, json.dumps(document(records, unused, missing), indent=1, ensure_ascii=False,
+                                         allow_nan=False) + "\n")
 
 
 def read(path) -> dict:

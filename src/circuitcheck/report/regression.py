@@ -45,6 +45,9 @@ def _level(text: str) -> float:
     return value
 
 
+INPUT_SUFFIXES = (".hyp.yaml", ".safetensors", ".pt", ".pth", ".jsonl")
+
+
 class ReportPathError(ValueError):
     """A report path that cannot be written, found before any claim runs."""
 
@@ -55,6 +58,9 @@ def check_writable(flag: str, path: Path, example: str) -> None:
     the run at its end (`Run.write_failed`)."""
     if path.is_dir():
         raise ReportPathError(f"{flag} {path}: is a folder; name a file in it, e.g. {path / example}")
+    if path.name.endswith(INPUT_SUFFIXES):  # refused here too, where no file is loaded (the xdist controller)
+        raise ReportPathError(f"{flag} {path}: names an input (a hypothesis, model or prompt file), which the "
+                              f"report would overwrite; name a file of its own, e.g. {path.parent / example}")
     if path.exists():
         if not os.access(path, os.W_OK):
             raise ReportPathError(f"{flag} {path}: the file is not writable")
@@ -82,6 +88,7 @@ class Run:
     claim_ids: dict = field(default_factory=dict)  # file -> its claims' ids, as loaded here
     drift_alpha: float = baseline.DRIFT_ALPHA
     _family: int | None = None  # baseline cases of the run's files: the drift test's multiplicity
+    refused: dict = field(default_factory=dict)  # report path -> why it is not written (an input of the run)
 
     @classmethod
     def from_options(cls, get) -> "Run":
@@ -91,6 +98,9 @@ class Run:
         for flag, path, example in (("--cc-json", run.json_path, "report.json"), ("--cc-html", run.html_path, "report.html")):
             if path:
                 check_writable(flag, Path(path), example)
+        if run.json_path and run.html_path and Path(run.json_path).resolve() == Path(run.html_path).resolve():
+            raise ReportPathError(f"--cc-json and --cc-html both name {run.json_path}: one report would replace "
+                                  "the other; give each its own file")
         if run.update and any(o.series for o in overrides):
             raise override.OverrideError("--cc-update-baselines writes one baseline per file: "
                                          "give --cc-model one checkpoint, not a series")
@@ -101,6 +111,7 @@ class Run:
         `checkpoints:` meet --cc-update-baselines (one baseline per file)."""
         self.loaded_here = True
         self.claim_ids[str(loaded.path)] = [lc.claim.id for lc in loaded.claims]
+        self._refuse_inputs(loaded)
         o = override.find(self.overrides, loaded.model_source)
         if o is not None:
             self.matched.add(o.ref)
@@ -112,6 +123,27 @@ class Run:
                                   f"{len(loaded.checkpoints)} checkpoints",
                                   "write it from one checkpoint: --cc-model REF=PATH (REF: the file's model, e.g. zoo:induction)")
         return override.variants(loaded, self.overrides)
+
+    def outputs(self, loaded) -> list[tuple[str, Path]]:
+        """(what, path) for each file this run writes that concerns `loaded`."""
+        out = [(flag, Path(p)) for flag, p in (("--cc-json", self.json_path), ("--cc-html", self.html_path)) if p]
+        return out + ([("--cc-update-baselines", baseline.path_for(loaded.path))] if self.update else [])
+
+    def _refuse_inputs(self, loaded) -> None:
+        """A report or baseline path that is a file this hypothesis file reads (itself, its model's
+        files, its prompt data) or another output of the run: the file's error at collection, and
+        that output is not written at the end, so that no input is overwritten."""
+        from ..files.loader import HypothesisError
+
+        reads = input_files(loaded)
+        outputs = self.outputs(loaded)
+        for flag, path in outputs:
+            clash = reads.get(path.resolve()) or next(
+                (f"the path {other} also writes" for other, p in outputs if other != flag and p.resolve() == path.resolve()), None)
+            if clash:
+                self.refused[str(path)] = f"it is {clash}"
+                raise HypothesisError(loaded.path, 1, "", f"{flag} {path} is {clash}: writing it would overwrite it",
+                                      "write reports to their own files (e.g. --cc-json report.json)")
 
     def record(self, result, session=None, key=None) -> dict:
         """The result's JSON record, compared with its baseline; with --cc-html, an attention example."""
@@ -166,6 +198,9 @@ class Run:
         return lines
 
     def _write(self, what: str, path: str, write, *args) -> str:
+        if str(path) in self.refused:
+            self.write_failed = True
+            return f"circuitcheck: did not write the {what} to {path}: {self.refused[str(path)]}"
         try:
             return f"circuitcheck: wrote {write(path, *args)}"
         except OSError as exc:  # a folder, a read-only place: say so, no traceback
@@ -189,13 +224,41 @@ class Run:
     def _write_baselines(self, records) -> list[str]:
         files = _by_file(records)
         a = self.drift_alpha / max(1, self.baselines.cases(list(files)))
-        return [f"circuitcheck: wrote baseline {baseline.write(f, self._claim_ids(f, recs), recs, a)} ({len(recs)} claims)"
-                for f, recs in files.items()]
+        return [self._write_baseline(f, recs, a) for f, recs in files.items()]
+
+    def _write_baseline(self, f, recs, a: float) -> str:
+        """One file's baseline; a baseline that cannot be read or written is said, and the others are
+        still written. An unreadable old baseline is replaced by this run's entries alone."""
+        ids, note = self._claim_ids(f, recs), ""
+        try:
+            try:
+                written = baseline.write(f, ids, recs, a)
+            except baseline.BaselineError as exc:
+                written, note = baseline.write(f, ids, recs, a, keep=False), f"; the old one was unreadable ({exc})"
+        except OSError as exc:
+            self.write_failed = True
+            return f"circuitcheck: could not write the baseline {baseline.path_for(f)}: {exc.strerror or exc}"
+        return f"circuitcheck: wrote baseline {written} ({len(recs)} claims){note}"
 
     def _claim_ids(self, path, ran: list[dict]) -> list[str]:
         """The file's claims (not only those that ran), as loaded in this process, else read again
         (the pytest-xdist controller loads no files)."""
         return self.claim_ids.get(str(path)) or _read_claim_ids(path, ran)
+
+
+def input_files(loaded) -> dict[Path, str]:
+    """The files a loaded hypothesis file reads, resolved: {path: what it is}."""
+    from ..runs.cache import model_files
+
+    found = {}
+    for source in [loaded.model_source] + [c.source for c in loaded.checkpoints]:
+        for f in model_files(source) or []:
+            found[Path(f).resolve()] = f"a model file of {loaded.path.name}"
+    for ps in loaded.prompt_sets.values():
+        if isinstance(ps.extra.get("path"), Path):
+            found[ps.extra["path"].resolve()] = f"a prompt file of {loaded.path.name}"
+    found[Path(loaded.path).resolve()] = "a hypothesis file of this run"
+    return found
 
 
 def _by_file(records) -> dict[str, list[dict]]:

@@ -25,18 +25,24 @@ turns the cache off. Modes (`--cc-cache`): on (read and write, the default), rea
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
-import os
+import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from ..files import atomic
 from ..models.fingerprint import sha256_of
 
 MODES = ("on", "read", "write", "off")
 PACKAGE = Path(__file__).parents[1]  # the whole circuitcheck package: its code version
+
+
+class CacheWarning(UserWarning):
+    """The value cache could not be written: the run goes on without storing values."""
 
 
 class ValueCache:
@@ -49,6 +55,7 @@ class ValueCache:
         self._prompt_sets: dict[int, tuple] = {}  # id(prompt set) -> (prompt set, hash)
         self._answers: dict[str, tuple[dict, int]] = {}  # key -> (answers, how many were read)
         self._python: dict[str, str | None] = {}  # registered measure name -> its source hash
+        self.unwritable: str | None = None  # why the cache stopped storing (a full disk, a read-only folder)
 
     def key(self, source, prompt_sets, under, measure, *settings) -> str | None:
         """The key of a measure's values on a run: None when the values depend on Python the cache
@@ -79,11 +86,20 @@ class ValueCache:
     def put(self, key: str | None, value: np.ndarray) -> None:
         if key is None or self.mode not in ("on", "write"):
             return
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
-        np.save(tmp, np.asarray(value), allow_pickle=False)
-        os.replace(tmp, path)  # atomic, so pytest-xdist workers never read half a file
+        self._store(lambda: save_array(self._path(key), value))
+
+    def _store(self, write) -> None:
+        """`write()` an entry (whole or not at all: files/atomic.py, so that pytest-xdist workers never
+        read half a file). The cache is a helper: where it cannot be written (a full disk, a read-only
+        checkout, a file where its folder belongs), the run goes on without storing, and says so once."""
+        if self.unwritable is not None:
+            return
+        try:
+            write()
+        except OSError as exc:
+            self.unwritable = f"{exc.strerror or exc}: {exc.filename or self.directory}"
+            warnings.warn(CacheWarning(f"circuitcheck: the value cache cannot be written, so this run stores "
+                                       f"nothing in it: {self.unwritable}"), stacklevel=3)
 
     def _path(self, key: str) -> Path:
         return self.directory / "values" / key[:2] / f"{key}.npy"
@@ -109,11 +125,8 @@ class ValueCache:
             return
         for key, (known, size) in self._answers.items():
             if len(known) > size:
-                path = self._answers_path(key)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(known))
-                os.replace(tmp, path)
+                text = json.dumps(known)
+                self._store(functools.partial(atomic.write, self._answers_path(key), text))
                 self._answers[key] = (known, len(known))
 
     # ------------------------------------------------------------ built prompt sets
@@ -131,7 +144,7 @@ class ValueCache:
                 return ps
         ps = build()
         if self.mode in ("on", "write"):
-            write_prompt_set(path, ps)
+            self._store(lambda: write_prompt_set(path, ps))
         return ps
 
     def _answers_path(self, key: str) -> Path:
@@ -149,9 +162,15 @@ class ValueCache:
         return self._prompt_sets[id(ps)][1]
 
 
+def save_array(path: Path, value) -> None:
+    with atomic.replacing(path, ".npy") as tmp:  # np.save adds .npy to a name without it
+        np.save(tmp, np.asarray(value), allow_pickle=False)
+
+
 def write_prompt_set(path: Path, ps) -> None:
     """Store a prompt set as one .npz of arrays (no pickle: its metadata is a JSON string), and
-    only if it reads back equal, field for field (`prompt_set_hash`); else store nothing."""
+    only if it reads back equal, field for field (`prompt_set_hash`); else store nothing. An
+    OSError (a full disk) is raised, for the caller to say."""
     arrays, meta = {}, {"positions": list(ps.positions), "fields": {}, "extra": _jsonable(ps.extra)}
     for f in dataclasses.fields(ps):
         value = getattr(ps, f.name)
@@ -163,17 +182,14 @@ def write_prompt_set(path: Path, ps) -> None:
             meta["fields"] = {k: v.tolist() for k, v in value.items()}
         elif f.name != "extra":
             meta[f.name] = value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
     try:
-        np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
-        back = read_prompt_set(tmp)
-        if back is not None and prompt_set_hash(back) == prompt_set_hash(ps):
-            os.replace(tmp, path)  # atomic, as values are
+        with atomic.replacing(path, ".npz") as tmp:
+            np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
+            back = read_prompt_set(tmp)
+            if back is None or prompt_set_hash(back) != prompt_set_hash(ps):
+                raise ValueError("the prompt set does not read back equal")
     except (TypeError, ValueError):  # metadata JSON cannot hold: built again next time
         pass
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def read_prompt_set(path: Path):
@@ -309,8 +325,8 @@ def file_sha256(path: Path, directory: Path | None = None) -> str:
         return memo.read_text()
     digest = sha256_of(path)
     if memo is not None:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_name(f"{memo.stem}.{os.getpid()}.tmp")
-        tmp.write_text(digest)
-        os.replace(tmp, memo)
+        try:
+            atomic.write(memo, digest)
+        except OSError:  # only a shortcut: the value cache itself says when it cannot be written
+            pass
     return digest

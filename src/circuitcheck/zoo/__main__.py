@@ -47,10 +47,25 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         if name not in SPECS:
             ap.error(f"unknown model {name!r}; known: {', '.join(SPECS)}, all")
-    from .train import train
-
     if args.save_every is not None and args.save_every < 1:
         ap.error("--save-every N needs N >= 1")
+    if args.steps is not None and args.steps < 1:
+        ap.error(f"--steps {args.steps}: training needs at least one step (leave --steps out for the model's own)")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        ap.error(f"--out {out}: is a file; name a folder (it is made if missing)")
+    try:
+        return _train(ap, args, names)
+    except KeyboardInterrupt:  # every file is renamed into place whole: what was there is intact
+        print(f"\ninterrupted: the model being trained was not written to {out}", file=sys.stderr)
+        return 130
+    except (OSError, ValueError) as exc:
+        print(f"circuitcheck zoo train: {exc}", file=sys.stderr)
+        return 1
+
+
+def _train(ap, args, names) -> int:
+    from .train import train
 
     for name in names:
         out = Path(args.out) / name if args.name == "all" else Path(args.out)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import atomic
 from .. import prompts as P
 from .readings import head_norms, target_loss
 
@@ -329,19 +330,20 @@ def reproducible_cpu():
 def _write(out: Path, name: str, spec: dict, model, metrics: dict, measured: dict | None, default: bool):
     _save(out, spec, model)
     metrics["sha256"] = hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest()
-    (out / "card.md").write_text(card(name, spec, metrics, measured, default))
+    atomic.write(out / "card.md", card(name, spec, metrics, measured, default))
 
 
 def _save(out: Path, spec: dict, model):
-    """config.json (the zoo card's config) and model.safetensors: what `--cc-model REF=DIR` reads."""
+    """config.json (the zoo card's config) and model.safetensors: what `--cc-model REF=DIR` reads.
+    Each is renamed into place whole, so a full disk or Ctrl-C never leaves a cut-short model."""
     from safetensors.torch import save_file
 
-    out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(state, str(out / "model.safetensors"))
-    (out / "model.safetensors").chmod(0o644)
+    with atomic.replacing(out / "model.safetensors") as tmp:
+        save_file(state, str(tmp))
+        tmp.chmod(0o644)
     doc = {k: spec[k] for k in ("config", "task", "prompts", "training", "eval")}
-    (out / "config.json").write_text(json.dumps(doc, indent=2) + "\n")
+    atomic.write(out / "config.json", json.dumps(doc, indent=2) + "\n")
 
 
 def _check_reload(out: Path, model, spec: dict) -> float:
