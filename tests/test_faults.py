@@ -352,3 +352,68 @@ def test_zoo_weights_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         T.train("max-of-list", out=tmp_path / "m", steps=2, measure=False)
     assert os.listdir(tmp_path / "m") == []
+
+
+# ---------------------------------------------------------------- circuitcheck diff
+def _record(file, verdict="pass", value=0.5, model="zoo:induction"):
+    """A report record as --cc-json writes it (report.schema.json), with one case."""
+    case = {"label": "", "value": value, "low": value - 0.1, "high": value + 0.1, "level": 0.95, "method": "m",
+            "n": 10, "verdict": verdict, "bounds": [0.4, None], "alpha": 0.05, "interventions": [], "clean": None,
+            "curve": None}
+    return {"id": "c", "file": file, "line": 3, "says": "s", "expected": "≥ 0.4", "measure": "metric",
+            "quantifier": None, "model": model, "checkpoint": "", "seed": 0, "load": {}, "fingerprint": {},
+            "error": None, "verdict": verdict, "drift": None, "roles": {}, "cases": [case], "baseline": None}
+
+
+def _report(tmp_path, name, *records):
+    p = tmp_path / name
+    p.write_text(json.dumps({"format": "circuitcheck-report/1", "claims": list(records),
+                             "baselines": {"unused": [], "missing": []}}))
+    return p
+
+
+def diff(*args):
+    return subprocess.run([sys.executable, "-m", "circuitcheck.cli", "diff", *map(str, args)],
+                          capture_output=True, text=True)
+
+
+def test_diff_matches_claims_by_folder_and_file_so_a_flip_is_not_hidden(tmp_path):
+    a = _report(tmp_path, "a.json", _record("one/t.hyp.yaml"), _record("two/t.hyp.yaml"))
+    b = _report(tmp_path, "b.json", _record("one/t.hyp.yaml"), _record("two/t.hyp.yaml", verdict="fail"))
+    res = diff(a, b)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "2 claims compared: 1 with verdict flips" in res.stdout and "two/t.hyp.yaml::c" in res.stdout
+
+
+def test_diff_refuses_a_report_holding_one_claim_twice(tmp_path):
+    a = _report(tmp_path, "a.json", _record("t.hyp.yaml"), _record("t.hyp.yaml", verdict="fail"))
+    res = diff(a, a)
+    assert res.returncode == 2 and "holds claim t.hyp.yaml::c twice" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_diff_reads_nan_as_a_change_and_says_when_the_model_differs(tmp_path):
+    a = _report(tmp_path, "a.json", _record("t.hyp.yaml"))
+    b = tmp_path / "b.json"
+    b.write_text(a.read_text().replace('"value": 0.5', '"value": NaN').replace("zoo:induction", "zoo:other"))
+    res = diff(a, b, "--cc-drift", "fail")
+    assert res.returncode == 1 and "1 drifted" in res.stdout
+    assert "model: zoo:induction in A, zoo:other in B" in res.stdout
+    assert diff(a, a, "--cc-drift", "fail").returncode == 0
+
+
+@pytest.mark.parametrize("change, where", [
+    (lambda d: d.update(claims={"c": 1}), "at claims: {'c': 1} is not of type 'array'"),
+    (lambda d: d["claims"][0]["cases"][0].update(value="0.5"), "at claims/0/cases/0/value: '0.5' is not of type 'number'"),
+    (lambda d: d["claims"][0].update(verdict=7), "at claims/0/verdict"),
+    (lambda d: d["claims"].append("text"), "at claims/1: 'text' is not of type 'object'"),
+])
+def test_diff_validates_both_reports_against_the_schema(tmp_path, change, where):
+    good = _report(tmp_path, "good.json", _record("t.hyp.yaml"))
+    data = json.loads(good.read_text())
+    change(data)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(data))
+    for args in ((good, bad), (bad, good)):
+        res = diff(*args)
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+        assert f"{bad}: not a valid circuitcheck-report/1 report: {where}" in res.stderr, res.stderr

@@ -341,11 +341,10 @@ def _diff(args) -> int:
     from .report.json_report import ReportError, diff_lines, read
 
     try:
-        a, b = read(args.a), read(args.b)
+        lines, flipped, drifted = diff_lines(read(args.a), read(args.b))
     except ReportError as exc:
         print(exc, file=sys.stderr)
         return 2
-    lines, flipped, drifted = diff_lines(a, b)
     print("\n".join(lines))
     return 1 if flipped or (drifted and args.cc_drift == "fail") else 0
 

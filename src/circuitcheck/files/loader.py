@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .. import interventions, measures, models, prompts
+from ..measures.weights import shape_of
 from ..models import model_files, module_map
 from . import circuit_files, paths
 from ..language import registry
@@ -800,7 +801,8 @@ def _limits(cfg: dict) -> dict:
 
 def _sizes(cfg: dict) -> dict:
     """The sizes indices into weights are checked against (neurons too: `d_mlp`)."""
-    return {**_limits(cfg), "d_mlp": None if cfg.get("attn_only") else cfg.get("d_mlp")}
+    sizes = {k: cfg.get(k) for k in ("d_model", "d_head")}
+    return {**_limits(cfg), **sizes, "d_mlp": None if cfg.get("attn_only") else cfg.get("d_mlp")}
 
 
 # ---------------------------------------------------------------- claims
@@ -1114,6 +1116,8 @@ def _check_claim(loaded: LoadedFile, tree, loc, claim: Claim, cases: list[Case])
                     _check_layer(loaded, value)
                 elif what == "index":
                     _check_index(loaded, *value)
+                elif what == "expression":
+                    shape_of(value[0], loaded.sizes, value[1])
                 elif what == "condition":
                     prompts.condition(value, ps)
                 elif what == "neuron":

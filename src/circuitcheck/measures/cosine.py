@@ -29,5 +29,5 @@ class CosineKind(Kind):
         return np.float64(W.cosine(a, b))
 
     def references(self, body):
-        yield from W.references(body.a, ("a",))
-        yield from W.references(body.b, ("b",))
+        yield from W.references(body.a, ("a",), dims=1)
+        yield from W.references(body.b, ("b",), dims=1)

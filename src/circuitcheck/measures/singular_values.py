@@ -35,4 +35,4 @@ class SingularValuesKind(Kind):
         return np.float64(W.singular_value_statistic(matrix, body.top, body.take))
 
     def references(self, body):
-        yield from W.references(body.of, ("of",))
+        yield from W.references(body.of, ("of",), dims=2)

@@ -37,6 +37,11 @@ LN_KEYS = {"ln1_w": "blocks.{}.ln1.weight", "ln1_b": "blocks.{}.ln1.bias", "ln2_
 FUNCTIONS = ("norm", "mean", "sum", "max", "min", "cos", "sq", "abs")
 
 _TOKEN = re.compile(r"\s*(?:(?P<name>[A-Za-z_]\w*)|(?P<num>-?\d+)|(?P<op>[@+\-()\[\]:,.]))")
+# Bounds that keep parsing and evaluation (both recursive) far from Python's recursion limit: an
+# expression names a few weights; no axis of a weight has an index of more than 12 digits.
+MAX_CHARS = 1000
+MAX_DEPTH = 40
+MAX_DIGITS = 12
 
 
 class ExpressionError(ValueError):
@@ -88,12 +93,17 @@ def parse(text: str):
 def _tokenize(text: str) -> list[str]:
     out, i = [], 0
     text = str(text)
+    if len(text) > MAX_CHARS:
+        raise ExpressionError(f"weight expression is {len(text):,} characters long, more than {MAX_CHARS:,}", HINT)
     while i < len(text):
         if text[i:].strip() == "":
             break
         m = _TOKEN.match(text, i)
         if not m:
             raise ExpressionError(f"cannot read {text[i:].strip()!r} in weight expression {text!r}", HINT)
+        if m.lastgroup == "num" and len(m.group("num").lstrip("-")) > MAX_DIGITS:
+            raise ExpressionError(f"index {m.group('num')[:20]}... has more than {MAX_DIGITS} digits in {text[:60]!r}",
+                                  "no axis of a weight is that long")
         out.append(m.group(m.lastgroup))
         i = m.end()
     return out
@@ -105,7 +115,14 @@ class _Parser:
     | FUNCTION '(' expr (',' expr | ',' INT)* ')'"""
 
     def __init__(self, text, tokens):
-        self.text, self.tokens, self.i = text, tokens, 0
+        self.text, self.tokens, self.i, self.depth = text, tokens, 0, 0
+
+    def deeper(self):
+        """One more level of parentheses, unary minus or `.T`: bounded (parsing and evaluating recurse)."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ExpressionError(f"weight expression {self.text[:60]!r} nests parentheses, `-` and `.T` more than "
+                                  f"{MAX_DEPTH} deep", HINT)
 
     def peek(self):
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -135,14 +152,19 @@ class _Parser:
     def unary(self):
         if self.peek() == "-":
             self.take()
-            return Op("neg", (self.unary(),))
+            self.deeper()
+            node = Op("neg", (self.unary(),))
+            self.depth -= 1
+            return node
         return self.postfix(self.atom())
 
     def atom(self):
         tok = self.take()
         if tok == "(":
+            self.deeper()
             node = self.expr()
             self.take(")")
+            self.depth -= 1
             return node
         if tok in FUNCTIONS:
             return self.call(tok)
@@ -164,6 +186,7 @@ class _Parser:
 
     def call(self, name):
         self.take("(")
+        self.deeper()  # a call nests as parentheses do
         args = [self.expr()]
         while self.peek() == ",":
             self.take()
@@ -174,14 +197,17 @@ class _Parser:
                 or (name != "cos" and len(args) == 2 and not isinstance(args[1], int)):
             form = {"cos": "cos(X, v)", "sq": "sq(X)", "abs": "abs(X)"}.get(name, f"{name}(X) or {name}(X, axis)")
             raise ExpressionError(f"write {form} in weight expression {self.text!r}", HINT)
+        self.depth -= 1
         return Call(name, tuple(args))
 
     def postfix(self, node):
         while self.peek() in ("[", "."):
             if self.take() == ".":
                 self.take("T")
+                self.deeper()  # each `.T` is a level of the tree: counted, never given back
                 node = Op("T", (node,))
                 continue
+            self.deeper()  # as `.T`: each index is a level of the tree
             parts = [self.index_part()]
             while self.peek() == ",":
                 self.take()
@@ -221,16 +247,22 @@ def evaluate(model, tree):
         if len(key) > x.dim():
             raise ExpressionError(f"{len(key)} indices into a {x.dim()}-d value of shape {tuple(x.shape)}")
         try:
-            return x[key]
+            out = x[key]
         except IndexError as exc:
             raise ExpressionError(f"index out of range on a value of shape {tuple(x.shape)}: {exc}") from None
+        if out.numel() == 0:
+            raise ExpressionError(f"the slice selects nothing from shape {tuple(x.shape)}: an empty value would make "
+                                  "any claim about it vacuous", "give each slice start < stop")
+        return out
     if isinstance(tree, Call):
         return _call(tree.name, [a if isinstance(a, int) else evaluate(model, a) for a in tree.args])
     args = [evaluate(model, a) for a in tree.args]
+    if any(a.numel() == 0 for a in args):
+        raise ExpressionError("a slice selects nothing: a value of no entries would make any claim about it vacuous")
     if tree.op == "neg":
         return -args[0]
-    if tree.op == "T":
-        return args[0].T
+    if tree.op == "T":  # a vector's transpose is itself (torch deprecates .T below 2-d)
+        return args[0].T if args[0].dim() == 2 else args[0]
     a, b = args
     try:
         return a @ b if tree.op == "@" else (a + b if tree.op == "+" else a - b)
@@ -291,12 +323,17 @@ def singular_value_statistic(matrix, top: int, take: str) -> float:
     if matrix.dim() != 2:
         raise ExpressionError(f"singular values need a matrix, got shape {tuple(matrix.shape)}")
     s = torch.linalg.svdvals(matrix)
+    if not bool(s.any()):
+        raise ExpressionError(f"the matrix of shape {tuple(matrix.shape)} is zero: it has no singular values to compare")
     if top > len(s) - (take == "ratio"):
         raise ExpressionError(f"the matrix has {len(s)} singular values; `top: {top}` with `{take}` needs "
                               f"{top + (take == 'ratio')}")
     if take == "value":
         return float(s[top - 1])
     if take == "ratio":
+        if s[top] == 0:
+            raise ExpressionError(f"singular value {top + 1} is 0: the ratio s{top}/s{top + 1} is infinite",
+                                  "compare with `take: value` or `take: share`")
         return float(s[top - 1] / s[top])
     return float((s[:top] ** 2).sum() / (s ** 2).sum())
 
@@ -307,6 +344,9 @@ def cosine(a, b) -> float:
     if a.dim() != 1 or b.dim() != 1 or a.shape != b.shape:
         raise ExpressionError(f"cosine compares two vectors of one length, got shapes {tuple(a.shape)} and "
                               f"{tuple(b.shape)}", "index a row `[3]` or a column `[:, 3]`")
+    if not bool(a.any()) or not bool(b.any()):
+        raise ExpressionError("cosine of a zero vector has no direction to compare (torch would report 0)",
+                              "check the expression: `W_U[:, 3] - W_U[:, 3]` is zero by construction")
     return float(torch.nn.functional.cosine_similarity(a, b, dim=0))
 
 
@@ -336,10 +376,12 @@ AXES = {"W_E": ("d_vocab", None), "W_pos": ("n_ctx", None), "W_U": (None, "d_voc
         "W_in": (None, "d_mlp"), "W_out": ("d_mlp", None), "b_in": ("d_mlp",)}
 
 
-def references(text: str, loc: tuple):
-    """(loc, value, what) for the heads and layers a weight expression names, and the indices it
-    takes into vocabulary, position and neuron axes ((size name, index, weight)), checked at collection."""
+def references(text: str, loc: tuple, dims: int | None = None):
+    """(loc, value, what) for the heads and layers a weight expression names, the indices it
+    takes into vocabulary, position and neuron axes ((size name, index, weight)), and the expression
+    itself with the number of axes its measure needs (`shape_of`), checked at collection."""
     tree = parse(text)
+    yield loc, (tree, dims), "expression"
     for w in heads_and_layers(tree):
         if len(w.select) == 2:
             yield loc, f"L{w.select[0]}H{w.select[1]}", "head"
@@ -349,6 +391,108 @@ def references(text: str, loc: tuple):
         size = AXES.get(weight.name, ())[axis:axis + 1]
         if size and size[0]:
             yield loc, (size[0], index, weight.name), "index"
+
+
+# Each weight's axes, by the config sizes that give their lengths (TransformerLens's shapes).
+SHAPES = {"W_E": ("d_vocab", "d_model"), "W_pos": ("n_ctx", "d_model"), "W_U": ("d_model", "d_vocab_out"),
+          "b_U": ("d_vocab_out",), "W_Q": ("d_model", "d_head"), "W_K": ("d_model", "d_head"),
+          "W_V": ("d_model", "d_head"), "W_O": ("d_head", "d_model"), "b_Q": ("d_head",), "b_K": ("d_head",),
+          "b_V": ("d_head",), "OV": ("d_model", "d_model"), "QK": ("d_model", "d_model"), "b_O": ("d_model",),
+          "W_in": ("d_model", "d_mlp"), "W_out": ("d_mlp", "d_model"), "b_in": ("d_mlp",), "b_out": ("d_model",),
+          **{name: ("d_model",) for name in LN_KEYS}}
+
+
+def shape_of(tree, sizes: dict, dims: int | None = None) -> tuple:
+    """The expression's shape from the config's sizes (None for an axis whose size the config does
+    not give), checked as evaluation would check it: an ExpressionError for too many indices, an
+    index out of range, a slice that selects nothing, shapes that `@`, `+` or `-` cannot join, a
+    difference of a value with itself (zero by construction), or other than `dims` axes."""
+    shape = _shape(tree, sizes)
+    if dims is not None and len(shape) != dims:
+        raise ExpressionError(f"this measure needs {('a vector', 'a matrix')[dims - 1]}, and the expression has "
+                              f"shape {_text(shape)}", "index a row `[3]` or a column `[:, 3]`" if dims == 1 else HINT)
+    return shape
+
+
+def _text(shape) -> str:
+    return "(" + ", ".join("?" if n is None else str(n) for n in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _shape(tree, sizes) -> tuple:
+    if isinstance(tree, Weight):
+        return tuple(sizes.get(axis) for axis in SHAPES[tree.name])
+    if isinstance(tree, Index):
+        return _indexed(_shape(tree.of, sizes), tree.index)
+    if isinstance(tree, Call):
+        return _called(tree.name, [a if isinstance(a, int) else _shape(a, sizes) for a in tree.args])
+    shapes = [_shape(a, sizes) for a in tree.args]
+    if tree.op == "neg":
+        return shapes[0]
+    if tree.op == "T":
+        return shapes[0][::-1]
+    a, b = shapes
+    if tree.op == "@":
+        return _matmul(a, b)
+    if tree.args[0] == tree.args[1]:
+        raise ExpressionError("a value minus itself is zero by construction: no measure of it says anything")
+    return _broadcast(a, b, tree.op)
+
+
+def _indexed(shape: tuple, index: tuple) -> tuple:
+    if len(index) > len(shape):
+        raise ExpressionError(f"{len(index)} indices into a value of shape {_text(shape)}", HINT)
+    out = []
+    for n, part in zip(shape, index):
+        if isinstance(part, int):
+            if n is not None and not -n <= part < n:
+                raise ExpressionError(f"index {part} is out of range for an axis of {n}", f"indices run 0..{n - 1}")
+            continue
+        start, stop = part
+        length = len(range(n)[slice(start, stop)]) if n is not None else None
+        if length == 0 or (length is None and start is not None and stop is not None and 0 <= stop <= start):
+            raise ExpressionError(f"the slice [{'' if start is None else start}:{'' if stop is None else stop}] "
+                                  "selects nothing: an empty value would make any claim about it vacuous",
+                                  "give each slice start < stop")
+        out.append(length)
+    return tuple(out) + shape[len(index):]
+
+
+def _called(name: str, args: list) -> tuple:
+    """The shape of `sq`, `abs`, `cos(X, v)` and the reductions (`_call`), checked as `_call` checks it."""
+    x = args[0]
+    if name in ("sq", "abs"):
+        return x
+    if name == "cos":
+        v = args[1]
+        if len(v) != 1 or not x or None not in (x[0], v[0]) and x[0] != v[0]:
+            raise ExpressionError(f"cos(X, v) compares each column of X {_text(x)} with a vector of its length, got "
+                                  f"{_text(v)}", "e.g. cos(W_in[0], W_U[:, 3])")
+        return x[1:]
+    axis = args[1] if len(args) == 2 else None
+    if axis is None:
+        return ()
+    if not -len(x) <= axis < len(x):
+        raise ExpressionError(f"{name}(X, {axis}): X has shape {_text(x)}, with axes 0..{len(x) - 1}")
+    return x[:axis % len(x)] + x[axis % len(x) + 1:]
+
+
+def _matmul(a: tuple, b: tuple) -> tuple:
+    if not a or not b or len(a) > 2 or len(b) > 2:
+        raise ExpressionError(f"`@` joins vectors and matrices, not shapes {_text(a)} and {_text(b)}", HINT)
+    inner_a, inner_b = a[-1], b[0]
+    if None not in (inner_a, inner_b) and inner_a != inner_b:
+        raise ExpressionError(f"shapes {_text(a)} and {_text(b)} do not fit `@`: {inner_a} ≠ {inner_b}", HINT)
+    return a[:-1] + b[1:]
+
+
+def _broadcast(a: tuple, b: tuple, op: str) -> tuple:
+    out = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        x, y = (a[-i] if i <= len(a) else 1), (b[-i] if i <= len(b) else 1)
+        if None not in (x, y) and x != y and 1 not in (x, y):
+            raise ExpressionError(f"shapes {_text(a)} and {_text(b)} do not fit `{op}`", HINT)
+        out.append(x if y in (1, None) and x is not None else y)
+    return tuple(reversed(out))
 
 
 def indices(tree):

@@ -59,6 +59,7 @@ def read(path: Path, n: int | None, padding: str = "right", pad_token: int = 0, 
     _same_keys(path, rows, "positions")
     _same_keys(path, rows, "fields")
     _same_keys(path, rows, "targets", lambda r: {"targets"} if r["targets"] else set())
+    _same_types(path, rows)
     return _pad(path, rows, padding, pad_token)
 
 
@@ -73,20 +74,40 @@ def _lines(path: Path) -> list[tuple[int, str]]:
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
         raise _error(path, line, "", f"not UTF-8 text (byte {data[exc.start]:#04x})", "save the file as UTF-8") from None
-    return [(i, t) for i, t in enumerate(text.splitlines(), 1) if t.strip()]
+    # Rows end at newlines only: str.splitlines would also split at U+2028 and other separators
+    # that JSON allows inside a string, and cut such a row in two.
+    return [(i, t.removesuffix("\r")) for i, t in enumerate(text.split("\n"), 1) if t.strip()]
 
 
 def _error(path, line, field, message, hint=HINT):
     return row_error(path, line, field, message, hint)
 
 
+MAX_ROW_CHARS = 1_000_000  # a row is a prompt, its positions, targets and fields
+MAX_ROW_DEPTH = 20  # a row is an object of lists and objects a few levels deep
+SEPARATORS = re.compile("[\u2028\u2029\x85\x0b\x0c\x1c-\x1e]")  # line breaks to some readers, not to JSONL
+
+
 def _row(path: Path, line: int, text: str, read_at, tokenizer) -> dict:
+    if len(text) > MAX_ROW_CHARS:
+        raise _error(path, line, "", f"the row is {len(text):,} characters long, more than {MAX_ROW_CHARS:,}",
+                     "a row is one prompt; split long data into fields of several rows")
+    raw = SEPARATORS.search(text)
+    if raw:
+        raise _error(path, line, "", f"the row holds a raw U+{ord(raw[0]):04X} at column {raw.start() + 1}, which some "
+                     "tools read as a line break (their row numbers then disagree with these)",
+                     f"write it escaped inside a string (\\u{ord(raw[0]):04x}) or remove it")
+    if _depth(text) > MAX_ROW_DEPTH:
+        raise _error(path, line, "", f"the row nests lists and objects more than {MAX_ROW_DEPTH} deep",
+                     "each line is one JSON object: {\"tokens\": [...], \"answer\": 7}")
     try:
-        row = json.loads(text)
+        row = json.loads(text, parse_constant=_not_a_number(path, line))
     except json.JSONDecodeError as exc:
         hint = "remove the comma before the closing bracket (JSON allows no trailing commas)" \
             if re.search(r",\s*[}\]]", text) else "each line is one JSON object: {\"tokens\": [...], \"answer\": 7}"
         raise _error(path, line, "", f"not valid JSON: {exc.msg} (column {exc.colno})", hint) from None
+    except ValueError as exc:  # an integer of thousands of digits (Python's int limit)
+        raise _error(path, line, "", f"cannot read the row: {str(exc)[:120]}", "no token id or field is that large") from None
     if not isinstance(row, dict):
         raise _error(path, line, "", f"a row is a JSON object {{\"tokens\": [...], ...}}, not {_kind(row)}")
     _known(path, line, "", row, ROW_KEYS)
@@ -106,6 +127,42 @@ def _row(path: Path, line: int, text: str, read_at, tokenizer) -> dict:
     fields = _names(path, line, "fields", row.get("fields", {}), lambda f, v: _scalar(path, line, f, v))
     return {"line": line, "tokens": tokens, "positions": positions, "fields": fields, "text": "text" in row,
             "targets": _targets(path, line, row, read_at, positions, len(tokens), token)}
+
+
+def _depth(text: str) -> int:
+    """How deep brackets nest outside strings, counted without parsing (the parser recurses)."""
+    depth = deepest = 0
+    for m in re.finditer(r'"(?:[^"\\]|\\.)*"|[\[{]|[\]}]', text):
+        ch = m[0][0]
+        if ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _not_a_number(path, line):
+    def refuse(name):
+        raise _error(path, line, "", f"{name} is not a value a row holds: a comparison with it in `where:` is "
+                     "never true, and no statistic can use it", "leave the field out of this row's file, or write a number")
+    return refuse
+
+
+def _same_types(path, rows) -> None:
+    """Each field holds one kind of value in every row: a field that is a number in one row and text
+    in another compares as the one kind in `where:` and never matches the other."""
+    first = rows[0]
+    for r in rows[1:]:
+        for name, v in r["fields"].items():
+            a, b = _value_kind(first["fields"][name]), _value_kind(v)
+            if a != b:
+                raise _error(path, r["line"], f"fields.{name}", f"this row's {name} is {b}, and line "
+                             f"{first['line']}'s is {a}", f"every row's {name} must be {a}")
+
+
+def _value_kind(v) -> str:
+    return "a boolean" if isinstance(v, bool) else "text" if isinstance(v, str) else "a number"
 
 
 def _text_row(path, line, row, tokenizer):
@@ -182,6 +239,9 @@ def _targets(path, line, row, read_at, positions, length, token) -> list[tuple[i
             raise _error(path, line, f, "missing required key 'token'")
         tok = token(_join(f, "token" if base else "answer"), t["token"])
         cf = token(_join(f, "counterfactual"), t["counterfactual"]) if "counterfactual" in t else -1
+        if cf == tok:
+            raise _error(path, line, _join(f, "counterfactual"), f"the counterfactual is the answer ({tok}): the "
+                         "logit difference is 0 by construction", "give the token the answer is told apart from")
         at = _resolve(path, line, _join(f, "at"), t.get("at", read_at), positions, length)
         out.append((at, tok, cf))
     return out

@@ -30,6 +30,11 @@ OPS = {"==": operator.eq, "!=": operator.ne, "<=": operator.le, ">=": operator.g
 BUILTIN = ("target", "counterfactual", "length")
 KEYWORDS = ("and", "or", "not", "in", "true", "false")
 HINT = "see `where` in docs/reference.md: e.g. \"category == 'neg_only' and tok[S] != tok[IO]\""
+# Bounds that keep parsing and evaluation far from Python's recursion limit and from numbers no
+# prompt holds (each nesting level is a few frames; each `and`/`or` one level of evaluation).
+MAX_CHARS = 2000
+MAX_DEPTH = 50
+MAX_DIGITS = 30
 
 _TOKEN = re.compile(r"""\s*(?:
     (?P<index>(?:tok|pos)\[[^\]]*\])
@@ -51,11 +56,16 @@ class WhereError(P.PromptError):
 def tokenize(text: str) -> list[tuple[str, str]]:
     out, i = [], 0
     text = text.rstrip()
+    if len(text) > MAX_CHARS:
+        raise WhereError(f"`where` is {len(text):,} characters long, more than {MAX_CHARS:,}",
+                         "split the condition over several claims, or add a JSONL field that says it")
     while i < len(text):
         m = _TOKEN.match(text, i)
         if not m or m.end() == i:
             raise WhereError(f"cannot read `where` at {text[i:].strip()[:20]!r}", HINT)
         kind = m.lastgroup
+        if kind in ("number", "range") and max(map(len, re.findall(r"\d+", m[kind]))) > MAX_DIGITS:
+            raise WhereError(f"a number in `where` has more than {MAX_DIGITS} digits", "no token or field is that large")
         out.append((kind, m[kind].strip()))
         i = m.end()
     return out
@@ -63,7 +73,7 @@ def tokenize(text: str) -> list[tuple[str, str]]:
 
 class Parser:
     def __init__(self, text: str):
-        self.text, self.toks, self.i = text, tokenize(text), 0
+        self.text, self.toks, self.i, self.depth = text, tokenize(text), 0, 0
 
     def parse(self):
         if not self.toks:
@@ -102,14 +112,18 @@ class Parser:
         return node
 
     def unary(self):
-        if self.peek("not"):
-            self.take()
-            return ("not", self.unary())
-        if self.peek("("):
-            self.take()
-            node = self.expr()
-            self.take(")")
-            return node
+        if self.peek("not") or self.peek("("):
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise WhereError(f"`where` nests `not` and parentheses more than {MAX_DEPTH} deep", HINT)
+            try:
+                if self.take()[1] == "not":
+                    return ("not", self.unary())
+                node = self.expr()
+                self.take(")")
+                return node
+            finally:
+                self.depth -= 1
         return self.compare()
 
     def compare(self):

@@ -25,6 +25,7 @@ compares two saved reports with the same `compare`.
 from __future__ import annotations
 
 import json
+import math
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +98,7 @@ class Comparison:
     tolerance: str = "drift: a paired test of no change"
     roles: dict = field(default_factory=dict)  # role -> (baseline head, this run's head), where they differ
     weights_changed: bool | None = None
+    models: tuple = ("", "")  # the models that ran (`circuitcheck diff`)
 
     @property
     def flip(self) -> str | None:
@@ -158,12 +160,18 @@ def compare(now: dict, base: dict, base_sha: str | None = None, now_sha: str | N
     for label in list(now_cases) + [x for x in base_cases if x not in now_cases]:
         b, n = base_cases.get(label), now_cases.get(label)
         drifted, test = D.drifts(b, n, a, tol) if b and n else (False, "")
+        if b and n and _nan(b, n):  # NaN compares false with everything, which would read as no drift
+            drifted, test = True, "a NaN value or interval end"
         cmp.cases.append(CaseChange(label, b, n, drifted, test))
     roles_b, roles_n = base.get("roles") or {}, now.get("roles") or {}
     cmp.roles = {r: (roles_b[r], roles_n[r]) for r in roles_n if r in roles_b and roles_b[r] != roles_n[r]}
     if base_sha and now_sha:
         cmp.weights_changed = base_sha != now_sha
     return cmp
+
+
+def _nan(base: dict, now: dict) -> bool:
+    return any(isinstance(x, float) and math.isnan(x) for c in (base, now) for x in (c.get("value"), c.get("low"), c.get("high")))
 
 
 def _num(x: float) -> str:

@@ -66,19 +66,41 @@ def write(path, records: list[dict], unused=None, missing=None) -> Path:
                                          allow_nan=False) + "\n")
 
 
+MAX_BYTES = 500_000_000  # a report of 100,000 claims is far smaller
+
+
 def read(path) -> dict:
+    """A report, checked against the report schema: `diff` compares only what it can read right."""
     p = Path(path)
     try:
-        data = json.loads(p.read_text())
+        if p.exists() and not p.is_file():
+            raise ReportError(f"{p}: is a directory or device, not a JSON report")
+        if p.stat().st_size > MAX_BYTES:
+            raise ReportError(f"{p}: is {p.stat().st_size:,} bytes, more than a report has")
+        data = json.loads(p.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise ReportError(f"{p}: no such file") from None
-    except IsADirectoryError:
-        raise ReportError(f"{p}: is a directory, not a JSON report") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ReportError(f"{p}: not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, nested too deep
+        raise ReportError(f"{p}: not valid JSON ({str(exc)[:200]})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ReportError(f"{p}: not a {FORMAT} report (write one with --cc-json)")
+    problem = schema_problem(data)
+    if problem:
+        raise ReportError(f"{p}: not a valid {FORMAT} report: {problem}")
     return data
+
+
+def schema_problem(data) -> str | None:
+    """Where a report breaks report.schema.json (`claims` not a list, text where a number
+    belongs), or None. A NaN value passes (JSON Schema counts it a number): `diff` reads it as a change."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text()))
+    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
+    if error is not None:
+        at = "/".join(map(str, error.absolute_path)) or "the top level"
+        return f"at {at}: {error.message[:200]}"
+    return None
 
 
 class ReportError(ValueError):
@@ -86,32 +108,51 @@ class ReportError(ValueError):
 
 
 def key(rec: dict) -> tuple:
-    return Path(rec["file"]).name, rec["id"], rec.get("checkpoint", "")
+    """A claim's identity in a report: its file (folder and name, as the run wrote it), id and checkpoint."""
+    return rec["file"], rec["id"], rec.get("checkpoint", "")
+
+
+def _by_key(report: dict, which: str) -> dict:
+    out = {}
+    for r in report["claims"]:
+        if key(r) in out:  # one record would hide the other's verdict
+            raise ReportError(f"report {which} holds claim {_name(key(r))} twice")
+        out[key(r)] = r
+    return out
 
 
 def diff(a: dict, b: dict) -> tuple[list[tuple], list[tuple], list[tuple]]:
-    """(key, Comparison) for claims in both reports, keys only in A, keys only in B."""
-    ra = {key(r): r for r in a["claims"]}
-    rb = {key(r): r for r in b["claims"]}
+    """(key, Comparison) for claims in both reports, keys only in A, keys only in B. Claims are
+    matched by file path, id and checkpoint; cases by label (baseline.compare)."""
+    ra, rb = _by_key(a, "A"), _by_key(b, "B")
     level = baseline.DRIFT_ALPHA / max(1, sum(len(ra[k]["cases"]) for k in rb if k in ra))  # Bonferroni
     both = [(k, baseline.compare(rb[k], ra[k], ra[k]["fingerprint"].get("weights_sha256"),
                                  rb[k]["fingerprint"].get("weights_sha256"), level)) for k in rb if k in ra]
+    for k, cmp in both:
+        cmp.models = (ra[k]["model"], rb[k]["model"])
     return both, [k for k in ra if k not in rb], [k for k in rb if k not in ra]
+
+
+def _name(k: tuple) -> str:
+    file, cid, ck = k
+    return f"{file}::{cid}" + (f"[{ck}]" if ck else "")
 
 
 def diff_lines(a: dict, b: dict) -> tuple[list[str], bool, bool]:
     """The text of `circuitcheck diff`, whether a verdict flipped, whether anything drifted."""
     both, only_a, only_b = diff(a, b)
     rows = [("claim", "A", "B", "change")]
-    for (name, cid, ck), cmp in both:
-        rows.append((f"{name}::{cid}" + (f"[{ck}]" if ck else ""), cmp.base_verdict, cmp.verdict, cmp.cell()))
+    for k, cmp in both:
+        rows.append((_name(k), cmp.base_verdict, cmp.verdict, cmp.cell()))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     out = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    for (name, cid, ck), cmp in both:
+    for k, cmp in both:
         if cmp.changed:
-            out += [f"{name}::{cid}" + (f"[{ck}]" if ck else "")] + cmp.lines()
-    out += [f"only in A: {n}::{c}" + (f"[{k}]" if k else "") for n, c, k in only_a]
-    out += [f"only in B: {n}::{c}" + (f"[{k}]" if k else "") for n, c, k in only_b]
+            out += [_name(k)] + cmp.lines()
+        if cmp.models[0] != cmp.models[1]:
+            out.append(f"  model: {cmp.models[0]} in A, {cmp.models[1]} in B")
+    out += [f"only in A: {_name(k)}" for k in only_a]
+    out += [f"only in B: {_name(k)}" for k in only_b]
     flips = sum(bool(cmp.flip or any(c.flip for c in cmp.cases)) for _, cmp in both)
     drifts = sum(cmp.drift for _, cmp in both)
     out.append(f"{len(both)} claims compared: {flips} with verdict flips, {drifts} drifted, "

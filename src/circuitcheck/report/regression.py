@@ -203,9 +203,9 @@ class Run:
             return f"circuitcheck: did not write the {what} to {path}: {self.refused[str(path)]}"
         try:
             return f"circuitcheck: wrote {write(path, *args)}"
-        except OSError as exc:  # a folder, a read-only place: say so, no traceback
+        except (OSError, ValueError) as exc:  # a folder, a full disk; a value JSON cannot hold: said, no traceback
             self.write_failed = True
-            return f"circuitcheck: could not write the {what} to {path}: {exc.strerror or exc}"
+            return f"circuitcheck: could not write the {what} to {path}: {getattr(exc, 'strerror', None) or exc}"
 
     def _unused(self, records) -> tuple[list[dict], list[dict]]:
         unused, missing = [], []
