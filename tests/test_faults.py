@@ -417,3 +417,84 @@ def test_diff_validates_both_reports_against_the_schema(tmp_path, change, where)
         res = diff(*args)
         assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
         assert f"{bad}: not a valid circuitcheck-report/1 report: {where}" in res.stderr, res.stderr
+
+
+# ---------------------------------------------------------------- checkpoints
+def test_a_bad_checkpoint_is_that_checkpoints_error_and_the_others_run(pytester, hyp, tiny_dir, tmp_path):
+    from conftest import TINY, save_model
+
+    from circuitcheck.files.loader import load
+
+    path = hyp(CLAIMS, prompts=PROMPTS)
+    ckpts = tmp_path / "ckpts"
+    for name in ("step-1", "step-2", "step-3", "step-[5]"):
+        shutil.copytree(tiny_dir, ckpts / name)
+    weights = ckpts / "step-2" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # cut short
+    cfg = json.loads((ckpts / "step-3" / "config.json").read_text())
+    (ckpts / "step-3" / "config.json").write_text(json.dumps({**cfg, "d_model": 64}))  # not its weights' config
+    save_model(ckpts / "step-4", dict(TINY, d_vocab=80))  # the same heads, another vocabulary
+    res = run(pytester, path, f"--cc-model={load(path).model_source.ref}={ckpts}/step-*")
+    out = res.stdout.str()
+    res.assert_outcomes(passed=4, failed=6)  # step-1 and step-[5] run; 2, 3 and 4 are their claims' errors
+    assert "PASS     t.hyp.yaml::prev-head[step-[5]]" in out
+    assert "checkpoint step-2: weights model.safetensors are cut short: the tensors need 55,296 bytes" in out
+    assert "checkpoint step-3: the config says d_model 64, but the weights have 32" in out
+    assert "checkpoint step-4: its d_vocab is 80, the file's model's is 64" in out
+    assert "internal error" not in out
+
+
+def test_a_folder_name_with_brackets_is_that_folder(tiny_dir, tmp_path):
+    from circuitcheck.models import override
+
+    shutil.copytree(tiny_dir, tmp_path / "run[1]")
+    shutil.copytree(tiny_dir, tmp_path / "run1")  # what `run[1]` matches as a glob
+    o = override.parse(f"zoo:x={tmp_path / 'run[1]'}")
+    assert o.checkpoints[0].source.ref == str(tmp_path / "run[1]" / "config.json")
+
+
+def test_a_glob_matching_thousands_of_folders_is_refused_with_the_limit(tmp_path):
+    from circuitcheck.models import override
+
+    for i in range(override.MAX_CHECKPOINTS + 1):
+        (tmp_path / f"step-{i}").mkdir()
+    with pytest.raises(override.OverrideError, match=f"matches more than {override.MAX_CHECKPOINTS}"):
+        override.parse(f"zoo:x={tmp_path}/step-*")
+
+
+def test_checkpoint_weights_through_a_symlink_out_of_the_folder_are_refused(hyp, tiny_dir, tmp_path):
+    from circuitcheck.files.loader import HypothesisError, load
+
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    shutil.copytree(tiny_dir, outside)
+    ck = tmp_path / "ckpts" / "hf-step"
+    ck.mkdir(parents=True)
+    (ck / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_layer": 2, "n_head": 4}))
+    (ck / "model.safetensors").symlink_to(outside / "model.safetensors")
+    path = hyp(CLAIMS, prompts=PROMPTS, extra="checkpoints: [ckpts/hf-step]\n")
+    with pytest.raises(HypothesisError) as err:
+        load(path)
+    assert "checkpoints" in err.value.field and "model.safetensors" in str(err.value), str(err.value)
+
+
+# ---------------------------------------------------------------- a pytest-xdist worker that dies
+def test_a_dead_workers_claim_is_an_error_record_beside_the_others(tmp_path):
+    """pytest-xdist reports a claim whose worker died with `when == "???"` and no record: it becomes
+    an error record (once, though xdist retries it on each replacement worker), and the records
+    other workers sent stand. A real worker crash takes minutes here (xdist restarts 8 workers)."""
+    from types import SimpleNamespace
+
+    from circuitcheck import plugin
+    from circuitcheck.report import json_report
+
+    plugin.RECORDS.clear()
+    plugin.RECORDS.append(_record("good.hyp.yaml"))
+    crash = SimpleNamespace(nodeid="sub/dead.hyp.yaml::kills-its-worker[step-2]@model_x", when="???",
+                            user_properties=[], longrepr="worker 'gw0' crashed while running 'sub/dead.hyp.yaml::...'")
+    for _ in range(3):
+        plugin.pytest_runtest_logreport(crash)
+    records, _ = list(plugin.RECORDS), plugin.RECORDS.clear()
+    assert [(r["file"], r["id"], r["checkpoint"], r["verdict"]) for r in records] == [
+        ("good.hyp.yaml", "c", "", "pass"), ("sub/dead.hyp.yaml", "kills-its-worker", "step-2", "error")]
+    assert "worker running this claim died: worker 'gw0' crashed" in records[1]["error"]
+    assert json_report.schema_problem(json_report.document(records)) is None

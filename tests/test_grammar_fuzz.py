@@ -57,8 +57,9 @@ def _where_escapes(text: str, ps) -> None:
 
 
 @FUZZ
-@given(text=st.one_of(pieces(WHERE_TOKENS), nested("depth == 1", "(", ")"), nested("depth == 1", "not "),
-                      st.integers(0, 3000).map(lambda k: " or ".join(["depth == 1"] * k))))
+@given(text=st.deferred(lambda: st.one_of(  # deferred: strategies built at import time warn
+    pieces(WHERE_TOKENS), nested("depth == 1", "(", ")"), nested("depth == 1", "not "),
+    st.integers(0, 3000).map(lambda k: " or ".join(["depth == 1"] * k)))))
 def test_where_conditions_raise_only_where_errors(rows, text):
     _where_escapes(text, rows)
 
@@ -90,9 +91,9 @@ def _weights_escape(text: str) -> None:
 
 
 @FUZZ
-@given(text=st.one_of(pieces(WEIGHT_TOKENS), nested("W_E", "(", ")"), nested("W_E", "-"),
-                      st.integers(0, 3000).map(lambda k: "W_E" + ".T" * k),
-                      st.integers(0, 3000).map(lambda k: "W_E" + "[:]" * k)))
+@given(text=st.deferred(lambda: st.one_of(
+    pieces(WEIGHT_TOKENS), nested("W_E", "(", ")"), nested("W_E", "-"), st.integers(0, 3000).map(lambda k: "W_E" + ".T" * k),
+    st.integers(0, 3000).map(lambda k: "W_E" + "[:]" * k))))
 def test_weight_expressions_raise_only_expression_errors(text):
     _weights_escape(text)
 
@@ -148,8 +149,9 @@ def _row_escapes(text: str, path) -> None:
 
 
 @FUZZ
-@given(text=st.one_of(pieces(ROW_TOKENS, 1), nested('{"tokens": [1, 2]}', '{"fields": {"a": [', "]}}"),
-                      nested("1", "[", "]").map(lambda t: '{"tokens": ' + t + "}")))
+@given(text=st.deferred(lambda: st.one_of(
+    pieces(ROW_TOKENS, 1), nested('{"tokens": [1, 2]}', '{"fields": {"a": [', "]}}"),
+    nested("1", "[", "]").map(lambda t: '{"tokens": ' + t + "}"))))
 def test_jsonl_rows_raise_only_row_errors(tmp_path_factory, text):
     _row_escapes(text, tmp_path_factory.getbasetemp() / "rows.jsonl")
 

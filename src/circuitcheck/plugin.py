@@ -302,6 +302,13 @@ def pytest_runtest_logreport(report):
         CLAIMS.append(props)
         if getattr(report, "cc_record", None) is not None:
             RECORDS.append(report.cc_record)
+    elif report.when == "???" and ".hyp.yaml::" in report.nodeid:  # pytest-xdist: the worker running it died
+        from .report.json_report import died
+
+        record = died(report.nodeid, str(report.longrepr).strip().splitlines()[0])
+        if not any(r["file"] == record["file"] and r["id"] == record["id"] and r["checkpoint"] == record["checkpoint"]
+                   for r in RECORDS):  # xdist retries it on each replacement worker: one record
+            RECORDS.append(record)
 
 
 HYPOTHESIS_PLUGIN = "hypothesispytest"  # the Hypothesis library's pytest plugin, by its entry point

@@ -193,7 +193,8 @@ class Session:
     def result(self, path: Path, claim_id: str) -> Result:
         if path not in self.results:
             paths = list(self.files) if self.options.family == "run" else [path]
-            failed = self._bind_roles(paths)
+            failed = {p: self.files[p].checkpoint_problem for p in paths if self.files[p].checkpoint_problem}
+            failed.update(self._bind_roles([p for p in paths if p not in failed]))
             ok = [p for p in paths if p not in failed]
             with self.judge.remembering():
                 self.results.update(self.judge.judged({p: self.files[p] for p in ok}) if ok else {})

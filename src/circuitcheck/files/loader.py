@@ -97,6 +97,7 @@ class LoadedFile:
     store: Any = None  # cache.ValueCache: built prompt sets read back on a rerun (None: always built)
     circuits: dict = field(default_factory=dict)  # the file's named circuits: name -> circuits.Circuit
     checkpoint: str = ""  # the checkpoint this copy of the file runs on (override.apply), "" for its own model
+    checkpoint_problem: str = ""  # why that checkpoint cannot run the claims (each claim's error), "" if none
 
 
 MAX_FILE_BYTES = 5_000_000  # a hypothesis file is a page of claims; 5 MB is thousands of them
@@ -686,7 +687,7 @@ def _checkpoints(path: Path, tree, spec, dims) -> tuple:
             raise HypothesisError(path, locate(tree, loc), _field(loc), str(exc).removeprefix("--cc-model: "),
                                   "a checkpoint is a folder with config.json and model.safetensors (as `circuitcheck "
                                   "zoo train --save-every` writes), or a weights file with config.json beside it") from None
-        for f in (source.ref, source.weights) if source.kind == "native" else (str(Path(source.ref) / "config.json"),):
+        for f in (source.ref, source.weights) if source.kind == "native" else _files_in(Path(source.ref)):
             _data_file(path, tree, loc, f, "checkpoint file")  # a symlink inside must not lead out either
         if None not in dims and None not in ck_dims and tuple(ck_dims) != tuple(dims):
             raise HypothesisError(path, locate(tree, loc), _field(loc),
@@ -694,6 +695,11 @@ def _checkpoints(path: Path, tree, spec, dims) -> tuple:
                                   f"model has {dims[0]} of {dims[1]}", "checkpoints are of the file's model")
         out.append(override.Checkpoint(name, source, ck_dims))
     return tuple(out)
+
+
+def _files_in(folder: Path) -> list[str]:
+    """Every file of a Hugging Face checkpoint folder (its weights too, which a symlink may lead elsewhere)."""
+    return sorted(str(p) for p in folder.iterdir() if p.is_file() or p.is_symlink())
 
 
 def _checkpoint_names(path: Path, tree, found) -> list[str]:
@@ -712,18 +718,14 @@ def _checkpoint_names(path: Path, tree, found) -> list[str]:
 
 def _checkpoint_paths(path: Path, tree, loc, text: str) -> list[Path]:
     """The folders or files one `checkpoints:` entry names (a glob: every match), inside the file's tree."""
-    import glob
-
-    from ..models.override import natural
+    from ..models.override import matches
 
     base = path.resolve().parent
-    if any(ch in text for ch in "*?["):
-        hits = sorted(glob.glob(str(base / text)), key=natural)
-        if not hits:
-            raise HypothesisError(path, locate(tree, loc), _field(loc), f"the pattern {text!r} matches no checkpoint "
-                                  f"(looked in {base})", "paths are relative to the hypothesis file")
-    else:
-        hits = [text]
+    try:
+        hits = [text] if (base / text).exists() else matches(str(base / text))  # `step[1]/` is a folder
+    except ValueError as exc:  # no match, or too many (a glob that matches thousands of folders)
+        raise HypothesisError(path, locate(tree, loc), _field(loc), f"{exc} (looked in {base})",
+                              "paths are relative to the hypothesis file") from None
     try:
         return [paths.inside(path, h, "checkpoint") for h in hits]
     except paths.PathRefused as exc:

@@ -217,14 +217,20 @@ class _Parser:
         return node
 
     def index_part(self):
-        start = int(self.take()) if self.peek() not in (":", ",", "]") else None
+        start = self.number() if self.peek() not in (":", ",", "]") else None
         if self.peek() != ":":
             if start is None:
                 raise ExpressionError(f"empty index in weight expression {self.text!r}", HINT)
             return start
         self.take(":")
-        stop = int(self.take()) if self.peek() not in (",", "]") else None
+        stop = self.number() if self.peek() not in (",", "]") else None
         return (start, stop)
+
+    def number(self) -> int:
+        tok = self.take()
+        if not re.fullmatch(r"-?\d+", tok):
+            raise ExpressionError(f"an index is a whole number, not {tok!r}, in weight expression {self.text!r}", HINT)
+        return int(tok)
 
 
 def heads_and_layers(tree):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from pathlib import Path
 from .. import models
 
 WEIGHT_NAMES = ("model.safetensors", "model.pt", "model.pth")
+MAX_CHECKPOINTS = 500  # a series runs every claim on each: a glob that matches more is a mistake, not a series
 
 
 class OverrideError(ValueError):
@@ -68,14 +70,22 @@ def _expand(value: str) -> list[str]:
     parts = [p.strip() for p in value.split(",") if p.strip()]
     out = []
     for p in parts:
-        if any(ch in p for ch in "*?["):
-            hits = sorted(glob.glob(p), key=natural)
-            if not hits:
-                raise OverrideError(f"--cc-model: the pattern {p!r} matches no file or directory")
-            out += hits
-        else:
-            out.append(p)
+        out += matches(p, OverrideError, "--cc-model: ")
     return out
+
+
+def matches(pattern: str, error=ValueError, prefix: str = "") -> list[str]:
+    """What one path or glob names, in natural order. A path that exists is itself, brackets and all
+    (`ckpt[1]` is a folder, not a pattern); a glob stops at MAX_CHECKPOINTS matches, with an error."""
+    if not any(ch in pattern for ch in "*?[") or Path(pattern).exists():
+        return [pattern]
+    hits = list(itertools.islice(glob.iglob(pattern), MAX_CHECKPOINTS + 1))
+    if not hits:
+        raise error(f"{prefix}the pattern {pattern!r} matches no file or directory")
+    if len(hits) > MAX_CHECKPOINTS:
+        raise error(f"{prefix}the pattern {pattern!r} matches more than {MAX_CHECKPOINTS} files or directories, and "
+                    "a series runs every claim on each; narrow the pattern (e.g. ckpts/step-*000) or list them")
+    return sorted(hits, key=natural)
 
 
 def natural(text: str):
@@ -157,10 +167,34 @@ def find(overrides: list[Override], source: models.ModelSource) -> Override | No
     return None
 
 
+def problem(checkpoint: Checkpoint, limits: dict) -> str:
+    """Why a native checkpoint cannot run the file's claims, found without torch, or "": weights cut
+    short, a config that disagrees with its weights, or (in a series) another vocabulary or context
+    than the file's model, under which its token ids and positions mean other things."""
+    from .model_files import ModelFileError, check_dims, weight_shapes
+
+    source = checkpoint.source
+    if source.kind != "native" or not source.weights:
+        return ""
+    try:
+        cfg = models.read_config(Path(source.ref))
+        check_dims(cfg, weight_shapes(Path(source.weights)))
+    except (ModelFileError, OSError, ValueError) as exc:
+        return f"checkpoint {checkpoint.name or source.weights}: {exc}" + (f" ({exc.hint})" if getattr(exc, "hint", "") else "")
+    for key in ("d_vocab", "n_ctx") if checkpoint.name else ():
+        if limits.get(key) and cfg.get(key) and cfg[key] != limits[key]:
+            return (f"checkpoint {checkpoint.name}: its {key} is {cfg[key]}, the file's model's is {limits[key]}: "
+                    "the file's token ids and positions would mean other things on it; checkpoints are of the file's model")
+    return ""
+
+
 def apply(loaded, checkpoint: Checkpoint):
-    """The loaded file with its model re-pointed (its claims, ids and prompts unchanged)."""
+    """The loaded file with its model re-pointed (its claims, ids and prompts unchanged); what keeps
+    the checkpoint from running them (`problem`) is each of its claims' error, and the other
+    checkpoints still run."""
     n_layers, n_heads = checkpoint.dims
     return dataclasses.replace(loaded, model_source=checkpoint.source, checkpoint=checkpoint.name,
+                               checkpoint_problem=problem(checkpoint, loaded.limits),
                                n_layers=n_layers if n_layers is not None else loaded.n_layers,
                                n_heads=n_heads if n_heads is not None else loaded.n_heads)
 

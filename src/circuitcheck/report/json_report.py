@@ -43,6 +43,18 @@ def record(result) -> dict:
     return rec
 
 
+def died(nodeid: str, why: str) -> dict:
+    """The record of a claim whose pytest-xdist worker died while running it: an error, so that the
+    reports list it beside the claims other workers judged (its numbers never came back)."""
+    file, _, name = nodeid.partition("::")
+    name = name.split("@")[0]  # the loadgroup suffix
+    cid, _, checkpoint = name.partition("[")
+    return {"id": cid, "file": file, "line": 0, "says": "", "expected": "", "measure": "", "quantifier": None,
+            "model": "", "checkpoint": checkpoint.removesuffix("]"), "seed": 0, "load": {}, "fingerprint": {},
+            "error": f"the pytest-xdist worker running this claim died: {why}", "verdict": "error", "drift": None,
+            "roles": {}, "cases": [], "baseline": None}
+
+
 def comparison(cmp: baseline.Comparison) -> dict:
     return {
         "verdict": cmp.base_verdict, "flip": cmp.flip, "drift": cmp.drift, "tolerance": cmp.tolerance,
