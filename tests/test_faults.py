@@ -15,16 +15,8 @@ import pytest
 from circuitcheck.files import atomic
 from circuitcheck.report import baseline
 
-CLAIMS = """\
-- id: random-model-is-bad
-  says: "A random model gets almost nothing right"
-  measure: accuracy
-  expect: {at_least: 0}
-- id: prev-head
-  says: "L0H1 attends to the previous token"
-  measure: {head_score: {head: L0H1, pattern: previous_token}}
-  expect: {at_least: 0}
-"""
+from test_regression import CLAIMS  # two claims that pass on the tiny model: accuracy and a head score
+
 PROMPTS = "{generator: repeated_tokens, n: 40, seed: 1}"
 
 

@@ -78,7 +78,8 @@ def test_deep_or_huge_conditions_are_refused_with_the_limit(rows, text, words):
 
 # ---------------------------------------------------------------- weight expressions
 WEIGHT_TOKENS = ["W_E", "W_U", "W_pos", "b_U", "OV[L0H1]", "QK[L1H3]", "W_in[0]", "W_out[1]", "b_O[0]", "W_Q[L0H0]",
-                 "W_O[L9H9]", "[", "]", "[3]", "[:, 3]", "[2:5]", "[5:5]", ":", ",", ".T", ".", "T", " @ ", " + ",
+                 "W_O[L9H9]", "ln1_w[0]", "ln_final_b", "norm(", "mean(", "cos(", "sq(", "abs(", "max(", ", 0)", ", 1)",
+                 "[", "]", "[3]", "[:, 3]", "[2:5]", "[5:5]", ":", ",", ".T", ".", "T", " @ ", " + ",
                  " - ", "-", "(", ")", "0", "63", "9" * 30, "L0H1", " ", "$x", "W_X"]
 SIZES = dict(d_vocab=64, d_vocab_out=64, n_ctx=32, d_model=32, d_head=8, d_mlp=48)
 
@@ -130,7 +131,8 @@ def test_the_shapes_agree_with_evaluation(tiny_mlp_model):
     sizes = dict(d_vocab=cfg.d_vocab, d_vocab_out=cfg.d_vocab_out, n_ctx=cfg.n_ctx, d_model=cfg.d_model,
                  d_head=cfg.d_head, d_mlp=cfg.d_mlp)
     for text in ("W_E @ OV[L0H1] @ W_U", "W_U[:, 3] - W_U[:, 5]", "W_in[0][:, 12]", "W_out[1][12]", "QK[L1H1].T",
-                 "W_E[3] @ OV[L0H1]", "W_pos[2:5] + b_O[0]", "-(W_E[3:10] @ W_Q[L0H2]).T"):
+                 "W_E[3] @ OV[L0H1]", "W_pos[2:5] + b_O[0]", "-(W_E[3:10] @ W_Q[L0H2]).T", "norm(W_in[0], 0)",
+                 "cos(W_in[0], W_U[:, 3])", "mean(sq(W_E), 1)", "max(abs(OV[L1H2]))", "ln1_w[1] + b_O[0]"):
         tree = W.parse(text)
         assert W.shape_of(tree, sizes) == tuple(W.evaluate(tiny_mlp_model, tree).shape), text
 
