@@ -387,7 +387,6 @@ def references(text: str, loc: tuple, dims: int | None = None):
     takes into vocabulary, position and neuron axes ((size name, index, weight)), and the expression
     itself with the number of axes its measure needs (`shape_of`), checked at collection."""
     tree = parse(text)
-    yield loc, (tree, dims), "expression"
     for w in heads_and_layers(tree):
         if len(w.select) == 2:
             yield loc, f"L{w.select[0]}H{w.select[1]}", "head"
@@ -397,6 +396,7 @@ def references(text: str, loc: tuple, dims: int | None = None):
         size = AXES.get(weight.name, ())[axis:axis + 1]
         if size and size[0]:
             yield loc, (size[0], index, weight.name), "index"
+    yield loc, (tree, dims), "expression"  # last: a head, layer or index out of range says so in its own words
 
 
 # Each weight's axes, by the config sizes that give their lengths (TransformerLens's shapes).
