@@ -71,7 +71,7 @@ class AblateKind(Kind):
         return [h for t in self.targets(body, ctx.cfg)
                 for h in C.edit_hooks(t.hook, _replace(t, body.method, at, over, ctx))]
 
-    def sources(self, body) -> list[C.Source]:
+    def sources(self, body, cfg=None) -> list[C.Source]:  # cfg: see Kind.sources
         """With `mean_from:`, the reference prompts whose mean replaces the activation."""
         if getattr(body, "mean_from", None) is None or body.method != "mean":
             return []
