@@ -212,7 +212,7 @@ def bounds(seed: int = 0, shift: float = 0.0) -> list:
     unit = rng.beta(2, 5, 300) + shift
     wide = rng.normal(1.0, 2.0, 300)
     curve = np.clip(np.linspace(0.1, 0.9, 5)[:, None] + rng.normal(0, 0.2, (5, 300)), 0, 1)
-    return [S.Betting(unit, 0, 1), S.Bootstrap(wide, 0), S.Binomial(40, 120), S.R2(np.arange(5.0), curve, 0),
+    return [S.Betting(unit, 0, 1), S.SkewT(wide), S.Binomial(40, 120), S.R2(np.arange(5.0), curve),
             correlation.Correlation(unit, wide, 0, "x"),
             S.Crossing(np.arange(5.0), [S.Betting(row, 0, 1) for row in curve], 0.5, True, "linear", "crossing")]
 
@@ -236,7 +236,6 @@ def test_bounds_answer_from_the_cache_with_the_same_numbers(tmp_path, monkeypatc
 
     for name in ("_edge", "_p"):
         monkeypatch.setattr(S.Betting, name, computes)
-    monkeypatch.setattr(S, "resampled_means", computes)
     with S.remembering(C.ValueCache(tmp_path)):  # a new run: no bisection, no resampling
         assert answers(bounds()) == plain
         with pytest.raises(AssertionError, match="computed"):  # other data: answered anew

@@ -126,7 +126,7 @@ def test_a_declared_range_gets_the_betting_bound_and_none_is_unbounded(hyp_mlp):
                                                                          cid="b"), prompts=PROMPTS)
     bounded, unbounded = circuitcheck.check(path)
     assert "betting" in bounded.main.estimate.method and "[0, 1]" in bounded.main.estimate.method
-    assert "BCa" in unbounded.main.estimate.method
+    assert "skew-corrected t" in unbounded.main.estimate.method
 
 
 @pytest.mark.parametrize("name, words", [

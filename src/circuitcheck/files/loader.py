@@ -1020,6 +1020,7 @@ def _generator_args(path: Path, spec) -> tuple:
     """(generator, n, seed, parameters) of a prompt spec, its JSONL path resolved from `path`."""
     p = spec.model_dump()
     gen, n, seed = p.pop("generator"), p.pop("n"), p.pop("seed")
+    p.pop("population")  # how claims are judged, not how prompts are made
     if gen == "jsonl" and "path" in p:
         try:
             p["path"] = str(paths.resolve(path, p.get("path"), "prompt file"))

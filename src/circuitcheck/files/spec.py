@@ -90,6 +90,9 @@ class PromptSpec(Strict):
     n: int | None = Field(None, ge=2, le=100_000,
                           description="number of prompts: default 200; for jsonl every row (fewer: the first n rows)")
     seed: Seed = 0
+    population: bool = Field(
+        False, description="these prompts are the whole population a claim is about (a fixed data set, or a few "
+                           "given inputs): its quantities are computed exactly, with no interval")
 
 
 # ---------------------------------------------------------------- interventions and measures

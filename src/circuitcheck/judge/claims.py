@@ -86,11 +86,12 @@ class Judge:
                 continue
             value_kind = self._value_kind(loaded, case)
             mask, has = None, _defined(case, ps)
+            whole = case.prompts.population
             if case.where is not None:
                 mask = where_filter(case.where, ps)
                 if expect.relative == "contrast":
                     self._dump(loaded, claim, case, kept, value, None, mask, ps)
-                    groups = [S.bound_for(value[m & has], seed, **value_kind) for m in (mask, ~mask)]
+                    groups = [S.bound_for(value[m & has], seed, population=whole, **value_kind) for m in (mask, ~mask)]
                     rows.append(Row(case.label, S.Difference(*groups), region))
                     continue
             if case.where is not None or not has.all():
@@ -99,8 +100,8 @@ class Judge:
                 clean = clean[mask] if clean is not None else None
             self._dump(loaded, claim, case, kept, value, clean, None, ps)
             if expect.correlates is not None:
-                rows.append(Row(case.label, self._correlation(loaded, case, value, mask, expect.correlates.with_),
-                                region))
+                r = self._correlation(loaded, case, value, mask, expect.correlates.with_)
+                rows.append(Row(case.label, S.exactly(r) if whole and not r.flat else r, region))
                 continue
             kept_digest = prompt_digest(ps, kept)
             if claim.clusters is not None:  # one value per group: the bound is over group means
@@ -108,11 +109,12 @@ class Judge:
             if clean is not None:
                 kind = {"value_range": _spread(value_kind.get("value_range")),
                         "paired_binary": value_kind.get("binary", False)}
-                rows.append(Row(case.label, S.bound_for(value, seed, **kind), region,
-                                S.bound_for(clean, seed, **value_kind), values=value, prompts=kept_digest, kind=kind))
+                rows.append(Row(case.label, S.bound_for(value, seed, population=whole, **kind), region,
+                                S.bound_for(clean, seed, population=whole, **value_kind), values=value,
+                                prompts=kept_digest, kind=kind))
             else:
-                rows.append(Row(case.label, S.bound_for(value, seed, **value_kind), region, values=value,
-                                prompts=kept_digest, kind=value_kind))
+                rows.append(Row(case.label, S.bound_for(value, seed, population=whole, **value_kind), region,
+                                values=value, prompts=kept_digest, kind=value_kind))
         return rows
 
     def _circuit_row(self, loaded, claim, case, region) -> Row:
@@ -166,6 +168,7 @@ class Judge:
         xs = np.array([float(c.value) for c in lc.cases])
         expect, name = claim.expect, next(iter(claim.sweep))
         kind = self._value_kind(loaded, lc.cases[0])
+        whole = lc.cases[0].prompts.population
         if claim.expect.relative in ("drop", "rise", "change"):
             kind = {"value_range": _spread(kind.get("value_range")), "paired_binary": kind.get("binary", False)}
         curve = [(c.value, float(v)) for c, v in zip(lc.cases, matrix.mean(1))]
@@ -174,17 +177,19 @@ class Judge:
             mode = {None: "bracket", True: "linear", False: "discrete"}[c.interpolate]
             shown = "interpolated; interval: the bracket" if mode == "linear" else mode
             what = f"first {name} where the mean is {'≥' if c.direction == 'up' else '≤'} {c.level:g} ({shown})"
-            bound = S.Crossing(xs, [S.bound_for(row, seed, **kind) for row in matrix], c.level, c.direction == "up",
+            bound = S.Crossing(xs, [S.bound_for(row, seed, population=whole, **kind) for row in matrix], c.level,
+                               c.direction == "up",
                                mode, what)
             region = (region[0], min(region[1], float(xs.max())))  # a crossing beyond the sweep cannot be claimed
         elif expect.slope is not None:
             per_prompt = S.slope_weights(xs) @ matrix
             rng = S.slope_range(xs, kind.get("value_range") or ((-1, 1) if kind.get("paired_binary") else
                                                                  (0, 1) if kind.get("binary") else None))
-            bound = S.bound_for(per_prompt, seed, value_range=rng)
+            bound = S.bound_for(per_prompt, seed, value_range=rng, population=whole)
             bound.method = f"slope of the mean against {name}: {bound.method}"
         else:
-            bound = S.R2(xs, matrix, seed)
+            bound = S.R2(xs, matrix)
+            bound = S.exactly(bound) if whole and not bound.flat else bound
         return Row(f"curve over {name}", bound, region, curve=curve)
 
     def judged(self, files: dict) -> dict[Path, dict[str, Result]]:

@@ -1,17 +1,21 @@
 """Correlation of a measure with a per-prompt quantity from the data (`expect: {correlates: ...}`).
 
-Pearson's r is a function of five means (x, y, x², y², xy), so its interval comes from the same
-bootstrap over prompts as a sweep's curve statistics (`stats.curve`): the five moments are the
-curve's points. The quantity is `tok[POS]` (the token id at a named position, e.g. the list's
+Pearson's r is a function of five means (x, y, x², y², xy). Its bound is the jackknife over prompts of
+Fisher's z = atanh(r): the pseudo-values n·z(all) - (n-1)·z(all but prompt i) are judged as per-prompt
+values by the skew-corrected t (`stats.bound_for`), so the spread follows the data's own kurtosis (the
+normal-theory 1/√(n-3) does not), and the t's skewness refusal applies to x and y themselves: r of
+a strongly skewed variable is refused at levels its sample size cannot support (docs/calibration.md). The quantity is `tok[POS]` (the token id at a named position, e.g. the list's
 maximum at `argmax`) or the name of a numeric field of the prompts' data (JSONL `fields`).
 """
 from __future__ import annotations
 
-import functools
+import math
 
 import numpy as np
 
 from . import stats as S
+
+EDGE = 1 - 1e-15  # |r| is kept below 1 so that atanh stays finite
 
 
 def moments(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -28,34 +32,48 @@ def pearson(means: np.ndarray) -> np.ndarray:
         return (mxy - mx * my) / np.sqrt((mxx - mx * mx) * (myy - my * my))
 
 
+def fisher_z(r):
+    return np.arctanh(np.clip(r, -EDGE, EDGE))
+
+
 class Correlation(S.Bound):
-    """Pearson's r of x with y: a percentile bootstrap over prompts, the resamples shared with every
-    other quantity over the same prompts. A constant x or y has no r: infinite bounds, and the
-    method says why."""
+    """Pearson's r of x with y. A constant x or y has no r: `flat`, infinite bounds, and the method
+    says why. (`seed` is unused: the jackknife draws nothing.)"""
 
     def __init__(self, x: np.ndarray, y: np.ndarray, seed: int, what: str):
-        matrix = moments(x, y)
-        self.n = matrix.shape[1]
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        self.n = x.size
+        matrix = moments(x - x.mean(), y - y.mean())  # centred: values far from 0 lose no digits
         self.statistic = float(pearson(matrix.mean(1))[0])
-        self.flat = not np.isfinite(self.statistic)
-        self.matrix, self.seed = matrix, seed
-        self.known = S.known_answers("correlation", seed, np.ascontiguousarray(matrix))
-        self.method = (f"Pearson r with {what}, percentile bootstrap over prompts ({S.N_RESAMPLES} resamples)"
-                       if not self.flat else f"Pearson r with {what} is undefined: one of the two is constant")
-
-    @functools.cached_property
-    def boots(self) -> np.ndarray:  # drawn when an answer is not remembered
-        boots = pearson(S.resampled_means(self.matrix.T, self.seed))
-        return np.sort(boots[np.isfinite(boots)])
+        left_out = pearson((matrix.sum(1)[None, :] - matrix.T) / max(self.n - 1, 1))
+        self.flat = self.n < 3 or not (math.isfinite(self.statistic) and np.all(np.isfinite(left_out)))
+        if self.flat:
+            self.method = f"Pearson r with {what} is undefined: one of the two is constant"
+            self.inner, self.floor = S.Unknown(self.statistic, self.n, self.method), 1.0
+            return
+        pseudo = self.n * fisher_z(self.statistic) - (self.n - 1) * fisher_z(left_out)
+        # The pseudo-values of r are products of deviations, skewed even for normal data, so the
+        # skewness that decides a refusal is that of the variables themselves: r is refused at levels
+        # where either's is too large for n (what made a skewed variable's r pass too often).
+        self.inner = S.bound_for(pseudo, 0) if self.n < S.MIN_N_UNBOUNDED else S.SkewT(pseudo, refuse=False)
+        self.floor = max(S.skew_floor(S.skewness(v), self.n) for v in (x, y))
+        self.method = (f"Pearson r with {what} (Fisher z, jackknife over prompts: {self.inner.method}; "
+                       f"no bound below level {self.floor:.2g} for the variables' skewness)")
 
     @property
     def sd(self) -> float:
-        return S.boots_sd(self.known, self.boots if "sd" not in self.known else None, self.n)
+        return self.inner.sd
 
-    @S.remembered
     def lower(self, a):
-        return -np.inf if self.flat else float(np.quantile(self.boots, a))
+        z = -math.inf if a < self.floor else self.inner.lower(a)
+        return -math.inf if z == -math.inf else float(np.tanh(z))
 
-    @S.remembered
     def upper(self, a):
-        return np.inf if self.flat else float(np.quantile(self.boots, 1 - a))
+        z = math.inf if a < self.floor else self.inner.upper(a)
+        return math.inf if z == math.inf else float(np.tanh(z))
+
+    def p_low(self, m):
+        return 0.0 if m <= -1 else max(self.inner.p_low(float(fisher_z(m))), self.floor)
+
+    def p_high(self, m):
+        return 0.0 if m >= 1 else max(self.inner.p_high(float(fisher_z(m))), self.floor)

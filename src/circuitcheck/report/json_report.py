@@ -25,6 +25,18 @@ def _finite(x):
     return None if x is None or not math.isfinite(x) else float(x)
 
 
+def _nulls(obj):
+    """The document with every infinite or NaN number as null (a refused bound, R² of a flat curve):
+    JSON has no infinity."""
+    if isinstance(obj, float):
+        return _finite(obj)
+    if isinstance(obj, dict):
+        return {k: _nulls(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_nulls(v) for v in obj]
+    return obj
+
+
 def record(result) -> dict:
     """One claim's record: the baseline entry's fields plus what a reader needs to reproduce it."""
     rec = {
@@ -74,7 +86,7 @@ def document(records: list[dict], unused: list[dict] | None = None, missing: lis
 
 
 def write(path, records: list[dict], unused=None, missing=None) -> Path:
-    return atomic.write(path, json.dumps(document(records, unused, missing), indent=1, ensure_ascii=False,
+    return atomic.write(path, json.dumps(_nulls(document(records, unused, missing)), indent=1, ensure_ascii=False,
                                          allow_nan=False) + "\n")
 
 
