@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import circuitcheck
 from circuitcheck import HypothesisError, load, models
 from circuitcheck import prompts as P
 from circuitcheck.session import Session
@@ -73,11 +74,11 @@ def by_hand(ps: P.PromptSet, component, share: bool, scale: str = "frozen") -> n
     else:
         out = (part * v).sum(-1)
     if share:  # the whole residual stream through the same LayerNorm, its bias included
-        out = out / (((centred / sigma * w + bias) * v).sum(-1))
+        return ((centred / sigma * w + bias) * v).sum(-1).detach().numpy()  # the total: a share is a ratio of its mean
     return out.detach().numpy()
 
 
-@pytest.mark.parametrize("share,scale", [(False, "frozen"), (True, "frozen"), (False, "none")])
+@pytest.mark.parametrize("share,scale", [(False, "frozen"), (False, "none")])
 def test_fitted_direction_equals_the_hand_computation(tmp_path, share, scale):
     path = write(tmp_path, f"""\
   - id: fit
@@ -95,6 +96,26 @@ def test_fitted_direction_equals_the_hand_computation(tmp_path, share, scale):
     assert got.shape == (ps.n,) and np.allclose(got, want, rtol=1e-6, atol=1e-8), np.abs(got - want).max()
     assert np.abs(want).max() > 1e-3  # not a vanishing quantity that any code would match
     assert np.array_equal(values(path), got)  # deterministic: the same bits again
+
+
+def test_a_share_of_a_fitted_direction_whose_total_crosses_0_is_refused(tmp_path):
+    """The residual stream along a contrast direction takes both signs over these prompts (by hand),
+    so no share of it exists: the claim's error says so and what to write instead (issue 22, item 12)."""
+    path = write(tmp_path, f"""\
+  - id: fit
+    says: "L2H0's share along a direction fitted from layer 1's residual stream"
+    measure: {{dla: {{component: L2H0, toward: {FITTED}, at: end}}}}
+    expect: record
+""")
+    from circuitcheck.files.loader import prompt_set, prompts_key
+
+    loaded = load(path)
+    ps = prompt_set(loaded, prompts_key(loaded.path, loaded.claims[0].cases[0].prompts),
+                    loaded.claims[0].cases[0].prompts)
+    total = by_hand(ps, (2, 0), share=True)
+    assert (total > 0).any() and (total <= 0).any()
+    result = circuitcheck.check(path)[0]
+    assert result.verdict == "error" and "crosses 0" in result.error and "share: false" in result.error
 
 
 def test_the_direction_is_the_difference_of_means_at_unit_length():

@@ -342,3 +342,75 @@ def test_22_moderate_n_an_unbounded_contrast_over_90_prompts_decides():
     e = d.at(0.05)
     assert math.isfinite(e.low) and math.isfinite(e.high) and e.high < 0
     assert judge(e, 0, inf) == FAIL
+
+
+def rate(make_row, draw, draws, a=0.05, seed=0):
+    """How often a row built from fresh draws passes at level a."""
+    rng = np.random.default_rng(seed)
+    return sum(_case(make_row(draw(rng)), a).verdict == PASS for _ in range(draws)) / draws
+
+
+def test_22_5_r2_is_not_biased_towards_passing_at_most():
+    """A mean curve with R² exactly 0.9 (x + c(x - 1/2)² at five points, noise sd 0.5): `r2 at_most 0.9`
+    passed 87% of the time at n = 10 and 21% at n = 400 (a percentile bootstrap of R² of the noisy
+    mean curve, which noise biases low)."""
+    from calibration import R2_XS, _curve_with_r2
+
+    curve, draws = _curve_with_r2(0.9), 150
+    assert float(S._r2(R2_XS, curve[None])[0]) == pytest.approx(0.9, abs=1e-9)
+    for n in (10, 400):
+        passes = rate(lambda m: Row("r2", S.R2(R2_XS, m), (-inf, 0.9)),
+                      lambda rng: curve[:, None] + rng.normal(0, 0.5, (curve.size, n)), draws)
+        assert passes <= mc_limit(0.05, draws), n
+
+
+def test_22_5_r2_is_the_hand_projection_for_a_two_point_noise():
+    """The bounds are the extremes of R² over Hotelling's ellipsoid for the mean curve: checked against
+    R² at 200,000 random points of the ellipsoid's surface, built by hand from scipy's F quantile."""
+    rng = np.random.default_rng(5)
+    xs = np.arange(4.0)
+    m = (xs + 0.3 * (xs - 1.5) ** 2)[:, None] + rng.normal(0, 0.4, (4, 60))
+    b = S.R2(xs, m)
+    a = 0.05
+    mean, cov = m.mean(1), np.cov(m) / m.shape[1]
+    basis = np.linalg.svd(np.eye(4) - 0.25)[0][:, :3]
+    c3 = basis.T @ cov @ basis
+    root = np.linalg.cholesky(c3)
+    from scipy.stats import f
+
+    radius = math.sqrt(3 * 59 / 57 * f.ppf(1 - a, 3, 57))
+    v = rng.normal(size=(3, 200000))
+    v *= radius / np.linalg.norm(v, axis=0)  # the surface holds the extremes of R² (no interior optimum here)
+    curves = (basis @ (basis.T @ mean[:, None] + root @ v)).T
+    r2s = S._r2(xs, curves)
+    assert b.lower(a) == pytest.approx(r2s.min(), abs=2e-3) and b.upper(a) == pytest.approx(r2s.max(), abs=2e-3)
+
+
+@pytest.mark.parametrize("skewed,n,region", [(False, 10, (0.5, inf)), (False, 30, (0.5, inf)),
+                                             (True, 100, (-inf, 0.5))])
+def test_22_6_correlates_holds_its_level_with_a_skewed_variable(skewed, n, region):
+    """True r = 0.5: `correlates at_least 0.5` passed about 9.5% of the time at n = 10 and 30 (a
+    percentile bootstrap of r), and `at_most 0.5` 19% with a skewed (lognormal) variable at n = 100."""
+    from calibration import _correlated
+    from circuitcheck.judge.correlation import Correlation
+
+    draw, draws = _correlated(0.5, skewed), 800
+    passes = rate(lambda pair: Row("r", Correlation(pair[0], pair[1], 0, "x"), region),
+                  lambda rng: draw(rng, n), draws, seed=6)
+    assert passes <= mc_limit(0.05, draws)
+
+
+def test_22_12_a_share_is_a_ratio_of_means_and_refuses_totals_that_cross_0():
+    """A prompt whose total is 0.01 made a "share" of 3.67 as a mean of per-prompt ratios. By hand:
+    parts 1, 2, 3 of totals 2, 4, 0.01 are 6 of 6.01 (0.9983), not (0.5 + 0.5 + 300) / 3."""
+    from circuitcheck.measures.dla import shares
+
+    part, total = np.array([1.0, 2.0, 3.0]), np.array([2.0, 4.0, 0.01])
+    values = shares(part, total)
+    assert values.mean() == pytest.approx(6 / 6.01, rel=1e-12)
+    assert values == pytest.approx(6 / 6.01 + (part - 6 / 6.01 * total) / (6.01 / 3), rel=1e-12)
+    rest = shares(total - part, total)  # the other parts of the same totals
+    assert values + rest == pytest.approx(np.ones(3), rel=1e-12)  # parts still add to 1 on every prompt
+    with pytest.raises(ValueError, match="crosses 0.*1 of 3 prompts") as refused:
+        shares(part, np.array([2.0, -1.0, 3.0]))
+    assert "share: false" in refused.value.hint

@@ -686,17 +686,20 @@ def _ball_minimum(b: np.ndarray, g: np.ndarray, q0: float, r: float) -> float:
     floor = max(0.0, -float(lam[0]))
 
     def step(shift):
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return np.where(gt == 0, 0.0, -gt / (lam + shift))
+
+    def excess(shift):  # falls as the shift grows; near the floor the step may overflow to inf
+        with np.errstate(over="ignore"):
+            return float(np.linalg.norm(step(shift))) - r
 
     def value(v):
         return q0 + 2 * float(gt @ v) + float(v @ (lam * v))
 
     if r == 0:
         return q0
-    if lam[0] > 0 and np.linalg.norm(step(0.0)) <= r:
+    if lam[0] > 0 and excess(0.0) <= 0:
         return value(step(0.0))  # the unconstrained minimum lies inside the ball
-    excess = lambda shift: float(np.linalg.norm(step(shift))) - r  # noqa: E731  falls as the shift grows
     lo = floor * (1 + 1e-15) + 1e-300
     hi = floor + max(1.0, float(np.abs(gt).sum()) / r)
     if not excess(lo) > 0:  # the hard case: the step at the floor stays inside; fill along λ_min

@@ -10,7 +10,8 @@ the run's scale; at the targets (mean) or at one position; optionally centred on
 Components: heads `L0H1`, neurons `L0N12`, layers `mlp0`/`attn0`, `embed` (token + position),
 `tok_embed`, `pos_embed`, and `bias` (every attention output bias b_O, the final LayerNorm's bias
 and b_U along the direction). Heads, MLP layers, `embed` and `bias` add up to the logit (or logit
-difference) exactly; `share` (the default) divides by that total at each read position.
+difference) exactly; `share` (the default) is the component's part of that total, a ratio of means
+over the prompts (`shares`).
 """
 from __future__ import annotations
 
@@ -60,7 +61,8 @@ class DLA(Strict):
         "correct", description="a token (`correct`, `counterfactual`, an id, `tok[POS]`), {diff: [a, b]}, "
                                "{direction: EXPR}, or {fitted: {hook, at, between: [A, B]}}")
     at: Position | None = Field(None, description="the position read; the prompt set's targets when absent")
-    share: bool = Field(True, description="divide by the total along the direction (the logit, for a token)")
+    share: bool = Field(True, description="the part of the total along the direction (the logit, for a token): "
+                                          "mean attribution over mean total")
     centre: str | None = Field(
         None, description="subtract the mean over `all` prompts, or over those meeting a condition `tok[1] > tok[2]`")
     source: K.Queries | None = Field(
@@ -85,11 +87,12 @@ class DLAKind(Kind):
         return names | A.component_needs(body.component, cfg)
 
     def streams_for(self, body) -> bool:
-        """`centre`, a fitted direction and the `mean` and `fit` readings of the final LayerNorm average
-        over every prompt of the run: measured chunk by chunk (more prompts than the batch size) each
-        chunk would use its own mean. Whole runs, then; every other dla reads each prompt's own rows
+        """`centre`, `share`, a fitted direction and the `mean` and `fit` readings of the final LayerNorm
+        average over every prompt of the run: measured chunk by chunk (more prompts than the batch size)
+        each chunk would use its own mean. Whole runs, then; every other dla reads each prompt's own rows
         (the final LayerNorm's scale at its positions)."""
-        return body.centre is None and not isinstance(body.toward, Fitted) and body.scale in ("frozen", "none")
+        return (body.centre is None and not isinstance(body.toward, Fitted) and body.scale in ("frozen", "none")
+                and not body.share)
 
     def compute(self, body, run) -> np.ndarray:
         toward = body.toward.model_dump() if isinstance(body.toward, Strict) else body.toward
@@ -133,6 +136,21 @@ class DLAKind(Kind):
         A.fit_subsets(prompts, body.toward.fitted.between, ("toward", "fitted", "between"))  # each mean has prompts
 
 
+def shares(part: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """The share of the total is a ratio of means, R = mean(part) / mean(total): a mean of per-prompt
+    ratios need not exist where totals come near 0 (one prompt's 0.01 total made a share of 3.67).
+    Per prompt it returns R + (part - R·total) / mean(total), the ratio's linearised contributions:
+    their mean is R exactly, their spread is the ratio's delta-method spread, and the parts' values
+    still add to 1 on every prompt. Totals of both signs are refused: a share of them means nothing."""
+    total = np.asarray(total, np.float64)
+    if (total > 0).any() and (total <= 0).any() or not total.any():
+        raise P.PromptError(f"`share`: the total along the direction crosses 0 ({int((total <= 0).sum())} of "
+                            f"{total.size} prompts at or below 0, mean {total.mean():.3g}), so a share of it is "
+                            "undefined", "judge the attribution itself with `share: false`")
+    ratio = part.mean() / total.mean()
+    return ratio + (part - ratio * total) / total.mean()
+
+
 def dla_needs(cfg) -> set[str]:
     """Every hook any component of the model reads (all heads, MLP layers, embeddings)."""
     parts = [f"L{layer}H0" for layer in range(cfg.n_layers)] + ["embed"]
@@ -143,14 +161,14 @@ def dla_needs(cfg) -> set[str]:
 
 def dla(model, cache, prompts, component: str, share: bool = True, toward="correct", at=None,
         scale: str = "frozen", centre: str | None = None, source=None) -> np.ndarray:
-    """Per prompt: the component's attribution (its share of the total with `share`), averaged over
-    the read positions, minus its mean over the reference prompts with `centre`; with `source`, only
-    the part of a head's output it read from those key positions."""
+    """Per prompt: the component's attribution averaged over the read positions (with `share`, its
+    contribution to the share of the total, `shares`), minus its mean over the reference prompts with
+    `centre`; with `source`, only the part of a head's output it read from those key positions."""
     keys = None if source is None else K.mask(prompts, source)
-    value = A.attribution(model, cache, prompts, component, toward, at, scale, keys)
-    if share:  # per read position, then averaged: the shares of all parts still add to 1
-        value = value / A.total(model, cache, prompts, toward, at, scale)
-    value = A.reads(prompts, at).mean(value)
+    where = A.reads(prompts, at)
+    value = where.mean(A.attribution(model, cache, prompts, component, toward, at, scale, keys))
+    if share:
+        value = shares(value, where.mean(A.total(model, cache, prompts, toward, at, scale)))
     if centre is not None:
         value = A.centred(value, np.ones(prompts.n, bool) if centre == "all" else P.condition(centre, prompts))
     return value
