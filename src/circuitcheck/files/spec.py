@@ -266,7 +266,7 @@ class Expect(Region):
     r2: Region | None = Field(None, description="R² of that straight-line fit")
     order: Order | None = None
     correlates: Correlates | None = Field(None, description="Pearson's r with a per-prompt quantity, "
-                                                             "percentile bootstrap over prompts")
+                                                             "jackknife of Fisher's z over prompts")
     record: Literal["value", "drop", "rise", "change", "contrast"] | None = Field(
         None, description="no threshold: report the value (or the change, or the contrast) and its interval")
     faithfulness: Region | None = Field(None, description="with `circuit:`: (m(C) - m(∅)) / (m(M) - m(∅)), the "

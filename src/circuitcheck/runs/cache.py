@@ -1,7 +1,7 @@
 """A value cache for reruns: the per-prompt values of a measure, stored under a hash of everything
 they depend on, so that rerunning unchanged claims on an unchanged model reads them back without
 importing torch or running a forward pass. The statistics are judged anew on the values, but the
-costly answers of a bound (betting and bootstrap bounds and p-values, `stats.remembered`) are stored
+costly answers of a bound (betting bounds and p-values, `stats.remembered`) are stored
 too, under a hash of the exact values and of this code (`answers`), so a rerun repeats no bisection
 or resampling and imports no scipy.
 
