@@ -57,7 +57,7 @@ class Correlation(S.Bound):
         # where either's is too large for n (what made a skewed variable's r pass too often).
         self.inner = S.bound_for(pseudo, 0) if self.n < S.MIN_N_UNBOUNDED else S.SkewT(pseudo, refuse=False)
         self.floor = max(S.skew_floor(S.skewness(v), self.n) for v in (x, y))
-        self.method = (f"Pearson r with {what} (Fisher z, jackknife over prompts: {self.inner.method}; "
+        self.method = (f"Pearson r with {what}, Fisher z jackknifed over prompts ({self.inner.method}; "
                        f"no bound below level {self.floor:.2g} for the variables' skewness)")
 
     @property
