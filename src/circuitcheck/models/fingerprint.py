@@ -4,8 +4,11 @@
 same), or, for a model in several files (a sharded Hugging Face checkpoint), the sha256 of the
 lines `<file name> <sha256>` in name order. A model with no file on disk (a factory, or a hub
 model not in the local cache) is hashed from its state dict: each tensor's name, dtype, shape
-and bytes, in name order (`weights_from` says which). Hashes are cached per path, size and
-mtime, so a file is read once per process however many claims run on it.
+and bytes, in name order (`weights_from` says which). A file is read once per process however
+many claims run on it: its hash is remembered, in memory only, under a stamp that changes whenever
+its bytes do (the inode and the change time, which writing the file sets and `touch` or `os.utime`
+cannot set back, with the size and mtime). Nothing is remembered between runs: a weights file
+changed in place with the same size and mtime is hashed anew by the next run.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ _FILE_HASHES: dict[tuple, str] = {}
 
 def file_sha256(path: Path) -> str:
     st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    key = (str(path.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if key not in _FILE_HASHES:
         _FILE_HASHES[key] = sha256_of(path)
     return _FILE_HASHES[key]

@@ -25,9 +25,11 @@ turns the cache off. Modes (`--cc-cache`): on (read and write, the default), rea
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
+import io
+import os
+import stat
 import warnings
 import zipfile
 from pathlib import Path
@@ -35,14 +37,17 @@ from pathlib import Path
 import numpy as np
 
 from ..files import atomic
-from ..models.fingerprint import sha256_of
+from ..models.fingerprint import file_sha256
+from .seal import Unsealed, key as seal_key, seal, unseal  # not `from . import`: runs/__init__'s
+# forwarding __getattr__ would answer first, importing the engine and torch
 
 MODES = ("on", "read", "write", "off")
 PACKAGE = Path(__file__).parents[1]  # the whole circuitcheck package: its code version
+MAX_ENTRY_BYTES = 1 << 30  # an entry larger than this was not written by a run of circuitcheck
 
 
 class CacheWarning(UserWarning):
-    """The value cache could not be written: the run goes on without storing values."""
+    """The cache refused an entry (it is computed anew) or could not be written (the run goes on)."""
 
 
 class ValueCache:
@@ -55,6 +60,8 @@ class ValueCache:
         self._prompt_sets: dict[int, tuple] = {}  # id(prompt set) -> (prompt set, hash)
         self._answers: dict[str, tuple[dict, int]] = {}  # key -> (answers, how many were read)
         self._python: dict[str, str | None] = {}  # registered measure name -> its source hash
+        self.rejected = 0  # entries refused: not sealed under this machine's key, or not what they should be
+        self._said: set[str] = set()
         self.unwritable: str | None = None  # why the cache stopped storing (a full disk, a read-only folder)
 
     def key(self, source, prompt_sets, under, measure, *settings) -> str | None:
@@ -67,7 +74,7 @@ class ValueCache:
                 return None
             texts.append(code)
         if source not in self._models:
-            self._models[source] = model_fingerprint(source, self.directory)
+            self._models[source] = model_fingerprint(source)
         if self._models[source] is None:
             return None
         return digest(code_version(), self._models[source], *settings, *map(self._prompts_hash, prompt_sets), *texts)
@@ -75,9 +82,18 @@ class ValueCache:
     def get(self, key: str | None) -> np.ndarray | None:
         if key is None or self.mode not in ("on", "read"):
             return None
-        try:
-            value = np.load(self._path(key), allow_pickle=False)
-        except (OSError, ValueError):  # absent, or a file cut short by a crash: recompute
+        payload = self._read("values", key, self._path(key))
+        value = None
+        if payload is not None:
+            try:
+                value = np.load(io.BytesIO(payload), allow_pickle=False)
+            except (OSError, ValueError, EOFError):
+                self._reject("values", key, "not a readable array")
+            else:
+                if value.dtype.kind not in "fiub" or value.ndim > 2:
+                    self._reject("values", key, f"an array of dtype {value.dtype} and shape {value.shape}, not numbers")
+                    value = None
+        if value is None:
             self.misses += 1
             return None
         self.hits += 1
@@ -86,20 +102,50 @@ class ValueCache:
     def put(self, key: str | None, value: np.ndarray) -> None:
         if key is None or self.mode not in ("on", "write"):
             return
-        self._store(lambda: save_array(self._path(key), value))
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(value), allow_pickle=False)
+        self._write("values", key, self._path(key), buffer.getvalue())
 
-    def _store(self, write) -> None:
-        """`write()` an entry (whole or not at all: files/atomic.py, so that pytest-xdist workers never
-        read half a file). The cache is a helper: where it cannot be written (a full disk, a read-only
-        checkout, a file where its folder belongs), the run goes on without storing, and says so once."""
+    # ------------------------------------------------------------ sealed entries
+    def _read(self, kind: str, name: str, path: Path) -> bytes | None:
+        """An entry's payload, or None: absent (a plain miss), or refused (said, as a CacheWarning)."""
+        try:
+            st = path.stat()
+        except OSError:  # absent, or the cache directory is not one
+            return None
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_ENTRY_BYTES:
+            self._reject(kind, name, "not a regular file of a sane size")
+            return None
+        try:
+            return unseal(kind, name, path.read_bytes())
+        except OSError as exc:
+            self._reject(kind, name, f"unreadable ({exc.strerror or exc})")
+        except Unsealed as exc:
+            self._reject(kind, name, str(exc))
+        return None
+
+    def _write(self, kind: str, name: str, path: Path, payload: bytes) -> None:
+        """Store a sealed entry whole (a temporary name, then a rename: pytest-xdist workers never
+        read half a file); a cache that cannot be written is said once, and the run goes on."""
         if self.unwritable is not None:
             return
         try:
-            write()
+            atomic.write(path, seal(kind, name, payload))
         except OSError as exc:
             self.unwritable = f"{exc.strerror or exc}: {exc.filename or self.directory}"
             warnings.warn(CacheWarning(f"circuitcheck: the value cache cannot be written, so this run stores "
                                        f"nothing in it: {self.unwritable}"), stacklevel=3)
+
+    def _reject(self, kind: str, name: str, why: str) -> None:
+        self.rejected += 1
+        self._say(f"circuitcheck cache: a {kind} entry ({name[:12]}...) was refused and is computed anew: {why}. "
+                  f"Entries authenticate under the key in {seal_key()[1]}")
+
+    def _say(self, text: str) -> None:
+        head = text.split(":")[1] if ":" in text else text  # one warning per kind of trouble, not per entry
+        if head not in self._said:
+            self._said.add(head)
+            warnings.warn(CacheWarning(text), stacklevel=3)
 
     def _path(self, key: str) -> Path:
         return self.directory / "values" / key[:2] / f"{key}.npy"
@@ -110,23 +156,30 @@ class ValueCache:
         {"lower:0.005": 0.43, ...}. Written back by `flush`."""
         key = digest(code_version(), *(_data_hash(d) for d in data))
         if key not in self._answers:
-            known = {}
-            if self.mode in ("on", "read"):
-                try:
-                    known = json.loads(self._answers_path(key).read_text())
-                except (OSError, ValueError):  # absent, or cut short: answered anew
-                    known = {}
+            known = self._read_answers(key) if self.mode in ("on", "read") else {}
             self._answers[key] = (known, len(known))
         return self._answers[key][0]
 
+    def _read_answers(self, key: str) -> dict:
+        payload = self._read("answers", key, self._answers_path(key))
+        if payload is None:
+            return {}
+        try:
+            known = json.loads(payload)
+        except ValueError:
+            known = None
+        if not (isinstance(known, dict) and all(isinstance(k, str) and type(v) in (float, int) for k, v in known.items())):
+            self._reject("answers", key, "not a map of names to numbers")
+            return {}
+        return {k: float(v) for k, v in known.items()}
+
     def flush(self) -> None:
-        """Write the answers that grew since they were read (atomic, as values are)."""
+        """Write the answers that grew since they were read."""
         if self.mode not in ("on", "write"):
             return
         for key, (known, size) in self._answers.items():
             if len(known) > size:
-                text = json.dumps(known)
-                self._store(functools.partial(atomic.write, self._answers_path(key), text))
+                self._write("answers", key, self._answers_path(key), json.dumps(known).encode())
                 self._answers[key] = (known, len(known))
 
     # ------------------------------------------------------------ built prompt sets
@@ -136,15 +189,20 @@ class ValueCache:
         code: collection then tokenises nothing and reads no JSONL. `files` None: always built."""
         if files is None:
             return build()
-        key = digest(code_version(), identity, *(file_sha256(f, self.directory) for f in files))
+        key = digest(code_version(), identity, *(file_sha256(f) for f in files))
         path = self.directory / "prompts" / key[:2] / f"{key}.npz"
         if self.mode in ("on", "read"):
-            ps = read_prompt_set(path)
+            payload = self._read("prompts", key, path)
+            ps = read_prompt_set(io.BytesIO(payload)) if payload is not None else None
             if ps is not None:
                 return ps
+            if payload is not None:
+                self._reject("prompts", key, "not a readable prompt set")
         ps = build()
         if self.mode in ("on", "write"):
-            self._store(lambda: write_prompt_set(path, ps))
+            payload = prompt_set_bytes(ps)
+            if payload is not None:
+                self._write("prompts", key, path, payload)
         return ps
 
     def _answers_path(self, key: str) -> Path:
@@ -162,15 +220,9 @@ class ValueCache:
         return self._prompt_sets[id(ps)][1]
 
 
-def save_array(path: Path, value) -> None:
-    with atomic.replacing(path, ".npy") as tmp:  # np.save adds .npy to a name without it
-        np.save(tmp, np.asarray(value), allow_pickle=False)
-
-
-def write_prompt_set(path: Path, ps) -> None:
-    """Store a prompt set as one .npz of arrays (no pickle: its metadata is a JSON string), and
-    only if it reads back equal, field for field (`prompt_set_hash`); else store nothing. An
-    OSError (a full disk) is raised, for the caller to say."""
+def prompt_set_bytes(ps) -> bytes | None:
+    """A prompt set as the bytes of one .npz of arrays (no pickle: its metadata is a JSON string),
+    only if they read back equal, field for field (`prompt_set_hash`); else None (store nothing)."""
     arrays, meta = {}, {"positions": list(ps.positions), "fields": {}, "extra": _jsonable(ps.extra)}
     for f in dataclasses.fields(ps):
         value = getattr(ps, f.name)
@@ -182,22 +234,21 @@ def write_prompt_set(path: Path, ps) -> None:
             meta["fields"] = {k: v.tolist() for k, v in value.items()}
         elif f.name != "extra":
             meta[f.name] = value
+    buffer = io.BytesIO()
     try:
-        with atomic.replacing(path, ".npz") as tmp:
-            np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
-            back = read_prompt_set(tmp)
-            if back is None or prompt_set_hash(back) != prompt_set_hash(ps):
-                raise ValueError("the prompt set does not read back equal")
+        np.savez(buffer, meta=np.array(json.dumps(meta)), **arrays)
     except (TypeError, ValueError):  # metadata JSON cannot hold: built again next time
-        pass
+        return None
+    back = read_prompt_set(io.BytesIO(buffer.getvalue()))
+    return buffer.getvalue() if back is not None and prompt_set_hash(back) == prompt_set_hash(ps) else None
 
 
-def read_prompt_set(path: Path):
-    """A prompt set `write_prompt_set` stored, or None (absent, or cut short by a crash)."""
+def read_prompt_set(source):
+    """A prompt set `prompt_set_bytes` made (a path or a file object), or None (not one)."""
     from ..prompts import PromptSet
 
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with np.load(source, allow_pickle=False) as z:
             arrays = {name: z[name] for name in z.files}
         meta = json.loads(str(arrays.pop("meta")))
         positions = {k: arrays.pop(f"positions/{k}") for k in meta.pop("positions")}
@@ -291,14 +342,14 @@ def code_version() -> str:
     return _CODE[0]
 
 
-def model_fingerprint(source, directory: Path | None = None) -> str | None:
+def model_fingerprint(source) -> str | None:
     """sha256 over the files a model is built from, or None when it is not built from files
     (a factory runs Python; a hub name lives outside the project)."""
     files = model_files(source)
     if files is None:
         return None
     parts = [f"{source.kind}:{source.config or ''}"]
-    parts += [f"{p.name}:{file_sha256(p, directory)}" for p in files]
+    parts += [f"{p.name}:{file_sha256(p)}" for p in files]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
@@ -316,17 +367,3 @@ def model_files(source) -> list[Path] | None:
     return None
 
 
-def file_sha256(path: Path, directory: Path | None = None) -> str:
-    """sha256 of a file; with a cache directory, remembered by path, size and mtime."""
-    st = path.stat()
-    stamp = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-    memo = Path(directory) / "sha256" / (hashlib.sha256(stamp.encode()).hexdigest() + ".txt") if directory else None
-    if memo is not None and memo.exists():
-        return memo.read_text()
-    digest = sha256_of(path)
-    if memo is not None:
-        try:
-            atomic.write(memo, digest)
-        except OSError:  # only a shortcut: the value cache itself says when it cannot be written
-            pass
-    return digest
