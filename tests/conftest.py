@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from pathlib import Path
 
 import pytest
 
 pytest_plugins = ["pytester"]
+# The value cache's key (runs/seal.py) for every run the suite starts, subprocesses too: the suite
+# never writes the user's ~/.config, and reads its own caches back wherever HOME is read-only.
+# tests/test_cache_trust.py unsets it to test the key file.
+os.environ.setdefault("CIRCUITCHECK_CACHE_KEY", "the circuitcheck test suite's cache key")
 
 TINY = dict(n_layers=2, d_model=32, n_ctx=32, d_head=8, n_heads=4, d_vocab=64, attn_only=True,
             act_fn="relu", normalization_type="LN", seed=0)
