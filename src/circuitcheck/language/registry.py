@@ -62,7 +62,7 @@ class Registered:
     # `args` giving them), so planning and batching still apply
     weights_only: bool = False  # a measure of the weights alone (no run)
     value_range: tuple[float, float] | None = None  # what its values can be, by construction (None: unbounded)
-    cache: bool = False  # its values depend on nothing but the run, its args and its file's source
+    cache: bool = False  # its values depend on nothing but the run, its args and the code it reaches
     meta: dict = field(default_factory=dict)
 
     @property
@@ -73,20 +73,25 @@ class Registered:
         return f"{name} at {code.co_filename}:{code.co_firstlineno}" if code else name
 
     def source_hash(self) -> str | None:
-        """sha256 over the source files of the function (and of its `reads` function), with their
-        names: what the value cache keys a `cache=True` measure by. None when a function has no
-        source file to read (defined in a notebook cell or by exec): such values are never cached."""
+        """What the value cache keys a `cache=True` measure by (None: values never cached)."""
+        return self.code_key()[0]
+
+    def code_key(self) -> tuple[str | None, str]:
+        """(sha256 over the code and data the function and its `reads` function reach, what that
+        covers), or (None, why it cannot be known): language/code_hash.py says what is followed."""
         import hashlib
 
+        from .code_hash import code_hash
+
         h = hashlib.sha256(f"{self.name}|{self.value_range}|{self.reads if not callable(self.reads) else ''}".encode())
+        covers = []
         for fn in (self.fn, self.reads) if callable(self.reads) else (self.fn,):
-            code = getattr(fn, "__code__", None)
-            try:
-                source = Path(code.co_filename).read_bytes()
-            except (AttributeError, OSError):
-                return None
-            h.update(f"\0{fn.__qualname__}\0".encode() + source)
-        return h.hexdigest()
+            digest, what = code_hash(fn)
+            if digest is None:
+                return None, what
+            h.update(digest.encode())
+            covers.append(what)
+        return h.hexdigest(), ", ".join(covers)
 
 
 class CodeError(Exception):
@@ -111,10 +116,13 @@ def register_measure(name: str, reads=(), weights_only: bool = False, range=None
     `fn(model, **args)`, one number or a vector). `reads` may be a function `(cfg, **args) -> names`.
     `range=(lo, hi)` declares what the values can be (bounded measures get tighter bounds); the
     values are checked against it. Without it a measure is treated as unbounded.
-    `cache=True` promises that the values depend on nothing but the run, the args and the source of
-    the file the function is written in (no other module's code, no data read from disk, no state
-    kept between calls): the value cache then keeps them under a hash of that file, so a rerun reads
-    them back, and an edit of the file computes them anew. Without it they are computed on every run."""
+    `cache=True` promises that the values depend on nothing but the run, the args and the code the
+    function reaches (no data read from disk, no state kept between calls): the value cache then
+    keeps them under a hash of every source file and plain value the function reaches, through
+    decorators, helpers in other modules and closures (language/code_hash.py), so a rerun reads them
+    back and an edit anywhere there computes them anew. A function reaching an object whose results
+    its source cannot tell is never cached (a CacheWarning says which name). Without `cache=True`
+    values are computed on every run."""
     if not callable(reads) and (isinstance(reads, str) or not all(isinstance(r, str) for r in reads)):
         raise TypeError(f"register_measure({name!r}, reads=...) takes a list of hook names, or a function "
                         f"(cfg, **args) -> hook names; got {reads!r}")

@@ -21,7 +21,9 @@ for _module in pkgutil.iter_modules(__path__):
     if _module.name not in ("base", *HELPERS):
         importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["KINDS", "Kind", "MeasureFailed", "Run", "kind_of", "register", "needs", "compute"]
+from .python import HandedChanged  # noqa: E402
+
+__all__ = ["KINDS", "HandedChanged", "Kind", "MeasureFailed", "Run", "kind_of", "register", "needs", "compute"]
 
 
 def needs(measure, cfg) -> set[str]:

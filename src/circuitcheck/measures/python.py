@@ -62,14 +62,23 @@ class PythonKind(Kind):
 
     def compute(self, body, run: Run) -> np.ndarray:
         reg, c = self.registered(body), call(body)
+        before = handed_digest(run)
         if reg.weights_only:  # weights only: no gradients to track (and no graph kept alive by the result)
             import torch
 
             with torch.no_grad():
-                return checked(reg, invoke(reg, run.model, c.args), None)
-        declared = self.needs(body, run.model.cfg)
-        view = Run(run.logits, {k: v for k, v in run.cache.items() if k in declared}, run.prompts, run.model)
-        return checked(reg, invoke(reg, view, c.args), run.n)
+                value = invoke(reg, run.model, c.args)
+        else:
+            declared = self.needs(body, run.model.cfg)
+            view = Run(run.logits, {k: v for k, v in run.cache.items() if k in declared}, copied(run.prompts),
+                       run.model)
+            value = invoke(reg, view, c.args)
+        if handed_digest(run) != before:
+            raise HandedChanged(f"python measure {reg.name!r} ({reg.where}) changed the model's weights, the logits "
+                                "or the activations it was handed: the claim cannot be judged, and the model and "
+                                "its runs are loaded afresh for the other claims. Copy what you change "
+                                "(`run.logits.clone()`, `W.detach().clone()`)")
+        return checked(reg, value, None if reg.weights_only else run.n)
 
     def references(self, body):
         loc = ("name",) if isinstance(body, PythonCall) else ()
@@ -80,6 +89,44 @@ class PythonKind(Kind):
             return
         for hook in reads if not callable(reads) else ():  # declared hooks must exist in the model
             yield loc, hook, "hook"
+
+
+class HandedChanged(registry.CodeError):
+    """A measure changed what it shares with other claims (weights, logits, activations)."""
+
+
+def handed_digest(run: Run) -> str:
+    """sha256 over the model's state dict and the run's logits and activations: what other claims
+    read after this one, so a measure must leave it as it was handed (checked after each call)."""
+    import hashlib
+
+    import torch
+
+    from ..models.fingerprint import state_dict_sha256
+
+    h = hashlib.sha256(state_dict_sha256(run.model).encode())
+    tensors = [("logits", run.logits)] if run.logits is not None else []
+    for name, t in tensors + sorted(run.cache.items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name} {t.dtype} {tuple(t.shape)}".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def copied(prompts):
+    """A copy of the prompt set for a measure to do with as it likes: what it writes there never
+    reaches the claims after it. (Writable, not read-only: `torch.as_tensor` of a read-only array
+    warns, and measures commonly make tensors of the targets.)"""
+    import dataclasses
+
+    def copy(a):
+        return a.copy() if isinstance(a, np.ndarray) else a
+
+    changes = {}
+    for f in dataclasses.fields(prompts):
+        value = getattr(prompts, f.name)
+        changes[f.name] = {k: copy(v) for k, v in value.items()} if isinstance(value, dict) else copy(value)
+    return dataclasses.replace(prompts, **changes)
 
 
 def call(body) -> PythonCall:

@@ -97,6 +97,12 @@ def load(source: ModelSource, options: LoadOptions = LoadOptions()):
     return _CACHE[key]
 
 
+def forget(source: ModelSource) -> None:
+    """Load `source` afresh next time (its weights were changed in memory by registered code)."""
+    for key in [k for k in _CACHE if k[0] == source]:
+        del _CACHE[key]
+
+
 def prepare(model, options: LoadOptions):
     import contextlib
     import io

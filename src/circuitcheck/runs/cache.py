@@ -210,8 +210,11 @@ class ValueCache:
 
     def _python_source(self, body) -> str | None:
         name = body if isinstance(body, str) else body.name
-        if name not in self._python:  # a file read once per session, however many claims use it
-            self._python[name] = python_source(name)
+        if name not in self._python:  # worked out once per session, however many claims use it
+            self._python[name], why = python_source(name)
+            if self._python[name] is None and why != "registered without cache=True":
+                self._say(f"circuitcheck cache: python measure {name!r} is registered with cache=True but its "
+                          f"values are computed anew each run: {why}")
         return self._python[name]
 
     def _prompts_hash(self, ps) -> str:
@@ -267,18 +270,18 @@ def _unjsonable(extra: dict) -> dict:
     return {k: Path(v["path"]) if isinstance(v, dict) and set(v) == {"path"} else v for k, v in extra.items()}
 
 
-def python_source(name: str) -> str | None:
-    """The hash a `python:` measure's values are keyed by: the source of its file when it was
-    registered with `cache=True`, else None. A registered function may call anything (other
-    modules, files, state it keeps), which the cache cannot see: only its author can promise that
-    its file's source is all its values depend on, so values are never read back stale by default."""
+def python_source(name: str) -> tuple[str | None, str]:
+    """The hash a `python:` measure's values are keyed by, when it was registered with `cache=True`:
+    every source file and plain value its function reaches (language/code_hash.py), and why not
+    (None) otherwise. A registered function may call anything (files, state it keeps), which the
+    cache cannot see: only its author can promise that, so values are never read back by default."""
     from ..language import registry
 
     try:
         reg = registry.measure(name)
     except registry.NotRegistered:
-        return None
-    return reg.source_hash() if reg.cache else None
+        return None, "not registered"
+    return reg.code_key() if reg.cache else (None, "registered without cache=True")
 
 
 def digest(*parts) -> str:

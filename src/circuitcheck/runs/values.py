@@ -133,7 +133,12 @@ class Values:
 
         kind = M.kind_of(m)
         if kind.is_weights_only(m.body):
-            return np.asarray(M.compute(m, M.Run(None, {}, None, self.model(loaded))), dtype=np.float64)
+            try:
+                return np.asarray(M.compute(m, M.Run(None, {}, None, self.model(loaded))), dtype=np.float64)
+            except M.MeasureFailed as exc:
+                if isinstance(exc.error, M.HandedChanged):
+                    self._forget_model(loaded)
+                raise
         if streamable(m):
             streamed, k = self._streamed(loaded, case.prompts, case.prompts_key), (run_key(under), m.model_dump_json())
             if isinstance(streamed.get(k), M.MeasureFailed):
@@ -147,7 +152,22 @@ class Values:
         run.variants = views  # not planned (a specificity mutant), or comparing runs: whole runs
         if getattr(kind, "reads_clean", False):  # kl: this run against the clean run
             run.clean = self._view(loaded, case.prompts, case.prompts_key, (), m)
-        return M.compute(m, run)
+        try:
+            return M.compute(m, run)
+        except M.MeasureFailed as exc:
+            if isinstance(exc.error, M.HandedChanged):
+                self._forget_model(loaded)
+            raise
+
+    def _forget_model(self, loaded) -> None:
+        """Registered code changed the model or its runs in memory: every run on it, and the model,
+        are made afresh for the claims after (values already measured were measured before)."""
+        from .. import models
+
+        for store in (self.runs, self.streamed, self.whole_needs):
+            for k in [k for k in store if k[0] == loaded.model_source]:
+                del store[k]
+        models.forget(loaded.model_source)
 
     def _view(self, loaded, spec, prompts_key, under, m):
         """What a measure reads: the run over one prompt set under `under`, with its activations."""

@@ -1,0 +1,79 @@
+"""A `python:` measure cannot change what other claims read: it gets a copy of the prompts, and if it changes the model's weights, the logits or the activations it was handed, its
+claim is an error and the model and its runs are made afresh for the claims after it. Each test
+runs a claim after a vandal and asserts its value is the one it has without the vandal."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import circuitcheck
+from circuitcheck.files import loader as H
+from circuitcheck.session import Options, Session
+
+
+@circuitcheck.register_measure("iso-zero-weights", weights_only=True)
+def zero_weights(model):
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(0)
+    return 1.0
+
+
+@circuitcheck.register_measure("iso-zero-logits", reads=[])
+def zero_logits(run):
+    with torch.inference_mode():  # the logits are inference tensors: only so can they be written
+        run.logits.mul_(0)
+    return np.zeros(run.n)
+
+
+@circuitcheck.register_measure("iso-zero-tokens", reads=[])
+def zero_tokens(run):
+    run.prompts.tokens[:] = 0
+    return np.zeros(run.n)
+
+
+@circuitcheck.register_measure("iso-w-norm", weights_only=True)
+def w_norm(model):
+    return model.W_O[0].norm()
+
+
+@circuitcheck.register_measure("iso-logit-mean", reads=[])
+def logit_mean(run):
+    return run.logits[:, -1].mean(-1)
+
+
+@circuitcheck.register_measure("iso-token-sum", reads=[])
+def token_sum(run):
+    return run.tokens.sum(-1).astype(float)
+
+
+def claim(cid: str, measure: str) -> str:
+    return f"- {{id: {cid}, says: {cid}, measure: {{python: {measure}}}, expect: record}}\n"
+
+
+def run_file(path) -> dict:
+    s = Session(Options(cache="off"))
+    loaded = H.load(path)
+    s.add(loaded)
+    out = {}
+    for lc in loaded.claims:
+        r = s.result(loaded.path, lc.claim.id)
+        out[lc.claim.id] = r.error or r.main.estimate.statistic
+    return out
+
+
+@pytest.mark.parametrize("vandal, reader, says", [
+    ("iso-zero-weights", "iso-w-norm", "changed the model's weights"),
+    ("iso-zero-logits", "iso-logit-mean", "changed the model's weights, the logits"),
+    ("iso-zero-tokens", "iso-token-sum", "0.0"),  # its own copy: no error, and no one else sees it
+])
+def test_a_measure_cannot_change_what_the_next_claim_reads(hyp, tmp_path, vandal, reader, says):
+    from circuitcheck import models
+
+    alone = run_file(hyp(claim("reader", reader), name="alone.hyp.yaml"))["reader"]
+    assert isinstance(alone, float) and alone != 0
+    models.loading._CACHE.clear()
+    got = run_file(hyp(claim("vandal", vandal) + claim("reader", reader), name="both.hyp.yaml"))
+    assert says in str(got["vandal"])
+    assert got["reader"] == alone
