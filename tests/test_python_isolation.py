@@ -77,3 +77,22 @@ def test_a_measure_cannot_change_what_the_next_claim_reads(hyp, tmp_path, vandal
     got = run_file(hyp(claim("vandal", vandal) + claim("reader", reader), name="both.hyp.yaml"))
     assert says in str(got["vandal"])
     assert got["reader"] == alone
+
+
+SHADOW = """\
+- id: each-position
+  says: "the file lists positions as $prev; a role of that name must not take their place"
+  for: {all: {values: {prev: [1, 2]}}}
+  measure: {attention: {head: L0H1, from: $prev, to: 0}}
+  expect: record
+"""
+
+
+def test_a_role_cannot_shadow_a_for_variable(hyp):
+    """A role and a `for:`/`sweep:` variable of one name: `$prev` would be the scan's head in place
+    of the values the claim lists. A collection error naming both."""
+    role = "roles: {prev: {best: {head_score: {head: $head, pattern: previous_token}}, among: layer 0}}\n"
+    with pytest.raises(H.HypothesisError, match=r"claim 'each-position' binds \$prev .* role \$prev: rename"):
+        H.load(hyp(SHADOW, extra=role))
+    with pytest.raises(H.HypothesisError, match=r"binds \$prev"):
+        H.load(hyp(SHADOW.replace("for: {all: {values: {prev: [1, 2]}}}", "sweep: {prev: [1, 2]}"), extra=role))

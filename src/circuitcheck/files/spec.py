@@ -648,6 +648,11 @@ class HypothesisFile(Strict):
                                  "own rows (biased: the best of several heads looks better than it is)")
         seen = set()
         for c in self.claims:
+            bound = set(c.sweep or {}) | set((c.for_.sets.values or {}) if c.for_ and c.for_.sets else {})
+            shadowed = sorted(bound & set(self.roles))
+            if shadowed:  # `$name` would be the scan's head, not the values the claim lists
+                raise ValueError(f"claim {c.id!r} binds ${shadowed[0]} in its `for:` or `sweep:`, and the file has a "
+                                 f"role ${shadowed[0]}: rename one of them")
             if c.id in seen:
                 raise ValueError(f"duplicate claim id {c.id!r}")
             seen.add(c.id)
