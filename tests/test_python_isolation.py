@@ -96,3 +96,27 @@ def test_a_role_cannot_shadow_a_for_variable(hyp):
         H.load(hyp(SHADOW, extra=role))
     with pytest.raises(H.HypothesisError, match=r"binds \$prev"):
         H.load(hyp(SHADOW.replace("for: {all: {values: {prev: [1, 2]}}}", "sweep: {prev: [1, 2]}"), extra=role))
+
+
+def test_two_files_registering_one_name_is_an_error_naming_both(hyp, tmp_path, monkeypatch):
+    """Which of two registrations a claim ran depended on import order; now the files that name it
+    get a collection error naming both places, and files naming other measures still run."""
+    import importlib.util
+
+    from circuitcheck.language import registry
+
+    monkeypatch.setattr(registry, "MEASURES", dict(registry.MEASURES))
+    monkeypatch.setattr(registry, "CONFLICTS", {})
+    for folder, value in (("a", 0.0), ("b", 1.0)):
+        (tmp_path / folder).mkdir()
+        source = tmp_path / folder / "conftest.py"
+        source.write_text("import numpy as np\nimport circuitcheck\n\n\n"
+                          "@circuitcheck.register_measure('iso-twice', reads=[])\n"
+                          f"def twice(run):\n    return np.full(run.n, {value})\n")
+        spec = importlib.util.spec_from_file_location(f"iso_conftest_{folder}", source)
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    with pytest.raises(H.HypothesisError) as err:
+        H.load(hyp(claim("c", "iso-twice")))
+    text = str(err.value)
+    assert "'iso-twice' is registered 2 times" in text and "a/conftest.py:5" in text and "b/conftest.py:5" in text
+    assert H.load(hyp(claim("c", "iso-w-norm"), name="other.hyp.yaml")).claims  # other names still load

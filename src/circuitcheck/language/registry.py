@@ -52,6 +52,16 @@ class NotRegistered(LookupError):
         super().__init__(f"no {kind} named {name!r} is registered")
 
 
+class Ambiguous(NotRegistered):
+    """Two files register the same name: a claim would run whichever was imported last."""
+
+    def __init__(self, kind: str, name: str, places: list[str]):
+        LookupError.__init__(self, f"{kind} {name!r} is registered {len(places)} times: " + "; ".join(places))
+        self.kind, self.name, self.known = kind, name, []
+        self.hint = (f"rename one of them (each file then names its own), or register {name!r} once, in a "
+                     "conftest.py above every folder that uses it")
+
+
 @dataclass(frozen=True)
 class Registered:
     """One registered callable, with what the planner needs to know about it."""
@@ -101,6 +111,7 @@ class CodeError(Exception):
 
 MODELS: dict[str, Registered] = {}
 MEASURES: dict[str, Registered] = {}
+CONFLICTS: dict[tuple[str, str], list[str]] = {}  # (kind, name) -> where each registration of it is
 ENTRY_POINT_GROUP = "circuitcheck"
 _entry_points: dict[str, str | None] = {}  # entry point -> None when imported, else why it failed
 
@@ -154,10 +165,29 @@ def _register(table: dict, kind: str, name: str, **extra):
     def decorate(fn: Callable) -> Callable:
         if not callable(fn):
             raise TypeError(f"register_{kind}({name!r}) decorates a function, not {type(fn).__name__}")
-        table[name] = Registered(name, fn, **extra)
+        new, old = Registered(name, fn, **extra), table.get(name)
+        if old is not None and _origin(old.fn) != _origin(fn) and not _replaceable(old.fn, fn):
+            # Two files register one name: which one a claim runs would depend on import order. The
+            # first stays; files that name it get a collection error naming both (_lookup).
+            CONFLICTS.setdefault((kind, name), [old.where])
+            if new.where not in CONFLICTS[(kind, name)]:
+                CONFLICTS[(kind, name)].append(new.where)
+            return fn
+        table[name] = new
         return fn
 
     return decorate
+
+
+def _origin(fn) -> tuple:
+    code = getattr(fn, "__code__", None)
+    return (code.co_filename, getattr(fn, "__qualname__", "")) if code else (id(fn),)
+
+
+def _replaceable(old, new) -> bool:
+    """A function from no file (a notebook cell run again) replaces one from no file."""
+    files = [getattr(getattr(f, "__code__", None), "co_filename", "<") for f in (old, new)]
+    return all(f.startswith("<") for f in files)
 
 
 def model(name: str) -> Registered:
@@ -170,6 +200,8 @@ def measure(name: str) -> Registered:
 
 def _lookup(table: dict, kind: str, name: str) -> Registered:
     load_entry_points()
+    if (kind, name) in CONFLICTS:
+        raise Ambiguous(kind, name, CONFLICTS[(kind, name)])
     if name not in table:
         err = NotRegistered(kind, name, list(table))
         broken = [f"entry point {ep!r} failed to import ({why})" for ep, why in _entry_points.items() if why]
