@@ -46,7 +46,7 @@ def read(path: Path, n: int | None, padding: str = "right", pad_token: int = 0, 
         raise PromptError(f"padding {padding!r} is neither 'right' nor 'left'", "write `padding: left` or `padding: right`")
     if not _is_int(pad_token) or pad_token < 0:
         raise PromptError(f"pad_token {pad_token!r} is not a token id", "write a non-negative integer, e.g. `pad_token: 0`")
-    lines = _lines(path)
+    lines = _lines(path, n)
     if n is not None and n > len(lines):
         raise PromptError(f"`n: {n}` asks for more prompts than {path.name} has ({len(lines)} rows)",
                           f"leave `n` out to use every row, or write `n: {len(lines)}` or less")
@@ -54,7 +54,7 @@ def read(path: Path, n: int | None, padding: str = "right", pad_token: int = 0, 
         raise PromptError(f"{path.name} has {len(lines)} row{'s' * (len(lines) != 1)}; a claim needs at least 2 prompts",
                           "add rows, one JSON object a line")
     rows = [_row(path, no, text, read_at, (str(tokenizer), prepend_bos) if tokenizer else None)
-            for no, text in lines[:n]]
+            for no, text in lines]
     _one_kind(path, rows)
     _same_keys(path, rows, "positions")
     _same_keys(path, rows, "fields")
@@ -63,20 +63,25 @@ def read(path: Path, n: int | None, padding: str = "right", pad_token: int = 0, 
     return _pad(path, rows, padding, pad_token)
 
 
-def _lines(path: Path) -> list[tuple[int, str]]:
-    """(line number, text) of every non-blank line; a BOM at the start is allowed."""
+def _lines(path: Path, n: int | None = None) -> list[tuple[int, str]]:
+    """(line number, text) of the first `n` non-blank lines (all when None), read a line at a time,
+    so a huge file with a small `n` costs only what is read; a BOM at the start is allowed."""
     if not path.is_file():
         what = "does not exist" if not path.exists() else "is not a regular file"
         raise PromptError(f"prompt file {str(path)!r} {what}", "paths are relative to the hypothesis file")
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise _error(path, line, "", f"not UTF-8 text (byte {data[exc.start]:#04x})", "save the file as UTF-8") from None
-    # Rows end at newlines only: str.splitlines would also split at U+2028 and other separators
-    # that JSON allows inside a string, and cut such a row in two.
-    return [(i, t.removesuffix("\r")) for i, t in enumerate(text.split("\n"), 1) if t.strip()]
+    out = []
+    with open(path, "rb") as f:
+        for i, data in enumerate(f, 1):
+            try:
+                text = data.decode("utf-8-sig" if i == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise _error(path, i, "", f"not UTF-8 text (byte {data[exc.start]:#04x})", "save the file as UTF-8") from None
+            if text.strip():
+                out.append((i, text.rstrip("\r\n")))
+            if n is not None and len(out) == n:
+                break
+    return out
+
 
 
 def _error(path, line, field, message, hint=HINT):
