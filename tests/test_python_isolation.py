@@ -120,3 +120,33 @@ def test_two_files_registering_one_name_is_an_error_naming_both(hyp, tmp_path, m
     text = str(err.value)
     assert "'iso-twice' is registered 2 times" in text and "a/conftest.py:5" in text and "b/conftest.py:5" in text
     assert H.load(hyp(claim("c", "iso-w-norm"), name="other.hyp.yaml")).claims  # other names still load
+
+
+@circuitcheck.register_measure("iso-exits", reads=[])
+def exits(run):
+    import sys
+
+    sys.exit(3)
+
+
+@circuitcheck.register_measure("iso-slow", reads=[], timeout=0.5)
+def slow(run):
+    import time
+
+    time.sleep(30)
+    return np.zeros(run.n)
+
+
+def test_sys_exit_or_a_timeout_is_that_claims_error_and_the_others_run(hyp):
+    import time
+
+    start = time.perf_counter()
+    got = run_file(hyp(claim("exits", "iso-exits") + claim("slow", "iso-slow") + claim("reader", "iso-logit-mean")))
+    assert "raised SystemExit: 3" in got["exits"]
+    assert "ran past its timeout of 0.5 s" in got["slow"]
+    assert isinstance(got["reader"], float) and time.perf_counter() - start < 25
+
+
+def test_a_timeout_is_seconds():
+    with pytest.raises(ValueError, match=r"timeout=\.\.\.\) takes a number of seconds > 0"):
+        circuitcheck.register_measure("iso-bad-timeout", timeout=0)

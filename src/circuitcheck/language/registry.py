@@ -73,6 +73,7 @@ class Registered:
     weights_only: bool = False  # a measure of the weights alone (no run)
     value_range: tuple[float, float] | None = None  # what its values can be, by construction (None: unbounded)
     cache: bool = False  # its values depend on nothing but the run, its args and the code it reaches
+    timeout: float | None = None  # seconds a call may take before it is that claim's error
     meta: dict = field(default_factory=dict)
 
     @property
@@ -121,7 +122,8 @@ def register_model(name: str):
     return _register(MODELS, "model", name)
 
 
-def register_measure(name: str, reads=(), weights_only: bool = False, range=None, cache: bool = False):  # noqa: A002
+def register_measure(name: str, reads=(), weights_only: bool = False, range=None, cache: bool = False,  # noqa: A002
+                     timeout: float | None = None):
     """Decorator: `@register_measure("name", reads=[hook names])` makes `measure: {python: name}`
     call `fn(run, **args)` and judge the one float per prompt it returns (`weights_only`:
     `fn(model, **args)`, one number or a vector). `reads` may be a function `(cfg, **args) -> names`.
@@ -133,12 +135,16 @@ def register_measure(name: str, reads=(), weights_only: bool = False, range=None
     decorators, helpers in other modules and closures (language/code_hash.py), so a rerun reads them
     back and an edit anywhere there computes them anew. A function reaching an object whose results
     its source cannot tell is never cached (a CacheWarning says which name). Without `cache=True`
-    values are computed on every run."""
+    values are computed on every run. `timeout=SECONDS`: a call that runs longer is stopped, and is
+    its claim's error (as an exception or `sys.exit` inside it is); the other claims run."""
+    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+        raise ValueError(f"register_measure({name!r}, timeout=...) takes a number of seconds > 0, got {timeout!r}")
     if not callable(reads) and (isinstance(reads, str) or not all(isinstance(r, str) for r in reads)):
         raise TypeError(f"register_measure({name!r}, reads=...) takes a list of hook names, or a function "
                         f"(cfg, **args) -> hook names; got {reads!r}")
     return _register(MEASURES, "measure", name, reads=reads if callable(reads) else tuple(reads),
-                     weights_only=bool(weights_only), value_range=_range(name, range), cache=bool(cache))
+                     weights_only=bool(weights_only), value_range=_range(name, range), cache=bool(cache),
+                     timeout=timeout)
 
 
 def _range(name: str, value) -> tuple[float, float] | None:

@@ -12,6 +12,7 @@ or returns that cannot be judged, is that claim's error, naming the function and
 from __future__ import annotations
 
 import traceback
+from contextlib import contextmanager
 from typing import Any, Union
 
 import numpy as np
@@ -134,15 +135,42 @@ def call(body) -> PythonCall:
 
 
 def invoke(reg: registry.Registered, arg, args: dict):
-    """Call the registered function; what it raises becomes a CodeError naming it and the line."""
+    """Call the registered function; what it raises (SystemExit too), or running past its declared
+    `timeout`, becomes a CodeError naming it and the line."""
     try:
-        return reg.fn(arg, **args)
+        with time_limit(reg.timeout, reg):
+            return reg.fn(arg, **args)
     except KeyboardInterrupt:
         raise
-    except Exception as exc:
+    except registry.CodeError:
+        raise
+    except (Exception, SystemExit) as exc:
         raise registry.CodeError(f"python measure {reg.name!r} ({reg.where}) raised {type(exc).__name__}: "
                                  f"{str(exc).splitlines()[0][:300] if str(exc) else ''}"
                                  f"{_line(reg, exc)}") from exc
+
+
+@contextmanager
+def time_limit(seconds: float | None, reg: registry.Registered):
+    """Stop the function after `seconds` (a SIGALRM timer: the main thread of a POSIX process, as
+    pytest and the command line run it; elsewhere no limit is enforced)."""
+    import signal
+    import threading
+
+    if not seconds or not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise registry.CodeError(f"python measure {reg.name!r} ({reg.where}) ran past its timeout of {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _line(reg, exc) -> str:

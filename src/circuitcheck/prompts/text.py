@@ -46,7 +46,45 @@ def load_tokenizer(path: str):
         raise PromptError(f"no tokenizer at {str(file)!r}",
                           "text prompts need the model's tokenizer.json: a zoo or local Hugging Face model "
                           "directory, or `tokenizer: PATH`")
-    return Tokenizer.from_file(str(file))
+    _readable(file, MAX_TOKENIZER_BYTES)
+    try:
+        return Tokenizer.from_file(str(file))
+    except Exception as exc:  # the tokenizers library's own words: a Rust error naming the JSON defect
+        raise PromptError(f"{file.name} at {str(file)!r} is not a tokenizer the tokenizers library reads: "
+                          f"{str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}",
+                          "save it with `tokenizer.save(\"tokenizer.json\")` (transformers: "
+                          "`save_pretrained`), or point `tokenizer:` at a good one") from None
+
+
+MAX_TOKENIZER_BYTES = 1 << 30  # the largest tokenizer.json in use is tens of MB
+MAX_CONFIG_BYTES = 16 << 20
+
+
+def _readable(file: Path, limit: int) -> None:
+    """A regular file of at most `limit` bytes, or a PromptError: a FIFO would hang the read and
+    /dev/zero fill memory."""
+    import stat
+
+    st = file.stat()
+    if not stat.S_ISREG(st.st_mode):
+        raise PromptError(f"{str(file)!r} is not a regular file (a directory, device, pipe or socket)",
+                          "the tokenizer's files must be regular files")
+    if st.st_size > limit:
+        raise PromptError(f"{str(file)!r} is {st.st_size} bytes, over the {limit} a tokenizer file may have",
+                          "check that this is the model's tokenizer")
+
+
+def _tokenizer_config(config: Path) -> dict:
+    _readable(config, MAX_CONFIG_BYTES)
+    try:
+        data = json.loads(config.read_bytes())
+    except (ValueError, RecursionError) as exc:
+        raise PromptError(f"{config.name} at {str(config)!r} is not JSON: {str(exc)[:200]}",
+                          "fix or delete it (it is read only for the BOS token)") from None
+    if not isinstance(data, dict):
+        raise PromptError(f"{config.name} at {str(config)!r} is a JSON {type(data).__name__}, not an object",
+                          "fix or delete it (it is read only for the BOS token)")
+    return data
 
 
 @functools.lru_cache(maxsize=16)
@@ -55,9 +93,11 @@ def bos_id(path: str) -> int | None:
     config = tokenizer_files(path)[1]
     if not config.exists():
         return None
-    bos = json.loads(config.read_text()).get("bos_token")
+    bos = _tokenizer_config(config).get("bos_token")
     if isinstance(bos, dict):  # older transformers write {"content": "<s>", ...}
         bos = bos.get("content")
+    if bos is not None and not isinstance(bos, str):
+        raise PromptError(f"bos_token in {str(config)!r} is {bos!r}, not a token", "write the BOS token's text, e.g. \"<s>\"")
     return None if bos is None else load_tokenizer(path).token_to_id(bos)
 
 

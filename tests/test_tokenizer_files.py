@@ -1,0 +1,58 @@
+"""A tokenizer's two files are read like every other file a run reads: regular files of a bounded
+size, and a defect in them is a clear error naming the file, never an internal error or a hang."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from circuitcheck import prompts as P
+from circuitcheck.models import ZOO_DIR
+
+ARGS = dict(template="When {IO} and {S} went to the store, {S} gave a drink to", slots={"IO": ["Mary", "John"],
+            "S": ["Mary", "John"]}, answer="IO", counterfactual="S")
+
+
+def tokenizer_dir(tmp_path, **files):
+    """A copy of zoo:ioi's tokenizer with some of its files replaced (text, or a callable(path))."""
+    d = tmp_path / "tok"
+    d.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(ZOO_DIR / "ioi" / name, d / name)
+    for name, content in files.items():
+        target = d / f"{name}.json"
+        target.unlink()
+        content(target) if callable(content) else target.write_text(content)
+    return d
+
+
+def build(d):
+    return P.build("text", 4, 0, tokenizer=str(d), **ARGS)
+
+
+def test_the_copy_reads_as_the_zoo_tokenizer(tmp_path):
+    assert build(tokenizer_dir(tmp_path)).n == 4  # the control: only the replaced file differs below
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"tokenizer": '{"model": {"type": "WordLevel"'}, "is not a tokenizer the tokenizers library reads"),
+    ({"tokenizer": "[1, 2]"}, "is not a tokenizer the tokenizers library reads"),
+    ({"tokenizer_config": '{"bos_token": '}, "tokenizer_config.json at .* is not JSON"),
+    ({"tokenizer_config": "[1, 2]"}, "is a JSON list, not an object"),
+    ({"tokenizer_config": '{"bos_token": 7}'}, "bos_token in .* is 7, not a token"),
+    ({"tokenizer_config": os.mkfifo}, "is not a regular file"),
+    ({"tokenizer": lambda p: p.symlink_to("/dev/zero")}, "is not a regular file"),
+    ({"tokenizer_config": lambda p: p.symlink_to("/dev/zero")}, "is not a regular file"),
+])
+def test_a_bad_tokenizer_file_is_a_clear_error(tmp_path, files, message):
+    with pytest.raises(P.PromptError, match=message):
+        build(tokenizer_dir(tmp_path, **files))
+
+
+def test_an_oversized_tokenizer_file_is_refused_before_reading(tmp_path, monkeypatch):
+    from circuitcheck.prompts import text
+
+    monkeypatch.setattr(text, "MAX_CONFIG_BYTES", 10)
+    with pytest.raises(P.PromptError, match=r"bytes, over the 10 a tokenizer file may have"):
+        build(tokenizer_dir(tmp_path))
