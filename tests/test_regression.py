@@ -116,9 +116,20 @@ def test_override_runs_the_other_model_under_the_same_names(pytester, hyp, tiny_
     assert str(other_dir) in b[0]["model"]
 
 
-def test_an_override_matching_no_file_is_reported(pytester, hyp, other_dir):
+def test_an_override_matching_no_file_is_an_error_before_any_claim_runs(pytester, hyp, other_dir):
+    """A typo in REF ran the files' own models and exited 0: a green run on the wrong model."""
     res = run(pytester, hyp(CLAIMS, prompts=PROMPTS), f"--cc-model=zoo:induction={other_dir}")
-    assert "--cc-model zoo:induction=...: no file's model is zoo:induction" in res.stdout.str()
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--cc-model zoo:induction=...: no file's model is zoo:induction" in res.stderr.str()
+    res.assert_outcomes()  # nothing ran
+
+
+def test_the_command_line_refuses_an_override_matching_no_file(hyp, other_dir, capsys):
+    from circuitcheck import cli
+
+    assert cli.main(["check", str(hyp(CLAIMS, prompts=PROMPTS)), f"--cc-model=zoo:induction={other_dir}"]) == 2
+    err = capsys.readouterr().err
+    assert "no file's model is zoo:induction (the files' models: native:" in err
 
 
 def test_fingerprint_of_a_zoo_model():
@@ -448,3 +459,18 @@ def test_a_report_that_fails_to_write_at_the_end_fails_the_run(pytester, hyp, tm
     res.assert_outcomes(passed=2)
     assert res.ret == pytest.ExitCode.TESTS_FAILED
     assert f"could not write the JSON report to {tmp_path / 'r.json'}: No space left on device" in res.stdout.str()
+
+
+def test_a_truncated_override_is_refused_before_the_run(pytester, hyp, tiny_dir, tmp_path):
+    """It loaded lazily and every claim failed with an internal SafetensorError at measure time."""
+    import shutil
+
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    shutil.copy(tiny_dir / "config.json", cut / "config.json")
+    data = (tiny_dir / "model.safetensors").read_bytes()
+    (cut / "model.safetensors").write_bytes(data[: len(data) // 2])
+    path = hyp(CLAIMS, prompts=PROMPTS)
+    res = run(pytester, path, f"--cc-model={model_of(path).ref}={cut}")
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--cc-model: weights model.safetensors are cut short" in res.stderr.str()

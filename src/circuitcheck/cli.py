@@ -251,6 +251,10 @@ def _start(args, **options):
         return None
     session = _session_for([], dataclasses.replace(options_from_flags(get, CACHE_DIR), **options))[0]
     _, files, failed = _session_with(args.files, "off")  # read and checked here; run on `session`
+    typos = run.unmatched_by(files)
+    if typos:  # running the file's own model instead would pass on the wrong model
+        print("\n".join(typos), file=sys.stderr)
+        return None
     return run, session, files, failed
 
 

@@ -85,6 +85,13 @@ def _cache_dir(config) -> str | None:
 
 
 def pytest_collection_finish(session):
+    # A --cc-model whose REF matches no collected file's model is a typo: running the files' own
+    # models instead would pass on the wrong model. Stop before any claim runs.
+    run = session.config.stash.get(RUN, None)
+    typos = run.unmatched() if run is not None else []
+    if typos:
+        raise pytest.UsageError("\n".join(typos) + "\n  hint: REF is the model a file names (zoo:induction, "
+                                "hf:gpt2, a native config path), as written in its `model:`")
     # What collection built (claim specs, prompt sets, the pydantic models) lives to the end of the
     # run: frozen, the cycle collector skips it. Measured on a cached rerun of hypotheses/, pytest's
     # two closing gc.collect() calls took 0.205 s and take 0.005 s. Only reference cycles among

@@ -56,8 +56,25 @@ def parse(text: str) -> Override:
         raise OverrideError(f"--cc-model {text!r}: write REF=SOURCE, e.g. zoo:max-of-list=runs/seed1")
     paths = _expand(value)
     if len(paths) == 1:
-        return Override(ref, (Checkpoint("", *source(paths[0])),))
+        one = Checkpoint("", *source(paths[0]))
+        _check_weights(one.source)
+        return Override(ref, (one,))
     return Override(ref, tuple(Checkpoint(n, *source(p)) for n, p in zip(names(paths), paths)))
+
+
+def _check_weights(src: models.ModelSource) -> None:
+    """A native model's weights read as far as their header and checked against its config, as a
+    file's own `model:` is at collection: a truncated or foreign file is refused before the run."""
+    from . import model_files
+
+    if src.kind != "native" or not src.weights:
+        return
+    try:
+        shapes = model_files.weight_shapes(Path(src.weights))
+        if shapes:
+            model_files.check_dims(models.read_config(Path(src.ref)), shapes)
+    except model_files.ModelFileError as exc:
+        raise OverrideError(f"--cc-model: {exc}" + (f" ({exc.hint})" if exc.hint else "")) from None
 
 
 def names(paths: list[str]) -> list[str]:

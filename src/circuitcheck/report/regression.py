@@ -174,6 +174,13 @@ class Run:
             return []
         return [f"--cc-model {o.ref}=...: no file's model is {o.ref}" for o in self.overrides if o.ref not in self.matched]
 
+    def unmatched_by(self, loaded_files) -> list[str]:
+        """What `unmatched` says, for files read but not yet run (the command line checks first)."""
+        found = {o.ref for f in loaded_files if (o := override.find(self.overrides, f.model_source))}
+        models = sorted({f.model_source.describe() for f in loaded_files})
+        return [f"--cc-model {o.ref}=...: no file's model is {o.ref} (the files' models: {', '.join(models)})"
+                for o in self.overrides if o.ref not in found] if loaded_files else []
+
     def finish(self, records: list[dict]) -> list[str]:
         """Write the reports and baselines; the summary lines for the terminal."""
         lines = self.unmatched()
