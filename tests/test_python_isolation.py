@@ -150,3 +150,15 @@ def test_sys_exit_or_a_timeout_is_that_claims_error_and_the_others_run(hyp):
 def test_a_timeout_is_seconds():
     with pytest.raises(ValueError, match=r"timeout=\.\.\.\) takes a number of seconds > 0"):
         circuitcheck.register_measure("iso-bad-timeout", timeout=0)
+
+
+def test_a_role_inside_a_weight_expression_binds(hyp, tiny_model):
+    """`OV[$head]` in a role's scan and `OV[$role]` in a claim: only a whole `$head` string was
+    replaced, so binding failed. The scan picks the head whose OV norm is largest (by hand)."""
+    role = "roles: {big: {best: {norm: {of: 'OV[$head]'}}, among: layer 1}}\n"
+    path = hyp("- {id: big-ov, says: the role's OV norm, measure: {norm: {of: 'OV[$big]'}}, expect: record}\n",
+               extra=role)
+    with torch.no_grad():  # by hand: OV = W_V W_O, its Frobenius norm
+        norms = {h: float((tiny_model.W_V[1, h] @ tiny_model.W_O[1, h]).norm()) for h in range(4)}
+    got = run_file(path)["big-ov"]
+    assert got == pytest.approx(max(norms.values()), rel=1e-6)

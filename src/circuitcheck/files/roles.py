@@ -24,6 +24,7 @@ import re
 import numpy as np
 
 ROLE_REF = re.compile(r"^\$(\w+)$")
+VAR = re.compile(r"\$(\w+)\b")
 
 
 def candidates(role, n_layers: int | None, n_heads: int | None) -> list[str]:
@@ -49,12 +50,12 @@ def bind(tree: dict, spec, heads: dict[str, str] | None) -> dict:
 
 
 def substitute(x, values: dict[str, str]):
-    """`x` with each `$name` string whose name is in `values` replaced by its head."""
+    """`x` with each `$name` whose name is in `values` replaced by its head: a whole string, or a
+    head inside a weight expression (`OV[$strongest]`). A claim's `id` and `says` are left as written."""
     if isinstance(x, str):
-        m = ROLE_REF.match(x)
-        return values[m[1]] if m and m[1] in values else x
+        return VAR.sub(lambda m: values.get(m[1], m[0]), x)
     if isinstance(x, dict):
-        return {k: substitute(v, values) for k, v in x.items()}
+        return {k: v if k in ("id", "says") else substitute(v, values) for k, v in x.items()}
     if isinstance(x, list):
         return [substitute(v, values) for v in x]
     return x
@@ -107,8 +108,8 @@ def scan_prompts(role, file_prompts):
 
 
 def _put(x, head: str):
-    if x == "$head":
-        return head
+    if isinstance(x, str):  # `$head` alone, or inside a weight expression: `OV[$head]`
+        return VAR.sub(lambda m: head if m[1] == "head" else m[0], x)
     if isinstance(x, dict):
         return {k: _put(v, head) for k, v in x.items()}
     if isinstance(x, list):
