@@ -59,3 +59,33 @@ def test_training_writes_only_where_told(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):  # no --out: argparse refuses, nothing is trained or written
         main(["zoo", "train", "max-of-list", "--steps", "2"])
     assert "--out" in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+def test_an_interrupted_save_leaves_no_complete_looking_weights(tmp_path, monkeypatch):
+    """Ctrl-C while the weights are written: no model.safetensors (before: half a file under the
+    final name), and a model already there stays as it was."""
+    from pathlib import Path
+
+    import safetensors.torch
+
+    from circuitcheck.zoo.train import train
+
+    real = safetensors.torch.save_file
+
+    def interrupted(state, path, *a, **k):
+        real(state, path, *a, **k)
+        Path(path).write_bytes(Path(path).read_bytes()[:100])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(safetensors.torch, "save_file", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train("max-of-list", steps=2, out=tmp_path / "new", measure=False)
+    assert not (tmp_path / "new" / "model.safetensors").exists()
+    assert not [p for p in (tmp_path / "new").iterdir() if "safetensors" in p.name]
+    monkeypatch.setattr(safetensors.torch, "save_file", real)
+    train("max-of-list", steps=2, out=tmp_path / "old", measure=False)
+    before = (tmp_path / "old" / "model.safetensors").read_bytes()
+    monkeypatch.setattr(safetensors.torch, "save_file", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train("max-of-list", steps=2, out=tmp_path / "old", measure=False)
+    assert (tmp_path / "old" / "model.safetensors").read_bytes() == before

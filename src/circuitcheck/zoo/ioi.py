@@ -249,11 +249,7 @@ def train(steps: int | None = None, out: str | Path | None = None, seed: int = 0
             "held_out_templates": evaluate(model, tokenizer, spec["eval"]["n"], spec["eval"]["seed"], HELD_OUT),
             "n_params": sum(p.numel() for p in model.parameters()),
         }
-        model.save_pretrained(str(out))
-        gen = out / "generation_config.json"
-        if gen.exists():
-            gen.unlink()  # not used; fewer files to ship
-        (out / "model.safetensors").chmod(0o644)
+        _save_whole(model, out)
         _, metrics["reload_max_abs_diff"] = _check_reload(out, model, tokenizer)
         (out / "training.json").write_text(json.dumps({**{k: spec[k] for k in ("task", "prompts", "training", "eval")},
                                                        "metrics": metrics}, indent=2) + "\n")
@@ -473,3 +469,20 @@ def card(spec: dict, metrics: dict, measured: dict | None, default: bool) -> str
             "",
         ]
     return "\n".join(lines)
+
+
+def _save_whole(model, out: Path) -> None:
+    """save_pretrained into a folder beside `out`, then each file renamed into `out`, the weights
+    last: an interrupted save leaves no complete-looking model.safetensors (train.whole)."""
+    import os
+    import shutil
+
+    tmp = out / f".partial-{os.getpid()}"
+    try:
+        model.save_pretrained(str(tmp))
+        (tmp / "generation_config.json").unlink(missing_ok=True)  # not used; fewer files to ship
+        for f in sorted(tmp.iterdir(), key=lambda f: f.name == "model.safetensors"):
+            f.chmod(0o644)
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
