@@ -162,3 +162,31 @@ def test_a_role_inside_a_weight_expression_binds(hyp, tiny_model):
         norms = {h: float((tiny_model.W_V[1, h] @ tiny_model.W_O[1, h]).norm()) for h in range(4)}
     got = run_file(path)["big-ov"]
     assert got == pytest.approx(max(norms.values()), rel=1e-6)
+
+
+INTERRUPTS = """\
+import numpy as np
+import circuitcheck
+
+
+@circuitcheck.register_measure("iso-ctrl-c", reads=[])
+def ctrl_c(run):
+    raise KeyboardInterrupt
+"""
+
+
+def test_ctrl_c_stops_the_run_with_exit_2_and_keeps_what_it_reported(pytester, hyp, tmp_path):
+    import json
+
+    from circuitcheck import cli
+
+    first = hyp("- {id: first, says: first, measure: accuracy, expect: record}\n", name="a.hyp.yaml")
+    second = hyp(claim("second", "iso-ctrl-c"), name="b.hyp.yaml")
+    third = hyp("- {id: third, says: third, measure: accuracy, expect: record}\n", name="c.hyp.yaml")
+    (tmp_path / "conftest.py").write_text(INTERRUPTS)
+    report = tmp_path / "report.json"
+    res = pytester.runpytest_subprocess(str(first), str(second), str(third), "-p", "no:cacheprovider",
+                                        f"--cc-json={report}")
+    assert res.ret == pytest.ExitCode.INTERRUPTED
+    assert [c["id"] for c in json.loads(report.read_text())["claims"]] == ["first"]  # third never ran
+    assert cli.main(["check", str(second)]) == 2

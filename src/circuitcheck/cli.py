@@ -37,6 +37,15 @@ def version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; Ctrl-C stops it with exit 2 (as pytest's), a line and no traceback."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("circuitcheck: interrupted", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="circuitcheck")
     ap.add_argument("--version", action="version", version=f"circuitcheck {version()}")
     sub = ap.add_subparsers(dest="cmd", required=True)
