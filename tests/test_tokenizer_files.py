@@ -56,3 +56,19 @@ def test_an_oversized_tokenizer_file_is_refused_before_reading(tmp_path, monkeyp
     monkeypatch.setattr(text, "MAX_CONFIG_BYTES", 10)
     with pytest.raises(P.PromptError, match=r"bytes, over the 10 a tokenizer file may have"):
         build(tokenizer_dir(tmp_path))
+
+
+def test_allow_paths_works_as_the_readme_writes_it(tmp_path):
+    """`circuitcheck.paths.allow` needed `import circuitcheck.paths` first; the README now writes
+    `circuitcheck.allow_paths([DIR])`, which works after `import circuitcheck` alone."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert re.search(r"`circuitcheck\.allow_paths\(\[DIR\]\)`", readme)
+    code = ("import circuitcheck, sys; circuitcheck.allow_paths([sys.argv[1]]);"
+            "from circuitcheck.files.paths import ALLOWED; print(ALLOWED)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == repr([tmp_path.resolve()])

@@ -21,11 +21,13 @@ _PUBLIC = {
     "load": "files.loader", "HypothesisError": "files.loader",
     "register_model": "language.registry", "register_measure": "language.registry",
     "Run": "measures.base",
+    "allow_paths": "files.paths",
 }
 __all__ = list(_PUBLIC)
 
 if TYPE_CHECKING:
     from .files.loader import HypothesisError, load
+    from .files.paths import allow_paths
     from .measures.base import Run
     from .language.registry import register_measure, register_model
     from .session import Options, Session, check, load_model

@@ -24,7 +24,12 @@ class PathRefused(ValueError):
 
 def allow(folders) -> None:
     """Allow files under `folders` (relative to the working directory) besides each file's own tree."""
+    if isinstance(folders, (str, Path)):  # one folder, not the characters of its name
+        folders = [folders]
     ALLOWED[:] = [Path(f).resolve() for f in folders]
+
+
+allow_paths = allow  # `circuitcheck.allow_paths(...)`, the name the package exports
 
 
 def resolve(hypothesis_file: Path, name, what: str) -> Path:
