@@ -79,3 +79,19 @@ def test_short_forms_validate_like_long_ones(short, long):
             doc[key] = value
         jsonschema.validate(doc, json_schema())
         HypothesisFile.model_validate(doc)
+
+
+def test_the_schema_accepts_expect_record_and_names_itself():
+    """The documented `expect: record` was refused by the shipped schema; it has an `$id` now."""
+    import json
+
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["$id"] == "urn:circuitcheck:schema:hypothesis-file"
+    doc = {"model": "zoo:max-of-list", "prompts": {"generator": "max_of_list", "n": 10},
+           "claims": [{"id": "a", "says": "s", "measure": "accuracy", "expect": "record"}]}
+    jsonschema.validate(doc, schema)
+    HypothesisFile.model_validate(doc)  # the loader agrees
+    doc["claims"][0]["expect"] = "recorded"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, schema)

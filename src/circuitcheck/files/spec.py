@@ -670,11 +670,18 @@ def processing_flags(m: ModelSpec) -> tuple[str, ...]:
     return tuple(k for k in steps if getattr(m.weight_processing, k))
 
 
+# A name, not a web address: editors find the schema by path (README, Reference).
+SCHEMA_ID = "urn:circuitcheck:schema:hypothesis-file"
+
+
 def json_schema() -> dict:
     """The JSON Schema of a hypothesis file, with the short forms the loader also accepts."""
-    schema = HypothesisFile.model_json_schema(by_alias=True)
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID,
+              **HypothesisFile.model_json_schema(by_alias=True)}
     schema["title"] = "circuitcheck hypothesis file"
     defs = schema["$defs"]
+    defs["Expect"] = {"anyOf": [{"const": "record", "description": "no verdict: the value, its interval and "
+                                 "every case, to choose a threshold from"}, defs["Expect"]]}
     defs["ModelSpec"] = {"anyOf": [{"type": "string", "pattern": r"^(zoo|hf|factory):.+$",
                                     "description": "zoo:NAME, hf:NAME or factory:NAME"}, defs["ModelSpec"]]}
     bare = [k for k in _measures.KINDS.values() if k.bare]  # `measure: accuracy`: the name alone
