@@ -72,3 +72,17 @@ def test_allow_paths_works_as_the_readme_writes_it(tmp_path):
             "from circuitcheck.files.paths import ALLOWED; print(ALLOWED)")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == repr([tmp_path.resolve()])
+
+
+def test_an_ov_norm_token_past_the_vocabulary_is_a_collection_error(hyp):
+    """It was caught only at run time (an IndexError inside the measure)."""
+    from circuitcheck.files.loader import HypothesisError, load
+
+    path = hyp("- {id: ov, says: ov norms, measure: {ov_norm: {head: L0H1, tokens: [1, 64]}}, "
+               "expect: {order: {largest: [1]}}}\n")  # the tiny model's d_vocab is 64: ids 0..63
+    with pytest.raises(HypothesisError) as err:
+        load(path)
+    assert "token index 64 is out of range: d_vocab is 64" in str(err.value)
+    claim_line = 1 + path.read_text().splitlines().index("  - {id: ov, says: ov norms, measure: {ov_norm: {head: L0H1, "
+                                                           "tokens: [1, 64]}}, expect: {order: {largest: [1]}}}")
+    assert "claims[0].measure.ov_norm.tokens[1]" in str(err.value) and err.value.line == claim_line

@@ -31,6 +31,11 @@ class OVNormKind(Kind):
     def units(self, body) -> list:
         return list(body.tokens)
 
+    def references(self, body):
+        yield from super().references(body)
+        for j, t in enumerate(body.tokens):  # rows of W_E: checked against the input vocabulary at collection
+            yield ("tokens", j), ("d_vocab", t, "token"), "index"
+
 
 def ov_norm(model, head: str, tokens: list[int]) -> np.ndarray:
     """Per token t: || W_E[t] W_V W_O || for one head: how much the head can write when it reads t."""
