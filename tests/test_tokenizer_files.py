@@ -86,3 +86,18 @@ def test_an_ov_norm_token_past_the_vocabulary_is_a_collection_error(hyp):
     claim_line = 1 + path.read_text().splitlines().index("  - {id: ov, says: ov norms, measure: {ov_norm: {head: L0H1, "
                                                            "tokens: [1, 64]}}, expect: {order: {largest: [1]}}}")
     assert "claims[0].measure.ov_norm.tokens[1]" in str(err.value) and err.value.line == claim_line
+
+
+@pytest.mark.parametrize("claim, message", [
+    ("- {id: r, says: rows, measure: {row_class: {head: L0H1, behaviour: previous, rows: last..first}}, "
+     "expect: {at_least: 0.5}}\n", "row range 'last..first' runs backwards: first comes before last"),
+    ("- {id: s, says: sweep, sweep: {factor: [0, 0.5, 0.5, 1]}, "
+     "under: {scale_attention: {head: L0H1, from: last, to: first, factor: $factor}}, measure: accuracy, "
+     "expect: {crosses: {level: 0.5, at: {between: [0, 1]}}}}\n", "a sweep's values must differ: 0.5 appears"),
+])
+def test_row_ranges_and_sweeps_that_measure_nothing_are_collection_errors(hyp, claim, message):
+    """Both reached "no finite values" in the statistics (first corpus)."""
+    from circuitcheck.files.loader import HypothesisError, load
+
+    with pytest.raises(HypothesisError, match=message):
+        load(hyp(claim))

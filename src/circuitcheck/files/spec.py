@@ -529,8 +529,12 @@ class Claim(Strict):
         if self.sweep is not None:
             if len(self.sweep) != 1:
                 raise ValueError("a sweep varies one variable: `sweep: {factor: [0, 0.1, 0.2]}`")
-            if len(next(iter(self.sweep.values()))) < 2:
+            values = next(iter(self.sweep.values()))
+            if len(values) < 2:
                 raise ValueError("a sweep needs at least two values")
+            repeated = sorted({str(v) for v in values if sum(str(w) == str(v) for w in values) > 1})
+            if repeated:  # two points at one x: no curve to cross, fit or rank
+                raise ValueError(f"a sweep's values must differ: {', '.join(repeated)} appears more than once")
             if self.for_ is not None:
                 raise ValueError("a claim has a sweep or a `for:` quantifier, not both")
         if self.expect.swept is not None and self.sweep is None:

@@ -48,6 +48,8 @@ class RowClassKind(Kind):
             raise P.PromptError("`rows: all` reads every query position, and these prompts are padded to "
                                 "different lengths",
                                 "name the rows (`rows: [S2, last]` or `rows: S2..last`), or give rows of one length")
+        if isinstance(body.rows, str) and body.rows != "all":
+            _rows(prompts, body.rows)  # a range that runs backwards or varies in width: refused here
 
 
 def row_masses(pattern, tokens, window: int) -> dict:
@@ -89,6 +91,10 @@ def _rows(prompts, rows) -> np.ndarray:
     if isinstance(rows, list):
         return np.stack([P.position(prompts, r) for r in rows], axis=1)
     start, end = (P.position(prompts, r.strip()) for r in rows.split(".."))
+    if np.any(end < start):
+        first, last = (r.strip() for r in rows.split(".."))
+        raise P.PromptError(f"row range {rows!r} runs backwards: {last} comes before {first} in "
+                            f"{int(np.sum(end < start))} prompts", f"write it the other way round: `{last}..{first}`")
     width = int((end - start).max()) + 1
     if not np.all(end - start == width - 1):
         raise P.PromptError(f"row range {rows!r} spans a different number of rows in different prompts",
