@@ -101,3 +101,11 @@ def test_row_ranges_and_sweeps_that_measure_nothing_are_collection_errors(hyp, c
 
     with pytest.raises(HypothesisError, match=message):
         load(hyp(claim))
+
+
+@pytest.mark.parametrize("expr", ["99999999999999999999999", "last + 99999999999999999999", "S1 - 4294967296"])
+def test_a_huge_position_is_a_prompt_error_not_an_overflow(expr):
+    """An OverflowError inside the position arithmetic (first corpus)."""
+    ps = P.build("repeated_tokens", 4, 0)
+    with pytest.raises(P.PromptError, match="far past any prompt"):
+        P.position(ps, expr)

@@ -104,7 +104,16 @@ def parse_position(expr: str | int) -> tuple[str, int]:
             f"cannot read position {expr!r}",
             "write a position name, a name plus or minus integers (`S1+1`, `last - 2`), or an integer",
         )
-    return m["name"], sum(int(t.replace(" ", "")) for t in re.findall(r"[+-]\s*\d+", m["offs"] or ""))
+    name = m["name"]
+    off = sum(int(t.replace(" ", "")) for t in re.findall(r"[+-]\s*\d{1,30}", m["offs"] or ""))
+    numbers = [int(name)] if re.fullmatch(r"-?\d+", name) and len(name) < 30 else []
+    if (re.fullmatch(r"-?\d+", name) and not numbers) or any(abs(v) > MAX_POSITION for v in numbers + [off]):
+        raise PromptError(f"position {expr!r} is far past any prompt (a number over {MAX_POSITION})",
+                          "positions index a prompt's tokens: a name, a name plus or minus a few, or a small integer")
+    return name, off
+
+
+MAX_POSITION = 1 << 31  # positions are numpy int64 arithmetic: an index this large can only be a typo
 
 
 def position(prompts: PromptSet, expr: str | int) -> np.ndarray:
