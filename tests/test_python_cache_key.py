@@ -46,7 +46,11 @@ def doubled(fn):
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
+    from circuitcheck.language import registry
+
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "MEASURES", dict(registry.MEASURES))  # each test's files are their own
+    monkeypatch.setattr(registry, "CONFLICTS", {})
 
     def write(helper=1.0, deco=2, extra=""):
         (tmp_path / "k_helper.py").write_text(HELPER.format(v=helper))
