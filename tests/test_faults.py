@@ -205,14 +205,13 @@ def _claim_lines(res) -> list[str]:
 
 
 def test_a_full_disk_under_the_value_cache_costs_the_cache_only(pytester, hyp, monkeypatch):
-    import numpy as np
+    from circuitcheck.files import atomic
 
-    def full(*args, **kw):
+    def full(fd, data):  # where bytes reach the disk: every cache entry is written through it
         raise OSError(errno.ENOSPC, "No space left on device", "values/ab/abc.npy")
 
     path = hyp(CLAIMS, prompts=PROMPTS)
-    monkeypatch.setattr(np, "save", full)
-    monkeypatch.setattr(np, "savez", full)
+    monkeypatch.setattr(atomic, "_os_write", full)
     res = pytester.runpytest(str(path), "-W", "always")
     res.assert_outcomes(passed=2, warnings=1)
     assert res.stdout.str().count("CacheWarning: circuitcheck: the value cache cannot be written") == 1

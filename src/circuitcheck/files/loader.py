@@ -721,10 +721,13 @@ def _checkpoint_paths(path: Path, tree, loc, text: str) -> list[Path]:
     from ..models.override import matches
 
     base = path.resolve().parent
+    plain = (base / text).exists() or not any(ch in text for ch in "*?[")  # `step[1]/` is a folder
     try:
-        hits = [text] if (base / text).exists() else matches(str(base / text))  # `step[1]/` is a folder
+        hits = [text] if plain else matches(str(base / text))
     except ValueError as exc:  # no match, or too many (a glob that matches thousands of folders)
-        raise HypothesisError(path, locate(tree, loc), _field(loc), f"{exc} (looked in {base})",
+        why = (f"the pattern {text!r} matches no checkpoint (looked in {base})" if "matches no" in str(exc)
+               else str(exc).replace(str(base / text), text))
+        raise HypothesisError(path, locate(tree, loc), _field(loc), why,
                               "paths are relative to the hypothesis file") from None
     try:
         return [paths.inside(path, h, "checkpoint") for h in hits]
