@@ -133,7 +133,7 @@ def test_scale_attention_on_weight_rescales_and_renormalises(tiny_no_ln_model, p
 
 def test_patch_replaces_the_activation_from_the_source_prompts(tiny_no_ln_model, ps):
     src = {"generator": "repeated_tokens", "n": 16, "seed": 99, "length": 8}
-    runs = Runs(tiny_no_ln_model, ps, 0, source_prompts=lambda spec: P.build(**spec.model_dump()))
+    runs = Runs(tiny_no_ln_model, ps, 0, source_prompts=lambda spec: P.build(**spec.model_dump(exclude={"population"})))
     iv = Intervention.model_validate({"patch": {"hook": "resid_post", "layer": 0, "source": src}})
     got = runs.run((iv,), set()).logits.double()
     source_tokens = torch.as_tensor(P.build(**src).tokens)
@@ -166,7 +166,7 @@ def test_stacked_interventions_equal_separate_runs_in_fewer_passes(tiny_model, p
                    "source": {"generator": "repeated_tokens", "n": 16, "seed": 4, "length": 8}}},
     )]
     need = {"blocks.1.attn.hook_pattern"}
-    build = lambda spec: P.build(**spec.model_dump())  # noqa: E731
+    build = lambda spec: P.build(**spec.model_dump(exclude={"population"}))  # noqa: E731
     separate = Runs(tiny_model, ps, 0, source_prompts=build)
     stacked = Runs(tiny_model, ps, 0, batch_size=4 * ps.n, source_prompts=build)
     stacked.run_many([(u, need) for u in unders])

@@ -117,7 +117,7 @@ def count_block_rows(model):
 
 
 def stream(model, ps, plan, batch_size, late=True):
-    runs = R.Runs(model, ps, 0, batch_size, source_prompts=lambda spec: P.build(**spec.model_dump()))
+    runs = R.Runs(model, ps, 0, batch_size, source_prompts=lambda spec: P.build(**spec.model_dump(exclude={"population"})))
     if not late:
         runs.late_start = None  # every pass from block 0, as before starting late
     seen, handles = count_block_rows(model)

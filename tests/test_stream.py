@@ -34,7 +34,7 @@ UNDERS = [(), *[(Intervention.model_validate(u),) for u in (
 
 
 def build(spec):
-    return P.build(**spec.model_dump())
+    return P.build(**spec.model_dump(exclude={"population"}))
 
 
 @pytest.mark.parametrize("batch_size", [5, 64])  # chunks of 5 prompts (the last one short); runs stacked 4 a pass
