@@ -31,7 +31,7 @@ def measures(late: int) -> list:
             {"attention_argmax": {"head": head(2), "from": "last", "to": 0}},
             {"head_score": {"head": head(3), "pattern": "previous_token"}},
             {"row_class": {"head": head(1), "behaviour": "previous", "rows": "all"}},
-            {"dla": {"component": head(0), "share": True}}]
+            {"dla": {"component": head(0), "share": False}}]
 
 
 def interventions(late: int, vocab: int, padded: bool, clean_reads: bool) -> list:

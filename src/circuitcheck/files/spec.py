@@ -643,7 +643,7 @@ class HypothesisFile(Strict):
         taken = {"head", "heads"} & set(self.roles)
         if taken:
             raise ValueError(f"role name ${taken.pop()} is taken: `for:` binds $head and $heads")
-        jsonl = self.prompts.generator == "jsonl"
+        jsonl = self.prompts is not None and self.prompts.generator == "jsonl"  # weights-only files have none
         for name, role in self.roles.items():
             if role.prompts is None and jsonl:
                 raise ValueError(f"role ${name} needs `prompts:`: a role is scanned on prompts held out from the "
