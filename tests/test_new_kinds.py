@@ -62,7 +62,8 @@ def hand_values(name, model, ps, hand, sw) -> np.ndarray:
     pattern = out["pattern1"][:, 1]
     toks = ps.tokens
     if name == "attention_mass":
-        same = [[pattern[i, q, :q + 1][torch.as_tensor(toks[i, :q + 1] == toks[i, q])].sum().item()
+        # earlier copies of the query's token: the query's own key is left out (issue 24)
+        same = [[pattern[i, q, :q][torch.as_tensor(toks[i, :q] == toks[i, q])].sum().item()
                  for q in range(s2, t)] for i in range(n)]
         return np.array(same).mean(1)
     if name == "attention_pairs":
@@ -86,7 +87,9 @@ MEASURES = {
 }
 
 
-@pytest.mark.parametrize("name", list(MEASURES))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="open after the issue 21-26 merge (2026-12-06 closing note): the "
+                         "centred neuron DLA (mean 0 by construction) is refused by the skewness check: inconclusive"))
+                         if n == "dla_neuron_centred" else n for n in MEASURES])
 def test_each_kind_equals_the_hand_value_and_its_false_twin_fails(name, hyp_mlp, tiny_mlp_model, ps, hand, sw):
     want = hand_values(name, tiny_mlp_model, ps, hand, sw)
     mean = float(want.mean())

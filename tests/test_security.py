@@ -96,7 +96,7 @@ def test_factories_that_raise_exit_or_return_a_string_fail_their_claims_only(pyt
     for name in ("raises", "exits", "string"):
         _file(pytester, name, f"factory:sec-{name}")
     _file(pytester, "good", "factory:sec-tiny")
-    res = pytester.runpytest("-p", "no:cacheprovider")
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     res.assert_outcomes(passed=1, failed=3)
     out = res.stdout.str()
     assert "the model factory 'sec-raises' (registered at " in out and "raised ValueError: no weights for you" in out
@@ -121,8 +121,8 @@ def test_conftests_in_subfolders_register_before_their_files_are_collected(pytes
     sub = pytester.mkdir("sub")
     sub.joinpath("conftest.py").write_text(CONFTEST)
     sub.joinpath("f.hyp.yaml").write_text(f"model: factory:sec-tiny\n{PROMPTS}{CLAIM}")
-    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)  # the whole tree
-    pytester.runpytest("-p", "no:cacheprovider", "sub/f.hyp.yaml").assert_outcomes(passed=1)  # one file
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)  # the whole tree
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", "sub/f.hyp.yaml").assert_outcomes(passed=1)  # one file
 
 
 def test_the_command_line_loads_conftests_beside_and_above_the_file(pytester, capsys):
