@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -228,7 +229,8 @@ claims:
   - {id: ld, says: "x", measure: logit_diff, expect: record}
 """)
     (tmp_path / "hf_rows.hyp.yaml").write_text((tmp_path / "rows.hyp.yaml").read_text().replace(
-        "model: zoo:ioi", f"model: {{hf: {json.dumps(str(IOI))}}}"))  # the hf: route, its tokenizer found there
+        "model: zoo:ioi", "model: {hf: ./ioi}"))  # the hf: route, its tokenizer found there
+    shutil.copytree(IOI, tmp_path / "ioi")  # an hf: folder is read from the file's own folder tree
     session = Session()
     values = {}
     for name in ("gen", "rows", "hf_rows"):

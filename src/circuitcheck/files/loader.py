@@ -598,11 +598,34 @@ def _source(path, tree, m) -> tuple[models.ModelSource, dict]:
     if m.native is not None:
         return _native(path, tree, m.native)
     if m.hf is not None:
-        local = Path(m.hf)
-        cfg = _model_file(path, tree, ("model", "hf"), model_files.read_json, local / "config.json") \
-            if (local / "config.json").is_file() else {}
-        return models.ModelSource("hf", m.hf), models.hf_dims(cfg if isinstance(cfg, dict) else {})
+        return _hf(path, tree, m.hf)
     return _factory(path, tree, m.factory), {}
+
+
+HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")  # `gpt2`, `org/name`: never a path
+
+
+def _hf(path, tree, name: str) -> tuple[models.ModelSource, dict]:
+    """A hub name, or a folder `save_pretrained` wrote, relative to the hypothesis file and confined to
+    its folder tree like every other path (paths.py). A name that could be either (`my-gpt2`) is the
+    folder when the hypothesis file's folder has it, else the hub name."""
+    loc = ("model", "hf")
+    line = locate(tree, loc) or locate(tree, ("model",))  # `model: hf:./dir` has no `hf:` key of its own
+    base = path.resolve().parent
+    if HUB_NAME.match(name) and not (base / name).exists():
+        return models.ModelSource("hf", name), {}
+    try:
+        folder = paths.inside(path, str(Path(name).expanduser()), "Hugging Face folder")
+    except paths.PathRefused as exc:
+        raise HypothesisError(path, line, _field(loc), str(exc), exc.hint) from None
+    if not (folder / "config.json").is_file():
+        what = "is not a folder" if not folder.is_dir() else "has no config.json"
+        raise HypothesisError(path, line, _field(loc), f"the Hugging Face folder {name!r} ({folder}) {what}",
+                              "name the folder `save_pretrained` wrote (config.json, the weights, tokenizer.json), "
+                              "relative to the hypothesis file; a hub name is `NAME` or `ORG/NAME`")
+    _data_file(path, tree, loc, str(folder / "config.json"), "Hugging Face config")  # a symlink must not lead out
+    cfg = _model_file(path, tree, loc, model_files.read_json, folder / "config.json")
+    return models.ModelSource("hf", str(folder)), models.hf_dims(cfg if isinstance(cfg, dict) else {})
 
 
 def file_model_source(path):
