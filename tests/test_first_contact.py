@@ -94,8 +94,56 @@ def test_a_hub_name_stays_a_hub_name_unless_the_file_s_folder_has_that_folder(pr
     assert load(path).model_source.ref == str(project / "circuitcheck-no-such-org" / "no-such-model")
 
 
-def test_an_hf_folder_runs_end_to_end_from_another_directory(project, pytester):
+def test_an_hf_folder_runs_end_to_end_from_another_directory(project, pytester, monkeypatch):
     write(project, "a.hyp.yaml", "hf:./models/my-gpt2")
-    os.chdir(project.parent / "elsewhere")
-    res = pytester.runpytest_inprocess(str(project / "a.hyp.yaml"), "-p", "no:cacheprovider")
+    monkeypatch.chdir(project.parent / "elsewhere")
+    res = pytester.runpytest_subprocess(str(project / "a.hyp.yaml"), "-p", "no:cacheprovider")
     res.assert_outcomes(passed=1)
+
+
+HUB_TEXT = TEXT_FILE.replace("MODEL", "hf:gpt2").replace(
+    "  - {id: ld, says: \"x\", measure: logit_diff, expect: record}",
+    "  - {id: ld, says: \"x\", measure: logit_diff, expect: {at_least: 0.5}}\n"
+    "  - {id: acc, says: \"y\", measure: accuracy, expect: {at_least: 0.5}}")
+
+
+@pytest.fixture
+def offline(pytester, monkeypatch):
+    """No network and an empty Hugging Face cache: gpt2 is on no disk this run can see."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(pytester.path / "hf-home"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    pytester.makefile(".hyp.yaml", hub=HUB_TEXT)
+    pytester.makefile(".hyp.yaml", local=TEXT_FILE.replace("MODEL", "zoo:ioi"))
+    return pytester
+
+
+def test_a_hub_model_offline_with_text_prompts_skips_its_claims_with_the_reason(offline):
+    res = offline.runpytest_subprocess("-p", "no:cacheprovider", "-rs")  # a fresh process reads HF_HUB_OFFLINE
+    res.assert_outcomes(skipped=2, passed=1)  # the zoo file beside it still runs
+    out = res.stdout.str()
+    assert "hub.hyp.yaml:10: model not available" in out and "hub.hyp.yaml:11: model not available" in out
+    assert "'gpt2' is not in the local cache" in out and "HF_HUB_OFFLINE is set" in out
+    assert "Traceback" not in out and "error" not in out.lower().split("short test summary")[-1]
+
+
+def test_a_hub_model_offline_fails_its_claims_under_require_models(offline):
+    res = offline.runpytest_subprocess("-p", "no:cacheprovider", "--cc-require-models", "hub.hyp.yaml")
+    res.assert_outcomes(failed=2)
+    assert "--cc-require-models" in res.stdout.str()
+
+
+def test_circuitcheck_check_skips_a_hub_model_offline_too(offline):
+    import subprocess
+    import sys
+
+    def check(*flags):
+        return subprocess.run([sys.executable, "-m", "circuitcheck.cli", "check", "hub.hyp.yaml", *flags],
+                              capture_output=True, text=True, cwd=offline.path)
+
+    skipped = check()
+    assert skipped.returncode == 0 and "hub.hyp.yaml: skipped: model not available" in skipped.stderr
+    assert "'gpt2' is not in the local cache" in skipped.stderr and "Traceback" not in skipped.stderr
+    required = check("--cc-require-models")
+    assert required.returncode == 1 and "failed (--cc-require-models)" in required.stderr

@@ -171,16 +171,18 @@ def hypothesis_files(args) -> tuple[list[Path], list[str]]:
 CACHE_DIR = str(Path(".pytest_cache") / "d" / "circuitcheck")  # where pytest keeps the value cache
 
 
-def _session_with(args, cache: str, **options):
+def _session_with(args, cache: str, required: bool = False, **options):
     """A session holding every file that loads; the others' errors go to stderr."""
     from .session import Options
 
-    return _session_for(args, Options(cache=cache, cache_dir=CACHE_DIR, **options))
+    return _session_for(args, Options(cache=cache, cache_dir=CACHE_DIR, **options), required)
 
 
-def _session_for(args, options):
+def _session_for(args, options, required: bool = False):
+    """`required`: a file whose model is not on this machine fails the run (--cc-require-models)."""
     from .files.conftests import ConftestError, load_beside
     from .files.loader import HypothesisError, load
+    from .models import ModelUnavailable
     from .session import Session
 
     session = Session(options)
@@ -195,6 +197,11 @@ def _session_for(args, options):
         except (HypothesisError, ConftestError) as err:
             print(err, file=sys.stderr)
             failed = True
+            continue
+        except ModelUnavailable as exc:  # as under pytest: the file's claims skip (fail when models are required)
+            print(f"{f}: {'failed (--cc-require-models)' if required else 'skipped'}: model not available: {exc}",
+                  file=sys.stderr)
+            failed = failed or required
             continue
         session.add(loaded[-1])
     return session, loaded, failed
@@ -259,7 +266,7 @@ def _start(args, **options):
         print(exc, file=sys.stderr)
         return None
     session = _session_for([], dataclasses.replace(options_from_flags(get, CACHE_DIR), **options))[0]
-    _, files, failed = _session_with(args.files, "off")  # read and checked here; run on `session`
+    _, files, failed = _session_with(args.files, "off", get("cc_require_models"))  # checked here; run on `session`
     typos = run.unmatched_by(files)
     if typos:  # running the file's own model instead would pass on the wrong model
         print("\n".join(typos), file=sys.stderr)

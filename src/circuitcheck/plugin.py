@@ -116,6 +116,9 @@ class HypothesisFile(pytest.File):
             # One broken file must not stop the other files' claims from running.
             self.config.option.continue_on_collection_errors = True
             raise self.CollectError(str(err)) from None
+        except ModelUnavailable as exc:  # a hub model offline: its claims skip, as they would at run time
+            yield from self._unavailable(exc)
+            return
         except Exception as exc:  # a case the loader does not check yet: still this file's error only
             self.config.option.continue_on_collection_errors = True
             raise self.CollectError(f"{self.path}: {H.unexpected('reading this hypothesis file', exc)}") from None
@@ -141,6 +144,19 @@ class HypothesisFile(pytest.File):
                 for mark in {"circuitcheck", model, *_kinds(lc.claim), *lc.claim.marks}:
                     item.add_marker(mark)
                 yield item
+
+
+    def _unavailable(self, exc: ModelUnavailable):
+        """One item per claim the file names (read from its YAML alone), each skipping with the reason."""
+        tree = H.read_yaml(self.path)
+        claims = tree.get("claims") if isinstance(tree, dict) else None
+        for i, claim in enumerate(claims if isinstance(claims, list) else []):
+            name = str(claim.get("id", f"claim-{i}")) if isinstance(claim, dict) else f"claim-{i}"
+            item = ClaimItem.from_parent(self, name=name, loaded=None, key=self.path,
+                                         line=H.locate(tree, ("claims", i)) or 1)
+            item.unavailable = exc
+            item.add_marker("circuitcheck")
+            yield item
 
 
 def _group(config, loaded) -> str | None:
@@ -186,6 +202,8 @@ class ClaimItem(pytest.Item):
         self.measured_here = 0.0  # seconds of claims measured in this item's setup
 
     def setup(self):
+        if self.loaded is None:  # collected without a model (HypothesisFile._unavailable): nothing to measure
+            return
         # A file's claims are judged together (Holm), so the first claim's setup measures them all:
         # its setup carries the shared work, and each claim's call is charged its own measuring.
         session = self.config.stash[SESSION]

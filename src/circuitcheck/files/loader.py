@@ -786,7 +786,21 @@ def _with_tokenizer(path: Path, tree, loc: tuple, p: PromptSpec, source: models.
         found = _data_file(path, tree, loc + ("tokenizer",), given, "tokenizer")
     else:
         found = models.tokenizer_dir(source)
+        if found is None:
+            _hub_model_here(source)
     return p if found is None else p.model_copy(update={"tokenizer": str(found)})
+
+
+def _hub_model_here(source: models.ModelSource) -> None:
+    """A hub model whose tokenizer is not on this machine cannot build text prompts at collection:
+    when the model itself cannot load either (not cached, offline), its claims skip with the reason
+    (`ModelUnavailable`), as they do at run time, instead of a 'needs a tokenizer' error."""
+    from ..models import hub
+
+    if source.kind == "hf" and not Path(source.ref).is_dir():
+        why = hub.unavailable(source.ref)
+        if why:
+            raise models.ModelUnavailable(why)
 
 
 def _source_tokenizers(path: Path, tree, loc: tuple, case: "Case", source: models.ModelSource) -> "Case":
