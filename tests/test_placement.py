@@ -51,8 +51,6 @@ def plain(tmp_path_factory):
     return values(check(COMPONENTS, Options(dump_values=str(dump))), dump)
 
 
-@pytest.mark.xfail(strict=True, reason="open after the issue 21-26 merge (2026-12-06 closing note): the dla `scale: fit` claim of ioi_components gives "
-                   "other per-prompt values under device_map")
 def test_the_shipped_ioi_claims_give_the_plain_values_under_device_map(plain, tmp_path):
     """`--cc-device-map auto` on the shipped file, and a copy naming `device_map: {"": cpu}`: every
     per-prompt value of every case equals the plain load's, bit for bit."""
@@ -63,7 +61,7 @@ def test_the_shipped_ioi_claims_give_the_plain_values_under_device_map(plain, tm
     on_cpu = check(placed_copy(COMPONENTS, tmp_path, '{"": cpu}'), Options(dump_values=str(tmp_path / "cpu")))
     assert on_cpu[0].load["device_map"] == {"": "cpu"}
     assert values(on_cpu, tmp_path / "cpu") == plain
-    assert len(plain) == 18 and [r.verdict for r in auto] == [r.verdict for r in on_cpu]
+    assert len(plain) == len(auto) >= 18 and [r.verdict for r in auto] == [r.verdict for r in on_cpu]
 
 
 SPLIT_CLAIMS = """\

@@ -117,6 +117,14 @@ def test_the_readings_of_the_final_layernorm_by_hand(tiny_mlp_model, ps, hand, s
                                for c in parts), total, atol=1e-6), scale
 
 
+def test_a_fitted_reading_gives_the_same_bits_every_time(tiny_mlp_model, ps, run):
+    """Same file, same machine, same numbers: LAPACK's default least-squares driver on the CPU (gelsy)
+    moved the fit in its last bits from one call to the next on the same inputs."""
+    first = A.attribution(tiny_mlp_model, run.cache, ps, "L1H3", "correct", scale="fit")
+    for _ in range(20):
+        assert np.array_equal(A.attribution(tiny_mlp_model, run.cache, ps, "L1H3", "correct", scale="fit"), first)
+
+
 def test_a_fit_with_too_few_read_positions_is_refused(tiny_mlp_model, ps, run):
     few = ps.subset(np.arange(2))
     cache = {k: v[:2] for k, v in run.cache.items()}

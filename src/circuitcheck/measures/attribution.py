@@ -218,7 +218,9 @@ def _fitted_ln(x, y):
                             "read positions, which does not determine them",
                             f"give the claim more than {d + 1} prompts, or use `scale: mean` or `frozen`")
     design = torch.cat([inputs, torch.ones(inputs.shape[0], 1, dtype=inputs.dtype, device=inputs.device)], 1)
-    coef = torch.linalg.lstsq(design.cpu(), outputs.cpu()).solution.to(x.device)  # [d + 1, d]
+    # gelsd (SVD), not the CPU default gelsy: gelsy's answer moves in the last bits from one call to the
+    # next on the same inputs (6e-16 on 500 x 65), which broke same-file-same-numbers
+    coef = torch.linalg.lstsq(design.cpu(), outputs.cpu(), driver="gelsd").solution.to(x.device)  # [d + 1, d]
     weight, intercept = coef[:d], coef[d]
 
     def apply(part, with_bias):
