@@ -61,7 +61,7 @@ def test_the_shipped_ioi_claims_give_the_plain_values_under_device_map(plain, tm
     on_cpu = check(placed_copy(COMPONENTS, tmp_path, '{"": cpu}'), Options(dump_values=str(tmp_path / "cpu")))
     assert on_cpu[0].load["device_map"] == {"": "cpu"}
     assert values(on_cpu, tmp_path / "cpu") == plain
-    assert {claim for claim, _ in plain} == {r.claim_id for r in auto} and [r.verdict for r in auto] == [r.verdict for r in on_cpu]
+    assert len(plain) >= 18 and {claim for claim, _ in plain} <= {r.claim_id for r in auto} and [r.verdict for r in auto] == [r.verdict for r in on_cpu]
 
 
 SPLIT_CLAIMS = """\
