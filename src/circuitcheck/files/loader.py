@@ -844,7 +844,8 @@ def _limits(cfg: dict) -> dict:
 def _sizes(cfg: dict) -> dict:
     """The sizes indices into weights are checked against (neurons too: `d_mlp`)."""
     sizes = {k: cfg.get(k) for k in ("d_model", "d_head")}
-    return {**_limits(cfg), **sizes, "d_mlp": None if cfg.get("attn_only") else cfg.get("d_mlp")}
+    return {**_limits(cfg), **sizes, "d_mlp": None if cfg.get("attn_only") else cfg.get("d_mlp"),
+            "attn_only": bool(cfg.get("attn_only"))}
 
 
 # ---------------------------------------------------------------- claims
@@ -1157,6 +1158,8 @@ def _check_claim(loaded: LoadedFile, tree, loc, claim: Claim, cases: list[Case])
                     _check_hook(loaded, value)
                 elif what == "layer":
                     _check_layer(loaded, value)
+                elif what == "mlp":
+                    _check_mlp(loaded, value)
                 elif what == "index":
                     _check_index(loaded, *value)
                 elif what == "expression":
@@ -1250,6 +1253,8 @@ def _check_hook(loaded: LoadedFile, name: str):
         why = module_map.unsupported([name], runner_architecture(loaded.model_source))
         if why:
             raise prompts.PromptError(why, "use `runner: transformer_lens` for this file")
+    if MLP_HOOK.search(name):
+        _check_mlp(loaded, None, f"hook {name!r}")
     layer = m.group(3)
     if layer is not None and loaded.n_layers is not None and int(layer) >= loaded.n_layers:
         raise prompts.PromptError(f"hook {name!r} is in layer {layer}, but the model has {loaded.n_layers} layers",
@@ -1258,6 +1263,21 @@ def _check_hook(loaded: LoadedFile, name: str):
 
 def _mentions(claim: Claim, text: str) -> bool:
     return text in str(claim.model_dump(exclude={"says", "id"}))
+
+
+# Hooks that only a block with an MLP has
+MLP_HOOK = re.compile(r"hook_mlp_(in|out)$|\.mlp\.|\.ln2\.")
+
+
+def _check_mlp(loaded: LoadedFile, layer: int | None, what: str = ""):
+    """An MLP layer (a neuron, `mlp1`, `W_in[1]`, `hook_mlp_out`): the model must have MLPs, and that layer."""
+    if loaded.sizes.get("attn_only"):
+        what = what or f"MLP layer {layer}"
+        raise prompts.PromptError(f"{what}: the model is attention-only (its config says `attn_only`), so it has "
+                                  "no MLP layers", "an attention-only model has heads (`L0H1`), `attn0` and "
+                                  "`hook_attn_out`, embeddings and the residual stream")
+    if layer is not None:
+        _check_layer(loaded, layer)
 
 
 def _check_layer(loaded: LoadedFile, layer: int):

@@ -392,7 +392,7 @@ def component_references(component: str, loc: tuple):
     m = re.fullmatch(r"L(\d+)([HN])(\d+)|(?:mlp|attn)(\d+)", component)
     if m and m[2] == "H":
         yield loc, component, "head"
-    elif m:
-        yield loc, int(m[1] if m[1] is not None else m[4]), "layer"
+    elif m:  # an MLP layer or a neuron needs the model to have MLPs; attnN only the layer
+        yield loc, int(m[1] if m[1] is not None else m[4]), "layer" if component.startswith("attn") else "mlp"
     if m and m[2] == "N":
         yield loc, ("d_mlp", int(m[3]), "neuron"), "index"

@@ -28,6 +28,7 @@ PER_HEAD = ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "OV", "QK")
 PER_LAYER = ("b_O", "W_in", "W_out", "b_in", "b_out", "ln1_w", "ln1_b", "ln2_w", "ln2_b")
 GLOBAL = ("W_E", "W_pos", "W_U", "b_U", "ln_final_w", "ln_final_b")
 NAMES = PER_HEAD + PER_LAYER + GLOBAL
+MLP_NAMES = ("W_in", "W_out", "b_in", "b_out", "ln2_w", "ln2_b")  # a block has these only with an MLP
 # LayerNorm weights, read from the state dict (TransformerLens 4 bridges name them so)
 LN_KEYS = {"ln1_w": "blocks.{}.ln1.weight", "ln1_b": "blocks.{}.ln1.bias", "ln2_w": "blocks.{}.ln2.weight",
            "ln2_b": "blocks.{}.ln2.bias", "ln_final_w": "ln_final.weight", "ln_final_b": "ln_final.bias"}
@@ -391,7 +392,7 @@ def references(text: str, loc: tuple, dims: int | None = None):
         if len(w.select) == 2:
             yield loc, f"L{w.select[0]}H{w.select[1]}", "head"
         elif len(w.select) == 1:
-            yield loc, w.select[0], "layer"
+            yield loc, w.select[0], "mlp" if w.name in MLP_NAMES else "layer"
     for weight, axis, index in indices(tree):
         size = AXES.get(weight.name, ())[axis:axis + 1]
         if size and size[0]:
