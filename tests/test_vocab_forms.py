@@ -284,6 +284,68 @@ def test_a_weight_value_must_be_one_number(tiny_mlp_model):
         KINDS["weight_value"].compute(m.body, Run(None, {}, None, tiny_mlp_model))
 
 
+# ---------------------------------------------------------------- 5. statistics of a run in weight expressions
+RUN_EXPR = "cos(act(ln_final.hook_in), W_U[:, 3]) * act(ln_final.hook_scale) / act(blocks.0.ln1.hook_scale, 2)"
+
+
+def test_means_from_a_run_inside_weight_algebra_by_hand(tiny_mlp_model, ps, hand, sw):
+    """Each act(...) is a mean over the prompts (at the targets, or at a position); the value is f of
+    those means, and each prompt's value is f's linearisation there, with a gradient taken here by
+    central differences (not autograd): their mean is f(means) and their spread the delta method's."""
+    hand = hand[1]  # (logits, intermediates)
+    rows = np.arange(ps.n)[:, None]
+    eps = tiny_mlp_model.cfg.eps
+
+    def scale(x):
+        return ((x - x.mean(-1, keepdim=True)).pow(2).mean(-1) + eps).sqrt()
+
+    final = hand["final_in"][rows, ps.target_pos]  # [n, k, d]
+    atoms = [final.mean(1), scale(final).mean(1, keepdim=True), scale(hand["resid_pre0"][:, 2])[:, None]]
+    atoms = [a.numpy() for a in atoms]
+    w = sw["W_U"][:, 3].numpy()
+
+    def f(x, s_final, s0):
+        return x @ w / (np.linalg.norm(x) * np.linalg.norm(w)) * s_final[0] / s0[0]
+
+    means = [a.mean(0) for a in atoms]
+    want = np.full(ps.n, f(*means))
+    for j, m in enumerate(means):
+        for c in range(m.size):
+            up, down = [x.copy() for x in means], [x.copy() for x in means]
+            up[j][c] += 1e-6
+            down[j][c] -= 1e-6
+            want += (f(*up) - f(*down)) / 2e-6 * (atoms[j][:, c] - m[c])
+
+    run = manual.run_of(tiny_mlp_model, ps, {"ln_final.hook_in", "ln_final.hook_scale", "blocks.0.ln1.hook_scale"})
+    got, _ = measure({"weight_value": {"of": RUN_EXPR}}, run)
+    assert np.allclose(got, want, atol=1e-7) and np.isclose(got.mean(), f(*means), atol=1e-12)
+    assert got.std() > 1e-3  # the prompts differ: a spread to judge, not an exact number
+
+
+def test_an_expression_reading_a_run_is_planned_as_a_run():
+    m = Measure.model_validate({"weight_value": {"of": RUN_EXPR}})
+    kind = KINDS["weight_value"]
+    assert not kind.is_weights_only(m.body) and not kind.streams_for(m.body)
+    assert kind.needs(m.body, None) == {"ln_final.hook_in", "ln_final.hook_scale", "blocks.0.ln1.hook_scale"}
+    plain = Measure.model_validate({"weight_value": {"of": "mean(norm(W_in[1], 0))"}})
+    assert kind.is_weights_only(plain.body) and kind.needs(plain.body, None) == set()
+
+
+@pytest.mark.parametrize("spec,says", [
+    ({"norm": {"of": "act(ln_final.hook_in)"}}, "only `weight_value` takes it"),
+    ({"cosine": {"a": "act(blocks.0.hook_resid_post)", "b": "W_U[:, 3]"}}, "only `weight_value` takes it"),
+    ({"weight_value": {"of": "act(blocks.0.attn.hook_pattern)"}}, "cannot read"),
+    ({"weight_value": {"of": "act(blocks.0.hook_resid_post) / act(blocks.0.hook_resid_post)"}}, "divided by itself"),
+])
+def test_bad_run_statistics_are_refused_when_read(spec, says):
+    from circuitcheck.measures import weights as W
+
+    with pytest.raises(ValueError, match=says):
+        m = Measure.model_validate(spec)
+        for _, (tree, dims), what in (r for r in KINDS[m.kind].references(m.body) if r[2] == "expression"):
+            W.shape_of(tree, {"d_model": 8}, dims)
+
+
 # ---------------------------------------------------------------- 4. a head's attribution by source position
 def test_a_heads_attribution_split_by_source_position(tiny_mlp_model, ps, hand, sw, run):
     cache = run.cache

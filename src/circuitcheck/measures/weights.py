@@ -37,7 +37,7 @@ LN_KEYS = {"ln1_w": "blocks.{}.ln1.weight", "ln1_b": "blocks.{}.ln1.bias", "ln2_
 # `sq` and `abs` act on each entry.
 FUNCTIONS = ("norm", "mean", "sum", "max", "min", "cos", "sq", "abs")
 
-_TOKEN = re.compile(r"\s*(?:(?P<name>[A-Za-z_]\w*)|(?P<num>-?\d+)|(?P<op>[@+\-()\[\]:,.]))")
+_TOKEN = re.compile(r"\s*(?:(?P<name>[A-Za-z_]\w*)|(?P<num>-?\d+)|(?P<op>[@*/+\-()\[\]:,.]))")
 # Bounds that keep parsing and evaluation (both recursive) far from Python's recursion limit: an
 # expression names a few weights; no axis of a weight has an index of more than 12 digits.
 MAX_CHARS = 1000
@@ -73,21 +73,46 @@ class Call:
 
 @dataclass(frozen=True)
 class Op:
-    op: str  # "@", "+", "-", "neg", "T"
+    op: str  # "@", "*", "/", "+", "-", "neg", "T"
     args: tuple
 
 
+@dataclass(frozen=True)
+class Act:
+    """`act(HOOK)` / `act(HOOK, POS)`: the mean over the claim's prompts of one activation at the read
+    positions (the targets, or POS): a d_model vector, a d_mlp vector, or a LayerNorm scale."""
+    hook: str
+    at: str | None
+
+
+# What `act(...)` reads, and the shape of its mean: one vector or one number per position.
+ACT_SHAPES = (
+    (re.compile(r"^(hook_embed|hook_pos_embed|ln_final\.hook_(in|normalized)|blocks\.\d+\.(hook_(resid_pre|"
+                r"resid_mid|resid_post|attn_out|mlp_out|mlp_in)|ln[12]\.hook_normalized))$"), ("d_model",)),
+    (re.compile(r"^blocks\.\d+\.mlp\.hook_(pre|post)$"), ("d_mlp",)),
+    (re.compile(r"^(blocks\.\d+\.ln[12]|ln_final)\.hook_scale$"), ()),
+)
+ACT_HINT = ("act(HOOK) or act(HOOK, POS) reads blocks.<layer>.hook_resid_pre / hook_resid_mid / hook_resid_post / "
+            "hook_attn_out / hook_mlp_out, blocks.<layer>.mlp.hook_pre / hook_post, a LayerNorm scale "
+            "(blocks.<layer>.ln1.hook_scale, ln_final.hook_scale), hook_embed or hook_pos_embed; POS as for `at:`")
+
+
+RUN_ONLY = "`act(...)` reads the model's activations on the claim's prompts: only `weight_value` takes it"
 HINT = ("write e.g. `W_E @ OV[L0H1] @ W_U`, `W_U[:, 3] - W_U[:, 5]`, `W_in[0][:, 12]` or "
         "`mean(sq(cos(W_in[0], W_U[:, 3])))`; names: " + ", ".join(NAMES) + "; functions: " + ", ".join(FUNCTIONS))
 
 
-def parse(text: str):
-    """The expression tree of `text`, or an `ExpressionError` saying where it goes wrong."""
+def parse(text: str, runs: bool = False):
+    """The expression tree of `text`, or an `ExpressionError` saying where it goes wrong. `act(...)`
+    (a statistic of a run) is allowed only with `runs`."""
     tokens = _tokenize(text)
     parser = _Parser(text, tokens)
     tree = parser.expr()
     if parser.i != len(tokens):
         raise ExpressionError(f"unexpected {tokens[parser.i]!r} in weight expression {text!r}", HINT)
+    if not runs and acts(tree):
+        raise ExpressionError(f"{RUN_ONLY}, not this measure ({text!r})",
+                              "write `measure: {weight_value: {of: ...}}` for an expression with `act(...)`")
     return tree
 
 
@@ -145,9 +170,9 @@ class _Parser:
 
     def term(self):
         node = self.unary()
-        while self.peek() == "@":
-            self.take()
-            node = Op("@", (node, self.unary()))
+        while self.peek() in ("@", "*", "/"):
+            op = self.take()
+            node = Op(op, (node, self.unary()))
         return node
 
     def unary(self):
@@ -169,6 +194,8 @@ class _Parser:
             return node
         if tok in FUNCTIONS:
             return self.call(tok)
+        if tok == "act":
+            return self.act()
         if tok not in NAMES:
             raise ExpressionError(f"unknown weight {tok!r} in {self.text!r}", HINT)
         if tok in GLOBAL:
@@ -200,6 +227,24 @@ class _Parser:
             raise ExpressionError(f"write {form} in weight expression {self.text!r}", HINT)
         self.depth -= 1
         return Call(name, tuple(args))
+
+    def act(self):
+        """act(HOOK) or act(HOOK, POS): the dotted hook name and the position are read as written."""
+        self.take("(")
+        hook, at = self.raw(), None
+        if self.peek() == ",":
+            self.take()
+            at = self.raw()
+        self.take(")")
+        if not any(pattern.match(hook) for pattern, _ in ACT_SHAPES):
+            raise ExpressionError(f"act() cannot read {hook!r} in {self.text!r}", ACT_HINT)
+        return Act(hook, at or None)
+
+    def raw(self) -> str:
+        parts = []
+        while self.peek() not in (",", ")", None):
+            parts.append(self.take())
+        return "".join(parts)
 
     def postfix(self, node):
         while self.peek() in ("[", "."):
@@ -234,21 +279,35 @@ class _Parser:
         return int(tok)
 
 
+def _children(tree) -> list:
+    if isinstance(tree, (Weight, Act)):
+        return []
+    return [tree.of] if isinstance(tree, Index) else [a for a in tree.args if not isinstance(a, int)]
+
+
 def heads_and_layers(tree):
     """Every (name, select) the expression reads, to check heads and layers against the model."""
     if isinstance(tree, Weight):
         return [tree]
-    children = (tree.of,) if isinstance(tree, Index) else [a for a in tree.args if not isinstance(a, int)]
-    return [w for c in children for w in heads_and_layers(c)]
+    return [w for c in _children(tree) for w in heads_and_layers(c)]
+
+
+def acts(tree) -> list:
+    """Every `act(...)` in the expression, once each, in the order written."""
+    if isinstance(tree, Act):
+        return [tree]
+    return list(dict.fromkeys(a for c in _children(tree) for a in acts(c)))
 
 
 # ---------------------------------------------------------------- evaluation (torch from here on)
-def evaluate(model, tree):
-    """The expression's value on `model`, as a float64 tensor."""
+def evaluate(model, tree, means: dict | None = None):
+    """The expression's value on `model`, as a float64 tensor; `means` gives each `act(...)`'s value."""
     if isinstance(tree, Weight):
         return _weight(model, tree)
+    if isinstance(tree, Act):
+        return means[tree]
     if isinstance(tree, Index):
-        x = evaluate(model, tree.of)
+        x = evaluate(model, tree.of, means)
         key = tuple(slice(None) if p == (None, None) else (slice(*p) if isinstance(p, tuple) else p)
                     for p in tree.index)
         if len(key) > x.dim():
@@ -262,8 +321,8 @@ def evaluate(model, tree):
                                   "any claim about it vacuous", "give each slice start < stop")
         return out
     if isinstance(tree, Call):
-        return _call(tree.name, [a if isinstance(a, int) else evaluate(model, a) for a in tree.args])
-    args = [evaluate(model, a) for a in tree.args]
+        return _call(tree.name, [a if isinstance(a, int) else evaluate(model, a, means) for a in tree.args])
+    args = [evaluate(model, a, means) for a in tree.args]
     if any(a.numel() == 0 for a in args):
         raise ExpressionError("a slice selects nothing: a value of no entries would make any claim about it vacuous")
     if tree.op == "neg":
@@ -271,8 +330,10 @@ def evaluate(model, tree):
     if tree.op == "T":  # a vector's transpose is itself (torch deprecates .T below 2-d)
         return args[0].T if args[0].dim() == 2 else args[0]
     a, b = args
+    if tree.op == "/" and not bool(b.all()):
+        raise ExpressionError(f"division by a value with {int((b == 0).sum())} zero entries", "divide by a scale or norm")
     try:
-        return a @ b if tree.op == "@" else (a + b if tree.op == "+" else a - b)
+        return {"@": a.__matmul__, "*": a.__mul__, "/": a.__truediv__, "+": a.__add__, "-": a.__sub__}[tree.op](b)
     except RuntimeError:
         raise ExpressionError(f"shapes {tuple(a.shape)} and {tuple(b.shape)} do not fit {tree.op!r}") from None
 
@@ -363,18 +424,23 @@ def norm(x) -> float:
 
 
 # ---------------------------------------------------------------- in a hypothesis file
-def _checked(text: str) -> str:
-    if "$" in text:  # checked again once a quantifier or sweep binds the variable
+def _checker(runs: bool):
+    def checked(text: str) -> str:
+        if "$" in text:  # checked again once a quantifier or sweep binds the variable
+            return text
+        try:
+            parse(text, runs)
+        except ExpressionError as exc:
+            raise ValueError(f"{exc} ({exc.hint})" if exc.hint else str(exc)) from None
         return text
-    try:
-        parse(text)
-    except ExpressionError as exc:
-        raise ValueError(f"{exc} ({exc.hint})" if exc.hint else str(exc)) from None
-    return text
+    return checked
 
 
-Expression = Annotated[str, AfterValidator(_checked), Field(
+Expression = Annotated[str, AfterValidator(_checker(False)), Field(
     description="a weight expression: `OV[L0H1]`, `W_E @ OV[L0H1] @ W_U`, `W_U[:, 3] - W_U[:, 5]`, `W_in[0][:, 12]`")]
+RunExpression = Annotated[str, AfterValidator(_checker(True)), Field(
+    description="a weight expression that may read a run: `act(blocks.1.ln1.hook_scale, last)`, "
+                "`mean(norm(W_in[0], 0)) / act(ln_final.hook_scale)`")]
 
 
 # The size a model config names for each axis of a weight, where the config says: an index into
@@ -383,11 +449,16 @@ AXES = {"W_E": ("d_vocab", None), "W_pos": ("n_ctx", None), "W_U": (None, "d_voc
         "W_in": (None, "d_mlp"), "W_out": ("d_mlp", None), "b_in": ("d_mlp",)}
 
 
-def references(text: str, loc: tuple, dims: int | None = None):
+def references(text: str, loc: tuple, dims: int | None = None, runs: bool = False):
     """(loc, value, what) for the heads and layers a weight expression names, the indices it
-    takes into vocabulary, position and neuron axes ((size name, index, weight)), and the expression
-    itself with the number of axes its measure needs (`shape_of`), checked at collection."""
-    tree = parse(text)
+    takes into vocabulary, position and neuron axes ((size name, index, weight)), the hooks and
+    positions its `act(...)` read, and the expression itself with the number of axes its measure
+    needs (`shape_of`), checked at collection."""
+    tree = parse(text, runs)
+    for act in acts(tree):
+        yield loc, act.hook, "hook"
+        if act.at is not None:
+            yield loc, act.at, "position"
     for w in heads_and_layers(tree):
         if len(w.select) == 2:
             yield loc, f"L{w.select[0]}H{w.select[1]}", "head"
@@ -428,6 +499,8 @@ def _text(shape) -> str:
 def _shape(tree, sizes) -> tuple:
     if isinstance(tree, Weight):
         return tuple(sizes.get(axis) for axis in SHAPES[tree.name])
+    if isinstance(tree, Act):
+        return tuple(sizes.get(axis) for axis in next(axes for p, axes in ACT_SHAPES if p.match(tree.hook)))
     if isinstance(tree, Index):
         return _indexed(_shape(tree.of, sizes), tree.index)
     if isinstance(tree, Call):
@@ -440,8 +513,9 @@ def _shape(tree, sizes) -> tuple:
     a, b = shapes
     if tree.op == "@":
         return _matmul(a, b)
-    if tree.args[0] == tree.args[1]:
-        raise ExpressionError("a value minus itself is zero by construction: no measure of it says anything")
+    if tree.op in ("-", "/") and tree.args[0] == tree.args[1]:
+        raise ExpressionError(f"a value {('minus', 'divided by')[tree.op == '/']} itself is "
+                              f"{('zero', 'one')[tree.op == '/']} by construction: no measure of it says anything")
     return _broadcast(a, b, tree.op)
 
 
@@ -504,7 +578,7 @@ def _broadcast(a: tuple, b: tuple, op: str) -> tuple:
 
 def indices(tree):
     """(weight, axis, int) for every single index taken directly into a named weight."""
-    if isinstance(tree, Weight):
+    if isinstance(tree, (Weight, Act)):
         return []
     if isinstance(tree, Index):
         own = [(tree.of, axis, i) for axis, i in enumerate(tree.index) if isinstance(tree.of, Weight)
