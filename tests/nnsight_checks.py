@@ -88,23 +88,59 @@ def test_remote_local_round_trips_through_ndif_serialisation():
     assert_same(tl, nn)
 
 
-@pytest.mark.parametrize("name", IOI_FILES)
-def test_shipped_ioi_claims_give_the_same_values_through_both_runners(name, tmp_path):
-    """Every claim of the shipped zoo:ioi files, run end to end by pytest with each runner: the
-    per-prompt values each case dumps are equal."""
+def dumps_through_both_runners(path: Path, tmp_path: Path) -> dict:
+    """Each runner's per-prompt dumps of every case of the file, run end to end by pytest."""
     dumps = {}
     for runner in ("transformer_lens", "nnsight"):
         out = tmp_path / runner
-        rc = pytest.main([str(HYPOTHESES / name), "-q", "-p", "no:cacheprovider", "--cc-cache", "off",
-                          "--cc-runner", runner, "--cc-dump-values", str(out), "--cc-inconclusive", "skip",
-                          "-W", "ignore"])
+        rc = pytest.main([str(path), "-q", "-p", "no:cacheprovider", "-p", "no:anyio", "--cc-cache", "off", "--cc-runner", runner,
+                          "--cc-dump-values", str(out), "--cc-inconclusive", "skip", "-W", "ignore"])
         assert rc in (0, 1), rc
         dumps[runner] = {p.relative_to(out): json.loads(p.read_text()) for p in out.rglob("*.json")}
     assert dumps["transformer_lens"] and dumps["transformer_lens"].keys() == dumps["nnsight"].keys()
-    for path, tl in dumps["transformer_lens"].items():
-        nn = dumps["nnsight"][path]
+    for key, tl in dumps["transformer_lens"].items():
+        nn = dumps["nnsight"][key]
         np.testing.assert_allclose(np.asarray(nn["values"], float), np.asarray(tl["values"], float),
-                                   rtol=1e-4, atol=1e-5, err_msg=str(path))
+                                   rtol=1e-4, atol=1e-5, err_msg=str(key))
+    return dumps["transformer_lens"]
+
+
+@pytest.mark.parametrize("name", IOI_FILES)
+def test_shipped_ioi_claims_give_the_same_values_through_both_runners(name, tmp_path):
+    """Every claim of the shipped zoo:ioi files, run end to end by pytest with each runner: the
+    per-prompt values each case dumps are equal (ioi_interventions has a `python:` measure and
+    ioi_components `act(...)` statistics of a run)."""
+    dumps_through_both_runners(HYPOTHESES / name, tmp_path)
+
+
+SIMILARITY_AND_PYTHON = """\
+model: {zoo: ioi}
+prompts: {generator: text, template: "When {IO} and {S} went to the store, {S} gave a drink to",
+          slots: {IO: [Mary, John, Alice, Bob, Tom], S: [Anna, Kate, James, Sarah, David]},
+          answer: IO, counterfactual: S, n: 12, seed: 0}
+claims:
+  - id: resid-alike
+    says: "the residual after layer 1 at the second S is alike across two seeds of names"
+    measure: {similarity: {hook: blocks.1.hook_resid_post, at: "S#2", variants: [{seed: 1}, {seed: 2}]}}
+    expect: record
+  - id: head-out-alike
+    says: "L2H0's output at the end is alike across seeds"
+    measure: {similarity: {hook: head_out, head: L2H0, at: end, variants: [{seed: 1}, {seed: 2}, {seed: 3}]}}
+    expect: record
+  - id: python-measure
+    says: "a registered Python measure reading hook_z"
+    measure: {python: {name: head-writes-io-minus-s, args: {head: L2H0}}}
+    expect: record
+"""
+
+
+def test_similarity_and_python_measures_give_the_same_values_through_both_runners(tmp_path):
+    folder = tmp_path / "files"
+    folder.mkdir()
+    (folder / "conftest.py").write_text((HYPOTHESES / "conftest.py").read_text())
+    (folder / "t.hyp.yaml").write_text(SIMILARITY_AND_PYTHON)
+    dumped = dumps_through_both_runners(folder / "t.hyp.yaml", tmp_path)
+    assert {d["claim"] for d in dumped.values()} == {"resid-alike", "head-out-alike", "python-measure"}
 
 
 def test_what_the_runner_cannot_reach_is_named():
