@@ -87,3 +87,27 @@ def test_a_blank_page_fails_the_blank_check(tmp_path):
     shot = tmp_path / "shot.png"
     browse(exe, tmp_path, page.as_uri(), f"--screenshot={shot}", "--window-size=400,300")
     assert len(set(png_pixels(shot))) <= 50
+
+
+def test_a_checkpoint_series_and_quantified_cases_are_drawn_as_one_picture_each(pytester, hyp, tiny_dir, tmp_path):
+    """Issue 23's pictures: a claim over checkpoints is one section with its value over them (the
+    interval as a band), not a card per checkpoint; a claim with several cases is one forest plot
+    of every case against its region; the attention heatmap is averaged over the prompts."""
+    from conftest import TINY, save_model
+    from test_regression import CLAIMS, PROMPTS, checkpoints_beside
+
+    exe = chromium()
+    checkpoints_beside(tmp_path, tiny_dir, save_model(tmp_path / "other", TINY, seed=7))
+    path = hyp(CLAIMS, prompts=PROMPTS, extra="checkpoints: ckpts/step-*\n")
+    page = tmp_path / "series.html"
+    pytester.runpytest(str(path), "-p", "no:cacheprovider", f"--cc-html={page}").assert_outcomes(passed=4)
+    dom = browse(exe, tmp_path, page.as_uri(), "--dump-dom").stdout
+    assert dom.count('<section class="claim series"') == 2 and dom.count('<svg class="series"') == 2
+    assert "over 2 checkpoints" in dom and "step-1" in dom and "step-2" in dom
+    assert "the chart and rows show the first of 2 cases" in dom  # prev-head names two heads
+    single = hyp(CLAIMS, prompts=PROMPTS, name="one.hyp.yaml")
+    page = tmp_path / "one.html"
+    pytester.runpytest(str(single), "-p", "no:cacheprovider", f"--cc-html={page}").assert_outcomes(passed=2)
+    dom = browse(exe, tmp_path, page.as_uri(), "--dump-dom").stdout
+    assert dom.count('<svg class="forest"') == 1 and dom.count('<svg class="interval"') == 1
+    assert "attention of L0H1 averaged over 60 prompts of one length" in dom

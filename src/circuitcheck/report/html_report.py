@@ -3,8 +3,11 @@
 A section per claim, failing claims first: the sentence, the verdict, each case's value with its
 interval drawn against the claimed region (inline SVG; the baseline's interval above it when there
 is one), the baseline change, a sweep's curve with the crossing and its interval, and for a claim
-about a head its attention pattern on the first prompt as a heatmap. Built from the JSON report's
-records (report_json.record), plus `attention` where the run added one.
+about a head its attention pattern averaged over the claim's prompts as a heatmap. A claim with
+several cases gets one forest plot (every case's interval on one axis, each against its own claimed
+region); a claim run on a checkpoint series gets one section with its value over the checkpoints,
+the interval as a band, instead of a card per checkpoint. Built from the JSON report's records
+(report_json.record), plus `attention` where the run added one.
 """
 from __future__ import annotations
 
@@ -47,8 +50,11 @@ def page(records: list[dict]) -> str:
     flips = sum(bool(r.get("baseline") and r["baseline"]["flip"]) for r in records)
     if any(r.get("baseline") for r in records):
         summary += f"<span>{flips} verdict flips against the baseline</span>"
-    ordered = sorted(records, key=lambda r: (ORDER.get(r["verdict"], 0), r["file"], r["id"]))
-    body = "\n".join(section(r) for r in ordered)
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:  # a claim on a checkpoint series: one group, in the order the checkpoints ran
+        groups.setdefault((r["file"], r["id"]) if r.get("checkpoint") else (r["file"], r["id"], id(r)), []).append(r)
+    ordered = sorted(groups.values(), key=lambda g: (min(ORDER.get(r["verdict"], 0) for r in g), g[0]["file"], g[0]["id"]))
+    body = "\n".join(section(g[0]) if len(g) == 1 else series_section(g) for g in ordered)
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>circuitcheck report</title>'
             f"<style>{CSS}</style></head><body><h1>circuitcheck: {len(records)} claims</h1>"
             f'<p class="summary">{summary}</p>\n{body}\n</body></html>\n')
@@ -71,6 +77,9 @@ def section(r: dict) -> str:
         parts.append(f"<p>could not be measured: {_e(r['error'])}</p>")
     parts.append(_baseline(r.get("baseline")))
     base = {c["label"]: c for c in (r.get("baseline") or {}).get("cases", [])}
+    many = len(r["cases"]) > 1
+    if many:
+        parts.append(forest_svg(r["cases"]))
     rows = []
     for c in r["cases"]:
         b = base.get(c["label"])
@@ -80,7 +89,7 @@ def section(r: dict) -> str:
                 f' <span class="flip">{_e(b["flip"])}</span>' if b["flip"] else "")
         rows.append(f"<tr><td>{_e(c['label'])}</td><td>{_num(c['value'])} [{_num(c['low'])}, {_num(c['high'])}]"
                     f"<br><span class='meta'>{c['level']:.1%} {_e(c['method'])}, n={c['n']}</span></td>"
-                    f"<td>{interval_svg(c, b)}</td><td>{change}</td></tr>")
+                    f"<td>{'' if many and not b else interval_svg(c, b)}</td><td>{change}</td></tr>")
         if c.get("curve"):
             rows.append(f"<tr><td></td><td colspan=3>{curve_svg(c)}</td></tr>")
     parts.append("<table>" + "".join(rows) + "</table>")
@@ -88,6 +97,29 @@ def section(r: dict) -> str:
         parts.append(heatmap_svg(r["attention"]))
     parts.append("</section>")
     return "\n".join(parts)
+
+
+def series_section(recs: list[dict]) -> str:
+    """One claim over a checkpoint series: its value over the checkpoints, then a row per checkpoint."""
+    worst = min(recs, key=lambda r: ORDER.get(r["verdict"], 0))
+    colour = COLOUR.get(worst["verdict"], "#59636e")
+    name = f"{Path(recs[0]['file']).name}::{recs[0]['id']}"
+    verdicts = ", ".join(f"{sum(r['verdict'] == v for r in recs)} {v}" for v in ORDER if any(r["verdict"] == v for r in recs))
+    rows = "".join(f"<tr><td>{_e(r['checkpoint'])}</td><td><span style='color:{COLOUR.get(r['verdict'], '#59636e')}'>"
+                   f"{_e(r['verdict'])}</span></td><td>" + (f"{_num(r['cases'][0]['value'])} [{_num(r['cases'][0]['low'])}, "
+                   f"{_num(r['cases'][0]['high'])}]" if r["cases"] else _e(r.get("error") or "")) + "</td></tr>"
+                   for r in recs)
+    return "\n".join([
+        f'<section class="claim series" id="{_e(name)}" data-verdict="{worst["verdict"]}" style="--c:{colour}">',
+        f'<h2><span class="badge">{_e(worst["verdict"])}</span>{_e(name)} over {len(recs)} checkpoints</h2>',
+        f'<p class="says">{_e(recs[0]["says"])}</p>',
+        f'<p class="meta">expected: {_e(recs[0]["measure"])} {_e(recs[0]["expected"])} · {verdicts}</p>',
+        series_svg(recs), _first_of(recs), f"<table>{rows}</table>", "</section>"])
+
+
+def _first_of(recs: list[dict]) -> str:
+    most = max(len(r["cases"]) for r in recs)
+    return f'<p class="meta">the chart and rows show the first of {most} cases</p>' if most > 1 else ""
 
 
 def _baseline(cmp: dict | None) -> str:
@@ -153,8 +185,67 @@ def curve_svg(c: dict, width: int = 420, height: int = 150) -> str:
             f'<text x="2" y="14">{_num(max(ys))}</text><text x="2" y="{height - 20}">{_num(min(ys))}</text></svg>')
 
 
+def forest_svg(cases: list[dict], width: int = 560, row: int = 18) -> str:
+    """Every case of a claim on one axis: its interval and value, over its own claimed region."""
+    pts = [v for c in cases for v in (c["low"], c["high"], c["value"], *c["bounds"]) if v is not None]
+    a, b = _axis(pts)
+    left = 110
+    x = lambda v: left + (width - left - 10) * ((min(max(v, a), b) - a) / (b - a))  # noqa: E731
+    out = [f'<svg class="forest" width="{width}" height="{row * len(cases) + 22}" role="img" '
+           f'aria-label="every case against its claimed region">']
+    for i, c in enumerate(cases):
+        y, (lo_r, hi_r) = 4 + i * row, c["bounds"]
+        r0, r1 = x(lo_r if lo_r is not None else a), x(hi_r if hi_r is not None else b)
+        colour = COLOUR.get(c["verdict"], "#59636e")
+        out.append(f'<text x="{left - 6}" y="{y + row * 0.65:.0f}" text-anchor="end">{_e(str(c["label"])[:18])}</text>'
+                   f'<rect x="{r0:.1f}" y="{y}" width="{max(r1 - r0, 1):.1f}" height="{row - 3}" fill="#dafbe1"/>')
+        if c["value"] is not None:
+            out.append(f'<line x1="{x(c["low"] if c["low"] is not None else a):.1f}" y1="{y + row / 2 - 1}" '
+                       f'x2="{x(c["high"] if c["high"] is not None else b):.1f}" y2="{y + row / 2 - 1}" stroke="{colour}" '
+                       f'stroke-width="3"/><circle cx="{x(c["value"]):.1f}" cy="{y + row / 2 - 1}" r="3.5" fill="{colour}">'
+                       f'<title>{_e(c["label"])}: {_num(c["value"])} [{_num(c["low"])}, {_num(c["high"])}]</title></circle>')
+    bottom = row * len(cases) + 18
+    return "".join(out) + (f'<text x="{left}" y="{bottom}">{_num(a)}</text>'
+                           f'<text x="{width - 10}" y="{bottom}" text-anchor="end">{_num(b)}</text></svg>')
+
+
+def series_svg(recs: list[dict], width: int = 560, height: int = 170) -> str:
+    """A claim's first case over a checkpoint series: the interval as a band, the value as a line,
+    each point coloured by its verdict, over the claimed region."""
+    cases = [r["cases"][0] if r["cases"] else None for r in recs]
+    pts = [v for c in cases if c for v in (c["low"], c["high"], c["value"], *c["bounds"]) if v is not None]
+    if not pts:
+        return ""
+    ay, by = _axis(pts)
+    n = len(recs)
+    px = lambda i: 40 + (width - 60) * (i / max(n - 1, 1))  # noqa: E731
+    py = lambda v: height - 30 - (height - 40) * ((min(max(v, ay), by) - ay) / (by - ay))  # noqa: E731
+    region = next((c["bounds"] for c in cases if c), (None, None))
+    r_hi, r_lo = py(region[1] if region[1] is not None else by), py(region[0] if region[0] is not None else ay)
+    drawn = [(i, c) for i, c in enumerate(cases) if c and c["value"] is not None]
+    band = [(px(i), py(c["high"] if c["high"] is not None else by)) for i, c in drawn]
+    band += [(px(i), py(c["low"] if c["low"] is not None else ay)) for i, c in reversed(drawn)]
+    out = [f'<svg class="series" width="{width}" height="{height}" role="img" aria-label="value over checkpoints">',
+           f'<rect x="40" y="{r_hi:.1f}" width="{width - 60}" height="{max(r_lo - r_hi, 1):.1f}" fill="#dafbe1"/>',
+           f'<polygon points="{_points(band)}" fill="#0969da" opacity="0.18"/>',
+           f'<polyline points="{_points((px(i), py(c["value"])) for i, c in drawn)}" fill="none" '
+           f'stroke="#0969da" stroke-width="2"/>']
+    for (i, c), r in zip(drawn, [recs[i] for i, _ in drawn]):
+        out.append(f'<circle cx="{px(i):.1f}" cy="{py(c["value"]):.1f}" r="3.5" fill="{COLOUR.get(r["verdict"], "#59636e")}">'
+                   f'<title>{_e(r["checkpoint"])}: {_num(c["value"])} [{_num(c["low"])}, {_num(c["high"])}] '
+                   f'{_e(r["verdict"])}</title></circle>')
+    for i in sorted({0, n - 1, n // 2}):
+        out.append(f'<text x="{px(i):.1f}" y="{height - 12}" text-anchor="middle">{_e(recs[i]["checkpoint"])[:16]}</text>')
+    out.append(f'<text x="2" y="14">{_num(by)}</text><text x="2" y="{height - 30}">{_num(ay)}</text>')
+    return "".join(out) + "</svg>"
+
+
+def _points(xy) -> str:
+    return " ".join(f"{a:.1f},{b:.1f}" for a, b in xy)
+
+
 def heatmap_svg(att: dict, cell: int = 16) -> str:
-    """A head's attention pattern on one prompt: row = query position, column = key position."""
+    """A head's attention pattern, averaged over prompts: row = query position, column = key position."""
     tokens, pattern = att["tokens"], att["pattern"]
     n, left, top = len(tokens), 44, 44
     out = [f'<figure><svg class="heatmap" width="{left + n * cell + 4}" height="{top + n * cell + 4}" role="img" '
@@ -166,5 +257,6 @@ def heatmap_svg(att: dict, cell: int = 16) -> str:
             out.append(f'<rect x="{left + j * cell}" y="{top + i * cell}" width="{cell - 1}" height="{cell - 1}" '
                        f'fill="#0969da" fill-opacity="{max(0.0, min(1.0, v)):.3f}"><title>{_e(t)}→{_e(tokens[j])}: '
                        f'{v:.3f}</title></rect>')
-    return "".join(out) + (f'</svg><figcaption class="meta">attention of {_e(att["head"])} on the first prompt '
+    over = f"averaged over {att['n']} prompts of one length" if att.get("n", 1) > 1 else "on the first prompt"
+    return "".join(out) + (f'</svg><figcaption class="meta">attention of {_e(att["head"])} {over} '
                            f"(rows: query positions, columns: key positions)</figcaption></figure>")

@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from . import baseline, table as report, json_report as report_json
 from ..models import override
 
@@ -345,7 +347,8 @@ def describe(result) -> str:
 
 
 # ------------------------------------------------------------ the HTML report's attention example
-EXAMPLE_POSITIONS = 24  # the heatmap shows at most the last 24 positions of the first prompt
+EXAMPLE_POSITIONS = 24  # the heatmap shows at most the last 24 positions
+EXAMPLE_PROMPTS = 64  # ... averaged over at most 64 prompts of the first prompt's length
 
 
 def head_of(case) -> str | None:
@@ -365,7 +368,10 @@ def head_of(case) -> str | None:
 
 
 def attention_example(session, key, claim_id: str) -> dict | None:
-    """{head, tokens, pattern}: the head's attention on the claim's first prompt, for the heatmap."""
+    """{head, tokens, pattern, n}: the head's attention averaged over up to EXAMPLE_PROMPTS of the
+    claim's prompts that share the first prompt's length (one prompt alone can mislead), last
+    EXAMPLE_POSITIONS positions; a position is labelled by its token where every averaged prompt has
+    the same token there, else by its name in the prompt set or its index."""
     import torch
 
     from ..files import loader as H
@@ -379,15 +385,36 @@ def attention_example(session, key, claim_id: str) -> dict | None:
         return None
     case, (layer, h) = lc.cases[0], parse_head(head)
     model = session.model(loaded)
-    ids = H.prompt_set(loaded, case.prompts_key, case.prompts).tokens[0][-EXAMPLE_POSITIONS:]
+    ps = H.prompt_set(loaded, case.prompts_key, case.prompts)
+    same = np.flatnonzero(ps.length == ps.length[0])[:EXAMPLE_PROMPTS]
+    start = int(ps.start[0])  # padding is on the same side for every row
+    ids = ps.tokens[same, start:start + int(ps.length[0])][:, -EXAMPLE_POSITIONS:]
     kept = {}
 
     def keep(x, hook):
-        kept["pattern"] = x[0, h].detach().float().cpu()
+        kept["pattern"] = x[:, h].detach().float().mean(0).cpu()
 
     with torch.inference_mode():
-        tokens = torch.as_tensor(ids[None], device=models.input_device(model))
+        tokens = torch.as_tensor(ids, device=models.input_device(model))
         model.run_with_hooks(tokens, fwd_hooks=[(pattern_name(layer), keep)])
+    labels = _labels(model, ps, same, ids, start + int(ps.length[0]) - ids.shape[1])
+    return {"head": head, "tokens": labels, "n": len(same),
+            "pattern": [[round(float(v), 4) for v in row] for row in kept["pattern"]]}
+
+
+def _labels(model, ps, rows, ids, offset: int) -> list[str]:
     tok = getattr(model, "tokenizer", None)
-    labels = tok.convert_ids_to_tokens([int(i) for i in ids]) if tok is not None else [str(int(i)) for i in ids]
-    return {"head": head, "tokens": labels, "pattern": [[round(float(v), 4) for v in row] for row in kept["pattern"]]}
+    names = {}
+    for name, where in (ps.positions or {}).items():
+        at = np.asarray(where)[rows]
+        if len(set(at.tolist())) == 1:  # a named position at one index in every averaged prompt
+            names.setdefault(int(at[0]) - offset, name)
+    out = []
+    for j in range(ids.shape[1]):
+        column = set(ids[:, j].tolist())
+        if len(column) == 1:
+            i = int(ids[0, j])
+            out.append(tok.convert_ids_to_tokens([i])[0] if tok is not None else str(i))
+        else:
+            out.append(names.get(j, f"#{offset + j}"))
+    return out
