@@ -125,16 +125,7 @@ def test_near_twins_fail(session, path):
     assert not bad, f"{path.name}: near twins that did not fail: {bad}"
 
 
-# Claims the stronger specificity check (issue 22 item 16: inconclusive mutants are not killed, neuron
-# rivals by the claim's own measure, MLP <-> attention swaps) now flags, found when issues 21-26 met;
-# each must be fixed (a claim that singles out what it names) or withdrawn. strict: a fix shows.
-NOT_YET_SPECIFIC = {"induction.hyp.yaml", "ioi_components.hyp.yaml", "ioi_interventions.hyp.yaml",
-                    "max_of_list.hyp.yaml", "tracr-hist.hyp.yaml", "tracr-sort.hyp.yaml"}
-
-
-@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(
-    strict=True, reason="open after the issue 21-26 merge (2026-12-06 closing note): claims the stronger specificity check flags")) if p.name in NOT_YET_SPECIFIC
-    else p for p in HYPOTHESES], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", HYPOTHESES, ids=lambda p: p.name)
 def test_shipped_claims_single_out_what_they_name(session, path):
     """`circuitcheck specificity hypotheses/*.hyp.yaml` flags no shipped claim: each fails when a head
     it names is swapped for another of its layer, or when its direction is flipped."""

@@ -212,3 +212,31 @@ def test_neuron_rivals_are_the_strongest_by_the_claims_measure(hyp_mlp):
     assert old == "L1N3" and len(swaps) == 47
     rivals = SP.strongest(_Values(), loaded, tree, swaps, "n--rival")
     assert [m.what for m in rivals] == [f"L1N3 -> L1N{k}" for k in range(40, 48)]
+
+
+def test_the_negation_of_a_passing_all_claim_is_killed(hyp):
+    """`all heads at_most T` passes; its De Morgan negation `any head at_least T` fails when every
+    case's bound at the claim's level lies under T. T sits between the decisive head's upper bound at
+    the level and at level / 4 (the Bonferroni level a pass of `any` needs), where the negation used
+    to come back inconclusive."""
+    heads = "[L0H0, L0H1, L0H2, L0H3]"
+    probe = f"""\
+- id: probe
+  says: "probe"
+  for: {{all: {{each: {heads}}}}}
+  measure: {{head_score: {{head: $head, pattern: previous_token}}}}
+  expect: {{at_most: 1}}
+"""
+    session, loaded = _run(hyp, probe)
+    probed = session.result(loaded.path, "probe")
+    cases, level = probed.cases, probed.level  # the file's one claim: judged at alpha
+    top = max(cases, key=lambda c: c.bound.at(level).high)
+    at_level, at_quarter = top.bound.at(level).high, top.bound.at(level / 4).high
+    assert at_level < at_quarter
+    threshold = (at_level + at_quarter) / 2
+    session, loaded = _run(hyp, probe.replace("at_most: 1", f"at_most: {threshold}"))
+    (rep,) = SP.check(session, loaded)
+    assert rep.verdict == "pass"
+    (flip,) = [m for m in rep.mutants if m.kind == "direction"]
+    assert flip.claim["for"] == {"any": {"each": ["L0H0", "L0H1", "L0H2", "L0H3"]}}
+    assert flip.verdict == "fail" and flip not in rep.survivors

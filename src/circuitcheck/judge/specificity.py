@@ -15,7 +15,9 @@ Each passing claim is judged again as mutants, at the level the claim itself was
   `direction_mutants`), so that the mutant claims roughly the opposite.
 A mutant that still passes is a survivor: "also passes with L0H2 in place of L0H1" means the claim
 does not single out L0H1. Only a mutant that fails (or that the loader refuses) is killed: an
-inconclusive one is not shown to differ, and counts against the claim as well. Mutants are planned with the original claims, so they share their runs.
+inconclusive one is not shown to differ, and counts against the claim as well. A mutant with `any` is
+killed when every case fails at the claim's level (failing `any` needs no Bonferroni split: see
+`judge_mutant`). Mutants are planned with the original claims, so they share their runs.
 
     circuitcheck specificity hypotheses/*.hyp.yaml
 """
@@ -241,7 +243,7 @@ def direction_mutants(claim: dict) -> list[Mutant]:
     Morgan `all` <-> `any`; the negation of `none` is `any` with the inequality as it was."""
     expect, quant = claim.get("expect", {}), claim.get("for")
     flipped = _flip(expect)
-    kind = next(iter(quant)) if isinstance(quant, dict) and len(quant) == 1 else None
+    kind = _quantifier(claim)
     if kind == "none":
         return [_mutant(claim, expect, {"any": quant["none"]}, "none -> any")]
     if flipped is None:
@@ -354,5 +356,19 @@ def judge_mutant(session, loaded, tree, claim: dict, cid: str, level: float) -> 
     if mutant is None:
         return "refused"
     session.add(mutant)
-    return session.judge_at(mutant, mutant.claims[0], level).verdict
+    lc = mutant.claims[0]
+    result = session.judge_at(mutant, lc, level)
+    m = len(result.cases)
+    if result.verdict == INCONCLUSIVE and _quantifier(claim) == "any" and m > 1:
+        # `any` is false when every case fails (intersection-union), each tested at `level` itself;
+        # judge_at bounds each case at level / m, which only a pass needs (Bonferroni). Without this
+        # the De Morgan negation of a passing `all` claim came back inconclusive, not failing.
+        if all(c.verdict == FAIL for c in session.judge_at(mutant, lc, min(1.0, level * m)).cases):
+            return FAIL
+    return result.verdict
+
+
+def _quantifier(claim: dict) -> str | None:
+    quant = claim.get("for")
+    return next(iter(quant)) if isinstance(quant, dict) and len(quant) == 1 else None
 
