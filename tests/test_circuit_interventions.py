@@ -6,6 +6,7 @@ added to the residual stream, so an edge edit is written as what it means."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,10 +20,11 @@ PROMPTS = "{generator: repeated_tokens, n: 24, seed: 1, length: 6}"
 SOURCE = "{generator: repeated_tokens, n: 24, seed: 9, length: 6}"
 
 
-def hand(model, tokens, reader=None, part=None):
+def hand(model, tokens, reader=None, part=None, keys=None):
     """Logits and the writers' parts of a hand forward pass (float64). `reader(name, resid, parts)`
     gives the residual a reader reads (names `L1H2.q`, `L1.mlp`, `logits`); `part(name, x)` replaces
-    a writer's part (`input`, `L0H1`, `L1.mlp`) as it is written."""
+    a writer's part (`input`, `L0H1`, `L1.mlp`) as it is written. `keys` [b, pos]: the positions
+    attention may read (padding hidden); attention is causal unless the model says bidirectional."""
     reader = reader or (lambda name, resid, parts: resid)
     part = part or (lambda name, x: x)
     cfg = model.cfg
@@ -41,7 +43,11 @@ def hand(model, tokens, reader=None, part=None):
 
     parts = {"input": part("input", sd["embed.weight"][tokens] + sd["pos_embed.weight"][:t])}
     resid = parts["input"]
-    causal = torch.triu(torch.ones(t, t, dtype=torch.bool), 1)
+    hidden = torch.triu(torch.ones(t, t, dtype=torch.bool), 1)[None, None]
+    if getattr(cfg, "attention_dir", "causal") == "bidirectional":
+        hidden = torch.zeros_like(hidden)
+    if keys is not None:
+        hidden = hidden | ~torch.as_tensor(keys, dtype=torch.bool)[:, None, None, :]
     for layer in range(cfg.n_layers):
         a = f"blocks.{layer}.attn"
         qkv = {}
@@ -51,7 +57,7 @@ def hand(model, tokens, reader=None, part=None):
             qkv[n] = torch.stack([ln(reader(f"L{layer}H{i}.{n}", resid, parts), f"blocks.{layer}.ln1") @ w[i].T + b[i]
                                   for i in range(h)], 2)  # [b, pos, head, e]
         scores = torch.einsum("bqhe,bkhe->bhqk", qkv["q"], qkv["k"]) / math.sqrt(e)
-        pattern = torch.softmax(scores.masked_fill(causal, float("-inf")), -1)
+        pattern = torch.softmax(scores.masked_fill(hidden, float("-inf")), -1)
         z = torch.einsum("bhqk,bkhe->bqhe", pattern, qkv["v"])
         w_o = sd[f"{a}.o.weight"].T.reshape(h, e, -1)
         for i in range(h):
@@ -264,3 +270,44 @@ def test_stacked_runs_give_the_same_values(setup, monkeypatch):
     for a, s in zip(alone, stacked):
         np.testing.assert_allclose(s, a, atol=1e-5)
     assert not np.allclose(alone[0], alone[1], atol=1e-3)  # three different runs, not one run three times
+
+
+def accuracy(logits, ps) -> np.ndarray:
+    """The `accuracy` measure by hand: the top logit (the first on a tie, as argmax) is the target's,
+    averaged over each prompt's real targets."""
+    rows = torch.arange(ps.n)[:, None]
+    hit = (logits[rows, torch.as_tensor(ps.target_pos)].argmax(-1) == torch.as_tensor(ps.target_tok)).double()
+    valid = torch.ones_like(hit) if ps.target_valid is None else torch.as_tensor(ps.target_valid).double()
+    return ((hit * valid).sum(-1) / valid.sum(-1)).numpy()
+
+
+def test_a_one_hot_input_swapped_for_its_mean_leaves_an_exact_tie(tmp_path):
+    """Issue 21's suspected bug. On zoo:tracr-reverse the flip head L3H0 reads the tokens (one-hot) through
+    its values; with `input -> L3H0.v` alone knocked out under mean ablation, every value holds each token
+    at 1/3, the three output logits tie exactly, and argmax takes the first: the hand run gives 1/3 per
+    target. circuitcheck gave 1.0: in float32 the rebuilt input `1 - (1 - 1/3)` is one ulp off
+    `0 - (0 - 1/3)`, which broke every tie in favour of the clean answer."""
+    import shutil
+
+    from circuitcheck.circuits import parse_edge
+    from circuitcheck.interventions.residual import shape_of
+    from circuitcheck.session import load_model
+
+    model = load_model("zoo:tracr-reverse")
+    rest = [f"'{e}'" for e in shape_of(model.cfg).edges() if e not in set(parse_edge("input -> L3H0.v"))]
+    shutil.copy(Path(__file__).parents[1] / "hypotheses/data/tracr-reverse.jsonl", tmp_path / "rows.jsonl")
+    path = tmp_path / "t.hyp.yaml"
+    path.write_text("model: zoo:tracr-reverse\nprompts: {generator: jsonl, path: rows.jsonl, pad_token: 4}\n"
+                    f"circuits:\n  most: {{edges: [{', '.join(rest)}]}}\nclaims:\n"
+                    "- {id: a, says: x, under: {keep_circuit: {circuit: most, method: mean}}, measure: accuracy, "
+                    "expect: record}\n")
+    (got,), ps = values(path)
+    tokens, keys = torch.as_tensor(ps.tokens), torch.as_tensor(ps.mask).bool()
+    _, parts = hand(model, tokens, keys=keys)
+    real = keys[..., None].double()
+    mean = ((parts["input"] * real).sum(0) / real.sum(0))[None]  # per position, over the real tokens
+    want = accuracy(hand(model, tokens, knocked_edge_reader({"L3H0.v": ["input"]}, {"input": mean}), keys=keys)[0],
+                    ps)
+    np.testing.assert_array_equal(accuracy(hand(model, tokens, keys=keys)[0], ps), 1.0)  # the clean run reverses
+    assert abs(want.mean() - 1 / 3) < 1e-12  # a three-way tie on every target: argmax picks token 1, right 1/3
+    np.testing.assert_array_equal(got, want)

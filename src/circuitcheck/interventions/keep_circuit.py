@@ -94,8 +94,7 @@ def edge_hooks(knocked_by_reader: dict, body, ctx: Context) -> list[tuple[str, o
 
     def new_input(ws):
         def new(resid, seen):
-            delta = sum(R.part(w, seen, model) - replacement_part(w).to(resid.device) for w in ws)
-            return resid - delta.to(resid.dtype)
+            return R.swapped(resid, [R.part(w, seen, model) for w in ws], [replacement_part(w) for w in ws])
 
         return new
 

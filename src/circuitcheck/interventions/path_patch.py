@@ -67,21 +67,22 @@ class PathPatchKind(Kind):
     def hooks(self, body, ctx: Context):
         model, cfg = ctx.model, ctx.cfg
         sent = senders_of(body)
-        delta: dict = {}
+        parts: dict = {}
 
-        def difference():  # every sender's source output minus its clean output, on these rows
-            if "d" not in delta:
+        def swap():  # every sender's clean output, and its source output, on these rows
+            if not parts:
                 src = {h: ctx.sources[K.source_of(body, h).key][ctx.rows] for s in sent for h in R.writer_hooks(s, cfg)}
                 clean = {h: ctx.clean[h][ctx.rows] for s in sent for h in R.writer_hooks(s, cfg)}
-                delta["d"] = sum(R.part(s, src, model) - R.part(s, clean, model) for s in sent)
-            return delta["d"]
+                parts["clean"] = [R.part(s, clean, model) for s in sent]
+                parts["source"] = [R.part(s, src, model) for s in sent]
+            return parts["clean"], parts["source"]
 
         def new(reader):
             hook = R.resid_hook(reader, cfg.n_layers)
 
             def rebuilt(resid, seen):  # the clean residual, not this run's: everything but the path is frozen
-                clean = ctx.clean[hook][ctx.rows].to(resid.device)
-                return (clean + difference().to(resid.device)).to(resid.dtype)
+                clean = ctx.clean[hook][ctx.rows].to(resid.device, resid.dtype)
+                return R.swapped(clean, *swap())
 
             return rebuilt
 

@@ -73,6 +73,19 @@ def resid_hook(reader: Node, n_layers: int) -> str:
     return reader_hook(reader, None, n_layers)
 
 
+def swapped(resid, taken, put):
+    """resid - sum(taken) + sum(put), in float64 and cast back: a part taken out and put back unchanged
+    (or a one-hot value swapped for its mean) then leaves no rounding residue. In float32,
+    `1 - (1 - 1/3)` is one ulp off `0 - (0 - 1/3)`, and that ulp broke tracr-reverse's exact logit ties
+    in favour of the clean answer (accuracy 1.0 where the edge edit leaves a three-way tie)."""
+    import torch
+
+    x = resid.to(torch.float64)
+    for t, p in zip(taken, put, strict=True):
+        x = x - t.to(x.device, torch.float64) + p.to(x.device, torch.float64)
+    return x.to(resid.dtype)
+
+
 def check_model(cfg) -> None:
     if getattr(cfg, "parallel_attn_mlp", False):
         raise ValueError("this model's MLPs read the layer's input in parallel with its attention: circuitcheck's "
@@ -153,4 +166,4 @@ def head_resids(readers) -> set[str]:
 
 
 __all__ = ["INPUT", "EMBED", "POS_EMBED", "shape_of", "writer_hooks", "part", "reader_hook", "resid_hook", "edits",
-           "captures", "head_resids", "check_model"]
+           "captures", "head_resids", "check_model", "swapped"]
