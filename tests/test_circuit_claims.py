@@ -303,10 +303,10 @@ def test_random_circuits_keep_the_make_up_and_are_seeded(hyp_mlp):
     (case,) = loaded.claims[0].cases
     draws = [under for name, under in case.runs if name.startswith("random:")]
     assert len(draws) == 6 and len({str(d) for d in draws}) > 1
-    for under in draws:  # every draw knocks out all but 2 heads and all but 1 MLP layer
-        dumped = [iv.model_dump(exclude_none=True)["ablate"] for iv in under]
-        assert sum(len(d.get("heads", [])) for d in dumped) == 8 - 2
-        assert sum("hook" in d for d in dumped) == 2 - 1
+    for (keep,) in draws:  # every draw keeps 2 heads and 1 MLP layer, knocking out the rest
+        kept = keep.model_dump(exclude_none=True)["keep_circuit"]["circuit"]["nodes"]
+        assert sum(n.startswith("L") and "H" in n for n in kept) == 2
+        assert sum(n.endswith(".mlp") for n in kept) == 1
     assert [str(d) for d in draws] == [str(u) for n, u in H.load(path).claims[0].cases[0].runs if n.startswith("random:")]
 
 

@@ -1,12 +1,13 @@
 """A claim about a circuit as a whole (`circuit:`), expanded into the runs each judged quantity
-reads. Every run knocks out a set of nodes with the existing `ablate` intervention (heads at their
-output `hook_z`, an MLP layer at `mlp_out`), written in one canonical order, so that a run two
-quantities share (the full model, everything knocked out, the circuit alone) has one key and is
-computed once however many claims, knocked-out sets K or ablations read it (runs/plan.py).
+reads. Every run keeps a circuit (`keep_circuit`: every node or edge outside it knocked out) or
+knocks a node set out of the full model (`knock_out`), built by circuit_files.keep/knock_out with no
+name, so that a run two quantities share (the full model, everything knocked out, the circuit alone)
+has one key and is computed once however many claims, knocked-out sets K or ablations read it
+(runs/plan.py).
 
 Run names say what a run is, for the judge (judge/circuit.py):
-    full            the model M (no intervention)        empty        every head and MLP knocked out (∅)
-    circuit         the circuit C (every node outside it knocked out)
+    full            the model M (no intervention)        empty        everything knocked out (∅)
+    circuit         the circuit C (every node or edge outside it knocked out)
     model-K:NAME    M without K          circuit-K:NAME    C without K
     circuit-Kv:NAME C without K and v (minimality; the case is one node v)
     random:J        the J-th random circuit of C's make-up
@@ -16,9 +17,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..circuits import Circuit, CircuitError, Node, Shape
-from .spec import Intervention
+from . import circuit_files
 
-UNIT_KINDS = ("head", "mlp")  # what a run here can knock out; the input and the logits always stay
+UNIT_KINDS = ("head", "mlp", "neuron")  # what K can knock out; the input and the logits are never in K
+KIND_CODE = {"head": 0, "mlp": 1, "neuron": 2}  # seeds minimality's draws per node
 
 
 def shape_of(n_layers, n_heads, d_mlp, attn_only: bool) -> Shape:
@@ -28,32 +30,45 @@ def shape_of(n_layers, n_heads, d_mlp, attn_only: bool) -> Shape:
     return Shape(n_layers, n_heads, mlps=not attn_only, d_mlp=d_mlp)
 
 
-def units(shape: Shape) -> frozenset:
-    """Every node a run can knock out: each head and each MLP layer."""
-    return frozenset(n for n in shape.nodes() if n.kind in UNIT_KINDS)
+def circuit_of(spec, circuits: dict, shape: Shape) -> Circuit:
+    """The claim's circuit: a `circuits:` entry (read and checked when the file was), or written inline
+    and checked here. A CircuitError carries `field`, the key of `circuit:` it is about."""
+    try:
+        if spec.name is not None:
+            if spec.name not in circuits:
+                known = ", ".join(circuits) or "none: add a `circuits:` section"
+                raise CircuitError(f"no circuit named {spec.name!r}", f"the file's circuits: {known}")
+            circuit = circuits[spec.name]
+        else:
+            circuit = Circuit.of(nodes=spec.nodes or (), edges=spec.edges)
+            circuit.check(shape)
+        if not inside(circuit):
+            raise CircuitError("the circuit has no head, MLP layer or neuron", "name the nodes or edges it keeps")
+    except CircuitError as exc:
+        exc.field = (spec.given,)
+        raise
+    return circuit
 
 
-def circuit_nodes(spec, shape: Shape) -> frozenset:
-    """The circuit's heads and MLP layers, checked against the model (CircuitError otherwise)."""
-    circuit = Circuit.of(nodes=spec.nodes)
-    circuit.check(shape)
-    neurons = sorted(str(n) for n in circuit.nodes if n.kind == "neuron")
-    if neurons:
-        raise CircuitError(f"{neurons[0]}: a circuit claim here keeps or knocks out heads and whole MLP layers",
-                           "name the MLP layer (mlp2) instead of its neurons")
-    inside = frozenset(n for n in circuit.nodes if n.kind in UNIT_KINDS)
-    if not inside:
-        raise CircuitError("the circuit has no head and no MLP layer", "name the heads and MLPs it keeps")
-    return inside
+def inside(circuit: Circuit) -> frozenset:
+    """The circuit's nodes a knocked-out set K may hold: heads, MLP layers, neurons."""
+    return frozenset(n for n in circuit.nodes if n.kind in UNIT_KINDS)
 
 
-def knock_out(nodes, method: str) -> tuple:
-    """The interventions that knock out `nodes`: one `ablate` of all the heads, one per MLP layer."""
-    heads = sorted(n for n in nodes if n.kind == "head")
-    out = [{"ablate": {"heads": [h.name for h in heads], "method": method}}] if heads else []
-    out += [{"ablate": {"hook": "mlp_out", "layer": layer, "method": method}}
-            for layer in sorted(n.layer for n in nodes if n.kind == "mlp")]
-    return tuple(Intervention.model_validate(iv) for iv in out)
+class Runs:
+    """The interventions of one ablation: keep a circuit, or knock nodes out of the full model."""
+
+    def __init__(self, spec, circuit: Circuit, method: str):
+        self.level = spec.level or circuit.level
+        self.scope = (spec.scope or ["heads", "mlps"]) if self.level == "nodes" else None
+        self.method, self.source = method, spec.source if method == "patch" else None
+        self.empty = Circuit.of(nodes=()) if self.level == "nodes" else Circuit.of(edges=())
+
+    def keep(self, circuit: Circuit) -> tuple:
+        return (circuit_files.keep(circuit, self.method, level=self.level, scope=self.scope, source=self.source),)
+
+    def knock(self, nodes) -> tuple:
+        return (circuit_files.knock_out(sorted(nodes), self.method, source=self.source),)
 
 
 def family(spec, inside: frozenset) -> list[tuple[str, frozenset]]:
@@ -89,7 +104,7 @@ def minimality_family(spec, inside: frozenset, v: Node) -> list[tuple[str, froze
     rest = sorted(inside - {v})
     out = [("none", frozenset())]
     out += [(f"{name}-{v}", g - {v}) for name, g in groups(spec, inside) if v in g and g - {v}]
-    rng = np.random.default_rng([spec.knock.seed, v.layer, max(v.index, 0), v.kind == "mlp"])  # ≥ 0 each
+    rng = np.random.default_rng([spec.knock.seed, v.layer, max(v.index, 0), KIND_CODE[v.kind]])  # ≥ 0 each
     size = min(spec.knock.size or max(1, len(inside) // 2), len(rest))
     for j in range(spec.knock.random if rest else 0):
         out.append((f"random{j + 1}", frozenset(rest[i] for i in rng.choice(len(rest), size, replace=False))))
@@ -105,36 +120,34 @@ def dedupe(named: list) -> list:
     return out
 
 
-def expand(spec, form: str | None, shape: Shape) -> list[tuple[str, tuple, tuple]]:
+def expand(spec, form: str | None, shape: Shape, circuits: dict) -> list[tuple[str, tuple, tuple]]:
     """(label, the circuit's own run, named runs) of each case of a circuit claim: one per ablation,
     times one per K (completeness) or per node v (minimality)."""
-    inside = circuit_nodes(spec, shape)
-    every = units(shape)
-    outside = every - inside
+    circuit = circuit_of(spec, circuits, shape)
     out = []
     for method in spec.ablations:
-        def k(nodes):
-            return knock_out(nodes, method)
-
+        runs = Runs(spec, circuit, method)
         tag = f"{method}:" if len(spec.ablations) > 1 else ""
-        keep, base = k(outside), (("empty", k(every)), ("full", ()))
-        if form is None:
-            out.append((tag.rstrip(":"), keep, ()))
-        elif form == "faithfulness":
-            out.append((tag.rstrip(":"), keep, (("circuit", keep),) + base))
-        elif form == "completeness":
-            for name, K in family(spec, inside):
-                out.append((f"{tag}K={name}", keep, base + ((f"circuit-K:{name}", k(outside | K)),
-                                                           (f"model-K:{name}", k(K)))))
-        elif form == "minimality":
-            for v in sorted(inside):
-                runs = [("empty", k(every))]
-                for name, K in minimality_family(spec, inside, v):
-                    runs += [(f"circuit-K:{name}", k(outside | K)), (f"circuit-Kv:{name}", k(outside | K | {v}))]
-                out.append((f"{tag}{v}", keep, tuple(runs)))
-        else:  # beats_random
-            draws = [Circuit(inside).random_like(shape, seed=spec.random.seed * 100_003 + j)
-                     for j in range(spec.random.draws)]
-            runs = (("circuit", keep),) + tuple((f"random:{j + 1}", k(every - r.nodes)) for j, r in enumerate(draws))
-            out.append((tag.rstrip(":"), keep, runs))
+        keep = runs.keep(circuit)
+        out += [(f"{tag}{label}" if label else tag.rstrip(":"), keep, named)
+                for label, named in _cases(spec, form, shape, circuit, runs, keep)]
     return out
+
+
+def _cases(spec, form, shape, circuit: Circuit, runs: Runs, keep: tuple) -> list[tuple[str, tuple]]:
+    """(label, named runs) of one ablation's cases."""
+    empty, base = ("empty", runs.keep(runs.empty)), (("full", ()),)
+    if form is None:
+        return [("", ())]
+    if form == "faithfulness":
+        return [("", (("circuit", keep), empty) + base)]
+    if form == "completeness":
+        return [(f"K={name}", (empty,) + base + ((f"circuit-K:{name}", runs.keep(circuit.minus(K))),
+                                                 (f"model-K:{name}", runs.knock(K))))
+                for name, K in family(spec, inside(circuit))]
+    if form == "minimality":
+        return [(str(v), (empty,) + tuple(r for name, K in minimality_family(spec, inside(circuit), v) for r in (
+            (f"circuit-K:{name}", runs.keep(circuit.minus(K))), (f"circuit-Kv:{name}", runs.keep(circuit.minus(K | {v})))
+        ))) for v in sorted(inside(circuit))]
+    draws = [circuit.random_like(shape, seed=spec.random.seed * 100_003 + j) for j in range(spec.random.draws)]
+    return [("", (("circuit", keep),) + tuple((f"random:{j + 1}", runs.keep(r)) for j, r in enumerate(draws)))]

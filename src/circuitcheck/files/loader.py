@@ -410,21 +410,29 @@ def _circuit_error(path: Path, tree, base: tuple, exc) -> "HypothesisError":
 
 
 def _with_circuits(path: Path, tree, loc: tuple, case: "Case", circuits: dict, shape) -> "Case":
-    """The case with each `circuit: NAME` written out, and inline circuits checked against the model."""
+    """The case with each `circuit: NAME` written out (in `under:` and in `versus: {under: ...}`), and
+    inline circuits checked against the model."""
+    versus = None if case.versus_under is None else \
+        _resolved(path, tree, loc + ("versus", "under"), case.versus_under, circuits, shape)
+    return dataclasses.replace(case, under=_resolved(path, tree, loc + ("under",), case.under, circuits, shape),
+                               versus_under=versus)
+
+
+def _resolved(path: Path, tree, loc: tuple, under: tuple, circuits: dict, shape) -> tuple:
     try:
-        under = circuit_files.resolve_under(case.under, circuits)
-        circuit_files.check_inline(under, shape)
+        out = circuit_files.resolve_under(under, circuits)
+        circuit_files.check_inline(out, shape)
     except KeyError as exc:
         j, name = exc.args
-        where = loc + ("under", j, case.under[j].kind, "circuit")
+        where = loc + (j, under[j].kind, "circuit")
         known = ", ".join(circuits) or "none: add a `circuits:` section"
         close = difflib.get_close_matches(name, list(circuits), 1)
         raise HypothesisError(path, locate(tree, where), _field(where), f"no circuit named {name!r}",
                               (f"did you mean {close[0]!r}? " if close else "") + f"the file's circuits: {known}") \
             from None
     except circuit_files.CircuitFileError as exc:
-        raise _circuit_error(path, tree, loc, exc) from None
-    return dataclasses.replace(case, under=under)
+        raise _circuit_error(path, tree, loc[:-1], exc) from None
+    return out
 
 
 MAX_CASES = 10_000  # concrete cases a file's quantifiers and sweeps may expand to
@@ -948,9 +956,9 @@ def circuit_cases(loaded: LoadedFile, tree, loc: tuple, claim: Claim, ps: Prompt
     try:
         shape = CC.shape_of(loaded.n_layers, loaded.n_heads, loaded.sizes.get("d_mlp"),
                             attn_only=loaded.sizes.get("d_mlp") is None)
-        parts = CC.expand(claim.circuit, claim.expect.circuit_form, shape)
+        parts = CC.expand(claim.circuit, claim.expect.circuit_form, shape, loaded.circuits)
     except CircuitError as exc:
-        where = loc + ("circuit",)
+        where = loc + ("circuit",) + getattr(exc, "field", ())
         raise HypothesisError(loaded.path, locate(tree, where), _field(where), str(exc), exc.hint) from None
     return [dataclasses.replace(_case(loaded.path, label, under, claim.measure, ps), runs=runs)
             for label, under, runs in parts]

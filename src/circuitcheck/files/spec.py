@@ -463,25 +463,62 @@ class Draws(Strict):
     seed: Seed = Field(0, description="seeds the draws")
 
 
-Ablation = Literal["zero", "mean", "resample"]
+Ablation = Literal["zero", "mean", "resample", "patch"]
+Scope = Literal["heads", "mlps", "input"]
 
 
 class CircuitClaim(Strict):
-    """A circuit as a set of nodes (heads `L1H0`, MLP layers `mlp2` or `L2.mlp`); every other head and
-    MLP of the model is knocked out (its output replaced) by `ablation`. The embeddings and the
-    unembedding always stay."""
+    """The circuit a claim is about: a name under the file's `circuits:` (nodes or edges, inline or from
+    a graph file), or its nodes or edges written here. Everything outside it is knocked out by
+    `ablation` (keep_circuit): at node level every head and MLP (neurons: the rest of their layer) and,
+    with `scope`, the input; at edge level every edge outside it, the input's too."""
 
-    nodes: Annotated[list[str], Field(min_length=1)] = Field(description="the circuit's heads and MLP layers")
+    name: Optional[Annotated[str, Field(pattern=CIRCUIT_NAME)]] = Field(
+        None, description="a circuit named under the file's `circuits:`")
+    nodes: Optional[Annotated[list[str], Field(min_length=1)]] = Field(
+        None, description="or: the circuit's heads (L1H0), MLP layers (mlp2, L2.mlp), neurons (L2N14), input")
+    edges: Optional[Annotated[list[str], Field(min_length=1)]] = Field(
+        None, description="or: its edges, WRITER -> READER (`L0H1 -> L2H0.q`, `input -> L1H2.v`, `L1.mlp -> logits`)")
+    level: Optional[Literal["nodes", "edges"]] = Field(
+        None, description="nodes: knock out every node outside the circuit; edges: every edge outside it (a node "
+        "circuit's edges are those between its nodes). Default: the circuit's own level")
+    scope: Optional[Annotated[list[Scope], Field(min_length=1)]] = Field(
+        None, description="at node level, which nodes outside the circuit (and in ∅) are knocked out: default "
+        "[heads, mlps] (the input stays); add input to knock out the embeddings too")
     ablation: Union[Ablation, Annotated[list[Ablation], Field(min_length=1)]] = Field(
-        "mean", description="how a node outside the circuit is knocked out: zero, mean (over the prompts, per "
-        "position) or resample (another prompt's); a list judges the claim under each, and every one must pass")
+        "mean", description="how a node or edge outside the circuit is knocked out: zero, mean (over the prompts, "
+        "per position), resample (another prompt's), or patch (its value on the `source:` prompts, ACDC and EAP "
+        "style); a list judges the claim under each, and every one must pass")
+    source: Optional["PromptSpec"] = Field(None, description="with `ablation: patch`: the corrupted prompt set, as "
+                                           "many prompts of the same length as the claim's")
     knock: Knock = Field(default_factory=Knock, description="the family of knocked-out sets K (completeness, "
                                                             "minimality)")
     random: Draws = Field(default_factory=Draws, description="the random circuits of `beats_random`")
 
+    _nodes = field_validator("nodes")(CircuitSpec._nodes.__func__)
+    _edges = field_validator("edges")(CircuitSpec._edges.__func__)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if sum(x is not None for x in (self.name, self.nodes, self.edges)) != 1:
+            raise ValueError("a circuit claim's circuit is one of: `name: NAME` (under `circuits:`), "
+                             "`nodes: [...]`, `edges: [...]`")
+        if ("patch" in self.ablations) != (self.source is not None):
+            raise ValueError("`ablation: patch` takes its values from `source:` (a prompt set), and `source:` goes "
+                             "with `ablation: patch`")
+        if self.scope is not None and (self.level == "edges" or self.level is None and self.edges is not None):
+            raise ValueError("`scope` chooses which nodes are knocked out at node level; at edge level every edge "
+                             "outside the circuit is")
+        return self
+
     @property
     def ablations(self) -> list[str]:
         return [self.ablation] if isinstance(self.ablation, str) else list(dict.fromkeys(self.ablation))
+
+    @property
+    def given(self) -> str:
+        """The key that gives the circuit: name, nodes or edges (where errors about it point)."""
+        return next(k for k in ("name", "nodes", "edges") if getattr(self, k) is not None)
 
 
 class Claim(Strict):
