@@ -14,9 +14,11 @@ Run names say what a run is, for the judge (judge/circuit.py):
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from ..circuits import Circuit, CircuitError, Node, Shape
+from ..circuits import Circuit, CircuitError, Edge, Node, Shape
 from . import circuit_files
 
 UNIT_KINDS = ("head", "mlp", "neuron")  # what K can knock out; the input and the logits are never in K
@@ -42,7 +44,7 @@ def circuit_of(spec, circuits: dict, shape: Shape) -> Circuit:
         else:
             circuit = Circuit.of(nodes=spec.nodes or (), edges=spec.edges)
             circuit.check(shape)
-        if not inside(circuit):
+        if not inside(circuit) and spec.budgets is None:  # budgets take the top edges of the scores instead
             raise CircuitError("the circuit has no head, MLP layer or neuron", "name the nodes or edges it keeps")
     except CircuitError as exc:
         exc.field = (spec.given,)
@@ -149,5 +151,27 @@ def _cases(spec, form, shape, circuit: Circuit, runs: Runs, keep: tuple) -> list
         return [(str(v), (empty,) + tuple(r for name, K in minimality_family(spec, inside(circuit), v) for r in (
             (f"circuit-K:{name}", runs.keep(circuit.minus(K))), (f"circuit-Kv:{name}", runs.keep(circuit.minus(K | {v})))
         ))) for v in sorted(inside(circuit))]
+    if form in ("cpr", "cmd"):
+        total = len(shape.edges())
+        return [("", (empty,) + base + tuple((f"budget:{k}:{total}", runs.keep(c))
+                                             for k, c in budgeted(spec, circuit, total)))]
     draws = [circuit.random_like(shape, seed=spec.random.seed * 100_003 + j) for j in range(spec.random.draws)]
     return [("", (("circuit", keep),) + tuple((f"random:{j + 1}", runs.keep(r)) for j, r in enumerate(draws)))]
+
+
+def budgeted(spec, circuit: Circuit, total: int) -> list[tuple[int, Circuit]]:
+    """(edges kept, the circuit of the top edges by |score|) at each budget of `spec.budgets`: a count,
+    or floor(share × the model's `total` edges) as MIB counts them."""
+    scores = circuit.score_of()
+    try:
+        if not scores or not all(isinstance(x, Edge) for x in scores):
+            raise CircuitError("`budgets` keep a circuit's top edges by |score|, and this circuit has no edge scores",
+                               "name a scored graph file (EAP-IG JSON with a score per edge) under `circuits:`")
+        ks = spec.budgets.top or [math.floor(f * total) for f in spec.budgets.fractions]
+        if max(ks) > len(scores):
+            raise CircuitError(f"a budget of {max(ks)} edges is more than the {len(scores)} edges the file scores",
+                               "budgets go up to the number of scored edges (MIB's files score every edge)")
+    except CircuitError as exc:
+        exc.field = (spec.given,)
+        raise
+    return [(k, circuit.top(k)) for k in sorted(set(ks))]

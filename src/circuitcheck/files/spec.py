@@ -248,7 +248,8 @@ class Correlates(Region):
 
 RELATIVE = ("drop", "rise", "change", "contrast", "correlates")
 SWEPT = ("crosses", "slope", "r2")
-CIRCUIT = ("faithfulness", "completeness", "minimality", "beats_random")  # need `circuit:` (circuit_cases.py)
+CIRCUIT = ("faithfulness", "completeness", "minimality", "beats_random", "cpr", "cmd")  # need `circuit:` (circuit_cases.py)
+BUDGETED = ("cpr", "cmd")  # need `circuit: {budgets: ...}`
 
 
 class Expect(Region):
@@ -278,6 +279,10 @@ class Expect(Region):
                                       "share ≥ x")
     beats_random: Region | None = Field(None, description="with `circuit:`: at_least q: the circuit's metric is "
                                         "above that of at least a share q of the `random:` circuits of its make-up")
+    cpr: Region | None = Field(None, description="with `circuit: {budgets: ...}`: MIB's CPR, the area under the "
+                               "faithfulness curve over the budgets (x: the share of the model's edges kept)")
+    cmd: Region | None = Field(None, description="with `circuit: {budgets: ...}`: MIB's CMD, the area between the "
+                               "faithfulness curve and 1 over the budgets (0: the circuits match the model)")
 
     @model_validator(mode="before")
     @classmethod
@@ -348,7 +353,9 @@ class Expect(Region):
 CIRCUIT_TEXT = {"faithfulness": "faithfulness (m(C) − m(∅)) / (m(M) − m(∅))",
                 "completeness": "completeness |F(C∖K) − F(M∖K)| for every K:",
                 "minimality": "minimality: for every node v, some K gives a relative drop",
-                "beats_random": "share of random circuits beaten"}
+                "beats_random": "share of random circuits beaten",
+                "cpr": "CPR (area under the faithfulness curve over the edge budgets)",
+                "cmd": "CMD (area between the faithfulness curve and 1 over the edge budgets)"}
 
 
 # ---------------------------------------------------------------- quantifiers
@@ -456,6 +463,22 @@ class Knock(Strict):
     seed: Seed = Field(0, description="seeds the random subsets")
 
 
+class Budgets(Strict):
+    """The edge budgets of a faithfulness curve (MIB): the top edges of a scored circuit by |score|."""
+
+    top: Optional[Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=2)]] = Field(
+        None, description="edge counts, e.g. [5, 10, 20, 40]")
+    fractions: Optional[Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=2)]] = Field(
+        None, description="shares of the model's edges, e.g. MIB's [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, "
+        "0.2, 0.5, 1]; each keeps floor(share × edges) edges")
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.top is None) == (self.fractions is None):
+            raise ValueError("write `budgets: {top: [K, ...]}` or `budgets: {fractions: [F, ...]}`")
+        return self
+
+
 class Draws(Strict):
     """Random circuits of the same make-up (as many heads, MLPs, ... as the circuit), seeded."""
 
@@ -494,6 +517,8 @@ class CircuitClaim(Strict):
     knock: Knock = Field(default_factory=Knock, description="the family of knocked-out sets K (completeness, "
                                                             "minimality)")
     random: Draws = Field(default_factory=Draws, description="the random circuits of `beats_random`")
+    budgets: Optional[Budgets] = Field(None, description="the edge budgets of `cpr` and `cmd`: the circuit's top "
+                                       "edges by |score| (a scored graph file) at each")
 
     _nodes = field_validator("nodes")(CircuitSpec._nodes.__func__)
     _edges = field_validator("edges")(CircuitSpec._edges.__func__)
@@ -506,6 +531,8 @@ class CircuitClaim(Strict):
         if ("patch" in self.ablations) != (self.source is not None):
             raise ValueError("`ablation: patch` takes its values from `source:` (a prompt set), and `source:` goes "
                              "with `ablation: patch`")
+        if self.budgets is not None and self.level == "nodes":
+            raise ValueError("`budgets` keep the top edges of a scored circuit: they run at edge level")
         if self.scope is not None and (self.level == "edges" or self.level is None and self.edges is not None):
             raise ValueError("`scope` chooses which nodes are knocked out at node level; at edge level every edge "
                              "outside the circuit is")
@@ -605,6 +632,9 @@ class Claim(Strict):
                              + " or ".join(k for k, m in _measures.KINDS.items() if not m.per_prompt))
         if self.expect.circuit_form is not None and self.circuit is None:
             raise ValueError(f"`{self.expect.circuit_form}` judges a circuit: add `circuit: {{nodes: [...]}}`")
+        if (self.expect.circuit_form in BUDGETED) != (self.circuit is not None and self.circuit.budgets is not None):
+            raise ValueError("`cpr` and `cmd` judge a faithfulness curve over edge budgets, and `budgets:` (in "
+                             "`circuit:`) goes with them: write both, or neither")
         if self.circuit is not None and (self.under or self.for_ or self.sweep or self.ranks or self.versus
                                          or self.where or self.expect.relative in ("contrast", "correlates")
                                          or self.expect.swept or self.expect.order):

@@ -7,6 +7,8 @@
             ratio is judged only where the denominator's bound certifies E[b] > 0 at the same level;
             where it does not, its bounds are infinite and the claim is refused with the reason.
 - `BestOf`  the largest of several ratios (minimality: some K makes v matter): Bonferroni over them.
+- `Area`    Σ_i w_i |1 − θ_i| of several ratios (MIB's CMD): their intervals taken together
+            (Bonferroni over the ratios, each two-sided), and the area's least and largest value over them.
 - `Beaten`  how many of J paired comparisons come out positive (the circuit against J random
             circuits), as a share: "beats at least k of J" is tested by the k-th smallest p-value
             times J − k + 1, valid under any dependence between the comparisons.
@@ -127,6 +129,32 @@ class BestOf(Bound):
 
     def upper(self, a):
         return max(p.upper(a / len(self.parts)) for p in self.parts)
+
+
+class Area(Bound):
+    """Σ_i w_i |1 − θ_i| of several ratios. Each ratio's interval at a / (2k), both sides, so that all k
+    intervals hold together with probability ≥ 1 − a (Bonferroni); the bounds are the area's least and
+    largest value over them. A ratio whose denominator is not certified makes the upper bound infinite."""
+
+    def __init__(self, parts: list[Ratio], weights: list[float], what: str):
+        self.parts, self.weights = parts, weights
+        self.n = min(p.n for p in parts)
+        self.statistic = float(sum(w * abs(1 - p.statistic) for p, w in zip(parts, weights)))
+        self.method = f"{what}: {len(parts)} ratios together (Bonferroni); each {parts[0].method}"
+
+    def _range(self, a: float) -> tuple[float, float]:
+        near = far = 0.0
+        for p, w in zip(self.parts, self.weights):
+            lo, hi = p.lower(a / (2 * len(self.parts))), p.upper(a / (2 * len(self.parts)))
+            near += w * (0.0 if lo <= 1 <= hi else min(abs(1 - lo), abs(1 - hi)))
+            far += w * max(abs(1 - lo), abs(1 - hi))
+        return near, far
+
+    def lower(self, a):
+        return self._range(a)[0]
+
+    def upper(self, a):
+        return self._range(a)[1]
 
 
 class Beaten(Bound):
