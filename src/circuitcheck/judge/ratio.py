@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from .stats import Bound, Estimate, bound_for
+from .stats import LEVEL_FLOOR, Bound, Estimate, bound_for
 
 
 class Ratio(Bound):
@@ -155,6 +155,28 @@ class Area(Bound):
 
     def upper(self, a):
         return self._range(a)[1]
+
+    def p_low(self, m):
+        return _on_grid(lambda a: self.lower(a) >= m)
+
+    def p_high(self, m):
+        return _on_grid(lambda a: self.upper(a) <= m)
+
+
+GRID = np.geomspace(LEVEL_FLOOR, 0.5, 64)  # neighbours 1.75 apart
+
+
+def _on_grid(clears) -> float:
+    """The smallest level of GRID at which `clears` (monotone in the level): never below the exact p,
+    at most 1.75 times it (conservative), in 7 evaluations where stats' bisection makes 60; each
+    evaluation of an Area bounds every budget's ratio, itself a bisection."""
+    if not clears(0.5):
+        return 1.0
+    lo, hi = 0, len(GRID) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if clears(float(GRID[mid])) else (mid + 1, hi)
+    return float(GRID[hi])
 
 
 class Beaten(Bound):
