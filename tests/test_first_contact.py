@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import textwrap
+from collections import OrderedDict
 
 import pytest
 
@@ -147,3 +148,85 @@ def test_circuitcheck_check_skips_a_hub_model_offline_too(offline):
     assert "'gpt2' is not in the local cache" in skipped.stderr and "Traceback" not in skipped.stderr
     required = check("--cc-require-models")
     assert required.returncode == 1 and "failed (--cc-require-models)" in required.stderr
+
+
+NATIVE_FILE = """\
+model: {native: {config: config.json, weights: WEIGHTS}}
+prompts: {generator: repeated_tokens, n: 30, seed: 0, length: 6, vocab: 64}
+claims:
+  - {id: loss, says: "x", measure: loss, expect: record}
+"""
+
+
+def checkpoint(tmp_path, tiny_dir, name, wrap):
+    """A `.pt` training checkpoint around the tiny model's state dict, and a hypothesis file naming it."""
+    import torch
+    from safetensors.torch import load_file
+
+    shutil.copy(tiny_dir / "config.json", tmp_path / "config.json")
+    state = OrderedDict(load_file(str(tiny_dir / "model.safetensors")))
+    state._metadata = OrderedDict({"": {"version": 1}})  # as `module.state_dict()` returns it
+    torch.save(wrap(state), tmp_path / name)
+    path = tmp_path / f"{name}.hyp.yaml"
+    path.write_text(NATIVE_FILE.replace("WEIGHTS", name))
+    return path
+
+
+@pytest.mark.parametrize("key", ["model_state_dict", "state_dict", "ema_weights"])
+def test_a_training_checkpoint_loads_its_state_dict_and_says_which_key(tmp_path, tiny_dir, key):
+    import torch
+
+    from circuitcheck import models
+    from circuitcheck.session import Session
+
+    path = checkpoint(tmp_path, tiny_dir, "ckpt.pt", lambda sd: {key: sd, "epoch": 7, "optimizer": {"lr": 0.1}})
+    plain = checkpoint(tmp_path, tiny_dir, "plain.pt", lambda sd: sd)
+    loaded = load(path)
+    assert loaded.model_source.weights_key == key and f"ckpt.pt[{key!r}]" in loaded.model_source.describe()
+    assert load(plain).model_source.weights_key is None
+    tokens = torch.arange(12).reshape(2, 6)
+    with torch.no_grad():
+        want = models.load(models.ModelSource("native", str(tiny_dir / "config.json"),
+                                              str(tiny_dir / "model.safetensors")))(tokens)
+        got = models.load(loaded.model_source)(tokens)
+    assert torch.equal(got, want)
+    session = Session()
+    session.add(loaded)
+    assert session.result(path, "loss").error is None
+
+
+@pytest.mark.parametrize("wrap, says", [
+    (lambda sd: {"epoch": 3, "notes": "no weights here"}, "'epoch', 'notes') with no state dict"),
+    (lambda sd: {"a": sd, "b": sd}, "several state dicts ('a', 'b')"),
+    (lambda sd: [sd], "hold a list, not a state dict"),
+])
+def test_a_checkpoint_without_one_clear_state_dict_is_refused_at_collection(tmp_path, tiny_dir, wrap, says):
+    path = checkpoint(tmp_path, tiny_dir, "ckpt.pt", wrap)
+    with pytest.raises(HypothesisError) as err:
+        load(path)
+    assert err.value.line == 1 and err.value.field == "model.native.weights" and says in err.value.message
+    assert err.value.hint
+
+
+def test_a_nested_checkpoint_of_another_model_is_refused_at_collection(tmp_path, tiny_dir):
+    import json
+
+    path = checkpoint(tmp_path, tiny_dir, "ckpt.pt", lambda sd: {"model": sd})
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "d_model": 48, "d_head": 12}))
+    with pytest.raises(HypothesisError, match="the config says d_model 48, but the weights have 32"):
+        load(path)
+
+
+def test_a_checkpoint_that_changes_after_collection_is_that_claim_s_error(tmp_path, tiny_dir):
+    import torch
+
+    from circuitcheck.session import Session
+
+    path = checkpoint(tmp_path, tiny_dir, "ckpt.pt", lambda sd: {"model": sd})
+    loaded = load(path)
+    torch.save({"epoch": 1}, tmp_path / "ckpt.pt")  # swapped between collection and the run
+    session = Session()
+    session.add(loaded)
+    error = session.result(path, "loss").error
+    assert "with no state dict in it" in error and "Traceback" not in error

@@ -30,8 +30,8 @@ def test_the_zoo_configs_agree_with_their_weights():
 def test_a_state_dict_of_tensors_passes_the_pickle_scan(tmp_path):
     import torch
 
-    torch.save({"embed.W_E": torch.zeros(3, 2), "order": [1, 2]}, tmp_path / "ok.pt")
-    assert model_files.weight_shapes(tmp_path / "ok.pt") == {}
+    torch.save({"embed.W_E": torch.zeros(3, 2), "blocks.0.attn.W_Q": torch.zeros(4, 2, 5)}, tmp_path / "ok.pt")
+    assert model_files.weight_shapes(tmp_path / "ok.pt") == {"embed.W_E": [3, 2], "blocks.0.attn.W_Q": [4, 2, 5]}
 
 
 def test_loading_a_pickle_that_runs_code_says_why_in_circuitcheck_words():

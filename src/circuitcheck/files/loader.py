@@ -693,9 +693,12 @@ def _native(path, tree, native) -> tuple[models.ModelSource, dict]:
     else:
         cfg_path = _data_file(path, tree, cloc, native.config, "config file")
         cfg, ref, inline = _model_file(path, tree, cloc, model_files.read_config, cfg_path), str(cfg_path), None
-    shapes = _model_file(path, tree, ("model", "native", "weights"), model_files.weight_shapes, weights)
+    wloc = ("model", "native", "weights")
+    shapes = _model_file(path, tree, wloc, model_files.weight_shapes, weights)
     _model_file(path, tree, cloc, model_files.check_dims, cfg, shapes, inline=isinstance(native.config, dict))
-    return models.ModelSource("native", ref, str(weights), inline), cfg
+    key = _model_file(path, tree, wloc, model_files.pt_contents, weights)[1] if weights.suffix != ".safetensors" \
+        else None
+    return models.ModelSource("native", ref, str(weights), inline, key), cfg
 
 
 def _checkpoints(path: Path, tree, spec, dims) -> tuple:

@@ -75,9 +75,11 @@ class ModelSource:
     ref: str  # zoo name, config path, hf name/dir, or module:function
     weights: str | None = None
     config: str | None = None  # inline native config as JSON text (hashable)
+    weights_key: str | None = None  # the key of a checkpoint's state dict (`.pt`), said on every report line
 
     def describe(self) -> str:
-        return f"{self.kind}:{self.ref}" + (f" + {self.weights}" if self.weights else "")
+        key = f"[{self.weights_key!r}]" if self.weights_key else ""
+        return f"{self.kind}:{self.ref}" + (f" + {self.weights}{key}" if self.weights else "")
 
 
 _CACHE: dict[tuple, Any] = {}
@@ -215,12 +217,16 @@ def read_weights(path: Path) -> dict:
 
     import torch
 
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:  # torch's text says to retry with weights_only=False: never
-        from .model_files import refused
+    from .model_files import ModelFileError, refused, state_dict_of
 
+    try:
+        found = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # torch's text says to retry with weights_only=False: never
         raise refused(path, "it holds Python objects other than tensors") from None
+    try:  # a training checkpoint ({"model_state_dict": ..., "epoch": ...}): by the rule collection used
+        return state_dict_of(found, torch.is_tensor, path.name)[0]
+    except ModelFileError as exc:
+        raise ModelError(f"{exc}; {exc.hint}") from None
 
 
 def read_config(path: Path) -> dict:

@@ -5,7 +5,9 @@ with one sentence before any model loads.
 """
 from __future__ import annotations
 
+import io
 import json
+import pickle
 import struct
 import zipfile
 from pathlib import Path
@@ -70,8 +72,7 @@ def weight_shapes(path: Path) -> dict[str, list[int]]:
         head = f.read(8)
         size = path.stat().st_size
         if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
-            _scan_pickle(path)
-            return {}
+            return pt_contents(path)[0]
         if head.lstrip()[:1] == b"<":
             raise ModelFileError(f"weights {path.name} are a web page (HTML), not weights",
                                  "download the file itself, not the page that links to it")
@@ -114,8 +115,97 @@ _CONVERT = ("save the weights with safetensors.torch.save_file(model.state_dict(
             "see `model` in docs/reference.md")
 
 
-def _scan_pickle(path: Path):
-    """Refuse a PyTorch file whose pickle names anything but tensors and plain containers."""
+def pt_contents(path: Path) -> tuple[dict[str, list[int]], str | None]:
+    """(tensor names and shapes, the key the state dict is under or None) of a PyTorch file, read from
+    its pickle without torch and without running it; ({}, None) where its layout is not the zip one
+    `torch.save` writes (the state dict is then found when the model loads, by the same rule)."""
+    data = _scan_pickle(path)
+    if data is None:
+        return {}, None
+    try:
+        found = _Stubs(io.BytesIO(data)).load()
+    except Exception:  # noqa: BLE001 - a layout the stubs do not know: left to torch.load at load time
+        return {}, None
+    state, key = state_dict_of(found, lambda v: isinstance(v, _Tensor), path.name)
+    return {name: t.shape for name, t in state.items()}, key
+
+
+# Where training loops keep the model's state dict in a checkpoint, in the order they are tried.
+STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "weights", "params")
+
+
+def state_dict_of(found, is_tensor, name: str) -> tuple[dict, str | None]:
+    """The state dict in what a `.pt` file holds: the file itself, or a checkpoint with it under one of
+    STATE_DICT_KEYS, or under the only key that holds tensors alone; (state dict, that key or None)."""
+    def is_state(v):
+        return isinstance(v, dict) and bool(v) and all(isinstance(k, str) and is_tensor(x) for k, x in v.items())
+
+    if is_state(found):
+        return found, None
+    if not isinstance(found, dict):
+        raise ModelFileError(f"weights {name} hold a {type(found).__name__}, not a state dict", _CONVERT)
+    held = [k for k, v in found.items() if isinstance(k, str) and is_state(v)]
+    key = next((k for k in STATE_DICT_KEYS if k in held), held[0] if len(held) == 1 else None)
+    if key is not None:
+        return found[key], key
+    keys = ", ".join(repr(k) for k in list(found)[:8])
+    if held:
+        raise ModelFileError(f"weights {name} hold several state dicts ({', '.join(map(repr, held))}) and none under "
+                             f"a usual name ({', '.join(STATE_DICT_KEYS)})",
+                             f"save the model's alone: torch.save(checkpoint[{held[0]!r}], 'model.pt')")
+    raise ModelFileError(f"weights {name} hold a dict ({keys}) with no state dict in it (a mapping of names to "
+                         "tensors, itself or under one key)", "save model.state_dict(), or a checkpoint with it "
+                         "under 'state_dict' or 'model_state_dict'")
+
+
+class _Tensor:
+    """A tensor in a pickled state dict: its shape alone (the bytes are never read here)."""
+
+    def __init__(self, shape):
+        self.shape = [int(d) for d in shape]
+
+
+class _Opaque:
+    """Any other name the scan allowed (a storage type, a dtype): nothing here needs its value."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+
+class _Dict(dict):
+    """An OrderedDict: a state dict's pickle sets attributes on it (`_metadata`), which dict refuses."""
+
+
+def _rebuild_tensor(storage, offset, size, *rest):
+    return _Tensor(size)
+
+
+def _rebuild_parameter(data, *rest):
+    return data
+
+
+class _Stubs(pickle.Unpickler):
+    """Reads a state dict's pickle into plain containers and `_Tensor`s: torch's rebuild functions are
+    replaced by stubs, and any name the scan did not allow is refused (so nothing runs)."""
+
+    STUBS = {"torch._utils._rebuild_tensor_v2": _rebuild_tensor, "torch._utils._rebuild_tensor": _rebuild_tensor,
+             "torch._utils._rebuild_parameter": _rebuild_parameter, "collections.OrderedDict": _Dict}
+
+    def find_class(self, module, name):
+        full = f"{module}.{name}"
+        if full in self.STUBS:
+            return self.STUBS[full]
+        if full.startswith(SAFE_GLOBALS):
+            return _Opaque
+        raise pickle.UnpicklingError(f"{full} is not allowed")
+
+    def persistent_load(self, pid):
+        return None  # a storage: its bytes stay in the file
+
+
+def _scan_pickle(path: Path) -> bytes | None:
+    """Refuse a PyTorch file whose pickle names anything but tensors and plain containers; its pickle
+    bytes when the file is the zip `torch.save` writes (None for the legacy layout)."""
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as z:
@@ -133,6 +223,7 @@ def _scan_pickle(path: Path):
     unsafe = [g for g in names if not g.startswith(SAFE_GLOBALS)]
     if unsafe:
         raise refused(path, f"it names {', '.join(sorted(set(unsafe))[:3])}")
+    return data if zipfile.is_zipfile(path) else None
 
 
 def refused(path: Path, why: str) -> ModelFileError:
