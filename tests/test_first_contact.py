@@ -230,3 +230,21 @@ def test_a_checkpoint_that_changes_after_collection_is_that_claim_s_error(tmp_pa
     session.add(loaded)
     error = session.result(path, "loss").error
     assert "with no state dict in it" in error and "Traceback" not in error
+
+
+MAX_OF_LIST = """\
+model: zoo:max-of-list
+prompts: {generator: max_of_list, n: 40, seed: 0}
+claims:
+  - {id: acc, says: "x", measure: accuracy, expect: record}
+  - {id: loss, says: "y", measure: loss, expect: record}
+"""
+
+
+@pytest.mark.parametrize("dist, warns", [((), True), (("--dist", "loadgroup"), False)])
+def test_plain_xdist_warns_once_that_it_spreads_a_model_s_claims(pytester, dist, warns):
+    pytester.makefile(".hyp.yaml", m=MAX_OF_LIST)
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", *dist)
+    res.assert_outcomes(passed=2)
+    said = res.stdout.str().count("without --dist loadgroup spreads each model's claims")
+    assert said == (1 if warns else 0), res.stdout.str()

@@ -100,6 +100,28 @@ def pytest_collection_finish(session):
     # runs before it.
     if gc.get_freeze_count() == 0:
         gc.freeze()
+    _warn_spread(session)
+
+
+class SpreadWarning(UserWarning):
+    """`-n N` without `--dist loadgroup`: each model's claims spread over the workers."""
+
+
+def _warn_spread(session) -> None:
+    """Under plain `-n N`, xdist hands a model's claims to every worker, and each loads the model and
+    repeats the file's shared runs (a file's claims are judged together). Said once, by the first
+    worker, only when hypothesis-file claims were collected."""
+    worker = getattr(session.config, "workerinput", None)
+    if worker is None or worker.get("workerid") != "gw0" or worker.get("workercount", 1) < 2:
+        return
+    if getattr(session.config.option, "loadgroup", False) or not any(isinstance(i, ClaimItem) for i in session.items):
+        return
+    import warnings
+
+    warnings.warn(SpreadWarning(
+        f"circuitcheck: -n {worker['workercount']} without --dist loadgroup spreads each model's claims over the "
+        "workers, and every worker loads the model and repeats its file's runs; add --dist loadgroup to send the "
+        "claims on one model to one worker (README, 'Running in parallel')"))
 
 
 def pytest_collect_file(file_path: Path, parent):
