@@ -248,3 +248,49 @@ def test_plain_xdist_warns_once_that_it_spreads_a_model_s_claims(pytester, dist,
     res.assert_outcomes(passed=2)
     said = res.stdout.str().count("without --dist loadgroup spreads each model's claims")
     assert said == (1 if warns else 0), res.stdout.str()
+
+
+def test_cc_ini_keys_set_the_flags_and_the_command_line_wins(pytester):
+    pytester.makefile(".hyp.yaml", m=MAX_OF_LIST)
+    pytester.makefile(".toml", pyproject='[tool.pytest.ini_options]\ncc_json = "from-ini.json"\n'
+                      'cc_family = "run"\ncc_allow_path = ["data"]\n')
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    res.assert_outcomes(passed=2)
+    assert (pytester.path / "from-ini.json").is_file()
+    (pytester.path / "from-ini.json").unlink()
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--cc-json=from-cli.json")
+    res.assert_outcomes(passed=2)
+    assert (pytester.path / "from-cli.json").is_file() and not (pytester.path / "from-ini.json").exists()
+
+
+@pytest.mark.parametrize("ini_text, says", [
+    ("[pytest]\ncc_dtype = int8\n", "cc_dtype = 'int8': choose one of"),
+    ("[pytest]\ncc_batch_size = 0\n", "cc_batch_size = '0': '0' is not a positive whole number"),
+    ("[pytest]\ncc_drift_alpha = 2\n", "is not a level between 0 and 1"),
+])
+def test_a_bad_cc_ini_value_is_a_usage_error_naming_the_file_and_key(pytester, ini_text, says):
+    pytester.makefile(".hyp.yaml", m=MAX_OF_LIST)
+    pytester.makeini(ini_text)
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    assert "tox.ini" in res.stderr.str() and says in res.stderr.str() and "Traceback" not in res.stderr.str()
+
+
+def test_circuitcheck_check_reads_the_same_ini_keys(pytester):
+    import subprocess
+    import sys
+
+    pytester.makefile(".hyp.yaml", m=MAX_OF_LIST)
+    pytester.makefile(".ini", pytest="[pytest]\ncc_json = from-ini.json\n")
+
+    def check(*flags):
+        return subprocess.run([sys.executable, "-m", "circuitcheck.cli", "check", "m.hyp.yaml", *flags],
+                              capture_output=True, text=True, cwd=pytester.path)
+
+    assert check().returncode == 0 and (pytester.path / "from-ini.json").is_file()
+    (pytester.path / "from-ini.json").unlink()
+    assert check("--cc-json", "from-cli.json").returncode == 0
+    assert (pytester.path / "from-cli.json").is_file() and not (pytester.path / "from-ini.json").exists()
+    pytester.makefile(".ini", pytest="[pytest]\ncc_dtype = int8\n")
+    bad = check()
+    assert bad.returncode == 2 and "pytest.ini: cc_dtype = 'int8'" in bad.stderr and "Traceback" not in bad.stderr

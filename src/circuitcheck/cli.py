@@ -105,6 +105,8 @@ def _main(argv: list[str] | None = None) -> int:
     from .files.loader import set_prompt_seed_shift
     from .files.paths import allow
 
+    if not _with_ini(args, sys.argv[1:] if argv is None else argv):
+        return 2
     allow(args.cc_allow_path)
     set_prompt_seed_shift(args.cc_prompt_seed)
     if args.cmd == "check":
@@ -112,6 +114,24 @@ def _main(argv: list[str] | None = None) -> int:
     if args.cmd == "specificity":
         return _specificity(args)
     return _measure(args)
+
+
+def _with_ini(args, argv) -> bool:
+    """The `cc_*` keys of the ini file pytest would read for these files, for the flags the command line
+    does not give (as under pytest); False, said on stderr, when a key's value is bad."""
+    import os
+
+    from .files import ini
+    from .session import flag_specs
+
+    try:
+        folder = Path(os.path.commonpath([str(Path(f).resolve()) for f in args.files]))
+        path, keys = ini.find(folder if folder.is_dir() else folder.parent)
+        ini.apply(flag_specs(), args, argv, keys, str(path))
+    except ini.IniError as exc:
+        print(f"circuitcheck: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def _circuit(args) -> int:

@@ -30,7 +30,7 @@ def _not_rewritten() -> None:
 _not_rewritten()  # before the rest of circuitcheck is imported
 
 from .files import loader as H  # noqa: E402
-from .files import paths  # noqa: E402
+from .files import ini, paths  # noqa: E402
 from .interventions import KINDS as INTERVENTIONS  # noqa: E402
 from .judge.verdict import INCONCLUSIVE, PASS, RECORDED  # noqa: E402
 from .measures import KINDS as MEASURES  # noqa: E402
@@ -38,7 +38,7 @@ from .models import ModelUnavailable, override  # noqa: E402
 from .report import regression  # noqa: E402
 from .report import table as report  # noqa: E402
 from .report.baseline import BaselineError  # noqa: E402
-from .session import Session, add_flags, options_from_flags  # noqa: E402
+from .session import Session, add_flags, flag_specs, options_from_flags  # noqa: E402
 
 SESSION = pytest.StashKey[Session]()
 RUN = pytest.StashKey["regression.Run"]()
@@ -50,12 +50,30 @@ KINDS = (*MEASURES, *INTERVENTIONS, "quantified", "sweep")
 
 def pytest_addoption(parser):
     add_flags(parser.getgroup("circuitcheck", "circuit claims in hypothesis files (*.hyp.yaml)").addoption)
+    for flag, spec in flag_specs():  # each flag as an ini key too; the command line wins (files/ini.py)
+        parser.addini(ini.key_of(flag), f"{spec.get('help', flag)} [ini form of {flag}]", type=ini.ini_type(spec),
+                      default=None)
+
+
+def _apply_ini(config) -> None:
+    """`cc_*` keys of the ini file into the options the command line left unset."""
+    import os
+    import shlex
+
+    argv = [*config.invocation_params.args, *shlex.split(os.environ.get("PYTEST_ADDOPTS", "")),
+            *config.getini("addopts")]
+    keys = {ini.key_of(flag): config.getini(ini.key_of(flag)) for flag, _ in flag_specs()}
+    try:
+        ini.apply(flag_specs(), config.option, argv, keys, str(config.inipath or "ini"))
+    except ini.IniError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_configure(config):
     for k in KINDS:
         config.addinivalue_line("markers", f"{k}: circuitcheck claims of kind {k}")
     config.addinivalue_line("markers", "circuitcheck: every hypothesis-file claim")
+    _apply_ini(config)
     options = options_from_flags(config.getoption, _cache_dir(config))
     paths.allow(config.getoption("cc_allow_path"))
     H.set_prompt_seed_shift(config.getoption("cc_prompt_seed"))

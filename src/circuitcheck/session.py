@@ -141,6 +141,13 @@ def _only(add_option, names: tuple[str, ...]):
     return add
 
 
+def flag_specs() -> list[tuple[str, dict]]:
+    """(flag, its add_option keywords) of every run flag: what its `cc_*` ini key takes (files/ini.py)."""
+    specs: list[tuple[str, dict]] = []
+    add_flags(lambda flag, **kw: specs.append((flag, kw)))
+    return specs
+
+
 def flag_defaults() -> dict:
     """Every flag's default by its option name (`cc_device`: "cpu"), for commands taking some only."""
     import argparse
