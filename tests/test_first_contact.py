@@ -294,3 +294,36 @@ def test_circuitcheck_check_reads_the_same_ini_keys(pytester):
     pytester.makefile(".ini", pytest="[pytest]\ncc_dtype = int8\n")
     bad = check()
     assert bad.returncode == 2 and "pytest.ini: cc_dtype = 'int8'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _claim_props(i: int) -> dict:
+    return {"claim": f"ioi_components.hyp.yaml::a-long-claim-name-that-says-what-it-means-{i}", "verdict": "pass",
+            "expected": "logit_diff under ablate(heads=[L2H0, L2H1, L2H2, L2H3]) at_most 0.5 relative to clean",
+            "quantifier": "", "value": 0.123456 * i, "ci_low": 0.1, "ci_high": 0.2, "level": "0.0125 per side",
+            "n": 500, "cases": 1, "method": "skew-corrected t (Hall 1992; n=500, skewness 0.3)"}
+
+
+@pytest.mark.parametrize("width", [200, 120, 100, 80])
+def test_the_claims_table_fits_the_terminal_and_keeps_the_numbers(width):
+    from circuitcheck.report.table import table
+
+    claims = [_claim_props(i) for i in range(1, 4)]
+    wide = table(claims)
+    assert max(map(len, wide)) > 200  # without a width: the whole text, as before
+    lines = table(claims, width)
+    assert max(map(len, lines)) <= width
+    for line, props in zip(lines[1:], claims):
+        assert line.startswith("PASS  ") and f"{props['value']:.4g}" in line and "[0.1, 0.2]" in line
+        assert "0.0125 per side" in line and "500" in line
+    assert any("…" in line for line in lines)
+    assert all(line.split()[1].endswith(f"means-{i}") for i, line in enumerate(lines[1:], 1))  # the id stays
+
+
+def test_the_pytest_summary_table_fits_columns(pytester, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "90")
+    pytester.makefile(".hyp.yaml", m=MAX_OF_LIST.replace("id: acc,", "id: accuracy-of-the-last-token-is-high-on-every-list-we-draw,"))
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    out = res.stdout.str().split("circuitcheck claims")[1].splitlines()[1:]
+    rows = [line for line in out[:next(i for i, line in enumerate(out) if line.startswith("="))] if line]
+    assert len(rows) == 3 and max(map(len, rows)) <= 90
+    assert rows[1].startswith("RECORDED") or rows[2].startswith("RECORDED")

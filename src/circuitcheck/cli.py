@@ -326,7 +326,10 @@ def _check_regression(args) -> int:
                     failed = True
                     continue
                 results.append((key, r))
-    print("\n".join(report.table([dict(regression.properties(r)) for _, r in results])))
+    import shutil
+
+    width = shutil.get_terminal_size().columns - 1  # $COLUMNS, else the terminal's, else 80 (as pytest's)
+    print("\n".join(report.table([dict(regression.properties(r)) for _, r in results], width)))
     for line in run.finish(records):
         print(line)
     bad = [r for key, r in results if _fails(args, run, session, key, r)]

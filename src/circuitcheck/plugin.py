@@ -399,7 +399,7 @@ def _drop_idle_hypothesis_summary(config) -> None:
 def pytest_terminal_summary(terminalreporter, config):
     if CLAIMS:
         terminalreporter.section("circuitcheck claims")
-        for line in report.table(CLAIMS):
+        for line in report.table(CLAIMS, width=config.get_terminal_writer().fullwidth - 1):
             terminalreporter.write_line(line)
         recorded = [p["recorded"] for p in CLAIMS if "recorded" in p]
         if recorded:

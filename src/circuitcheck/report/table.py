@@ -99,9 +99,10 @@ def properties(result: Result) -> list[tuple[str, object]]:
 WHICH = {"all": "worst", "any": "best", "none": "nearest to passing"}
 
 
-def table(claims: list[dict]) -> list[str]:
+def table(claims: list[dict], width: int | None = None) -> list[str]:
     """One line per claim, from its `properties`: verdict, claim, the deciding case's value, its
-    interval and level, the expectation, n, and the method (and the baseline, when there is one)."""
+    interval and level, the expectation, n, and the method (and the baseline, when there is one).
+    With `width` (the terminal's), text columns are cut short to fit it (fit_widths)."""
     base = any("baseline" in p for p in claims)  # a column for baseline.py's comparison, when there is one
     rows = [("verdict", "claim", "value", "CI", "level", "expected", "n", "method") + (("baseline",) if base else ())]
     for p in claims:
@@ -115,7 +116,43 @@ def table(claims: list[dict]) -> list[str]:
                      f"[{_num(p['ci_low'])}, {_num(p['ci_high'])}]", str(p.get("level", "")), p["expected"],
                      str(p["n"]), _brief(p["method"])) + extra)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    if width is not None:
+        widths = fit_widths(widths, rows[0], width)
+    middle = [name == "claim" for name in rows[0]]  # a claim's id is at its end: cut its file name instead
+    return ["  ".join(_cut(cell, w, m).ljust(w) for cell, w, m in zip(row, widths, middle) if w).rstrip()
+            for row in rows]
+
+
+# Columns that give up width when a row is wider than the terminal, in that order, and the width each
+# keeps at least; then, on a narrow terminal, again down to the second minimum (0: the column goes).
+# The numbers and the verdict never shrink; the full text stays in the JSON and HTML reports and in
+# each failing claim's own message.
+SHRINK = (("method", 8, 0), ("baseline", 12, 0), ("expected", 14, 10), ("claim", 20, 12))
+
+
+def fit_widths(widths: list[int], header, width: int) -> list[int]:
+    """Column widths that make a row at most `width` characters (two spaces between columns), taking
+    from the text columns in SHRINK's order; as narrow as they may be, if the terminal is narrower."""
+    widths = list(widths)
+    for least in (1, 2):
+        for name, *floors in SHRINK:
+            over = sum(widths) + 2 * (sum(1 for w in widths if w) - 1) - width
+            if over <= 0:
+                return widths
+            if name in header:
+                i = header.index(name)
+                floor = floors[least - 1]
+                widths[i] = 0 if floor == 0 and least == 2 else max(floor, widths[i] - over, min(len(name), widths[i]))
+    return widths
+
+
+def _cut(cell: str, w: int, middle: bool = False) -> str:
+    if len(cell) <= w:
+        return cell
+    if middle:
+        head = (w - 1) // 3
+        return cell[:head] + "…" + cell[len(cell) - (w - 1 - head):]
+    return cell[:w - 1] + "…"
 
 
 def _brief(method: str) -> str:
