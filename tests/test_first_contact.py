@@ -327,3 +327,68 @@ def test_the_pytest_summary_table_fits_columns(pytester, monkeypatch):
     rows = [line for line in out[:next(i for i, line in enumerate(out) if line.startswith("="))] if line]
     assert len(rows) == 3 and max(map(len, rows)) <= 90
     assert rows[1].startswith("RECORDED") or rows[2].startswith("RECORDED")
+
+
+def test_the_json_report_has_a_run_header_and_each_case_s_standard_error(tmp_path, tiny_dir, monkeypatch):
+    import json
+    from importlib import metadata
+
+    import numpy as np
+
+    from circuitcheck.cli import main
+    from circuitcheck.report import json_report
+
+    path = checkpoint(tmp_path, tiny_dir, "plain.pt", lambda sd: sd)  # a loss with a real spread over prompts
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", path.name, "--cc-json", "r.json", "--cc-prompt-seed", "3"]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert json_report.schema_problem(report) is None
+    run = report["run"]
+    assert run["versions"]["torch"] == metadata.version("torch") and run["root"] == str(tmp_path)
+    assert run["argv"] == ["circuitcheck", "check", path.name, "--cc-json", "r.json", "--cc-prompt-seed", "3"]
+    assert run["settings"]["prompt_seed"] == 3 and run["settings"]["device"] == "cpu"
+    assert run["totals"] == {"claims": 1, "recorded": 1}
+    (claim,) = report["claims"]
+    assert run["models"] == {claim["model"]: claim["fingerprint"]["weights_sha256"]}
+    assert len(claim["fingerprint"]["weights_sha256"]) == 64
+    assert run["started"] <= run["finished"] and run["seconds"] >= 0
+    values = np.array(claim["cases"][0]["values"])
+    assert values.std() > 0.01
+    assert claim["cases"][0]["se"] == pytest.approx(values.std(ddof=1) / np.sqrt(len(values)), rel=1e-5)
+
+
+def test_the_git_commit_is_read_without_git(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    from circuitcheck.report.json_report import git_commit
+
+    here = Path(__file__).parent
+    try:
+        want = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("the tests do not sit in a git checkout")
+    assert git_commit(here) == want.stdout.strip()
+    assert git_commit(tmp_path) is None or not str(tmp_path).startswith("/tmp")
+
+
+def test_diff_says_what_differs_between_two_runs_and_reads_old_reports(tmp_path, monkeypatch, capsys):
+    import json
+
+    from circuitcheck.cli import main
+
+    (tmp_path / "m.hyp.yaml").write_text(MAX_OF_LIST)
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "m.hyp.yaml", "--cc-json", "a.json"]) == 0
+    assert main(["check", "m.hyp.yaml", "--cc-json", "b.json", "--cc-dtype", "float64"]) == 0
+    capsys.readouterr()
+    assert main(["diff", "a.json", "b.json"]) == 0
+    assert "run: dtype float32 in A, float64 in B" in capsys.readouterr().out
+    old = json.loads((tmp_path / "a.json").read_text())
+    del old["run"]  # a report written before the header existed
+    for case in (c for r in old["claims"] for c in r["cases"]):
+        del case["se"]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert main(["diff", "old.json", "b.json"]) == 0
+    out = capsys.readouterr().out
+    assert "run: A has no run header" in out and "2 claims compared: 0 with verdict flips" in out

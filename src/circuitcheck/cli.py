@@ -105,7 +105,8 @@ def _main(argv: list[str] | None = None) -> int:
     from .files.loader import set_prompt_seed_shift
     from .files.paths import allow
 
-    if not _with_ini(args, sys.argv[1:] if argv is None else argv):
+    args.argv = ["circuitcheck", *(sys.argv[1:] if argv is None else argv)]  # for the JSON report's run header
+    if not _with_ini(args, args.argv[1:]):
         return 2
     allow(args.cc_allow_path)
     set_prompt_seed_shift(args.cc_prompt_seed)
@@ -285,6 +286,7 @@ def _start(args, **options):
     except (OverrideError, regression.ReportPathError) as exc:
         print(exc, file=sys.stderr)
         return None
+    run.argv = args.argv
     session = _session_for([], dataclasses.replace(options_from_flags(get, CACHE_DIR), **options))[0]
     _, files, failed = _session_with(args.files, "off", get("cc_require_models"))  # checked here; run on `session`
     typos = run.unmatched_by(files)

@@ -47,12 +47,88 @@ def record(result) -> dict:
         **baseline.entry(result),
     }
     for case, c in zip(rec["cases"], result.cases):
-        case.update(bounds=[_finite(b) for b in c.bounds], alpha=float(c.alpha),
+        case.update(bounds=[_finite(b) for b in c.bounds], alpha=float(c.alpha), se=standard_error(c),
                     interventions=result.case_under.get(c.label, []),
                     clean=baseline.numbers(c.clean) if c.clean is not None else None,
                     curve=[[float(x), float(y)] for x, y in c.curve] if c.curve else None)
     rec["baseline"] = comparison(result.baseline) if result.baseline is not None else None
     return rec
+
+
+def standard_error(c) -> float | None:
+    """The per-prompt spread behind the interval over √n (a mean's standard error); None for an exact
+    value (the whole population) or fewer than 2 prompts."""
+    e = c.estimate
+    if getattr(c.bound, "exact", False) or e.n < 2 or not math.isfinite(e.sd):
+        return None
+    return float(e.sd) / math.sqrt(e.n)
+
+
+VERSIONS = ("circuitcheck", "torch", "transformer_lens", "transformers", "numpy")
+
+
+def header(records: list[dict], settings: dict, started: float, argv=None) -> dict:
+    """The run that wrote the report: when, the command line, where, the code (git commit, versions),
+    the run-wide options, each model's weights hash, and claims per verdict."""
+    import os
+    import platform
+    import sys
+    import time
+    from collections import Counter
+    from importlib import metadata
+
+    def version(dist):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    def utc(t):
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+    now = time.time()
+    models = {r["model"]: (r.get("fingerprint") or {}).get("weights_sha256") for r in records if r.get("model")}
+    totals = Counter(r["verdict"] for r in records)
+    return {"started": utc(started), "finished": utc(now), "seconds": round(now - started, 3),
+            "argv": [str(a) for a in (sys.argv if argv is None else argv)], "root": os.getcwd(),
+            "git_commit": git_commit(Path.cwd()),
+            "versions": {"python": platform.python_version(), **{d: version(d) for d in VERSIONS}},
+            "platform": platform.platform(), "settings": dict(settings), "models": models,
+            "totals": {"claims": len(records), **totals}}
+
+
+def git_commit(start: Path) -> str | None:
+    """HEAD's commit of the git checkout `start` is in, read from its files (no git process); None
+    outside a checkout or where HEAD cannot be read."""
+    for folder in [start, *start.parents]:
+        dot = folder / ".git"
+        if dot.is_file():  # a worktree: "gitdir: PATH"
+            text = dot.read_text(errors="replace").strip()
+            dot = (folder / text.removeprefix("gitdir:").strip()).resolve() if text.startswith("gitdir:") else None
+        if dot is not None and dot.is_dir():
+            return _head(dot)
+    return None
+
+
+def _head(gitdir: Path) -> str | None:
+    try:
+        head = (gitdir / "HEAD").read_text().strip()
+        if not head.startswith("ref:"):
+            return head or None
+        ref = head.removeprefix("ref:").strip()
+        common = gitdir / "commondir"
+        roots = [gitdir] + ([(gitdir / common.read_text().strip()).resolve()] if common.is_file() else [])
+        for root in roots:
+            if (root / ref).is_file():
+                return (root / ref).read_text().strip()
+            packed = root / "packed-refs"
+            if packed.is_file():
+                for line in packed.read_text().splitlines():
+                    if line.endswith(" " + ref):
+                        return line.split()[0]
+    except OSError:
+        return None
+    return None
 
 
 def died(nodeid: str, why: str) -> dict:
@@ -80,13 +156,14 @@ def comparison(cmp: baseline.Comparison) -> dict:
     }
 
 
-def document(records: list[dict], unused: list[dict] | None = None, missing: list[dict] | None = None) -> dict:
-    return {"format": FORMAT, "claims": records,
+def document(records: list[dict], unused: list[dict] | None = None, missing: list[dict] | None = None,
+             run: dict | None = None) -> dict:
+    return {"format": FORMAT, **({"run": run} if run is not None else {}), "claims": records,
             "baselines": {"unused": unused or [], "missing": missing or []}}
 
 
-def write(path, records: list[dict], unused=None, missing=None) -> Path:
-    return atomic.write(path, json.dumps(_nulls(document(records, unused, missing)), indent=1, ensure_ascii=False,
+def write(path, records: list[dict], unused=None, missing=None, run: dict | None = None) -> Path:
+    return atomic.write(path, json.dumps(_nulls(document(records, unused, missing, run)), indent=1, ensure_ascii=False,
                                          allow_nan=False) + "\n")
 
 
@@ -157,6 +234,22 @@ def diff(a: dict, b: dict) -> tuple[list[tuple], list[tuple], list[tuple]]:
     return both, [k for k in ra if k not in rb], [k for k in rb if k not in ra]
 
 
+def _run_lines(a: dict | None, b: dict | None) -> list[str]:
+    """What differs between the two runs' code and settings (a report from before run headers: said once)."""
+    if a is None or b is None:
+        which = " and ".join(x for x, r in (("A", a), ("B", b)) if r is None)
+        return [f"run: {which} {'have' if ' and ' in which else 'has'} no run header (written before "
+                "circuitcheck recorded one): versions and settings not compared"]
+    out = []
+    for part in ("versions", "settings"):
+        for k in sorted(set(a[part]) | set(b[part])):
+            if a[part].get(k) != b[part].get(k):
+                out.append(f"run: {k} {a[part].get(k)} in A, {b[part].get(k)} in B")
+    if a["git_commit"] != b["git_commit"]:
+        out.append(f"run: git commit {a['git_commit']} in A, {b['git_commit']} in B")
+    return out
+
+
 def _name(k: tuple) -> str:
     file, cid, ck = k
     return f"{file}::{cid}" + (f"[{ck}]" if ck else "")
@@ -175,6 +268,7 @@ def diff_lines(a: dict, b: dict) -> tuple[list[str], bool, bool]:
             out += [_name(k)] + cmp.lines()
         if cmp.models[0] != cmp.models[1]:
             out.append(f"  model: {cmp.models[0]} in A, {cmp.models[1]} in B")
+    out += _run_lines(a.get("run"), b.get("run"))
     out += [f"only in A: {_name(k)}" for k in only_a]
     out += [f"only in B: {_name(k)}" for k in only_b]
     flips = sum(bool(cmp.flip or any(c.flip for c in cmp.cases)) for _, cmp in both)

@@ -8,6 +8,7 @@ controller, where the records arrive on the test reports).
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,20 @@ def add_options(add) -> None:
     add("--cc-drift-alpha", type=_level, default=baseline.DRIFT_ALPHA, metavar="A",
         help="the run's drift level: the chance that an unchanged model drifts anywhere in the run, spread "
              "over the baseline cases compared (Bonferroni; default 0.05)")
+
+
+SETTINGS = ("cc_device", "cc_dtype", "cc_runner", "cc_device_map", "cc_prompt_seed", "cc_family", "cc_batch_size")
+
+
+def _settings(get) -> dict:
+    """The run-wide options the JSON report's header names (`prompt_seed`: the shift of every seed)."""
+    out = {}
+    for name in SETTINGS:
+        try:
+            out[name.removeprefix("cc_")] = get(name)
+        except (KeyError, ValueError, AttributeError):  # a command that does not take the flag
+            continue
+    return out
 
 
 def _level(text: str) -> float:
@@ -90,13 +105,16 @@ class Run:
     claim_ids: dict = field(default_factory=dict)  # file -> its claims' ids, as loaded here
     drift_alpha: float = baseline.DRIFT_ALPHA
     _family: int | None = None  # baseline cases of the run's files: the drift test's multiplicity
+    settings: dict = field(default_factory=dict)  # the run-wide options, for the JSON report's run header
+    started: float = field(default_factory=time.time)
+    argv: list | None = None  # the command line, where it is not sys.argv (`circuitcheck check` called in-process)
     refused: dict = field(default_factory=dict)  # report path -> why it is not written (an input of the run)
 
     @classmethod
     def from_options(cls, get) -> "Run":
         overrides = [override.parse(t) for t in get("cc_model") or []]
         run = cls(overrides, get("cc_json"), get("cc_html"), bool(get("cc_update_baselines")), get("cc_drift"),
-                  drift_alpha=get("cc_drift_alpha") or baseline.DRIFT_ALPHA)
+                  drift_alpha=get("cc_drift_alpha") or baseline.DRIFT_ALPHA, settings=_settings(get))
         for flag, path, example in (("--cc-json", run.json_path, "report.json"), ("--cc-html", run.html_path, "report.html")):
             if path:
                 check_writable(flag, Path(path), example)
@@ -199,7 +217,8 @@ class Run:
         else:
             lines += _baseline_summary(records, unused, missing)
         if self.json_path:
-            lines.append(self._write("JSON report", self.json_path, report_json.write, records, unused, missing))
+            run = report_json.header(records, self.settings, self.started, self.argv)
+            lines.append(self._write("JSON report", self.json_path, report_json.write, records, unused, missing, run))
         if self.html_path:
             from . import html_report as report_html
 
