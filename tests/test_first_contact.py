@@ -2,10 +2,12 @@
 says, nested `.pt` state dicts, and a hub model offline."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import textwrap
 from collections import OrderedDict
+from pathlib import Path
 
 import pytest
 
@@ -392,3 +394,64 @@ def test_diff_says_what_differs_between_two_runs_and_reads_old_reports(tmp_path,
     assert main(["diff", "old.json", "b.json"]) == 0
     out = capsys.readouterr().out
     assert "run: A has no run header" in out and "2 claims compared: 0 with verdict flips" in out
+
+
+OLD_IOI = ("card.md", "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "training.json")
+
+
+@pytest.fixture
+def old_ioi(tmp_path):
+    """A folder that holds last week's zoo:ioi (each file's text says so), and a note of the user's."""
+    out = tmp_path / "ioi"
+    out.mkdir()
+    for name in (*OLD_IOI, "my-notes.txt"):
+        (out / name).write_text(f"last week's {name}")
+    return out
+
+
+def _unchanged(out) -> bool:
+    return all((out / n).read_text() == f"last week's {n}" for n in (*OLD_IOI, "my-notes.txt"))
+
+
+def test_zoo_ioi_interrupted_while_training_leaves_last_week_s_model_whole(old_ioi, monkeypatch):
+    from circuitcheck.zoo import ioi
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ioi, "train_batch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ioi.train(steps=1, out=old_ioi, measure=False)
+    assert _unchanged(old_ioi)  # the new tokenizer was not written over the old one
+    assert sorted(p.name for p in old_ioi.iterdir()) == sorted((*OLD_IOI, "my-notes.txt"))  # no partial folder
+
+
+def test_zoo_ioi_interrupted_while_moving_its_files_never_leaves_a_mixed_model(old_ioi, monkeypatch):
+    """A failure at each rename in turn: the folder holds last week's model whole, or no weights at
+    all, never weights beside a config or tokenizer of another run."""
+    import os
+
+    from circuitcheck.zoo import ioi
+
+    real = os.replace
+    moves = []
+
+    def failing_at(k):
+        def replace(src, dst):
+            moves.append(Path(dst).name)
+            if len(moves) == k:
+                raise OSError(28, "No space left on device")
+            return real(src, dst)
+        return replace
+
+    monkeypatch.setattr(os, "replace", failing_at(2))
+    with pytest.raises(OSError):
+        ioi.train(steps=1, out=old_ioi, measure=False)
+    assert moves[-1] != "model.safetensors" and not (old_ioi / "model.safetensors").exists()
+    assert (old_ioi / "my-notes.txt").read_text() == "last week's my-notes.txt"
+    assert not any(p.name.startswith(".partial") for p in old_ioi.iterdir())
+    monkeypatch.setattr(os, "replace", real)
+    ioi.train(steps=1, out=old_ioi, measure=False)  # and run whole, every file is the new run's
+    assert not any((old_ioi / n).read_text(errors="replace").startswith("last week's") for n in OLD_IOI)
+    assert (old_ioi / "my-notes.txt").read_text() == "last week's my-notes.txt"
+    assert json.loads((old_ioi / "training.json").read_text())["metrics"]["steps"] == 1

@@ -17,6 +17,7 @@ cross-entropy at the IOI answer.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import time
@@ -199,9 +200,6 @@ def evaluate(model, tokenizer: str, n: int, seed: int, sentences=SENTENCES) -> d
 def train(steps: int | None = None, out: str | Path | None = None, seed: int = 0, measure: bool = True,
           verbose: bool = False) -> dict:
     """Train `zoo:ioi` and write its Hugging Face directory to `out` (default zoo/models/ioi)."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
     spec = copy.deepcopy(SPEC)
     tr = spec["training"]
     default_steps = tr["steps"]
@@ -211,8 +209,17 @@ def train(steps: int | None = None, out: str | Path | None = None, seed: int = 0
     if out == ZOO_MODELS / "ioi" and steps != default_steps:
         raise ValueError("a run with non-default --steps must write elsewhere: pass --out DIR")
     out.mkdir(parents=True, exist_ok=True)
-    vocab = write_tokenizer(out)
-    tokenizer = str(out)
+    with _staged(out) as stage:  # every file is written here, and moved into `out` only at the end
+        return _train(spec, steps, seed, measure, verbose, stage, out)
+
+
+def _train(spec: dict, steps: int, seed: int, measure: bool, verbose: bool, stage: Path, out: Path) -> dict:
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tr = spec["training"]
+    vocab = write_tokenizer(stage)
+    tokenizer = str(stage)
     spec["config"]["vocab_size"] = vocab
     width = spec["config"]["n_positions"]
 
@@ -249,11 +256,12 @@ def train(steps: int | None = None, out: str | Path | None = None, seed: int = 0
             "held_out_templates": evaluate(model, tokenizer, spec["eval"]["n"], spec["eval"]["seed"], HELD_OUT),
             "n_params": sum(p.numel() for p in model.parameters()),
         }
-        _save_whole(model, out)
-        _, metrics["reload_max_abs_diff"] = _check_reload(out, model, tokenizer)
-        (out / "training.json").write_text(json.dumps({**{k: spec[k] for k in ("task", "prompts", "training", "eval")},
-                                                       "metrics": metrics}, indent=2) + "\n")
-        write_card(out, measure)
+        model.save_pretrained(str(stage))
+        (stage / "generation_config.json").unlink(missing_ok=True)  # not used; fewer files to ship
+        _, metrics["reload_max_abs_diff"] = _check_reload(stage, model, tokenizer)
+        (stage / "training.json").write_text(json.dumps({**{k: spec[k] for k in ("task", "prompts", "training", "eval")},
+                                                         "metrics": metrics}, indent=2) + "\n")
+        write_card(stage, measure)
         metrics["out"] = str(out)
         return metrics
 
@@ -471,18 +479,25 @@ def card(spec: dict, metrics: dict, measured: dict | None, default: bool) -> str
     return "\n".join(lines)
 
 
-def _save_whole(model, out: Path) -> None:
-    """save_pretrained into a folder beside `out`, then each file renamed into `out`, the weights
-    last: an interrupted save leaves no complete-looking model.safetensors (train.whole)."""
+@contextlib.contextmanager
+def _staged(out: Path):
+    """A folder inside `out` (one file system: renames are atomic) that the block fills with the whole
+    model: tokenizer, config, weights, training.json, card. When the block ends, the files replace
+    `out`'s: its old weights go first and the new weights come last, so that an interruption at any
+    point leaves either the old model whole, or a folder without model.safetensors, never a
+    complete-looking folder whose tokenizer, config and weights come from different runs. When the
+    block raises (Ctrl-C while training), `out` is left as it was. Other files in `out` are kept."""
     import os
     import shutil
 
-    tmp = out / f".partial-{os.getpid()}"
+    stage = out / f".partial-{os.getpid()}"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
     try:
-        model.save_pretrained(str(tmp))
-        (tmp / "generation_config.json").unlink(missing_ok=True)  # not used; fewer files to ship
-        for f in sorted(tmp.iterdir(), key=lambda f: f.name == "model.safetensors"):
+        yield stage
+        (out / "model.safetensors").unlink(missing_ok=True)
+        for f in sorted(stage.iterdir(), key=lambda f: f.name == "model.safetensors"):
             f.chmod(0o644)
             os.replace(f, out / f.name)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(stage, ignore_errors=True)
