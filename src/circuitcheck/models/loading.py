@@ -217,8 +217,9 @@ def read_weights(path: Path) -> dict:
 
     import torch
 
-    from .model_files import ModelFileError, refused, state_dict_of
+    from .model_files import ModelFileError, refused, scan_pickle, state_dict_of
 
+    scan_pickle(path)  # refused in our words before torch reads it (and warns about a foreign pickle's protocol)
     try:
         found = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:  # torch's text says to retry with weights_only=False: never

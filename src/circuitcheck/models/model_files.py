@@ -119,7 +119,7 @@ def pt_contents(path: Path) -> tuple[dict[str, list[int]], str | None]:
     """(tensor names and shapes, the key the state dict is under or None) of a PyTorch file, read from
     its pickle without torch and without running it; ({}, None) where its layout is not the zip one
     `torch.save` writes (the state dict is then found when the model loads, by the same rule)."""
-    data = _scan_pickle(path)
+    data = scan_pickle(path)
     if data is None:
         return {}, None
     try:
@@ -203,7 +203,7 @@ class _Stubs(pickle.Unpickler):
         return None  # a storage: its bytes stay in the file
 
 
-def _scan_pickle(path: Path) -> bytes | None:
+def scan_pickle(path: Path) -> bytes | None:
     """Refuse a PyTorch file whose pickle names anything but tensors and plain containers; its pickle
     bytes when the file is the zip `torch.save` writes (None for the legacy layout)."""
     try:
