@@ -455,3 +455,64 @@ def test_zoo_ioi_interrupted_while_moving_its_files_never_leaves_a_mixed_model(o
     assert not any((old_ioi / n).read_text(errors="replace").startswith("last week's") for n in OLD_IOI)
     assert (old_ioi / "my-notes.txt").read_text() == "last week's my-notes.txt"
     assert json.loads((old_ioi / "training.json").read_text())["metrics"]["steps"] == 1
+
+
+def test_progress_says_which_file_and_an_eta_from_the_claims_done(monkeypatch):
+    from types import SimpleNamespace
+
+    from circuitcheck import plugin
+
+    lines = []
+    terminal = SimpleNamespace(write_line=lines.append)
+    source = SimpleNamespace(describe=lambda: "zoo:ioi")
+
+    def item(key):
+        it = object.__new__(plugin.ClaimItem)  # the fields Progress reads, without a pytest session
+        it.__dict__.update(key=Path(key), loaded=SimpleNamespace(model_source=source))
+        return it
+
+    items = [item("a.hyp.yaml")] * 2 + [item("b.hyp.yaml")] * 3 + [item("c.hyp.yaml")]
+    now = [0.0]
+    monkeypatch.setattr(plugin.ClaimItem, "__eq__", object.__eq__, raising=False)
+    progress = plugin.Progress(terminal, items)
+    progress.clock, progress.start = (lambda: now[0]), 0.0
+    progress.starting(items[0])
+    assert lines == ["circuitcheck: a.hyp.yaml: measuring 2 claims on zoo:ioi (file 1 of 3, 0 s in; ETA unknown)"]
+    now[0] = 1.0
+    progress.starting(items[2])  # a quick run says nothing more
+    assert len(lines) == 1
+    now[0] = 10.0
+    progress.starting(items[2])
+    assert lines[-1].endswith("(file 2 of 3, 10 s in; about 20 s left)")  # 10 s for 2 claims, 4 to go
+
+
+def _in_a_terminal(pytester, *args) -> str:
+    """pytest's output when it runs in a pseudo-terminal, as a researcher's shell would."""
+    import pty
+    import subprocess
+    import sys
+
+    main, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=pytester.path,
+                            stdin=follower, stdout=follower, stderr=follower, env={**os.environ, "COLUMNS": "200"})
+    os.close(follower)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        out += chunk
+    proc.wait()
+    os.close(main)
+    return out.decode(errors="replace")
+
+
+def test_progress_shows_on_a_terminal_and_not_under_q_nor_in_a_log(pytester):
+    pytester.makefile(".hyp.yaml", m=MAX_OF_LIST)
+    said = "circuitcheck: m.hyp.yaml: measuring 2 claims on zoo:max-of-list (file 1 of 1"
+    assert said in _in_a_terminal(pytester)
+    assert said not in _in_a_terminal(pytester, "-q")
+    assert said not in pytester.runpytest_subprocess("-p", "no:cacheprovider").stdout.str()  # a CI log: no tty

@@ -328,9 +328,11 @@ def _check_regression(args) -> int:
                     failed = True
                     continue
                 results.append((key, r))
+    import os
     import shutil
 
-    width = shutil.get_terminal_size().columns - 1  # $COLUMNS, else the terminal's, else 80 (as pytest's)
+    # $COLUMNS, else the terminal's; the whole rows where stdout is no terminal and no width was asked for
+    width = shutil.get_terminal_size().columns - 1 if sys.stdout.isatty() or "COLUMNS" in os.environ else None
     print("\n".join(report.table([dict(regression.properties(r)) for _, r in results], width)))
     for line in run.finish(records):
         print(line)

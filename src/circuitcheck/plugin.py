@@ -5,6 +5,7 @@ Collection reads YAML and numpy only; torch is imported when the first claim run
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import sys
@@ -199,6 +200,52 @@ class HypothesisFile(pytest.File):
             yield item
 
 
+class Progress:
+    """One line per file as its shared work starts (loading the model, the runs every claim of the
+    file reads), when a run takes more than a few seconds: which file of how many, and an ETA from
+    the claims measured so far, `ETA unknown` before the first file is done. Only on a terminal,
+    not under -q nor in a CI log (no tty), nor on pytest-xdist workers (they cannot write to it)."""
+
+    AFTER = 3.0  # seconds into a run before a line is worth printing
+
+    def __init__(self, terminal, items):
+        import time
+
+        self.terminal, self.clock, self.start = terminal, time.perf_counter, time.perf_counter()
+        self.files = list(dict.fromkeys(i.key for i in items if isinstance(i, ClaimItem)))
+        self.claims = {k: sum(1 for i in items if isinstance(i, ClaimItem) and i.key == k) for k in self.files}
+
+    def starting(self, item) -> None:
+        elapsed = self.clock() - self.start
+        index = self.files.index(item.key) if item.key in self.files else len(self.files)
+        if elapsed < self.AFTER and index > 0:
+            return
+        done = sum(self.claims[k] for k in self.files[:index])
+        left = sum(self.claims[k] for k in self.files[index:])
+        eta = f"about {_seconds(elapsed / done * left)} left" if done and elapsed > 0 else "ETA unknown"
+        model = item.loaded.model_source.describe() if item.loaded is not None else "?"
+        where = item.key[0].name + f"[{item.key[1]}]" if isinstance(item.key, tuple) else Path(item.key).name
+        line = (f"circuitcheck: {where}: measuring {self.claims.get(item.key, 0)} claims on {model} "
+                f"(file {index + 1} of {len(self.files)}, {_seconds(elapsed)} in; {eta})")
+        capture = item.config.pluginmanager.get_plugin("capturemanager") if hasattr(item, "config") else None
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            self.terminal.write_line(line)  # to the terminal, not into the claim's captured output
+
+
+def _seconds(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+PROGRESS = pytest.StashKey[Progress]()
+
+
+def pytest_collection_modifyitems(session, config, items):
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    quiet = config.get_verbosity() < 0 or hasattr(config, "workerinput") or terminal is None
+    if not quiet and terminal.isatty() and any(isinstance(i, ClaimItem) for i in items):
+        config.stash[PROGRESS] = Progress(terminal, items)
+
+
 def _group(config, loaded) -> str | None:
     """Under `-n N --dist loadgroup`, the model's group name, for every claim on the same model to
     run on one worker (which loads it and runs the shared passes once).
@@ -248,6 +295,9 @@ class ClaimItem(pytest.Item):
         # its setup carries the shared work, and each claim's call is charged its own measuring.
         session = self.config.stash[SESSION]
         before = set(session.seconds)
+        progress = self.config.stash.get(PROGRESS, None)
+        if progress is not None and self.key not in session.results:
+            progress.starting(self)
         try:
             session.result(self.key, self.claim_id)
         except ModelUnavailable as exc:
@@ -396,10 +446,20 @@ def _drop_idle_hypothesis_summary(config) -> None:
         config.pluginmanager.unregister(plugin)
 
 
+def _table_width(terminal) -> int | None:
+    """The terminal's width (pytest's, which follows $COLUMNS); None, the whole rows, in a log that is no
+    terminal and asked for no width (a CI log keeps every character)."""
+    import os
+
+    if not terminal.isatty() and "COLUMNS" not in os.environ:
+        return None
+    return terminal.config.get_terminal_writer().fullwidth - 1
+
+
 def pytest_terminal_summary(terminalreporter, config):
     if CLAIMS:
         terminalreporter.section("circuitcheck claims")
-        for line in report.table(CLAIMS, width=config.get_terminal_writer().fullwidth - 1):
+        for line in report.table(CLAIMS, width=_table_width(terminalreporter)):
             terminalreporter.write_line(line)
         recorded = [p["recorded"] for p in CLAIMS if "recorded" in p]
         if recorded:
