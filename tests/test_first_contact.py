@@ -516,3 +516,32 @@ def test_progress_shows_on_a_terminal_and_not_under_q_nor_in_a_log(pytester):
     assert said in _in_a_terminal(pytester)
     assert said not in _in_a_terminal(pytester, "-q")
     assert said not in pytester.runpytest_subprocess("-p", "no:cacheprovider").stdout.str()  # a CI log: no tty
+
+
+def test_a_worker_that_dies_costs_its_own_claims_only(pytester):
+    """End to end: a measure kills its pytest-xdist worker. With --max-worker-restart 0 xdist does not
+    retry it on replacement workers (8 of them, minutes); its claim is an error in the report, and the
+    other model's claims, on the other worker, pass and are reported."""
+    import json
+
+    (pytester.path / "dead").mkdir()
+    (pytester.path / "dead" / "conftest.py").write_text(textwrap.dedent("""\
+        import os
+        import circuitcheck
+
+        @circuitcheck.register_measure("kills-its-worker", reads=["blocks.0.hook_resid_pre"])
+        def kill(run):
+            os._exit(3)
+        """))
+    (pytester.path / "dead" / "d.hyp.yaml").write_text(MAX_OF_LIST.replace("measure: accuracy",
+                                                                          "measure: {python: kills-its-worker}"))
+    (pytester.path / "i.hyp.yaml").write_text(MAX_OF_LIST.replace("zoo:max-of-list", "zoo:induction").replace(
+        "{generator: max_of_list, n: 40, seed: 0}", "{generator: repeated_tokens, n: 40, seed: 0, length: 8}"))
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--dist", "loadgroup",
+                                        "--max-worker-restart", "0", "--cc-json=r.json", timeout=400)
+    out = res.stdout.str()
+    assert "crashed" in out and "Traceback" not in out.split("short test summary")[-1]
+    report = json.loads((pytester.path / "r.json").read_text())
+    verdicts = {(Path(r["file"]).name, r["id"]): r["verdict"] for r in report["claims"]}
+    assert verdicts[("i.hyp.yaml", "acc")] == "recorded" and verdicts[("i.hyp.yaml", "loss")] == "recorded"
+    assert verdicts[("d.hyp.yaml", "acc")] == "error"
