@@ -328,11 +328,11 @@ def _check_regression(args) -> int:
                     failed = True
                     continue
                 results.append((key, r))
-    import os
     import shutil
 
-    # $COLUMNS, else the terminal's; the whole rows where stdout is no terminal and no width was asked for
-    width = shutil.get_terminal_size().columns - 1 if sys.stdout.isatty() or "COLUMNS" in os.environ else None
+    # the terminal's width ($COLUMNS, else asked of it); whole rows where stdout is a pipe or a file, which
+    # scripts and tests read (an inherited $COLUMNS must not cut them)
+    width = shutil.get_terminal_size().columns - 1 if sys.stdout.isatty() else None
     print("\n".join(report.table([dict(regression.properties(r)) for _, r in results], width)))
     for line in run.finish(records):
         print(line)
