@@ -123,7 +123,8 @@ DEFECTS = {
                            '{"tokens": [1, 2], "answer": 3}\n', "not both", 1),
     "position_out_of_row": ('{"tokens": [1, 2], "answer": 3, "positions": {"S": 2}}\n'
                             '{"tokens": [1, 2], "answer": 3, "positions": {"S": 1}}\n', "an index 0..1", 1),
-    "one_row": ('{"tokens": [1, 2], "answer": 3}\n', "at least 2 prompts", None),
+    "one_row": ('{"tokens": [1, 2], "answer": 3}\n', "`population: true`", None),
+    "no_row": ('\n', "0 rows", None),
     "latin1": (b'{"tokens": [1, 2], "answer": 3}\n{"tokens": [1, 2], "answer": 3, "fields": {"c": "\xe9"}}\n',
                "not UTF-8", 2),
 }

@@ -65,6 +65,26 @@ def test_a_claim_about_two_given_inputs_decides(hyp, tmp_path):
     assert run(hyp, tmp_path, [0.9, 0.7], population=False, expect="{at_least: 0.75}").verdict == INCONCLUSIVE
 
 
+def test_a_claim_about_one_given_input_decides(hyp, tmp_path):
+    """One row, declared the population: its value (0.9) is the claim's value, exactly, and decides
+    both ways; the same row as a sample is refused at collection, saying what to write."""
+    assert run(hyp, tmp_path, [0.9], population=True, expect="{at_least: 0.85}").verdict == PASS
+    one = run(hyp, tmp_path, [0.9], population=True, expect="{at_most: 0.85}")
+    assert one.verdict == "fail" and one.main.estimate.low == one.main.estimate.high == pytest.approx(0.9)
+    with pytest.raises(circuitcheck.HypothesisError, match="population: true"):
+        run(hyp, tmp_path, [0.9], population=False)
+
+
+def test_n_1_goes_with_population(hyp):
+    """`n: 1` of a generator is one input too: refused without `population: true`, exact with it."""
+    claims = "- id: one\n  says: \"loss on one sequence\"\n  measure: loss\n  expect: {at_least: 0}\n"
+    with pytest.raises(circuitcheck.HypothesisError, match="one prompt is no sample"):
+        circuitcheck.load(hyp(claims, prompts="{generator: repeated_tokens, n: 1, seed: 3}"))
+    result = circuitcheck.check(hyp(claims, prompts="{generator: repeated_tokens, n: 1, seed: 3, population: true}"))[0]
+    e = result.main.estimate
+    assert result.verdict == PASS and e.low == e.high and e.n == 1 and "whole population" in e.method
+
+
 def test_population_bounds_are_points_for_every_method():
     x = np.array([0.2, 0.4, 0.9, 0.1])
     for kind in ({}, {"value_range": (0, 1)}, {"binary": True}):

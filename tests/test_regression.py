@@ -188,6 +188,24 @@ def test_baselines_round_trip(pytester, hyp, tmp_path):
         assert all(c["change"] == 0 for c in rec["baseline"]["cases"])
 
 
+def test_a_baseline_with_a_refused_bound_is_written_and_compared(pytester, hyp, tmp_path):
+    """An unbounded measure on 12 prompts gets no bound (the skew-corrected t starts at 30): its
+    bounds are infinite, which JSON cannot hold. The baseline keeps them as null, as the JSON
+    report does, and a rerun compares against it (it crashed in `baseline.numbers` before)."""
+    claims = ("- id: few-prompts\n  says: \"logprob on 12 prompts\"\n  measure: logprob\n"
+              "  expect: {at_least: -100}\n")
+    path = hyp(claims, prompts="{generator: repeated_tokens, n: 12, seed: 1}")
+    res = run(pytester, path, "--cc-update-baselines", "--cc-inconclusive=skip")
+    assert "wrote baseline" in res.stdout.str(), res.stdout.str()
+    case = json.loads(baseline.path_for(path).read_text())["claims"]["few-prompts"]["cases"][0]
+    assert case["low"] is None and case["high"] is None and case["verdict"] == "inconclusive"
+    res = run(pytester, path, "--cc-inconclusive=skip")
+    assert "1 claims compared, 0 with verdict flips, 0 drifted" in res.stdout.str()
+    edit_baseline(path, "few-prompts", values=None, value=case["value"] + 1)  # a baseline without values
+    res = run(pytester, path, "--cc-inconclusive=skip")  # the old overlap rule: unbounded intervals overlap
+    assert "1 claims compared, 0 with verdict flips, 0 drifted" in res.stdout.str()
+
+
 def edit_baseline(path, claim, case=0, **changes):
     p = baseline.path_for(path)
     data = json.loads(p.read_text())

@@ -414,3 +414,16 @@ def test_22_12_a_share_is_a_ratio_of_means_and_refuses_totals_that_cross_0():
     with pytest.raises(ValueError, match="crosses 0.*1 of 3 prompts") as refused:
         shares(part, np.array([2.0, -1.0, 3.0]))
     assert "share: false" in refused.value.hint
+
+
+@given(seed=st.integers(0, 2 ** 31), n=st.integers(30, 400), shift=st.floats(-1e3, 1e3))
+@settings(max_examples=100, deadline=None, derandomize=True)
+def test_the_skewness_refusal_does_not_depend_on_where_the_values_sit(seed, n, shift):
+    """Centring values (as `dla centre: all` does) moves them, and leaves their skewness and so the
+    refusal level alone: a centred sample is refused exactly where the uncentred one is
+    (tests/test_new_kinds.py: a centred neuron DLA). Values like an MLP neuron's (a GELU of a normal)."""
+    z = np.random.default_rng(seed).normal(-1, 1.5, n)
+    x = 0.5 * z * (1 + np.tanh(np.sqrt(2 / np.pi) * (z + 0.044715 * z ** 3)))
+    a, b = S.SkewT(x), S.SkewT(x - x.mean() + shift)
+    assert a.a_min == pytest.approx(b.a_min, rel=1e-6, abs=1e-12)
+    assert a.skew == pytest.approx(b.skew, rel=1e-6, abs=1e-9)

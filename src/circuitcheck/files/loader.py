@@ -24,7 +24,7 @@ from . import circuit_files, paths
 from ..language import registry
 from ..prompts import where as where_mod
 from ..language.names import HOOK, parse_head, parse_neuron
-from .spec import Claim, Expect, HypothesisFile, Intervention, Measure, PromptSpec, head_sets
+from .spec import ONE_INPUT, Claim, Expect, HypothesisFile, Intervention, Measure, PromptSpec, head_sets
 from .yaml_lines import MarkedYAMLError, YAMLError, read
 from .yaml_lines import line_of as locate  # the line of a field, for error messages
 
@@ -1020,6 +1020,22 @@ def dump_where(where: str | None, sub, values: dict) -> str | None:
     return out
 
 
+# `method: mean` (ablate, keep_only, keep_circuit, knock_out, circuit claims) takes its means over a
+# reference set drawn apart from the judged prompts: the same generator and parameters with this
+# offset on the seed, so the judged per-prompt values are independent given the means (issue 22
+# item 1). Far above any `--cc-prompt-seed` shift, so a shifted suite never judges its own reference.
+REFERENCE_SEED_OFFSET = 1_000_003
+
+
+def reference_spec(p):
+    """The prompt spec `method: mean` averages over for claims judged on `p`, or None where the mean
+    is over the judged prompts themselves: a JSONL data set (fixed rows; `mean_from:` names another
+    set) and a population (its own mean is the population's, exactly)."""
+    if p.generator == "jsonl" or p.population:
+        return None
+    return p.model_copy(update={"seed": (p.seed + REFERENCE_SEED_OFFSET) % 2**63})
+
+
 def prompts_key(path: Path, p) -> tuple:
     """Identifies a prompt set across files; a JSONL set is also identified by its directory."""
     base = str(path.parent.resolve()) if p.generator == "jsonl" else ""
@@ -1049,6 +1065,10 @@ def prompt_set(loaded: LoadedFile, key: tuple, spec=None):
             if key not in _GENERATED:
                 _GENERATED[key] = _built(loaded, spec)
             ps = _GENERATED[key]
+        if ps.n < 2 and not spec.population:
+            raise prompts.PromptError(f"this prompt set has {ps.n} prompt; {ONE_INPUT}",
+                                      "write `population: true` under `prompts:` for a claim about this one input, "
+                                      "or add rows")
         prompts.check_fit(ps, **loaded.limits)
         loaded.prompt_sets[key] = ps
     return loaded.prompt_sets[key]

@@ -87,12 +87,25 @@ class NativeSpec(Strict):
 class PromptSpec(Strict):
     model_config = ConfigDict(extra="allow", frozen=True)  # generator parameters, checked by the generator
     generator: Literal["max_of_list", "repeated_tokens", "template", "jsonl", "text"]
-    n: int | None = Field(None, ge=2, le=100_000,
-                          description="number of prompts: default 200; for jsonl every row (fewer: the first n rows)")
+    n: int | None = Field(None, ge=1, le=100_000,
+                          description="number of prompts: default 200; for jsonl every row (fewer: the first n rows); "
+                                      "1 only with `population: true` (one given input)")
     seed: Seed = 0
     population: bool = Field(
         False, description="these prompts are the whole population a claim is about (a fixed data set, or a few "
-                           "given inputs): its quantities are computed exactly, with no interval")
+                           "given inputs, or one): its quantities are computed exactly, with no interval")
+
+    @model_validator(mode="after")
+    def _one_input(self):
+        if self.n == 1 and not self.population:
+            raise ValueError(ONE_INPUT)
+        return self
+
+
+# A single prompt is no sample: nothing can be estimated from it. It is an exact statement about
+# that one input, which only a declared population judges (issue 22, "decide what the data can decide").
+ONE_INPUT = ("one prompt is no sample to estimate from: a claim about this one given input says "
+             "`population: true` (judged exactly, with no interval); a claim about a population needs at least 2")
 
 
 # ---------------------------------------------------------------- interventions and measures

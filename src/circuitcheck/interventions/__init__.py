@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .base import KINDS, Context, Kind, Source, kind_of, register
+from .base import KINDS, Context, Kind, Reference, Source, kind_of, register
 
 HELPERS: tuple[str, ...] = ("knockout", "residual")  # modules here that are no kind
 
@@ -17,7 +17,7 @@ for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":
         importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["KINDS", "Context", "Kind", "Source", "kind_of", "register", "hooks", "clean_needs", "sources", "run_key"]
+__all__ = ["KINDS", "Context", "Kind", "Reference", "Source", "kind_of", "register", "hooks", "clean_needs", "sources", "run_key"]
 
 
 def run_key(under) -> tuple:

@@ -32,8 +32,9 @@ class Ablate(Strict):
     mean_over: str | None = Field(None, description="with `method: mean`: average only over the prompts meeting "
                                   "this `where:` condition (default: every prompt)")
     mean_from: "PromptSpec | None" = Field(  # noqa: F821
-        None, description="with `method: mean`: a reference prompt set the mean is taken over (e.g. the same "
-        "generator with another seed), apart from the prompts the claim is judged on; default: the claim's own")
+        None, description="with `method: mean`: a reference prompt set the mean is taken over, apart from the "
+        "prompts the claim is judged on; default: the claim's own prompt spec with its seed moved by 1,000,003 "
+        "(a JSONL data set or a population: its own prompts)")
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -95,6 +96,7 @@ class AblateKind(Kind):
 
     def check(self, body, prompts) -> None:
         C.check_over(getattr(body, "mean_over", None), prompts, "prompts")
+        C.check_resample(body.method, prompts)
         # another row's output at the same padded index is, where that row is shorter, its padding
         if body.method == "resample" and prompts.mask is not None:
             raise P.PromptError("`method: resample` takes another prompt's output at the same index, and these "
@@ -109,6 +111,8 @@ def replacement(hook: str, method: str, ctx: Context, like, over: str | None = N
 
     if method == "zero":
         return torch.zeros_like(like)
+    if method == "mean" and ctx.reference is not None:
+        return C.reference_mean(hook, ctx, over)
     clean = ctx.clean[hook]
     if method == "mean":
         return C.mean(clean, ctx.prompts, over, ctx.rows)

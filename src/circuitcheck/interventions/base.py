@@ -51,6 +51,18 @@ class Context:
     seed: int
     sources: dict  # Source.key -> activations over all prompts of that source
     model: Any = None  # the model itself, for kinds that rebuild a head's input with its own layers (residual.py)
+    reference: "Reference | None" = None  # where `method: mean` takes its means; None: over `prompts`
+
+
+@dataclass
+class Reference:
+    """The prompt set `method: mean` averages over, apart from the judged prompts, and its clean
+    activations (hook name -> [n, seq, ...]). A mean over the judged prompts themselves makes every
+    prompt's value depend on every other prompt, which an interval over prompts does not see
+    (issue 22 item 1); over a set drawn apart, the judged values are independent given the means."""
+
+    prompts: P.PromptSet
+    clean: dict
 
 
 @dataclass(frozen=True)
@@ -236,12 +248,34 @@ def check_over(over: str | None, prompts: P.PromptSet, what: str) -> None:
                             "loosen the condition, or check the field names and values it compares")
 
 
+def check_resample(method: str, prompts: P.PromptSet) -> None:
+    """A resample takes another prompt's activation: one given input has none."""
+    if method == "resample" and prompts.n < 2:
+        raise P.PromptError("`method: resample` takes another prompt's activation, and this prompt set has one "
+                            "prompt", "use `method: zero`, or `mean` with `mean_from:` a reference set", param="method")
+
+
 def mean(x, prompts: P.PromptSet, over: str | None = None, rows: slice = slice(None)):
     """The mean of x [n, seq, ...] over prompts, for the prompts `rows`: [1, seq, ...] for unpadded
     prompts averaged over all of them (exactly `x.mean(0)`), else [rows, seq, ...] (see `by_token`)."""
     if prompts.mask is None and over is None:
         return x.mean(0, keepdim=True)
     return place(by_token(x, prompts, over), prompts, rows)
+
+
+def reference_mean(hook: str, ctx: Context, over: str | None = None):
+    """[rows, seq, ...]: the reference set's per-token mean at `hook` (over the reference prompts
+    meeting `over`), placed on the judged prompts `ctx.rows` by token index."""
+    ref = ctx.reference
+    if over is not None and not where_mask(over, ref.prompts).any():
+        raise ValueError(f"`mean_over: {over}` matches none of the {ref.prompts.n} prompts of the reference set "
+                         "the mean is taken over: declare one with `mean_from:`")
+    longest = int(ref.prompts.length.max())
+    if int(ctx.prompts.length.max()) > longest:
+        raise ValueError(f"the judged prompts run to {int(ctx.prompts.length.max())} tokens, the reference set's "
+                         f"longest to {longest}: a per-token mean has nothing to put at the later tokens; declare "
+                         "a reference set with `mean_from:`")
+    return place(by_token(ref.clean[hook], ref.prompts, over), ctx.prompts, ctx.rows)
 
 
 def by_token(x, prompts: P.PromptSet, over: str | None = None):

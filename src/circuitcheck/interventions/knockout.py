@@ -82,6 +82,7 @@ def replaced(hook: str, body, ctx: Context, like):
 
 def check(body, prompts: P.PromptSet) -> None:
     C.check_over(body.mean_over, prompts, "prompts")
+    C.check_resample(body.method, prompts)
     if body.method == "resample" and prompts.mask is not None:
         raise P.PromptError("`method: resample` takes another prompt's value at the same index, and these prompts "
                             "are padded to different lengths", "use `method: mean` or `zero`, or prompts of one "

@@ -220,8 +220,13 @@ class Judge:
         recorded = [e for e in entries if self.recording(e[2].claim)]
         entries = [e for e in entries if not self.recording(e[2].claim)]
         alpha = min(f.spec.alpha for f in files.values())
-        levels = S.holm([claim_p(lc.claim, rows) for _, _, lc, rows in entries], alpha)
-        family = f"Holm over {len(entries)} claims of {'this file' if len(files) == 1 else f'{len(files)} files'}"
+        # A claim that errors was not tested, yet it is one of the file's claims: it stays in Holm's
+        # family with p = 1 (a valid p-value of any hypothesis; it is never rejected), so an error
+        # never loosens the others' levels and the family is the one the file states.
+        failed = sum(not self.recording(lc.claim) for p, loaded in files.items() for lc in loaded.claims
+                     if (p, lc.claim.id) in errors)
+        levels = S.holm([claim_p(lc.claim, rows) for _, _, lc, rows in entries] + [1.0] * failed, alpha)
+        family = f"Holm over {len(entries) + failed} claims of {'this file' if len(files) == 1 else f'{len(files)} files'}"
         out: dict[Path, dict[str, Result]] = {p: {} for p in files}
         for path, loaded, lc, rows in recorded:  # path: the session's key for the file
             cases = [_case(row, loaded.spec.alpha) for row in rows]

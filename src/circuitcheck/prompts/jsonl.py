@@ -50,9 +50,8 @@ def read(path: Path, n: int | None, padding: str = "right", pad_token: int = 0, 
     if n is not None and n > len(lines):
         raise PromptError(f"`n: {n}` asks for more prompts than {path.name} has ({len(lines)} rows)",
                           f"leave `n` out to use every row, or write `n: {len(lines)}` or less")
-    if len(lines) < 2:
-        raise PromptError(f"{path.name} has {len(lines)} row{'s' * (len(lines) != 1)}; a claim needs at least 2 prompts",
-                          "add rows, one JSON object a line")
+    if not lines:  # one row is one given input: the loader asks for `population: true` (files/spec.ONE_INPUT)
+        raise PromptError(f"{path.name} has 0 rows; a claim needs at least 1 prompt", "add rows, one JSON object a line")
     rows = [_row(path, no, text, read_at, (str(tokenizer), prepend_bos) if tokenizer else None)
             for no, text in lines]
     _one_kind(path, rows)

@@ -65,9 +65,14 @@ def _case(c) -> dict:
 
 
 def numbers(e) -> dict:
-    """An estimate's value, interval, level, method and n, as plain JSON values."""
-    return {"value": float(e.statistic), "low": float(e.low), "high": float(e.high),
+    """An estimate's value, interval, level, method and n, as plain JSON values; a bound that was
+    refused (±inf) is null, as in the JSON report: JSON has no infinity."""
+    return {"value": float(e.statistic), "low": _finite(e.low), "high": _finite(e.high),
             "level": float(e.level), "method": e.method, "n": int(e.n)}
+
+
+def _finite(x) -> float | None:
+    return float(x) if math.isfinite(x) else None
 
 
 # ---------------------------------------------------------------- comparing
@@ -138,8 +143,8 @@ class Comparison:
             elif c.now is None:
                 out.append(f"    {label}in the baseline, not in this run")
             else:
-                out.append(f"    {label}{_num(c.base['value'])} [{_num(c.base['low'])}, {_num(c.base['high'])}] → "
-                           f"{_num(c.now['value'])} [{_num(c.now['low'])}, {_num(c.now['high'])}]  Δ{c.change:+.3g}"
+                out.append(f"    {label}{_num(c.base['value'])} [{_num(c.base['low'], '-inf')}, {_num(c.base['high'])}] → "
+                           f"{_num(c.now['value'])} [{_num(c.now['low'], '-inf')}, {_num(c.now['high'])}]  Δ{c.change:+.3g}"
                            + (f"  DRIFT ({c.test or self.tolerance})" if c.drift else "")
                            + (f"  {c.flip}" if c.flip else ""))
         for role, (was, now) in self.roles.items():
@@ -174,8 +179,8 @@ def _nan(base: dict, now: dict) -> bool:
     return any(isinstance(x, float) and math.isnan(x) for c in (base, now) for x in (c.get("value"), c.get("low"), c.get("high")))
 
 
-def _num(x: float) -> str:
-    return f"{x:.4g}"
+def _num(x: float | None, unbounded: str = "inf") -> str:
+    return unbounded if x is None else f"{x:.4g}"  # None: a refused bound (numbers)
 
 
 # ---------------------------------------------------------------- baseline files
@@ -278,9 +283,11 @@ def _entry_problem(claim) -> str | None:
         if not isinstance(case, dict):
             return f"has case {i} that is {type(case).__name__}, not a mapping"
         for k in CASE_FIELDS + ("label",):
-            ok = isinstance(case.get(k), _CASE_TYPES[k]) if k in _CASE_TYPES else _is_number(case.get(k))
+            ok = isinstance(case.get(k), _CASE_TYPES[k]) if k in _CASE_TYPES else _is_number(case.get(k)) or (
+                k in ("low", "high") and case.get(k) is None)  # null: a refused bound (numbers)
             if not ok:
-                return f"has case {i} with {k} {case.get(k)!r}, not {'text' if k in _CASE_TYPES else 'a number'}"
+                what = "text" if k in _CASE_TYPES else "a number" + (" or null" if k in ("low", "high") else "")
+                return f"has case {i} with {k} {case.get(k)!r}, not {what}"
     return None
 
 

@@ -99,4 +99,6 @@ def _overlap_rule(base: dict, now: dict, tol: float | None) -> bool:
         return abs(now["value"] - base["value"]) > tol
     # Zero-width intervals (a constant measure) touch within rounding: float32 keeps ~7 digits.
     eps = 1e-6 * max(1.0, abs(base["value"]), abs(now["value"]))
-    return now["low"] > base["high"] + eps or now["high"] < base["low"] - eps
+    low = lambda c: -np.inf if c["low"] is None else c["low"]  # noqa: E731 (null: a refused bound, unbounded)
+    high = lambda c: np.inf if c["high"] is None else c["high"]  # noqa: E731
+    return low(now) > high(base) + eps or high(now) < low(base) - eps

@@ -35,9 +35,14 @@ class Run:
 
 
 class Runs:
-    def __init__(self, model, prompts: P.PromptSet, seed: int = 0, batch_size: int = 1024, source_prompts=None):
+    def __init__(self, model, prompts: P.PromptSet, seed: int = 0, batch_size: int = 1024, source_prompts=None,
+                 reference=None):
         self.model, self.prompts, self.seed, self.batch_size = model, prompts, seed, batch_size
         self.source_prompts = source_prompts  # PromptSpec -> PromptSet, for patching
+        # () -> the prompt set `method: mean` takes its means over (a draw apart from the judged
+        # prompts, files/loader.reference_spec); None: the judged prompts themselves (fixed data)
+        self.reference_prompts = reference
+        self.reference: I.Reference | None = None  # made when a mean is first needed
         self.device = input_device(model)  # the embedding's; a layer's activations stay on its own device
         self.tokens = torch.as_tensor(prompts.tokens, device=self.device)
         self.mask = _mask(prompts, self.device)
@@ -72,6 +77,7 @@ class Runs:
         for _, under, _, _ in todo:
             self._sources(under)
         clean_need = set().union(set(), *(I.clean_needs(under, cfg) for _, under, _, _ in todo))
+        self._reference(clean_need)
         has_clean = bool(clean_ms or clean_need)
         late = self.late_start is not None and has_clean and (not clean_need or n <= self.batch_size)
         starts = {k: self._first_block(under, need) if late else 0 for k, under, need, _ in todo}
@@ -123,8 +129,7 @@ class Runs:
     def _first_block(self, under, need: set[str]) -> int:
         """The first block a run under `under` reading `need` must compute: the lowest block any of
         its hooks (interventions' and captures') sits in."""
-        ctx = I.Context(self.model.cfg, self.prompts, {}, slice(0, self.prompts.n), self.seed, self.sources,
-                        self.model)
+        ctx = self._context({}, slice(0, self.prompts.n))
         names = [name for name, _ in I.hooks(under, ctx)] + sorted(need)
         return first_block(names, self.model.cfg.n_layers)
 
@@ -162,6 +167,7 @@ class Runs:
             return have
         need = set(need) | (set(have.cache) if have else set())
         clean = self.clean(I.clean_needs(under, self.model.cfg)).cache if under else {}
+        self._reference(I.clean_needs(under, self.model.cfg) if under else set())
         self._sources(under)
         self.done[k] = self._forward(self.tokens, under, need, clean)
         return self.done[k]
@@ -177,6 +183,7 @@ class Runs:
             return
         clean_need = set().union(*(I.clean_needs(u, self.model.cfg) for u, _ in todo)) if todo else set()
         clean = self.clean(clean_need).cache
+        self._reference(clean_need)
         for u, _ in todo:
             self._sources(u)
         for start in range(0, len(todo), per_pass):
@@ -188,7 +195,7 @@ class Runs:
         """One pass over the prompt set repeated once per (under, need) of `group`, each copy under its
         own interventions, from block `start` on: (logits, cache) of each copy."""
         n = self.prompts.n
-        ctx = I.Context(self.model.cfg, self.prompts, clean, slice(0, n), self.seed, self.sources, self.model)
+        ctx = self._context(clean, slice(0, n))
         parts: dict[str, list] = {}  # hook name -> (block, fn) of every stacked intervention
         names = set()
         for i, (under, need) in enumerate(group):
@@ -202,6 +209,23 @@ class Runs:
         logits = self._run(self.tokens.repeat(len(group), 1), hooks, mask, start, resid)
         blocks = [slice(i * n, (i + 1) * n) for i in range(len(group))]
         return [(logits[b], {name: caches[name][0][b] for name in need}) for b, (_, need) in zip(blocks, group)]
+
+    def _context(self, clean, rows) -> I.Context:
+        return I.Context(self.model.cfg, self.prompts, clean, rows, self.seed, self.sources, self.model,
+                         self.reference)
+
+    def _reference(self, need: set[str]) -> None:
+        """The reference set's clean activations at the hooks in `need` not read from it yet: one pass."""
+        if self.reference_prompts is None or not need:
+            return
+        if self.reference is None:
+            self.reference = I.Reference(self.reference_prompts(), {})
+        if need <= set(self.reference.clean):
+            return
+        ps = self.reference.prompts
+        tokens = torch.as_tensor(ps.tokens, device=self.device)
+        run = self._forward(tokens, (), need - set(self.reference.clean), {}, _mask(ps, self.device))
+        self.reference.clean.update(run.cache)
 
     def _sources(self, under):
         """The activations patch sources read: one pass per source prompt set, every hook read from it at once."""
@@ -242,7 +266,7 @@ class Runs:
         """(logits, activations in `need`) of the prompts `rows` under `under`, from block `start` on."""
         tokens = self.tokens if tokens is None else tokens
         mask = self.mask if mask is False else mask
-        ctx = I.Context(self.model.cfg, self.prompts, clean, rows, self.seed, self.sources, self.model)
+        ctx = self._context(clean, rows)
         caches = {name: [] for name in need}
         hooks = I.hooks(under, ctx) + [(name, _keep(caches[name])) for name in need]
         logits = self._run(tokens[rows], hooks, None if mask is None else mask[rows], start, resid)

@@ -39,8 +39,8 @@ class NNsightRuns(Runs):
     `LanguageModel` holds only its config and empty weights here)."""
 
     def __init__(self, model, prompts, seed: int = 0, batch_size: int = 1024, source_prompts=None,
-                 hf=None, remote: str | None = None, hub_name: str | None = None):
-        super().__init__(model, prompts, seed, batch_size, source_prompts)
+                 hf=None, remote: str | None = None, hub_name: str | None = None, reference=None):
+        super().__init__(model, prompts, seed, batch_size, source_prompts, reference)
         self.late_start = None  # a pass always runs from the embeddings: nnsight runs the model's own forward
         self.hf, self.remote, self.hub_name = hf, remote, hub_name
         self.config = hf.config if hf is not None else self.wrapped.config

@@ -43,17 +43,18 @@ class Values:
         group = self.plan.groups[self.plan.key(loaded, prompts_key)]
         args = (self.model(loaded), self.prompts(loaded, spec, prompts_key), loaded.spec.seed, self.batch_size)
         source_prompts = lambda s: H.prompt_set(group.loaded, H.prompts_key(group.loaded.path, s), s)  # noqa: E731
+        ref = H.reference_spec(spec)  # where `method: mean` takes its means
+        kw = dict(source_prompts=source_prompts, reference=None if ref is None else lambda: source_prompts(ref))
         options = self.load_options(loaded)
         if options.runner == "transformer_lens":
-            return Runs(*args, source_prompts=source_prompts)
+            return Runs(*args, **kw)
         from .. import models
         from .nnsight_runner import NNsightRuns
 
         remote = options.runner.partition(":")[2] or None
         if remote == "ndif":  # NDIF runs the model: nothing of it is loaded here but its config
-            return NNsightRuns(*args, source_prompts=source_prompts, remote=remote, hub_name=loaded.model_source.ref)
-        return NNsightRuns(*args, source_prompts=source_prompts, hf=models.hf_module(loaded.model_source, options),
-                           remote=remote)
+            return NNsightRuns(*args, **kw, remote=remote, hub_name=loaded.model_source.ref)
+        return NNsightRuns(*args, **kw, hf=models.hf_module(loaded.model_source, options), remote=remote)
 
     def _streamed(self, loaded, spec, prompts_key: tuple) -> dict:
         """The values every planned case reads over one prompt set, computed in one sweep on first
@@ -96,6 +97,9 @@ class Values:
         m = m or case.measure
         specs = [(case.prompts, case.prompts_key), *case.variants]
         specs += [(s.prompts, H.prompts_key(loaded.path, s.prompts)) for s in I.sources(under)]
+        ref = H.reference_spec(case.prompts) if under else None
+        if ref is not None:  # a mean under `under` is over this set (not knowable without the model's cfg)
+            specs.append((ref, H.prompts_key(loaded.path, ref)))
         return self.cache.key(loaded.model_source, [self.prompts(loaded, *s) for s in specs], under,
                               m, self.load_options(loaded), self.batch_size, loaded.spec.seed)
 
