@@ -287,12 +287,17 @@ def main():
     ap.add_argument("--draws", type=int, default=2000)
     ap.add_argument("--only", choices=["all", "scenarios", "holm", "unbounded", "fitted"], default="all",
                     help="holm: the first group at α/m only (tests/test_calibration.py asserts it at α)")
+    ap.add_argument("--ns", type=lambda t: {int(x) for x in t.split(",")}, default=None,
+                    help="only the rows at these n, e.g. 100,400")
+    ap.add_argument("--any", action="store_true", help="the rows at α/m again as `any` of 4 cases, each just false")
     args = ap.parse_args()
     print("| scenario | method | n | judged at | draws | pass rate | limit | refused |\n|---|---|---|---|---|---|---|---|")
     groups = {"scenarios": lambda: scenarios((ALPHA, ALPHA / SHIPPED_M)), "holm": lambda: scenarios((ALPHA / SHIPPED_M,)),
               "unbounded": unbounded, "fitted": fitted}
     chosen = [sc for name, make in groups.items() if args.only == name or args.only == "all" and name != "holm"
-              for sc in make()]
+              for sc in make() if args.ns is None or sc.n in args.ns]
+    if args.any:  # the quantifier's own level: each case at α/(4m) (case_level)
+        chosen = [replace(sc, cases=4) for sc in chosen if sc.level < ALPHA and sc.cases == 1]
     for sc in chosen:
         draws = args.draws if sc.level >= ALPHA else 2 * args.draws  # rarer events need more draws
         rate, refused = sc.rates(draws)
