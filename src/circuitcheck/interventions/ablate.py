@@ -67,7 +67,7 @@ class AblateKind(Kind):
             return [(pattern_name(layer), _bos(hs, at)) for layer, hs in self._by_layer(body, ctx.cfg).items()]
         over = getattr(body, "mean_over", None)
         if getattr(body, "mean_from", None) is not None:  # the reference set's mean, placed by token index
-            return [h for t, s in zip(self.targets(body, ctx.cfg), self.sources(body))
+            return [h for t, s in zip(self.targets(body, ctx.cfg), self.sources(body, ctx.cfg))
                     for h in C.edit_hooks(t.hook, _write_mean(t, ctx.sources[s.key], at, ctx))]
         return [h for t in self.targets(body, ctx.cfg)
                 for h in C.edit_hooks(t.hook, _replace(t, body.method, at, over, ctx))]
@@ -77,10 +77,10 @@ class AblateKind(Kind):
         if getattr(body, "mean_from", None) is None or body.method != "mean":
             return []
         key = ("ablate-mean", body.model_dump_json(by_alias=True))
-        over = body.mean_over
+        over = getattr(body, "mean_over", None)  # keep_only has no mean_over
         return [C.Source(key + (t.hook,), body.mean_from, t.hook, loc=("mean_from",),
                          reduce=lambda act, ps: C.by_token(act, ps, over), match="length", over=over)
-                for t in self.targets(body, None)]
+                for t in self.targets(body, cfg)]
 
     def _by_layer(self, body, cfg) -> dict[int, list[int]]:
         return {int(t.hook.split(".")[1]): list(t.units) for t in self.targets(body, cfg)}
