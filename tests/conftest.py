@@ -13,6 +13,9 @@ pytest_plugins = ["pytester"]
 # never writes the user's ~/.config, and reads its own caches back wherever HOME is read-only.
 # tests/test_cache_trust.py unsets it to test the key file.
 os.environ.setdefault("CIRCUITCHECK_CACHE_KEY", "the circuitcheck test suite's cache key")
+# A $COLUMNS inherited from the shell that runs the suite asks the plugin for a table that width even
+# in a log (plugin._table_width); tests read whole rows unless they set a width themselves.
+os.environ.pop("COLUMNS", None)
 
 TINY = dict(n_layers=2, d_model=32, n_ctx=32, d_head=8, n_heads=4, d_vocab=64, attn_only=True,
             act_fn="relu", normalization_type="LN", seed=0)

@@ -36,6 +36,20 @@ def scores_edit(fn):
     return fn
 
 
+def layer_norm(sd: dict, x, name: str, eps: float):
+    """The LayerNorm `name` of a state dict on x; the identity where there is none (zoo:induction)."""
+    if f"{name}.weight" not in sd:
+        return x
+    x = x - x.mean(-1, keepdim=True)
+    x = x / (x.pow(2).mean(-1, keepdim=True) + eps).sqrt()
+    return x * sd[f"{name}.weight"] + sd[f"{name}.bias"]
+
+
+def affine(sd: dict, x, name: str):
+    """The nn.Linear `name` of a state dict on x."""
+    return x @ sd[f"{name}.weight"].T + sd[f"{name}.bias"]
+
+
 def forward_mlp(model, tokens, edit=None):
     """A hand forward of a TL-native model with LayerNorm and GELU MLPs, read from the bridge's
     state dict (nn.Linear layouts, not TransformerLens's W_* views); attention-only models and
@@ -49,14 +63,10 @@ def forward_mlp(model, tokens, edit=None):
     h, e = cfg.n_heads, cfg.d_head
 
     def ln(x, name):
-        if f"{name}.weight" not in sd:  # a model without LayerNorm (zoo:induction)
-            return x
-        x = x - x.mean(-1, keepdim=True)
-        x = x / (x.pow(2).mean(-1, keepdim=True) + cfg.eps).sqrt()
-        return x * sd[f"{name}.weight"] + sd[f"{name}.bias"]
+        return layer_norm(sd, x, name, cfg.eps)
 
     def linear(x, name):
-        return x @ sd[f"{name}.weight"].T + sd[f"{name}.bias"]
+        return affine(sd, x, name)
 
     t = tokens.shape[1]
     resid = sd["embed.weight"][tokens] + sd["pos_embed.weight"][:t]

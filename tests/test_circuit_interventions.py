@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+import manual
 from circuitcheck.files import loader as H
 from circuitcheck.interventions.ablate import resample_order
 from circuitcheck.session import Session
@@ -32,14 +33,10 @@ def hand(model, tokens, reader=None, part=None, keys=None):
     h, e, t = cfg.n_heads, cfg.d_head, tokens.shape[1]
 
     def ln(x, name):
-        if f"{name}.weight" not in sd:
-            return x
-        x = x - x.mean(-1, keepdim=True)
-        x = x / (x.pow(2).mean(-1, keepdim=True) + cfg.eps).sqrt()
-        return x * sd[f"{name}.weight"] + sd[f"{name}.bias"]
+        return manual.layer_norm(sd, x, name, cfg.eps)
 
     def linear(x, name):
-        return x @ sd[f"{name}.weight"].T + sd[f"{name}.bias"]
+        return manual.affine(sd, x, name)
 
     parts = {"input": part("input", sd["embed.weight"][tokens] + sd["pos_embed.weight"][:t])}
     resid = parts["input"]
