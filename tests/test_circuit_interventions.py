@@ -90,6 +90,14 @@ def values(path, n_claims=1):
     return out, H.prompt_set(loaded, case.prompts_key, case.prompts)
 
 
+def reference_tokens(path):
+    """The prompts `method: mean` averages over by default: the claim's spec, seed + 1,000,003."""
+    loaded = H.load(path)
+    case = loaded.claims[0].cases[0]
+    spec = case.prompts.model_copy(update={"seed": case.prompts.seed + 1_000_003})
+    return torch.as_tensor(H.prompt_set(loaded, H.prompts_key(path, spec), spec).tokens)
+
+
 def claims(*unders: str) -> str:
     return "".join(f"- id: c{i}\n  says: an intervention, checked by hand\n  under: {u}\n  measure: logprob\n"
                    "  expect: record\n" for i, u in enumerate(unders))
@@ -114,10 +122,11 @@ def every_node(model) -> list[str]:
     return ["input", "logits", *mlps, *(f"L{layer}H{h}" for layer in range(cfg.n_layers) for h in range(cfg.n_heads))]
 
 
-def means(model, tokens):
-    """Each writer's part averaged over the prompts (per position), from the clean hand run."""
-    _, parts = hand(model, tokens)
-    return {k: v.mean(0, keepdim=True).expand_as(v) for k, v in parts.items()}
+def means(model, reference, like):
+    """Each writer's part averaged over the reference prompts (per position), from the clean hand run,
+    in the shape of the judged run `like`."""
+    _, parts = hand(model, reference)
+    return {k: v.mean(0, keepdim=True).expand(like.shape[0], *v.shape[1:]) for k, v in parts.items()}
 
 
 def test_keeping_every_node_or_edge_is_the_clean_run_exactly(setup):
@@ -133,10 +142,11 @@ def test_keeping_every_node_or_edge_is_the_clean_run_exactly(setup):
 def test_keeping_nothing_is_the_all_ablated_run(setup):
     write, model = setup
     knocked = [n for n in every_node(model) if n != "logits"]
-    (kept, all_out), ps = values(write(claims("{keep_circuit: {circuit: {nodes: [logits]}, method: mean}}",
-                                              f"{{knock_out: {{nodes: [{', '.join(knocked)}], method: mean}}}}")), 2)
+    path = write(claims("{keep_circuit: {circuit: {nodes: [logits]}, method: mean}}",
+                        f"{{knock_out: {{nodes: [{', '.join(knocked)}], method: mean}}}}"))
+    (kept, all_out), ps = values(path, 2)
     tokens = torch.as_tensor(ps.tokens)
-    mean = means(model, tokens)
+    mean = means(model, reference_tokens(path), tokens)
     want = logprob(hand(model, tokens, part=lambda name, x: mean[name])[0], ps)
     clean = logprob(hand(model, tokens)[0], ps)
     assert not np.allclose(want, clean, atol=1e-2)
@@ -181,11 +191,12 @@ def test_one_edge_knocked_out(setup, edge, writer, reader):
 
     gone = set(parse_edge(edge))
     rest = [str(e) for e in shape_of(model.cfg).edges() if e not in gone]
-    (got, other), ps = values(write(claims("{keep_circuit: {circuit: most, method: mean}}",
-                                           f"{{knock_out: {{nodes: [{writer}], method: mean}}}}"),
-                                    extra="circuits:\n  most: {edges: [" + ", ".join(f"'{e}'" for e in rest) + "]}\n"), 2)
+    path = write(claims("{keep_circuit: {circuit: most, method: mean}}",
+                        f"{{knock_out: {{nodes: [{writer}], method: mean}}}}"),
+                 extra="circuits:\n  most: {edges: [" + ", ".join(f"'{e}'" for e in rest) + "]}\n")
+    (got, other), ps = values(path, 2)
     tokens = torch.as_tensor(ps.tokens)
-    mean = means(model, tokens)
+    mean = means(model, reference_tokens(path), tokens)
     want = logprob(hand(model, tokens, knocked_edge_reader({reader: [writer]}, mean))[0], ps)
     clean = logprob(hand(model, tokens)[0], ps)
     assert not np.allclose(want, clean, atol=1e-4)
