@@ -121,3 +121,15 @@ def run_of(model, prompts, hooks: set[str]):
 
     raw = Runs(model, prompts).clean(hooks)
     return Run(raw.logits, raw.cache, prompts, model)
+
+
+def reference_prompts(path, claim: int = 0):
+    """The prompt set `method: mean` averages over by default for a claim of the file at `path`: its
+    prompt spec with the seed moved by 1,000,003 (issue 22 item 1), built by the prompt generator."""
+    from circuitcheck.files import loader as H
+
+    loaded = H.load(path)
+    case = loaded.claims[claim].cases[0]
+    spec = case.prompts.model_copy(update={"seed": case.prompts.seed + 1_000_003})
+    return H.prompt_set(loaded, H.prompts_key(path, spec), spec)
+

@@ -12,7 +12,7 @@ import torch
 
 from circuitcheck.files import loader as H
 from circuitcheck.session import Session
-from test_circuit_interventions import PROMPTS, hand, knocked_edge_reader, logprob, means
+from test_circuit_interventions import PROMPTS, hand, knocked_edge_reader, logprob, means, reference_tokens
 from test_circuit_named import reader_names, writers_before
 
 TOP = [0, 3, 9, 20]
@@ -70,7 +70,7 @@ def test_cpr_and_cmd_are_the_trapezoid_areas_of_the_hand_curve(setup):
     case = loaded.claims[0].cases[0]
     ps = H.prompt_set(loaded, case.prompts_key, case.prompts)
     tokens = torch.as_tensor(ps.tokens)
-    mean = means(model, tokens)
+    mean = means(model, reference_tokens(path), tokens)
 
     def kept(k):  # the hand run of the top-k edges: every other edge reads its writer's mean
         keep = set(ranked[:k])

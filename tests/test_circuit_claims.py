@@ -48,17 +48,19 @@ def logprob(logits, ps) -> np.ndarray:
     return lp.gather(-1, torch.as_tensor(ps.target_tok)[..., None])[..., 0].mean(-1).numpy()
 
 
-def hand_run(model, ps, knocked: dict[int, list[int]] = {}, mlps: tuple[int, ...] = (), method: str = "mean"):
+def hand_run(model, ps, knocked: dict[int, list[int]] = {}, mlps: tuple[int, ...] = (), method: str = "mean",
+             path=None):
     """Logprob per prompt with heads {layer: [head, ...]} and MLP layers knocked out by hand: each
-    replaced by its mean over the prompts at each position (or zero)."""
+    replaced by its mean at each position over the reference prompts of the file at `path`
+    (manual.reference_prompts, what `method: mean` averages over), or by zero."""
     tokens = torch.as_tensor(ps.tokens)
-    _, clean = manual.forward_mlp(model, tokens)
+    clean = {} if path is None else manual.forward_mlp(model, torch.as_tensor(manual.reference_prompts(path).tokens))[1]
 
     def edit(name, x):
         for layer, heads in knocked.items():
             if name == f"z{layer}":
                 x = x.clone()
-                new = clean[name].mean(0, keepdim=True) if method == "mean" else torch.zeros_like(clean[name][:1])
+                new = clean[name].mean(0, keepdim=True) if method == "mean" else torch.zeros_like(x[:1])
                 x[:, :, heads] = new[:, :, heads].expand(x.shape[0], -1, -1, -1)
         for layer in mlps:
             if name == f"mlp_out{layer}":
@@ -85,8 +87,8 @@ def test_versus_under_compares_two_interventions_prompt_by_prompt(hyp_mlp, tiny_
           expect: record
         """, prompts=PROMPTS)
     got, ps = values_of(path)
-    head = hand_run(tiny_mlp_model, ps, {1: [0]})
-    mlp = hand_run(tiny_mlp_model, ps, mlps=(0,))
+    head = hand_run(tiny_mlp_model, ps, {1: [0]}, path=path)
+    mlp = hand_run(tiny_mlp_model, ps, mlps=(0,), path=path)
     full = hand_run(tiny_mlp_model, ps)
     assert not np.allclose(head, mlp, atol=1e-3) and not np.allclose(head, full, atol=1e-3)
     np.testing.assert_allclose(got["one-vs-other"], head - mlp, atol=2e-4)
@@ -103,7 +105,7 @@ def test_versus_under_on_an_attention_only_zoo_model(tmp_path, induction):
           expect: {at_most: -1}
         """)
     got, ps = values_of(path)
-    diff = hand_run(induction, ps, {1: [1, 3]}) - hand_run(induction, ps)
+    diff = hand_run(induction, ps, {1: [1, 3]}, path=path) - hand_run(induction, ps)
     np.testing.assert_allclose(got["holds"], diff, atol=2e-4)
     twin = zoo_file(tmp_path, f"""\
         - id: holds
@@ -195,8 +197,8 @@ def test_faithfulness_runs_and_ratio_by_hand_on_a_model_with_mlps(hyp_mlp, tiny_
         """, prompts=PROMPTS)
     got, ps, session, loaded = named_values(path)
     runs = got["f"][0]
-    circuit = hand_run(tiny_mlp_model, ps, {0: [0, 2, 3], 1: [1, 2, 3]}, mlps=(0,))
-    empty = hand_run(tiny_mlp_model, ps, {0: [0, 1, 2, 3], 1: [0, 1, 2, 3]}, mlps=(0, 1))
+    circuit = hand_run(tiny_mlp_model, ps, {0: [0, 2, 3], 1: [1, 2, 3]}, mlps=(0,), path=path)
+    empty = hand_run(tiny_mlp_model, ps, {0: [0, 1, 2, 3], 1: [0, 1, 2, 3]}, mlps=(0, 1), path=path)
     full = hand_run(tiny_mlp_model, ps)
     for name, want in (("circuit", circuit), ("empty", empty), ("full", full)):
         np.testing.assert_allclose(runs[name], want, atol=2e-4, err_msg=name)
@@ -274,7 +276,7 @@ def test_kl_from_the_model_by_hand(hyp_mlp, tiny_mlp_model):
         """, prompts=PROMPTS)
     got, ps = values_of(path)
     tokens = torch.as_tensor(ps.tokens)
-    _, clean = manual.forward_mlp(tiny_mlp_model, tokens)
+    _, clean = manual.forward_mlp(tiny_mlp_model, torch.as_tensor(manual.reference_prompts(path).tokens))
 
     def edit(name, x):
         heads = {"z0": [0, 2, 3], "z1": [1, 2, 3]}.get(name)

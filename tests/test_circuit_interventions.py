@@ -91,11 +91,7 @@ def values(path, n_claims=1):
 
 
 def reference_tokens(path):
-    """The prompts `method: mean` averages over by default: the claim's spec, seed + 1,000,003."""
-    loaded = H.load(path)
-    case = loaded.claims[0].cases[0]
-    spec = case.prompts.model_copy(update={"seed": case.prompts.seed + 1_000_003})
-    return torch.as_tensor(H.prompt_set(loaded, H.prompts_key(path, spec), spec).tokens)
+    return torch.as_tensor(manual.reference_prompts(path).tokens)
 
 
 def claims(*unders: str) -> str:

@@ -15,7 +15,7 @@ import manual
 from circuitcheck import prompts as P
 from circuitcheck.files import loader as H
 from circuitcheck.session import Session
-from test_circuit_interventions import PROMPTS, SOURCE, hand, knocked_edge_reader, logprob, means
+from test_circuit_interventions import PROMPTS, SOURCE, hand, knocked_edge_reader, logprob, means, reference_tokens
 
 # the MIB circuit-track layout: every edge of the graph with a score, the circuit's marked in_graph
 IN_GRAPH = ["input->a0.h1<v>", "input->a0.h1<k>", "a0.h1->a1.h2<q>", "a0.h1->a1.h2<k>", "input->a1.h2<v>",
@@ -103,7 +103,7 @@ def test_a_named_edge_circuit_from_an_eap_file_gives_the_hand_runs(setup):
     _, corrupt = hand(model, torch.as_tensor(P.repeated_tokens(n=24, seed=9, length=6).tokens))
     clean = logprob(hand(model, tokens)[0], ps)
     everything = {r: writers_before(model, r) for r in reader_names(model)}
-    for case, replace in zip(got["f"], (means(model, tokens), corrupt)):
+    for case, replace in zip(got["f"], (means(model, reference_tokens(path), tokens), corrupt)):
         want = {"circuit": logprob(hand(model, tokens, knocked_edge_reader(knocked_outside(model, IN_GRAPH),
                                                                            replace))[0], ps),
                 "empty": logprob(hand(model, tokens, knocked_edge_reader(everything, replace))[0], ps),
@@ -129,7 +129,8 @@ def test_a_named_node_circuit_with_neurons_and_the_input(hyp_mlp, tiny_mlp_model
     (runs,) = got["c"]
     tokens = torch.as_tensor(ps.tokens)
     _, clean = manual.forward_mlp(tiny_mlp_model, tokens)
-    mean = {k: v.mean(0, keepdim=True) for k, v in clean.items()}
+    _, reference = manual.forward_mlp(tiny_mlp_model, reference_tokens(path))
+    mean = {k: v.mean(0, keepdim=True) for k, v in reference.items()}
 
     def run(heads: dict, mlp0: bool, neurons: list[int] | None, embed_too: bool, knock_model=False):
         """heads {layer: [knocked]}, MLP 0 knocked or not, MLP 1's knocked neurons (None: all)."""

@@ -5,6 +5,7 @@ the state dict's nn.Linear weights, not TransformerLens's hooks), edited by hand
 from __future__ import annotations
 
 import json
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -48,14 +49,24 @@ def claim(under: str) -> str:
 
 
 def check(hyp_mlp, model, under, edit, prompts=PROMPTS):
-    value, ps = measured(hyp_mlp(claim(under), prompts=prompts))
+    """`edit(name, x, clean, ps, ref)`: `ref.clean` and `ref.ps` are the reference set's clean run and
+    prompts, which `method: mean` averages over (manual.reference_prompts)."""
+    path = hyp_mlp(claim(under), prompts=prompts)
+    value, ps = measured(path)
     tokens = torch.as_tensor(ps.tokens)
     _, clean = manual.forward_mlp(model, tokens)
-    logits, _ = manual.forward_mlp(model, tokens, lambda name, x: edit(name, x, clean, ps))
+    ref_ps = manual.reference_prompts(path)
+    ref = Reference(manual.forward_mlp(model, torch.as_tensor(ref_ps.tokens))[1], ref_ps)
+    logits, _ = manual.forward_mlp(model, tokens, lambda name, x: edit(name, x, clean, ps, ref))
     want = logprob(logits, ps)
     base = logprob(manual.forward_mlp(model, tokens)[0], ps)
     assert not np.allclose(want, base, atol=1e-3), "the edit must change something, or the test shows nothing"
     np.testing.assert_allclose(value, want, atol=2e-4)
+
+
+class Reference(NamedTuple):
+    clean: dict
+    ps: object
 
 
 def at(x, idx, new):
@@ -66,8 +77,8 @@ def at(x, idx, new):
 
 
 def test_mlp_layer_mean_ablation(hyp_mlp, tiny_mlp_model):
-    def edit(name, x, clean, ps):
-        return clean["mlp_out1"].mean(0, keepdim=True).expand_as(x) if name == "mlp_out1" else x
+    def edit(name, x, clean, ps, ref):
+        return ref.clean["mlp_out1"].mean(0, keepdim=True).expand_as(x) if name == "mlp_out1" else x
 
     check(hyp_mlp, tiny_mlp_model, "{ablate: {hook: mlp_out, layer: 1, method: mean}}", edit)
 
@@ -76,27 +87,27 @@ def test_zeroing_neurons_removes_their_rows_of_w_out(hyp_mlp, tiny_mlp_model):
     """Zeroing neurons at hook_post equals subtracting post[n] * W_out[n] from the MLP's output."""
     w_out = manual.state_weights(tiny_mlp_model)["W_out0"]
 
-    def edit(name, x, clean, ps):
+    def edit(name, x, clean, ps, ref):
         if name != "mlp_out0":
             return x
         return x - EDITED["post"][..., [5, 17]] @ w_out[[5, 17]]
 
     EDITED = {}
 
-    def keep_post(name, x, clean, ps):
+    def keep_post(name, x, clean, ps, ref):
         if name == "post0":
             EDITED["post"] = x
-        return edit(name, x, clean, ps)
+        return edit(name, x, clean, ps, ref)
 
     check(hyp_mlp, tiny_mlp_model, "{ablate: {neurons: [L0N5, L0N17], method: zero}}", keep_post)
 
 
 def test_neurons_before_the_activation_mean(hyp_mlp, tiny_mlp_model):
-    def edit(name, x, clean, ps):
+    def edit(name, x, clean, ps, ref):
         if name != "pre1":
             return x
         x = x.clone()
-        x[..., [3, 40]] = clean["pre1"][..., [3, 40]].mean(0, keepdim=True)
+        x[..., [3, 40]] = ref.clean["pre1"][..., [3, 40]].mean(0, keepdim=True)
         return x
 
     check(hyp_mlp, tiny_mlp_model, "{ablate: {hook: mlp_pre, neurons: [L1N3, L1N40], method: mean}}", edit)
@@ -105,7 +116,7 @@ def test_neurons_before_the_activation_mean(hyp_mlp, tiny_mlp_model):
 def test_query_of_one_head_zeroed_makes_its_attention_uniform(hyp_mlp, tiny_mlp_model):
     """q = 0 gives every key a score of 0 (LN1 has no effect on q then): the head averages v."""
 
-    def edit(name, x, clean, ps):
+    def edit(name, x, clean, ps, ref):
         if name != "z1":
             return x
         t = x.shape[1]
@@ -117,23 +128,23 @@ def test_query_of_one_head_zeroed_makes_its_attention_uniform(hyp_mlp, tiny_mlp_
 
     EDITED = {}
 
-    def keep_v(name, x, clean, ps):
+    def keep_v(name, x, clean, ps, ref):
         if name == "q1":  # circuitcheck zeroes q (bias included), so the scores are exactly 0
             return x
         if name == "v1":
             EDITED["v"] = x
-        return edit(name, x, clean, ps)
+        return edit(name, x, clean, ps, ref)
 
     check(hyp_mlp, tiny_mlp_model, "{ablate: {hook: q, heads: [L1H2], method: zero}}", keep_v)
 
 
 def test_key_resample_and_value_mean_per_head(hyp_mlp, tiny_mlp_model):
-    def edit(name, x, clean, ps):
+    def edit(name, x, clean, ps, ref):
         x = x.clone()
         if name == "k0":
             x[:, :, 1] = clean["k0"][torch.as_tensor(resample_order(ps.n, 0))][:, :, 1]
         if name == "v1":
-            x[:, 5, 0] = clean["v1"][:, 5, 0].mean(0)
+            x[:, 5, 0] = ref.clean["v1"][:, 5, 0].mean(0)
         return x
 
     under = "[{ablate: {hook: k, heads: [L0H1], method: resample}}, {ablate: {hook: v, heads: L1H0, at: 5}}]"
@@ -141,7 +152,7 @@ def test_key_resample_and_value_mean_per_head(hyp_mlp, tiny_mlp_model):
 
 
 def test_residual_stream_resample_at_a_position(hyp_mlp, tiny_mlp_model):
-    def edit(name, x, clean, ps):
+    def edit(name, x, clean, ps, ref):
         if name != "resid_mid0":
             return x
         return at(x, torch.full((ps.n,), 4), clean["resid_mid0"][torch.as_tensor(resample_order(ps.n, 0)), 4])
@@ -150,23 +161,23 @@ def test_residual_stream_resample_at_a_position(hyp_mlp, tiny_mlp_model):
 
 
 def test_mean_over_a_where_subset(hyp_mlp, tiny_mlp_model):
-    def edit(name, x, clean, ps):
+    def edit(name, x, clean, ps, ref):
         if name != "resid_pre1":
             return x
-        subset = torch.as_tensor(ps.tokens[:, 1] < 32)
-        assert 0 < int(subset.sum()) < ps.n
-        return clean["resid_pre1"][subset].mean(0, keepdim=True).expand_as(x)
+        subset = torch.as_tensor(ref.ps.tokens[:, 1] < 32)  # the reference prompts meeting the condition
+        assert 0 < int(subset.sum()) < ref.ps.n
+        return ref.clean["resid_pre1"][subset].mean(0, keepdim=True).expand_as(x)
 
     check(hyp_mlp, tiny_mlp_model, '{ablate: {hook: resid_pre, layer: 1, mean_over: "tok[1] < 32"}}', edit)
 
 
 def test_heads_mean_over_a_subset_differs_from_the_mean_over_all(hyp_mlp, tiny_mlp_model):
-    def edit(name, x, clean, ps):
+    def edit(name, x, clean, ps, ref):
         if name != "z0":
             return x
-        subset = torch.as_tensor(ps.tokens[:, 2] >= 20)
+        subset = torch.as_tensor(ref.ps.tokens[:, 2] >= 20)
         x = x.clone()
-        x[:, :, 3] = clean["z0"][subset][:, :, 3].mean(0)
+        x[:, :, 3] = ref.clean["z0"][subset][:, :, 3].mean(0)
         return x
 
     check(hyp_mlp, tiny_mlp_model, '{ablate: {heads: [L0H3], mean_over: "tok[2] >= 20"}}', edit)
@@ -184,7 +195,7 @@ def test_patch_from_the_mean_of_another_prompt_set(hyp_mlp, tiny_mlp_model):
     src = P.repeated_tokens(n=10, seed=5, length=6)
     _, source = manual.forward_mlp(tiny_mlp_model, torch.as_tensor(src.tokens))
 
-    def edit(name, x, clean, ps):
+    def edit(name, x, clean, ps, ref):
         if name != "resid_pre1":
             return x
         return at(x, torch.full((ps.n,), 3), source["resid_pre1"][:, 3].mean(0))
@@ -199,7 +210,7 @@ def test_patch_one_heads_output_prompt_by_prompt(hyp_mlp, tiny_mlp_model):
     src = P.repeated_tokens(n=24, seed=9, length=6)
     _, source = manual.forward_mlp(tiny_mlp_model, torch.as_tensor(src.tokens))
 
-    def edit(name, x, clean, ps):
+    def edit(name, x, clean, ps, ref):
         if name != "z0":
             return x
         x = x.clone()
@@ -211,13 +222,13 @@ def test_patch_one_heads_output_prompt_by_prompt(hyp_mlp, tiny_mlp_model):
 
 
 def test_existing_head_ablation_is_unchanged(hyp_mlp, tiny_mlp_model):
-    """`ablate: {heads}` keeps its meaning: z of those heads replaced by their mean over prompts."""
+    """`ablate: {heads}` keeps its meaning: z of those heads replaced by their mean over the reference prompts."""
 
-    def edit(name, x, clean, ps):
+    def edit(name, x, clean, ps, ref):
         if name != "z1":
             return x
         x = x.clone()
-        x[:, :, [0, 3]] = clean["z1"][:, :, [0, 3]].mean(0)
+        x[:, :, [0, 3]] = ref.clean["z1"][:, :, [0, 3]].mean(0)
         return x
 
     check(hyp_mlp, tiny_mlp_model, "{ablate: {heads: [L1H0, L1H3], method: mean}}", edit)

@@ -42,15 +42,16 @@ def test_claims_of_many_files_share_the_clean_run_and_each_intervention(hyp, mon
     a = hyp(ABLATE_L1H0.format(id="a") + EACH_HEAD, name="a.hyp.yaml")
     b = hyp(ABLATE_L1H0.format(id="b"), name="b.hyp.yaml")  # the same intervention as a's first claim
     n = 120  # prompts per set (the fixture's)
-    # on a CPU (by default): 1 clean run + one pass for each of the 5 distinct interventions
-    assert passes([a, b], batch_size=5 * n)[0] == 1 + 5
+    # on a CPU (by default): 1 clean run + 1 clean run of the reference set the mean of L1H0 is taken
+    # over (issue 22 item 1; shared by both files) + one pass for each of the 5 distinct interventions
+    assert passes([a, b], batch_size=5 * n)[0] == 1 + 1 + 5
     monkeypatch.setattr(runs, "STACK_ON_CPU", True)  # as on a GPU:
-    # 1 clean run + 5 distinct interventions (mean L1H0, zero L1H0..L1H3), all stacked in one pass
-    assert passes([a, b], batch_size=5 * n)[0] == 1 + 1
+    # 1 clean run + the reference run + 5 distinct interventions (mean L1H0, zero L1H0..L1H3) stacked in one pass
+    assert passes([a, b], batch_size=5 * n)[0] == 1 + 1 + 1
     # two per pass: 3 passes for the 5 interventions
-    assert passes([a, b], batch_size=2 * n)[0] == 1 + 3
+    assert passes([a, b], batch_size=2 * n)[0] == 1 + 1 + 3
     # a batch smaller than the prompt set: chunks of 60 prompts, 2 per run, none stacked
-    assert passes([a, b], batch_size=n // 2)[0] == 2 * (1 + 5)
+    assert passes([a, b], batch_size=n // 2)[0] == 2 * (1 + 1 + 5)
 
 
 ATTENDS = """\

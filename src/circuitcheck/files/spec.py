@@ -632,7 +632,7 @@ class Claim(Strict):
                              + ", ".join(k for k, m in _measures.KINDS.items() if m.weights_only))
         if self.expect.record is None and kind.vector and self.expect.order is None:
             raise ValueError(f"`{kind.name}` gives one value per unit: judge it with `expect: {{order: ...}}`")
-        if kind.is_weights_only(self.measure.body) and (self.expect.relative is not None or self.expect.swept is not None or self.under):
+        if kind.weights_only and kind.is_weights_only(self.measure.body) and (self.expect.relative is not None or self.expect.swept is not None or self.under):
             raise ValueError(f"`{kind.name}` is computed from the weights alone, one exact number: it has no clean "
                              "run to compare with, no prompts to split and no interventions; judge it with "
                              "at_least / at_most / between / about")
