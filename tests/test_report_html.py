@@ -111,3 +111,15 @@ def test_a_checkpoint_series_and_quantified_cases_are_drawn_as_one_picture_each(
     dom = browse(exe, tmp_path, page.as_uri(), "--dump-dom").stdout
     assert dom.count('<svg class="forest"') == 1 and dom.count('<svg class="interval"') == 1
     assert "attention of L0H1 averaged over 60 prompts of one length" in dom
+
+
+def test_a_case_without_a_bound_is_drawn_to_the_axis_end():
+    """A refused side (no bound at the claim's level: low or high null) and a baseline written with a
+    null bound draw to the axis's end; they used to stop the HTML report with a TypeError."""
+    from circuitcheck.report.html_report import forest_svg, interval_svg
+
+    case = {"label": "L0H1", "value": 0.5, "low": None, "high": 0.7, "bounds": [0.4, None], "verdict": "inconclusive"}
+    base = {"value": 0.55, "low": 0.45, "high": None}
+    svg = interval_svg(case, base)
+    assert svg.count("<line") == 3 and 'cx="' in svg
+    assert forest_svg([case, {**case, "low": 0.45, "high": None}]).count("<circle") == 2

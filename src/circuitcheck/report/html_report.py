@@ -137,7 +137,7 @@ def _baseline(cmp: dict | None) -> str:
 
 # ---------------------------------------------------------------- pictures
 def _axis(values) -> tuple[float, float]:
-    xs = [v for v in values if v is not None and math.isfinite(v)]
+    xs = [v for v in values if v is not None and math.isfinite(v)] or [0.0, 1.0]
     lo, hi = min(xs), max(xs)
     pad = (hi - lo) * 0.15 or max(abs(lo), 1.0) * 0.1
     return lo - pad, hi + pad
@@ -156,11 +156,14 @@ def interval_svg(c: dict, base: dict | None = None, width: int = 320) -> str:
     out = [f'<svg class="interval" width="{width}" height="44" role="img" aria-label="interval against region">',
            f'<rect x="{r0:.1f}" y="4" width="{max(r1 - r0, 1):.1f}" height="26" fill="#dafbe1" stroke="#4ac26b"/>',
            f'<line x1="8" y1="30" x2="{width - 8}" y2="30" stroke="#d0d7de"/>']
-    if base and base.get("value") is not None:
-        out.append(f'<line x1="{x(base["low"]):.1f}" y1="11" x2="{x(base["high"]):.1f}" y2="11" stroke="#8c959f" '
+    if base and base.get("value") is not None:  # a baseline without a bound (null) runs to the axis's end
+        low, high = (a if base["low"] is None else base["low"]), (b if base["high"] is None else base["high"])
+        out.append(f'<line x1="{x(low):.1f}" y1="11" x2="{x(high):.1f}" y2="11" stroke="#8c959f" '
                    f'stroke-width="3"/><circle cx="{x(base["value"]):.1f}" cy="11" r="3.5" fill="#fff" stroke="#8c959f"/>')
-    out.append(f'<line x1="{x(c["low"]):.1f}" y1="22" x2="{x(c["high"]):.1f}" y2="22" stroke="{colour}" '
-               f'stroke-width="4"/><circle cx="{x(c["value"]):.1f}" cy="22" r="4" fill="{colour}"/>')
+    if c["value"] is not None:  # an unbounded side (no bound at this level) runs to the axis's end
+        low, high = (a if c["low"] is None else c["low"]), (b if c["high"] is None else c["high"])
+        out.append(f'<line x1="{x(low):.1f}" y1="22" x2="{x(high):.1f}" y2="22" stroke="{colour}" '
+                   f'stroke-width="4"/><circle cx="{x(c["value"]):.1f}" cy="22" r="4" fill="{colour}"/>')
     out += [f'<text x="8" y="42">{_num(a)}</text>', f'<text x="{width - 8}" y="42" text-anchor="end">{_num(b)}</text>']
     return "".join(out) + "</svg>"
 
