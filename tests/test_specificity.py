@@ -39,7 +39,8 @@ def test_mutants_swap_each_named_head_and_flip_the_direction():
     assert SP.direction_mutants({**claim, "expect": {"about": 1, "tol": 0.1}}) == []
 
 
-def test_a_claim_any_head_meets_is_flagged_and_one_that_singles_out_its_head_is_not(hyp):
+def _ranked_previous_token_heads(hyp) -> list[tuple[float, int]]:
+    """(previous-token score, head) of the four layer-0 heads on the fixture's prompts, lowest first."""
     probe = "".join(f"""\
 - id: h{h}
   says: "probe"
@@ -47,7 +48,11 @@ def test_a_claim_any_head_meets_is_flagged_and_one_that_singles_out_its_head_is_
   expect: {{at_least: 0}}
 """ for h in range(4))
     session, loaded = _run(hyp, probe)
-    scores = sorted((session.result(loaded.path, f"h{h}").main.estimate.statistic, h) for h in range(4))
+    return sorted((session.result(loaded.path, f"h{h}").main.estimate.statistic, h) for h in range(4))
+
+
+def test_a_claim_any_head_meets_is_flagged_and_one_that_singles_out_its_head_is_not(hyp):
+    scores = _ranked_previous_token_heads(hyp)
     (second, _), (top, best) = scores[-2], scores[-1]
     claims = f"""\
 - id: loose
@@ -148,14 +153,7 @@ def test_heads_inside_weight_expressions_are_swapped_too():
 def test_an_inconclusive_mutant_is_not_killed(hyp):
     """A claim whose threshold sits on the next head's mean passes, and the mutant naming that head
     is inconclusive: the data do not show the claim singles out its head, so it is not killed."""
-    probe = "".join(f"""\
-- id: h{h}
-  says: "probe"
-  measure: {{head_score: {{head: L0H{h}, pattern: previous_token}}}}
-  expect: {{at_least: 0}}
-""" for h in range(4))
-    session, loaded = _run(hyp, probe)
-    scores = sorted((session.result(loaded.path, f"h{h}").main.estimate.statistic, h) for h in range(4))
+    scores = _ranked_previous_token_heads(hyp)
     (second, runner_up), (_, best) = scores[-2], scores[-1]
     claim = f"""\
 - id: on-the-next-head
