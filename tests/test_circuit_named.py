@@ -15,6 +15,7 @@ import manual
 from circuitcheck import prompts as P
 from circuitcheck.files import loader as H
 from circuitcheck.session import Session
+from test_circuit_claims import named_values
 from test_circuit_interventions import PROMPTS, SOURCE, hand, knocked_edge_reader, logprob, means, reference_tokens
 
 # the MIB circuit-track layout: every edge of the graph with a score, the circuit's marked in_graph
@@ -44,12 +45,7 @@ def setup(request, tmp_path, tiny_mlp_dir, tiny_dir, tiny_mlp_model, tiny_model)
 
 def named_runs(path):
     """{claim id: [each case's {run name: per-prompt values}]}, and the prompt set."""
-    loaded = H.load(path)
-    session = Session()
-    session.add(loaded)
-    out = {lc.claim.id: [session.run_values.named(loaded, c) for c in lc.cases] for lc in loaded.claims}
-    case = loaded.claims[0].cases[0]
-    return out, H.prompt_set(loaded, case.prompts_key, case.prompts)
+    return named_values(path)[:2]
 
 
 def reader_names(model) -> list[str]:
