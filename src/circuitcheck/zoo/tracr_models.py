@@ -315,7 +315,7 @@ def card(name: str, meta: dict, graph: dict, varying: set[str]) -> str:
     lines += ["", f"True under: `{full}` under every ablation (what lies outside it has zero weight); `{prog}` "
               "under mean and resample ablation (the edges it leaves out carry values that are the same for every "
               "input at each position), not under zero ablation. The claims in "
-              f"`hypotheses/{name}.hyp.yaml` measure it.", "",
+              f"`hypotheses/{name}.hyp.yaml` and, edge by edge, `hypotheses/{name}-circuit.hyp.yaml` measure it.", "",
               "## Reproduce", "", "```", 'pip install -e ".[tracr]"',
               f"circuitcheck zoo compile {name} --out src/circuitcheck/zoo/models/{name} --hypotheses hypotheses",
               "```", "",
