@@ -1,6 +1,8 @@
 """Specificity: a passing claim re-judged with its heads swapped and its direction flipped."""
 from __future__ import annotations
 
+import pytest
+
 from circuitcheck.judge import specificity as SP
 from circuitcheck.session import Session
 
@@ -210,6 +212,51 @@ def test_neuron_rivals_are_the_strongest_by_the_claims_measure(hyp_mlp):
     assert old == "L1N3" and len(swaps) == 47
     rivals = SP.strongest(_Values(), loaded, tree, swaps, "n--rival")
     assert [m.what for m in rivals] == [f"L1N3 -> L1N{k}" for k in range(40, 48)]
+
+
+class _TwoNeurons(_Values):
+    """Values of a claim naming two neurons of a layer (`$n` over L1N3 and L1N5): the two named
+    neurons at fixed values, every other neuron k at k / `scale`."""
+
+    def __init__(self, named: dict, scale: float):
+        self.named, self.scale = named, scale
+
+    def values(self, loaded, claim, case):
+        import numpy as np
+
+        k = int(case.measure.dla.component.split("N")[1])
+        return np.full(4, self.named.get(k, k / self.scale)), None
+
+
+# at_least 4.0. `all`: L1N3 at 3 (1 short), L1N5 at 0 (4 short), neuron k at k/10. A rival swapping out
+# L1N3 still has L1N5 4 short; one swapping out L1N5 is 1 short at worst: the L1N5 swaps rank first.
+# `any`: L1N3 at 3, L1N5 at 3.95, neuron k at k/100 (3.53 short or more). A rival swapping out L1N3
+# keeps L1N5 0.05 short; one swapping out L1N5 is 1 short at best: the L1N3 swaps rank first.
+# Ranked by the first case alone (the old way) each would pick the other.
+@pytest.mark.parametrize("quant, named, scale, expected", [("all", {3: 3.0, 5: 0.0}, 10, "L1N5"),
+                                                          ("any", {3: 3.0, 5: 3.95}, 100, "L1N3")])
+def test_neuron_rivals_are_ranked_over_every_case_by_the_quantifier(hyp_mlp, quant, named, scale, expected):
+    from circuitcheck import load
+    from circuitcheck.files.loader import plain_tree
+
+    path = hyp_mlp(f"""\
+- id: n
+  says: "two neurons"
+  for: {{{quant}: {{values: {{n: [L1N3, L1N5]}}}}}}
+  measure: {{dla: {{component: $n}}}}
+  expect: {{at_least: 4.0}}
+""", prompts="{generator: repeated_tokens, n: 20, seed: 1}")
+    loaded, tree = load(path), plain_tree(path)
+    swaps = [m for _, rivals in SP.neuron_swaps(tree["claims"][0], 48) for m in rivals]
+    rivals = SP.strongest(_TwoNeurons(named, scale), loaded, tree, swaps, "n--rival", k=4)
+    assert {m.what.split(" -> ")[0] for m in rivals} == {expected}
+
+
+def test_nearness_to_passing_follows_the_quantifier():
+    """at_least 4 with case means 0 and 5: `all` is 4 short (the 0), `any` passes (the 5), `none`
+    needs the 5 to fall by 1 to leave the region."""
+    region = (4.0, float("inf"))
+    assert [SP.nearness(region, [0.0, 5.0], q) for q in ("all", "any", "none")] == [4.0, 0.0, 1.0]
 
 
 def test_the_negation_of_a_passing_all_claim_is_killed(hyp):

@@ -319,8 +319,8 @@ def shared_property(raw: dict) -> bool:
 
 
 def strongest(session, loaded, tree, swaps: list[Mutant], cid: str, k: int = NEURON_RIVALS) -> list[Mutant]:
-    """The `k` mutants whose mean value (of their first case, paired change for drop/rise/change) comes
-    nearest to the claimed region: the rivals most likely to pass too, not an even grid."""
+    """The `k` mutants whose mean values (paired change for drop/rise/change) come nearest to passing
+    the claim, over all of its cases (`nearness`): the rivals most likely to pass too, not an even grid."""
     import numpy as np
 
     scored = []
@@ -330,9 +330,22 @@ def strongest(session, loaded, tree, swaps: list[Mutant], cid: str, k: int = NEU
             continue
         session.add(mutant)
         lc = mutant.claims[0]
-        value, _ = session.values(mutant, lc.claim, lc.cases[0])
-        scored.append((distance_to(lc.claim.expect.region.bounds(), float(np.mean(value))), j, m))
+        means = [float(np.mean(session.values(mutant, lc.claim, case)[0])) for case in lc.cases]
+        quant = lc.claim.for_.kind if lc.claim.for_ is not None else "all"
+        scored.append((nearness(lc.claim.expect.region.bounds(), means, quant), j, m))
     return [m for _, _, m in sorted(scored, key=lambda t: t[:2])[:k]]
+
+
+def nearness(region: tuple[float, float], means: list[float], quant: str) -> float:
+    """How far a rival's cases are from passing the claim (0: they pass on their means). `all` (and a
+    claim with one case or a sweep) passes when every case does, so its farthest case counts; `any`
+    when one does, so its nearest; `none` when no case lies in the region, so its deepest inside."""
+    if quant == "any":
+        return min(distance_to(region, v) for v in means)
+    if quant == "none":
+        lo, hi = region
+        return max(max(min(v - lo, hi - v), 0.0) for v in means)
+    return max(distance_to(region, v) for v in means)
 
 
 def _mutant_file(loaded, tree, claim: dict, cid: str):
