@@ -13,18 +13,9 @@ import torch
 from circuitcheck.files import loader as H
 from circuitcheck.session import Session
 from test_circuit_interventions import PROMPTS, hand, knocked_edge_reader, logprob, means, reference_tokens
-from test_circuit_named import reader_names, writers_before
+from test_circuit_named import eap_name, reader_names, writers_before
 
 TOP = [0, 3, 9, 20]
-
-
-def eap_name(node: str) -> str:
-    if node in ("input", "logits"):
-        return node
-    if node.endswith(".mlp"):
-        return f"m{node[1:-4]}"
-    layer, head = node[1:].split("H")
-    return f"a{layer}.h{head}"
 
 
 def every_edge(model) -> list[tuple[str, str]]:

@@ -65,15 +65,20 @@ def writers_before(model, reader: str) -> list[str]:
     return out
 
 
+def eap_name(node: str) -> str:
+    """The hand forward's node name (`L1H2`, `L1.mlp`) as EAP-IG writes it (`a1.h2`, `m1`)."""
+    if node in ("input", "logits"):
+        return node
+    if node.endswith(".mlp"):
+        return f"m{node[1:-4]}"
+    layer, head = node[1:].split("H")
+    return f"a{layer}.h{head}"
+
+
 def knocked_outside(model, kept: list[str]) -> dict:
     """reader -> the writers whose edges into it the circuit `kept` (EAP-IG names) lacks."""
-    def name(node):
-        if node in ("input", "logits"):
-            return node
-        if node.startswith("m"):
-            return f"L{node[1:]}.mlp"
-        layer, head = node[1:].split(".h")
-        return f"L{layer}H{head}"
+    nodes = {w for r in reader_names(model) for w in writers_before(model, r)} | {"logits"}
+    name = {eap_name(n): n for n in nodes}.__getitem__
 
     pairs = set()
     for e in kept:
