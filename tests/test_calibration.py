@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from calibration import ALPHA, SHIPPED_M, mc_limit, scenarios, unbounded
+from dataclasses import replace
+
+from calibration import ALPHA, SHIPPED_M, fitted, mc_limit, scenarios, unbounded
 
 DRAWS = 600
 DRAWS_SMALL_LEVEL = 1500
@@ -26,4 +28,19 @@ FAST = [s for s in unbounded(ns=(30, 100)) if s.level == ALPHA / SHIPPED_M and s
 @pytest.mark.parametrize("scenario", FAST, ids=lambda s: f"n{s.n}-{s.name}")
 def test_an_unbounded_claim_holds_at_holms_level(scenario):
     rate = scenario.pass_rate(DRAWS_SMALL_LEVEL, seed=2)
+    assert rate <= mc_limit(DRAWS_SMALL_LEVEL, scenario.level), f"{scenario.name}: passes {rate:.4f} at {scenario.where}"
+
+
+HOLM = ALPHA / SHIPPED_M
+CHEAP = ("Clopper-Pearson", "skew-corrected t", "per-point Clopper-Pearson")  # closed forms: no bisection
+NEW_ROWS = ([s for s in scenarios((HOLM,), ns=(400,), sweep_ns=(400,)) if s.method in CHEAP]
+            + [replace(s, cases=4) for s in scenarios((HOLM,), ns=(10, 100, 400), sweep_ns=())
+               if s.method == "Clopper-Pearson"]
+            + [replace(s, cases=4) for s in fitted(ns=(100,)) if s.level == HOLM and "x normal" in s.name])
+
+
+@pytest.mark.parametrize("scenario", NEW_ROWS, ids=lambda s: f"n{s.n}-{s.where}-{s.name}")
+def test_other_methods_hold_at_holms_level_and_as_any_of_4(scenario):
+    """A cheap subset of the α/m and `any` of 4 rows docs/calibration.md lists for the other methods."""
+    rate = scenario.pass_rate(DRAWS_SMALL_LEVEL, seed=3)
     assert rate <= mc_limit(DRAWS_SMALL_LEVEL, scenario.level), f"{scenario.name}: passes {rate:.4f} at {scenario.where}"

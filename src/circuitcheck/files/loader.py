@@ -1024,6 +1024,9 @@ def dump_where(where: str | None, sub, values: dict) -> str | None:
 # reference set drawn apart from the judged prompts: the same generator and parameters with this
 # offset on the seed, so the judged per-prompt values are independent given the means (issue 22
 # item 1). Far above any `--cc-prompt-seed` shift, so a shifted suite never judges its own reference.
+# It equals roles.HELD_OUT_SEED (a claim on the file's prompts averages over its roles' scan set) and
+# the zoo's TRAIN_SEED_BASE (a reference set may repeat a training batch). Both sets are independent of
+# the judged prompts, which is all validity needs, so the offsets stay shared (docs/reference.md).
 REFERENCE_SEED_OFFSET = 1_000_003
 
 
