@@ -1,8 +1,9 @@
 """Calibration as a test: claims whose true value sits exactly on the threshold (or just past it)
 pass at most their level plus Monte Carlo error, for every expectation form and method, at n = 10,
 100 and 400, including constant samples; and, for measures with no known range, at Holm's level for
-the largest shipped file (α/20) on normal, t3, lognormal and Pareto values at n = 30 and 100. The
-tables with more draws are docs/calibration.md."""
+the largest shipped file (α/20) on normal, t3, lognormal and Pareto values at n = 30 and 100; and the
+closed-form methods (Clopper-Pearson, the skew-corrected t, sweeps) at α/20 at n = 400 and as `any` of
+4, with `correlates` as `any` of 4 at n = 100. The tables with more draws are docs/calibration.md."""
 from __future__ import annotations
 
 import pytest
