@@ -6,7 +6,8 @@ Each seed runs `pytest PATHS --cc-prompt-seed SEED --cc-json DIR/seed-SEED.json`
 hypotheses/) in its own process: every generated prompt set of every file is drawn with its seed
 + SEED, JSONL data keep their rows. A seed whose report is already in DIR is read, not rerun, so an
 interrupted check resumes. Printed: every claim whose verdict is not the same on every seed, with
-the seeds where it moves, its deciding value on each, and the threshold it is held to. Exit status
+the seeds where it moves, its deciding case on each (on a seed where it passes, the case nearest to
+moving), and the threshold it is held to. Exit status
 1 when some claim moves (a threshold chosen on the prompts it was judged on), else 0.
 
 A threshold is set on pilot prompts and judged on fresh ones: a claim this check flags gets its
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -62,10 +64,36 @@ def verdicts(report: Path) -> dict[str, dict]:
 
 
 def _deciding(claim: dict) -> dict | None:
-    """The case that decides a claim of `all` (or a plain claim): the one furthest from passing."""
+    """The case that decides the claim: for `all` (or a plain claim) the one least clearly inside its
+    region, for `any` the one most clearly inside, for `none` the one least clearly outside. On a
+    seed where every case passes this is the case nearest to moving, not merely the first."""
     cases = claim.get("cases") or []
-    order = {"fail": 0, "error": 0, "inconclusive": 1, "pass": 2, "recorded": 2}
-    return min(cases, key=lambda c: order.get(c["verdict"], 0)) if cases else None
+    if not cases:
+        return None
+    broken = [c for c in cases if c.get("value") is None or c.get("low") is None or c.get("high") is None]
+    if broken:
+        return broken[0]
+    q = claim.get("quantifier")
+    if q == "none":
+        return min(cases, key=_outside)
+    return (max if q == "any" else min)(cases, key=_inside)
+
+
+def _region(case: dict) -> tuple[float, float]:
+    lo, hi = case.get("bounds") or (None, None)
+    return (-math.inf if lo is None else lo), (math.inf if hi is None else hi)
+
+
+def _inside(case: dict) -> float:
+    """How far the case's interval lies inside its region (negative: it reaches out of it)."""
+    lo, hi = _region(case)
+    return min(case["low"] - lo, hi - case["high"])
+
+
+def _outside(case: dict) -> float:
+    """How far the case's interval lies outside its region (negative: it overlaps it)."""
+    lo, hi = _region(case)
+    return max(lo - case["high"], case["low"] - hi)
 
 
 def moved(by_seed: dict[int, dict[str, dict]]) -> dict[str, dict[int, dict]]:

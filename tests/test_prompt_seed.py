@@ -60,3 +60,21 @@ def test_the_seed_check_names_the_claims_that_move(tmp_path):
     assert list(flagged) == ["a.hyp.yaml::moves"]
     assert flagged["a.hyp.yaml::moves"][1]["verdict"] == "inconclusive"
     assert seeds.seeds("0-3") == [0, 1, 2, 3] and seeds.seeds("2,5") == [2, 5]
+
+
+def test_the_seed_check_shows_the_case_nearest_to_moving():
+    """On a seed where every case passes, the case printed is the one whose interval lies least inside
+    its region (`all`), most inside (`any`), or least outside (`none`), not the first case."""
+    seeds = _seeds_script()
+
+    def case(label, low, high, bounds):
+        return {"label": label, "value": (low + high) / 2, "low": low, "high": high, "verdict": "pass",
+                "bounds": bounds}
+
+    at_least = [case("far", 0.95, 0.99, [0.9, None]), case("near", 0.905, 0.95, [0.9, None])]
+    assert seeds._deciding({"quantifier": "all", "cases": at_least})["label"] == "near"
+    assert seeds._deciding({"quantifier": "any", "cases": at_least})["label"] == "far"
+    below = [case("clear", 0.80, 0.85, [0.91, None]), case("close", 0.88, 0.905, [0.91, None])]
+    assert seeds._deciding({"quantifier": "none", "cases": below})["label"] == "close"
+    at_most = [case("low", 0.01, 0.02, [None, 0.1]), case("edge", 0.05, 0.09, [None, 0.1])]
+    assert seeds._deciding({"quantifier": None, "cases": at_most})["label"] == "edge"
