@@ -7,8 +7,8 @@ hypotheses/) in its own process: every generated prompt set of every file is dra
 + SEED, JSONL data keep their rows. A seed whose report is already in DIR is read, not rerun, so an
 interrupted check resumes. Printed: every claim whose verdict is not the same on every seed, with
 the seeds where it moves, its deciding case on each (on a seed where it passes, the case nearest to
-moving), and the threshold it is held to. Exit status
-1 when some claim moves (a threshold chosen on the prompts it was judged on), else 0.
+moving), and the threshold it is held to. Exit status 1 when some claim moves (a threshold chosen
+on the prompts it was judged on), else 0.
 
 A threshold is set on pilot prompts and judged on fresh ones: a claim this check flags gets its
 threshold from the values on seeds it is not judged on (`expect: record` or `circuitcheck measure
