@@ -210,3 +210,29 @@ def test_bad_circuit_claims_are_collection_errors(hyp_mlp, tiny_mlp_model, tmp_p
     err = info.value
     assert err.field == field and message in err.message and hint in err.hint, (err.field, err.message, err.hint)
     assert err.line is not None and field.rsplit(".", 1)[-1] in path.read_text().splitlines()[err.line - 1]
+
+
+def test_a_text_source_of_patching_tokenises_in_every_run_of_a_circuit_claim(tmp_path):
+    """`ablation: patch` with a `text` source: each of the claim's runs (C, ∅, ...) patches from prompts
+    tokenised as the claim's are (the runs besides C were left without a tokenizer: a collection error)."""
+    template = "When {IO} and {S} went to the store, {S} gave a drink to"
+    path = tmp_path / "p.hyp.yaml"
+    path.write_text(f"""\
+model: zoo:ioi
+prompts: {{generator: text, template: "{template}", slots: {{IO: [Mary, Tom], S: [John, Anna]}},
+          answer: IO, counterfactual: S, n: 4, seed: 0}}
+claims:
+  - id: p
+    says: L2H0 alone recovers IO - S with the rest patched from ABC prompts
+    circuit: {{nodes: [L2H0], ablation: patch,
+              source: {{generator: text, template: "{template.replace('{S} gave', '{C} gave')}",
+                       slots: {{IO: [Mary, Tom], S: [John, Anna], C: [Kate, Paul]}}, answer: IO, n: 4, seed: 1}}}}
+    measure: logit_diff
+    expect: {{faithfulness: {{at_least: 0.5}}}}
+""")
+    case = H.load(path).claims[0].cases[0]
+    names = [name for name, _ in case.runs]
+    assert {"circuit", "empty"} <= set(names)
+    for name, under in case.runs:
+        for iv in under:
+            assert iv.body.source.model_extra.get("tokenizer"), name

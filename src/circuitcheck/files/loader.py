@@ -831,7 +831,8 @@ def _source_tokenizers(path: Path, tree, loc: tuple, case: "Case", source: model
         return tuple(out)
 
     versus = None if case.versus_under is None else tokenised(("versus", "under"), case.versus_under)
-    return dataclasses.replace(case, under=tokenised(("under",), case.under), versus_under=versus)
+    runs = tuple((name, tokenised(("circuit",), under)) for name, under in case.runs)  # a circuit claim's patch runs
+    return dataclasses.replace(case, under=tokenised(("under",), case.under), versus_under=versus, runs=runs)
 
 
 def runs_of(case: "Case"):
