@@ -194,7 +194,7 @@ class Session:
     def add(self, loaded: H.LoadedFile, key=None) -> None:
         """`key` (default: the file's path) tells apart one file run on several checkpoints."""
         self.files[key or loaded.path] = loaded
-        if not loaded.spec.roles:
+        if not _chosen_later(loaded):
             self.plan.add(loaded)
 
     def result(self, path: Path, claim_id: str) -> Result:
@@ -212,39 +212,61 @@ class Session:
         return self.results[path][claim_id]
 
     def _bind_roles(self, keys) -> dict:
-        """Bind the roles of each file among `keys` that has some; {key: why} for scans that cannot run."""
+        """Bind the roles (and choose the greedy K's) of each file among `keys` that has some; {key: why}
+        for scans that cannot run."""
         failed = {}
         for key in keys:
-            if self.files[key].spec.roles and key not in self.roles:
+            if _chosen_later(self.files[key]) and key not in self.roles:
                 try:
                     self._bind_file_roles(key)
                 except models.ModelUnavailable:
                     raise
                 except Exception as exc:
-                    failed[key] = f"binding roles: {exc}"
+                    failed[key] = f"{'binding roles' if self.files[key].spec.roles else 'choosing the greedy K'}: {exc}"
         return failed
 
     def _bind_file_roles(self, key) -> None:
-        """Scan for the file's roles on its model, then read the file again with them bound (roles.py)."""
+        """Scan for the file's roles on its model, then read the file again with them bound (roles.py);
+        choose its greedy K's on held-out prompts (greedy.py); then plan it."""
         import dataclasses
 
-        from .files import roles
+        from .files import greedy, roles
 
         loaded = self.files[key]
-        dims = (loaded.n_layers, loaded.n_heads)
-        if None in dims:  # the config did not say: ask the model
-            dims = (self.model(loaded).cfg.n_layers, self.model(loaded).cfg.n_heads)
-        scanned = roles.scan(loaded, lambda measures, spec: self.run_values.clean_values(loaded, spec, measures), *dims)
-        heads = {name: r["head"] for name, r in scanned.items()}
-        bound = dataclasses.replace(H.load(loaded.path, heads, loaded.store), model_source=loaded.model_source,
-                                    n_layers=loaded.n_layers, n_heads=loaded.n_heads)
-        raw = H.HypothesisFile.model_validate(H.plain_tree(loaded.path))  # `$role` left in
-        used = roles.uses(raw, heads)
-        roles.relabel(bound, raw, used)
-        # claim id -> the heads filling the roles it uses
-        self.roles[key] = {cid: {n: heads[n] for n in names} for cid, names in used.items()}
-        self.files[key] = bound
-        self.plan.add(bound)
+        self.roles[key] = {lc.claim.id: {} for lc in loaded.claims}
+        if loaded.spec.roles:
+            dims = (loaded.n_layers, loaded.n_heads)
+            if None in dims:  # the config did not say: ask the model
+                dims = (self.model(loaded).cfg.n_layers, self.model(loaded).cfg.n_heads)
+            scanned = roles.scan(loaded, lambda measures, spec: self.run_values.clean_values(loaded, spec, measures),
+                                 *dims)
+            heads = {name: r["head"] for name, r in scanned.items()}
+            loaded = dataclasses.replace(H.load(loaded.path, heads, loaded.store), model_source=loaded.model_source,
+                                         n_layers=loaded.n_layers, n_heads=loaded.n_heads)
+            raw = H.HypothesisFile.model_validate(H.plain_tree(loaded.path))  # `$role` left in
+            used = roles.uses(raw, heads)
+            roles.relabel(loaded, raw, used)
+            # claim id -> the heads filling the roles it uses
+            self.roles[key] = {cid: {n: heads[n] for n in names} for cid, names in used.items()}
+        self._choose_greedy(loaded)
+        for cid, by_method in loaded.greedy_chosen.items():  # reported, and compared with baselines, as roles are
+            self.roles[key][cid] = {**self.roles[key].get(cid, {}), **greedy.picks(by_method)}
+        self.files[key] = loaded
+        self.plan.add(loaded)
+
+    def _choose_greedy(self, loaded) -> bool:
+        """Choose the greedy K's of a file read without them, on held-out prompts (greedy.py); whether it did."""
+        from .files import greedy
+
+        if not greedy.claims(loaded) or loaded.greedy_chosen:
+            return False
+        greedy.bind(loaded, greedy.choose(loaded, self._step_values))
+        return True
+
+    def _step_values(self, step) -> list[dict]:
+        """Per-prompt values on each named run of each case of a greedy step's file (planned here)."""
+        self.plan.add(step)
+        return [self.run_values.named(step, case) for case in step.claims[0].cases]
 
     def _regression_fields(self, key) -> None:
         """What each result ran on (fingerprint.py), which checkpoint, and each case's interventions."""
@@ -272,7 +294,10 @@ class Session:
         return self.run_values.values(loaded, claim, case)
 
     def judge_at(self, loaded, lc, level: float, rows=None, family: str = "") -> Result:
-        """One claim judged at a given error level (`judge.claims.Judge.judge_at`)."""
+        """One claim judged at a given error level (`judge.claims.Judge.judge_at`); a file read on its own
+        (a near twin, a mutant) gets its greedy K's chosen first."""
+        if self._choose_greedy(loaded):
+            self.plan.add(loaded)
         return self.judge.judge_at(loaded, lc, level, rows, family)
 
     # ------------------------------------------------------------ models
@@ -295,6 +320,13 @@ class Session:
         finally:
             self._sharing = False
             self.shared_seconds += time.perf_counter() - start
+
+
+def _chosen_later(loaded) -> bool:
+    """Whether part of the file is chosen by running the model (roles, greedy K's) before it is planned."""
+    from .files import greedy
+
+    return bool(loaded.spec.roles or greedy.claims(loaded))
 
 
 def load_options(m, options: Options, source: models.ModelSource) -> models.LoadOptions:

@@ -122,31 +122,42 @@ def dedupe(named: list) -> list:
     return out
 
 
-def expand(spec, form: str | None, shape: Shape, circuits: dict) -> list[tuple[str, tuple, tuple]]:
+def expand(spec, form: str | None, shape: Shape, circuits: dict,
+           greedy: dict | None = None) -> list[tuple[str, tuple, tuple]]:
     """(label, the circuit's own run, named runs) of each case of a circuit claim: one per ablation,
-    times one per K (completeness) or per node v (minimality)."""
+    times one per K (completeness) or per node v (minimality). `greedy` (ablation -> the sets K of
+    each greedy step, chosen on held-out prompts: files/greedy.py) adds completeness's greedy cases;
+    without it (at collection) they are left out."""
     circuit = circuit_of(spec, circuits, shape)
     out = []
     for method in spec.ablations:
         runs = Runs(spec, circuit, method)
         tag = f"{method}:" if len(spec.ablations) > 1 else ""
         keep = runs.keep(circuit)
+        steps = (greedy or {}).get(method, [])
         out += [(f"{tag}{label}" if label else tag.rstrip(":"), keep, named)
-                for label, named in _cases(spec, form, shape, circuit, runs, keep)]
+                for label, named in _cases(spec, form, shape, circuit, runs, keep, steps)]
     return out
 
 
-def _cases(spec, form, shape, circuit: Circuit, runs: Runs, keep: tuple) -> list[tuple[str, tuple]]:
+def completeness_cases(circuit: Circuit, runs: Runs, named_sets: list) -> list[tuple[str, tuple]]:
+    """(label, named runs) of completeness for each (name, K): C∖K and M∖K beside M and ∅."""
+    empty, base = ("empty", runs.keep(runs.empty)), (("full", ()),)
+    return [(f"K={name}", (empty,) + base + ((f"circuit-K:{name}", runs.keep(circuit.minus(K))),
+                                             (f"model-K:{name}", runs.knock(K))))
+            for name, K in named_sets]
+
+
+def _cases(spec, form, shape, circuit: Circuit, runs: Runs, keep: tuple, greedy=()) -> list[tuple[str, tuple]]:
     """(label, named runs) of one ablation's cases."""
     empty, base = ("empty", runs.keep(runs.empty)), (("full", ()),)
     if form is None:
         return [("", ())]
     if form == "faithfulness":
         return [("", (("circuit", keep), empty) + base)]
-    if form == "completeness":
-        return [(f"K={name}", (empty,) + base + ((f"circuit-K:{name}", runs.keep(circuit.minus(K))),
-                                                 (f"model-K:{name}", runs.knock(K))))
-                for name, K in family(spec, inside(circuit))]
+    if form == "completeness":  # a greedy step's K keeps its own case even where a class has the same nodes
+        steps = [(f"greedy{t + 1}", frozenset(K)) for t, K in enumerate(greedy)]
+        return completeness_cases(circuit, runs, family(spec, inside(circuit)) + steps)
     if form == "minimality":
         return [(str(v), (empty,) + tuple(r for name, K in minimality_family(spec, inside(circuit), v) for r in (
             (f"circuit-K:{name}", runs.keep(circuit.minus(K))), (f"circuit-Kv:{name}", runs.keep(circuit.minus(K | {v})))

@@ -98,6 +98,9 @@ class LoadedFile:
     circuits: dict = field(default_factory=dict)  # the file's named circuits: name -> circuits.Circuit
     checkpoint: str = ""  # the checkpoint this copy of the file runs on (override.apply), "" for its own model
     checkpoint_problem: str = ""  # why that checkpoint cannot run the claims (each claim's error), "" if none
+    greedy_prompts: dict = field(default_factory=dict)  # claim id -> (held-out prompts its greedy K is chosen on,
+    #                                                       the claim's prompts)
+    greedy_chosen: dict = field(default_factory=dict)  # claim id -> ablation -> each greedy step's K (greedy.bind)
 
 
 MAX_FILE_BYTES = 5_000_000  # a hypothesis file is a page of claims; 5 MB is thousands of them
@@ -331,7 +334,8 @@ def load(path, roles: dict[str, str] | None = None, store=None) -> LoadedFile:
 
     `roles` binds the file's `roles:` (name -> head) before its claims are read; without it each
     role stands in as its first candidate, so that collection checks every claim (roles.py).
-    `store` (a `cache.ValueCache`) reads back prompt sets built by an earlier run."""
+    `store` (a `cache.ValueCache`) reads back prompt sets built by an earlier run. Completeness's
+    greedy K's are left out until the session chooses them (greedy.py)."""
     path = Path(path)
     return load_tree(path, read_yaml(path), roles, store)
 
@@ -950,22 +954,43 @@ def _bind(path: Path, claim: Claim, prompts_spec: PromptSpec, label: str, values
     return _case(path, label, under, measure, ps, value, where, versus, versus_under, expect)
 
 
-def circuit_cases(loaded: LoadedFile, tree, loc: tuple, claim: Claim, ps: PromptSpec) -> list[Case]:
+def circuit_cases(loaded: LoadedFile, tree, loc: tuple, claim: Claim, ps: PromptSpec, greedy=None) -> list[Case]:
     """The cases of a `circuit:` claim, each with the named runs its quantity reads (circuit_cases.py)."""
     import dataclasses
 
     from ..circuits import CircuitError
     from . import circuit_cases as CC
 
+    if claim.circuit.knock.greedy:
+        loaded.greedy_prompts[claim.id] = (greedy_prompts(loaded, tree, loc + ("circuit", "knock"), claim.circuit.knock,
+                                                          ps), ps)
     try:
         shape = CC.shape_of(loaded.n_layers, loaded.n_heads, loaded.sizes.get("d_mlp"),
                             attn_only=loaded.sizes.get("d_mlp") is None)
-        parts = CC.expand(claim.circuit, claim.expect.circuit_form, shape, loaded.circuits)
+        parts = CC.expand(claim.circuit, claim.expect.circuit_form, shape, loaded.circuits, greedy)
     except CircuitError as exc:
         where = loc + ("circuit",) + getattr(exc, "field", ())
         raise HypothesisError(loaded.path, locate(tree, where), _field(where), str(exc), exc.hint) from None
     return [dataclasses.replace(_case(loaded.path, label, under, claim.measure, ps), runs=runs)
             for label, under, runs in parts]
+
+
+# The greedy worst-case K is chosen on the claim's generator drawn with this much added to its seed:
+# held out from the judged prompts (a K chosen as the worst on the prompts that then judge it makes
+# the claim look worse than it is), and apart from the mean reference set (+1,000,003).
+GREEDY_SEED_OFFSET = 2_000_003
+
+
+def greedy_prompts(loaded: LoadedFile, tree, loc: tuple, knock, ps: PromptSpec) -> PromptSpec:
+    """The held-out prompts completeness's greedy K is chosen on: `knock.prompts`, else the claim's
+    generator with its seed moved (a JSONL set or a population has no other draw: it must name one)."""
+    if knock.prompts is not None:
+        return _with_tokenizer(loaded.path, tree, loc + ("prompts",), knock.prompts, loaded.model_source)
+    if ps.generator == "jsonl" or ps.population:
+        raise HypothesisError(loaded.path, locate(tree, loc + ("greedy",)), _field(loc + ("greedy",)),
+                              "the greedy K is chosen on held-out prompts, and a JSONL set or a population has "
+                              "no other draw", "name them: `knock: {greedy: N, prompts: {generator: jsonl, path: ...}}`")
+    return ps.model_copy(update={"seed": (ps.seed + GREEDY_SEED_OFFSET) % 2**63})
 
 
 class RanksError(ValueError):

@@ -474,6 +474,17 @@ class Knock(Strict):
     random: int = Field(0, ge=0, le=200, description="how many seeded random subsets of the circuit's nodes")
     size: int | None = Field(None, ge=1, description="nodes in each random subset (default: half the circuit)")
     seed: Seed = Field(0, description="seeds the random subsets")
+    greedy: int = Field(0, ge=0, le=50, description="completeness: the greedy worst case, this many steps. K grows "
+                        "one node at a time, each step adding the circuit's node that most raises |F(C∖K) − F(M∖K)| "
+                        "on held-out prompts; each step's K is a case, judged on the claim's prompts")
+    prompts: Optional[PromptSpec] = Field(None, description="the held-out prompts the greedy K is chosen on. Default: "
+                                          "the claim's generator with its seed + 2,000,003 (a JSONL set must name one)")
+
+    @model_validator(mode="after")
+    def _greedy(self):
+        if self.prompts is not None and not self.greedy:
+            raise ValueError("`knock.prompts` are the held-out prompts the greedy K is chosen on: add `greedy: N`")
+        return self
 
 
 class Budgets(Strict):
@@ -648,6 +659,9 @@ class Claim(Strict):
         if (self.expect.circuit_form in BUDGETED) != (self.circuit is not None and self.circuit.budgets is not None):
             raise ValueError("`cpr` and `cmd` judge a faithfulness curve over edge budgets, and `budgets:` (in "
                              "`circuit:`) goes with them: write both, or neither")
+        if self.circuit is not None and self.circuit.knock.greedy and self.expect.circuit_form != "completeness":
+            raise ValueError("`knock.greedy` chooses the worst-case K of completeness: it goes with "
+                             "`expect: {completeness: ...}`")
         if self.circuit is not None and (self.under or self.for_ or self.sweep or self.ranks or self.versus
                                          or self.where or self.expect.relative in ("contrast", "correlates")
                                          or self.expect.swept or self.expect.order):
