@@ -1,6 +1,8 @@
-"""Calibration of the ratio of paired means (faithfulness, completeness, minimality): how often a
-claim whose true ratio sits exactly on its threshold passes, through the real judging path
-(`judge.ratio.Ratio` in a `Row`, `claim_p` at the level). The rate must stay at or under the level
+"""Calibration of the ratio of paired means (faithfulness, completeness, minimality) and of MIB's
+areas over edge budgets (CPR, one ratio; CMD, Bonferroni over the budgets' ratios): how often a claim
+whose true value sits exactly on its threshold passes, through the real judging path
+(`judge.ratio.Ratio`, or `judge.circuit`'s trapezoid weights and `Area`, in a `Row`; `claim_p` at the
+level). The rate must stay at or under the level
 plus Monte Carlo error (3 standard errors). Levels: 0.05 (a file of one claim) and 0.0025 (the
 level a claim gets under Holm in a file of 20, or one of 20 cases of an `any`).
 
@@ -15,8 +17,9 @@ from typing import Callable
 
 import numpy as np
 
+from circuitcheck.judge.circuit import trapezoid
 from circuitcheck.judge.claims import Row, claim_p
-from circuitcheck.judge.ratio import Ratio
+from circuitcheck.judge.ratio import Area, Ratio
 
 THETA = 0.8  # the true ratio, on the threshold
 
@@ -29,13 +32,14 @@ class Scenario:
     draw: Callable  # (rng, n) -> (a, b) with E[a] / E[b] = THETA exactly
     region: tuple = (THETA, math.inf)
     ranges: tuple = (None, None)
+    bound: Callable = lambda a, b, ranges: Ratio(a, b, 0, ranges)  # noqa: E731  (a, b) -> the judged bound
 
     def pass_rate(self, draws: int, seed: int = 0) -> float:
         rng = np.random.default_rng(seed)
         passed = 0
         for _ in range(draws):
             a, b = self.draw(rng, self.n)
-            row = Row("", Ratio(a, b, 0, self.ranges), self.region)
+            row = Row("", self.bound(a, b, self.ranges), self.region)
             passed += claim_p(_Claim(), [row]) <= self.level
         return passed / draws
 
@@ -76,6 +80,32 @@ def completeness(rng, n):
     return 0.1 * b + rng.normal(0, 0.5, n), b
 
 
+# Edge budgets as a curve: the shares of the model's edges kept, and each budget's true F. The empty
+# circuit's a is 0 and the full model's a is b on every prompt, exactly, as in a real run.
+SHARES = [0.0, 0.1, 0.3, 1.0]
+CURVE = [0.0, 0.5, 0.9, 1.0]
+WEIGHTS = trapezoid(SHARES)
+CMD = sum(w * abs(1 - f) for w, f in zip(WEIGHTS, CURVE))  # 0.35 + 0.05 + 0 = the true CMD
+CPR = sum(w * f for w, f in zip(WEIGHTS, CURVE))
+
+
+def budgets(rng, n):
+    """Per prompt, a_i = F_i b + noise at the middle budgets (each its own noise, sharing b)."""
+    b = rng.normal(1.0, 1.0, n)
+    a = [f * b + (rng.normal(0, 0.5, n) if 0 < f < 1 else 0.0) for f in CURVE]
+    return a, b
+
+
+def cmd_bound(a, b, ranges):
+    """CMD as judge/circuit.py makes it: each budget's ratio, the area over them (Area)."""
+    return Area([Ratio(ai, b, 0, ranges) for ai in a], WEIGHTS, "CMD")
+
+
+def cpr_bound(a, b, ranges):
+    """CPR as judge/circuit.py makes it: Σ w_i a_i over b, one ratio."""
+    return Ratio(sum(w * ai for w, ai in zip(WEIGHTS, a)), b, 0, ranges)
+
+
 SCENARIOS = [
     *(Scenario(f"normal, F at_least 0.8, true 0.8", n, lv, normal) for n in (100, 400) for lv in (0.05, 0.0025)),
     *(Scenario(f"lognormal b, t3 noise, F at_least 0.8, true 0.8", n, lv, skewed) for n in (100, 400)
@@ -85,6 +115,10 @@ SCENARIOS = [
       for n in (100, 400)),
     *(Scenario("completeness at_most 0.1, true 0.1", n, lv, completeness, region=(-0.1, 0.1))
       for n in (100, 400) for lv in (0.05, 0.0025)),
+    *(Scenario(f"CMD at_most {CMD:.2f}, true {CMD:.2f} (4 budgets)", n, lv, budgets, region=(-math.inf, CMD),
+               bound=cmd_bound) for n in (100, 400) for lv in (0.05, 0.0025)),
+    *(Scenario(f"CPR at_least {CPR:.3f}, true {CPR:.3f} (4 budgets)", n, lv, budgets, region=(CPR, math.inf),
+               bound=cpr_bound) for n in (100, 400) for lv in (0.05, 0.0025)),
 ]
 ASSERTED = [SCENARIOS[0], SCENARIOS[3], SCENARIOS[9]]  # a fast subset for CI (tests/test_circuit_claims.py)
 
