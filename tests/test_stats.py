@@ -227,6 +227,8 @@ def test_judge():
     ("all", [PASS, PASS], PASS), ("all", [PASS, FAIL], FAIL), ("all", [PASS, INCONCLUSIVE], INCONCLUSIVE),
     ("any", [FAIL, PASS], PASS), ("any", [FAIL, FAIL], FAIL), ("any", [FAIL, INCONCLUSIVE], INCONCLUSIVE),
     ("none", [FAIL, FAIL], PASS), ("none", [FAIL, PASS], FAIL), ("none", [FAIL, INCONCLUSIVE], INCONCLUSIVE),
+    # a claim left with no case (all of `all` and none of `none` hold vacuously) must not pass
+    (None, [], INCONCLUSIVE), ("all", [], INCONCLUSIVE), ("any", [], INCONCLUSIVE), ("none", [], INCONCLUSIVE),
 ])
 def test_quantifiers_combine_case_verdicts(q, verdicts, expected):
     assert combine(q, verdicts) == expected

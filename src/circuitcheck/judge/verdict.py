@@ -94,7 +94,10 @@ def deciding(quantifier: str | None, cases: list[CaseResult]) -> CaseResult | No
 
 
 def combine(quantifier: str | None, verdicts: list[str]) -> str:
-    """all: every case passes; any: at least one passes; none: every case fails."""
+    """all: every case passes; any: at least one passes; none: every case fails. No case at all is
+    inconclusive under every quantifier: a claim that checked nothing has shown nothing."""
+    if not verdicts:
+        return INCONCLUSIVE
     if quantifier in (None, "all"):
         return FAIL if FAIL in verdicts else (PASS if all(v == PASS for v in verdicts) else INCONCLUSIVE)
     if quantifier == "any":
