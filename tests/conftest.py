@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from circuitcheck.plugin import HYPOTHESIS_PLUGIN
+
 pytest_plugins = ["pytester"]
 # The value cache's key (runs/seal.py) for every run the suite starts, subprocesses too: the suite
 # never writes the user's ~/.config, and reads its own caches back wherever HOME is read-only.
@@ -39,6 +41,25 @@ def save_model(directory: Path, config: dict, seed: int = 0) -> Path:
     (directory / "config.json").write_text(json.dumps(config))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(directory / "model.safetensors"))
     return directory
+
+
+@pytest.fixture
+def pytester(pytester, monkeypatch):
+    """pytester, whose in-process runs leave Hypothesis's plugin off, as pyproject's addopts does here.
+
+    Why: that plugin counts "still initialising" up when its module is imported and down at session
+    start. pytester drops every module a run imported, so each in-process run imports the plugin again
+    (+1), and a run that stops on a usage error never starts its session (no -1). Every such run left
+    Hypothesis one step further from initialised, and the property tests that ran later in the same
+    process raised HypothesisSideeffectWarning on each strategy they built (123 of the suite's 124
+    warnings). Subprocess runs are left alone: they start from a fresh count and exit."""
+    inline_run = pytester.inline_run
+
+    def without_hypothesis_plugin(*args, **kwargs):
+        return inline_run(*args, "-p", f"no:{HYPOTHESIS_PLUGIN}", **kwargs)
+
+    monkeypatch.setattr(pytester, "inline_run", without_hypothesis_plugin)
+    return pytester
 
 
 @pytest.fixture(scope="session")

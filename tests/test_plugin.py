@@ -313,3 +313,30 @@ def test_an_unused_hypothesis_plugin_does_not_import_its_library_at_the_end(pyte
                                         "no:cacheprovider", "-s")
     res.assert_outcomes(passed=2)
     res.stdout.fnmatch_lines(["*HYPOTHESIS imported=True plugin=True*"])
+
+
+def test_an_in_process_run_stopped_by_a_usage_error_leaves_hypothesis_initialised(pytester):
+    """The suite's own hygiene (tests/conftest.py's pytester): an in-process run that ends on a usage
+    error, before any session starts, must not leave Hypothesis counting itself as still initialising,
+    or every strategy a later property test builds in this process warns HypothesisSideeffectWarning."""
+    import warnings
+
+    pytest.importorskip("hypothesis")
+    import _hypothesis_globals
+    from hypothesis import given, settings, strategies as st
+    from hypothesis.errors import HypothesisSideeffectWarning
+
+    before = _hypothesis_globals.in_initialization
+    for _ in range(2):
+        assert pytester.runpytest("--cc-batch-size", "0", "-p", "no:cacheprovider").ret == pytest.ExitCode.USAGE_ERROR
+    assert _hypothesis_globals.in_initialization == before
+
+    @settings(max_examples=3, database=None)
+    @given(st.integers(0, 3))
+    def in_range(x):
+        assert 0 <= x <= 3
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        in_range()
+    assert [str(w.message) for w in caught if issubclass(w.category, HypothesisSideeffectWarning)] == []
