@@ -486,6 +486,30 @@ def test_progress_says_which_file_and_an_eta_from_the_claims_done(monkeypatch):
     assert lines[-1].endswith("(file 2 of 3, 10 s in; about 20 s left)")  # 10 s for 2 claims, 4 to go
 
 
+def test_progress_counts_planned_runs_every_few_seconds_and_says_a_model_loads():
+    from types import SimpleNamespace
+
+    from circuitcheck import plugin
+
+    lines = []
+    progress = plugin.Progress(SimpleNamespace(write_line=lines.append), [])
+    now = [0.0]
+    progress.clock, progress.start = (lambda: now[0]), 0.0
+    progress.loading("hf:gpt2")
+    assert lines == ["circuitcheck: loading hf:gpt2 (0 s in)"]
+    progress.ran(1, 40)  # a quick run says nothing more
+    assert len(lines) == 1
+    now[0] = 4.0
+    progress.ran(5, 40)
+    assert lines[-1] == "circuitcheck: 5 of 40 planned runs done (4 s in; about 28 s left)"  # 4 s / 5 runs x 35
+    now[0] = 8.0
+    progress.ran(9, 40)  # 4 s after the last count: not yet
+    assert len(lines) == 2
+    now[0] = 9.0
+    progress.ran(10, 40)
+    assert lines[-1] == "circuitcheck: 10 of 40 planned runs done (9 s in; about 27 s left)"  # 9 s / 10 x 30
+
+
 def _in_a_terminal(pytester, *args) -> str:
     """pytest's output when it runs in a pseudo-terminal, as a researcher's shell would."""
     import pty
@@ -512,10 +536,12 @@ def _in_a_terminal(pytester, *args) -> str:
 
 def test_progress_shows_on_a_terminal_and_not_under_q_nor_in_a_log(pytester):
     pytester.makefile(".hyp.yaml", m=MAX_OF_LIST)
-    said = "circuitcheck: m.hyp.yaml: measuring 2 claims on zoo:max-of-list (file 1 of 1"
-    assert said in _in_a_terminal(pytester)
-    assert said not in _in_a_terminal(pytester, "-q")
-    assert said not in pytester.runpytest_subprocess("-p", "no:cacheprovider").stdout.str()  # a CI log: no tty
+    said = ["circuitcheck: m.hyp.yaml: measuring 2 claims on zoo:max-of-list (file 1 of 1",
+            "circuitcheck: loading zoo:max-of-list ("]
+    terminal = _in_a_terminal(pytester)
+    assert all(s in terminal for s in said), terminal
+    quiet, log = _in_a_terminal(pytester, "-q"), pytester.runpytest_subprocess("-p", "no:cacheprovider").stdout.str()
+    assert not any(s in out for s in said for out in (quiet, log))  # a CI log: no tty
 
 
 def test_a_worker_that_dies_costs_its_own_claims_only(pytester):

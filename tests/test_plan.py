@@ -92,3 +92,47 @@ def test_the_numbers_do_not_depend_on_batching(hyp):
         for c, d in zip(r.cases, s.cases):
             assert abs(c.estimate.statistic - d.estimate.statistic) < 1e-5
             assert c.verdict == d.verdict
+
+
+OV_NORM = """
+- id: ov
+  says: "L0H1's OV norms of three tokens are not ordered as the tokens"
+  measure: {ov_norm: {head: L0H1, tokens: [3, 7, 9]}}
+  expect: {order: {monotonic: false}}
+"""
+
+
+class Heard:
+    """A progress listener that keeps what the session tells it."""
+
+    def __init__(self):
+        self.loads, self.counts = [], []
+
+    def loading(self, model):
+        self.loads.append(model)
+
+    def ran(self, done, planned):
+        self.counts.append((done, planned))
+
+
+def test_progress_hears_each_planned_run_once_and_each_model_load(hyp):
+    a = hyp(ABLATE_L1H0.format(id="a") + EACH_HEAD, name="a.hyp.yaml")
+    b = hyp(ABLATE_L1H0.format(id="b"), name="b.hyp.yaml")
+    c = hyp(OV_NORM, prompts="{generator: repeated_tokens, n: 30, seed: 5}", name="c.hyp.yaml")
+    # Planned runs, by hand: the clean run (read by `attention`, and by every drop/change claim as
+    # its baseline), mean-ablated L1H0 (both files: one run), zero-ablated L1H0..L1H3: 1 + 1 + 4. Not
+    # counted: the reference set's clean run (where the mean comes from), and c's prompt set, which
+    # no run is made over (ov_norm reads the weights alone).
+    for batch_size in (10_000, 50):  # whole runs, and runs in chunks of 50 of the 120 prompts
+        from circuitcheck import models
+
+        models.forget(load(a).model_source)
+        s = Session(Options(batch_size=batch_size))
+        s.progress = heard = Heard()
+        loaded = [load(f) for f in (a, b, c)]
+        for f in loaded:
+            s.add(f)
+        results = [s.result(f.path, lc.claim.id) for f in loaded for lc in f.claims]
+        assert all(r.error is None for r in results), [r.error for r in results]
+        assert heard.counts == [(i, 6) for i in range(1, 7)], batch_size
+        assert heard.loads == [loaded[0].model_source.describe()]

@@ -201,12 +201,15 @@ class HypothesisFile(pytest.File):
 
 
 class Progress:
-    """One line per file as its shared work starts (loading the model, the runs every claim of the
-    file reads), when a run takes more than a few seconds: which file of how many, and an ETA from
-    the claims measured so far, `ETA unknown` before the first file is done. Only on a terminal,
-    not under -q nor in a CI log (no tty), nor on pytest-xdist workers (they cannot write to it)."""
+    """What a run is doing, when it takes more than a few seconds: a line as each file's shared work
+    starts (which file of how many, an ETA from the claims measured so far, `ETA unknown` before the
+    first file is done), a line before each model is loaded, and, every few seconds of shared work,
+    the planned runs done out of all planned (runs whose values the value cache has are not made, so
+    a cached rerun ends below the count). Only on a terminal, not under -q nor in a CI log (no tty),
+    nor on pytest-xdist workers (they cannot write to it)."""
 
     AFTER = 3.0  # seconds into a run before a line is worth printing
+    EVERY = 5.0  # seconds between two lines counting runs
 
     def __init__(self, terminal, items):
         import time
@@ -214,6 +217,7 @@ class Progress:
         self.terminal, self.clock, self.start = terminal, time.perf_counter, time.perf_counter()
         self.files = list(dict.fromkeys(i.key for i in items if isinstance(i, ClaimItem)))
         self.claims = {k: sum(1 for i in items if isinstance(i, ClaimItem) and i.key == k) for k in self.files}
+        self.counted = None  # when the last line counting runs was written
 
     def starting(self, item) -> None:
         elapsed = self.clock() - self.start
@@ -222,14 +226,36 @@ class Progress:
             return
         done = sum(self.claims[k] for k in self.files[:index])
         left = sum(self.claims[k] for k in self.files[index:])
-        eta = f"about {_seconds(elapsed / done * left)} left" if done and elapsed > 0 else "ETA unknown"
         model = item.loaded.model_source.describe() if item.loaded is not None else "?"
         where = item.key[0].name + f"[{item.key[1]}]" if isinstance(item.key, tuple) else Path(item.key).name
-        line = (f"circuitcheck: {where}: measuring {self.claims.get(item.key, 0)} claims on {model} "
-                f"(file {index + 1} of {len(self.files)}, {_seconds(elapsed)} in; {eta})")
-        capture = item.config.pluginmanager.get_plugin("capturemanager") if hasattr(item, "config") else None
+        self._write(f"circuitcheck: {where}: measuring {self.claims.get(item.key, 0)} claims on {model} "
+                    f"(file {index + 1} of {len(self.files)}, {_seconds(elapsed)} in; {_eta(elapsed, done, left)})")
+
+    def loading(self, model: str) -> None:
+        """Before a model is loaded (a hub model's first load can take minutes)."""
+        self._write(f"circuitcheck: loading {model} ({_seconds(self.clock() - self.start)} in)")
+
+    def ran(self, done: int, planned: int) -> None:
+        """A planned run is done: said when the run is past AFTER and the last count EVERY seconds back."""
+        now = self.clock()
+        elapsed = now - self.start
+        if elapsed < self.AFTER or (self.counted is not None and now - self.counted < self.EVERY):
+            return
+        self.counted = now
+        self._write(f"circuitcheck: {done} of {planned} planned runs done "
+                    f"({_seconds(elapsed)} in; {_eta(elapsed, done, planned - done)})")
+
+    def _write(self, line: str) -> None:
+        """To the terminal, not into the current claim's captured output."""
+        config = getattr(self.terminal, "config", None)
+        capture = config.pluginmanager.get_plugin("capturemanager") if config is not None else None
         with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
-            self.terminal.write_line(line)  # to the terminal, not into the claim's captured output
+            self.terminal.write_line(line)
+
+
+def _eta(elapsed: float, done: int, left: int) -> str:
+    """The time `left` more steps take at the pace of the `done` ones so far."""
+    return f"about {_seconds(elapsed / done * left)} left" if done and elapsed > 0 else "ETA unknown"
 
 
 def _seconds(s: float) -> str:
@@ -243,7 +269,7 @@ def pytest_collection_modifyitems(session, config, items):
     terminal = config.pluginmanager.get_plugin("terminalreporter")
     quiet = config.get_verbosity() < 0 or hasattr(config, "workerinput") or terminal is None
     if not quiet and terminal.isatty() and any(isinstance(i, ClaimItem) for i in items):
-        config.stash[PROGRESS] = Progress(terminal, items)
+        config.stash[PROGRESS] = config.stash[SESSION].progress = Progress(terminal, items)
 
 
 def _group(config, loaded) -> str | None:

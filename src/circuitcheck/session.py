@@ -180,8 +180,10 @@ class Session:
             self.cache = ValueCache(options.cache_dir, options.cache)
         self.fingerprints: dict[tuple, dict] = {}
         self.roles: dict = {}  # key -> claim id -> role -> head; a file with roles plans once they are bound
+        # Told of model loads and of planned runs done (the plugin's terminal progress); None: nobody.
+        self.progress = None
         self.run_values = Values(self.plan, self.model, self.load_options, options.batch_size, self.cache,
-                                 self._shared_work)
+                                 self._shared_work, self._ran)
         self.judge = Judge(self.run_values, options.record, self.cache, _dumper(options.dump_values),
                            lambda: self.shared_seconds)
 
@@ -305,8 +307,15 @@ class Session:
         return load_options(loaded.spec.model, self.options, loaded.model_source)
 
     def model(self, loaded: H.LoadedFile):
+        options = self.load_options(loaded)
+        if self.progress is not None and not models.is_loaded(loaded.model_source, options):
+            self.progress.loading(loaded.model_source.describe())
         with self._shared_work():
-            return models.load(loaded.model_source, self.load_options(loaded))
+            return models.load(loaded.model_source, options)
+
+    def _ran(self, done: int, planned: int) -> None:
+        if self.progress is not None:
+            self.progress.ran(done, planned)
 
     @contextmanager
     def _shared_work(self):

@@ -13,10 +13,10 @@ functions, so that collecting files never pays for it.
 from __future__ import annotations
 
 from .loading import (PROCESSING_STEPS, ZOO_DIR, LoadOptions, ModelError, ModelSource, ModelUnavailable, forget,
-                      hf_dims, hf_module, hf_offline, input_device, is_hf_dir, load, load_hf, loads_hf, native, prepare,
+                      hf_dims, hf_module, hf_offline, input_device, is_hf_dir, is_loaded, load, load_hf, loads_hf, native, prepare,
                       read_config, read_weights, tokenizer_dir, zoo_config, zoo_names)
 
 __all__ = ["PROCESSING_STEPS", "ZOO_DIR", "LoadOptions", "ModelError", "ModelSource", "ModelUnavailable", "forget", "hf_dims",
            "hf_module",
-           "hf_offline", "input_device", "is_hf_dir", "load", "load_hf", "loads_hf", "native", "prepare", "read_config",
+           "hf_offline", "input_device", "is_hf_dir", "is_loaded", "load", "load_hf", "loads_hf", "native", "prepare", "read_config",
            "read_weights", "tokenizer_dir", "zoo_config", "zoo_names"]

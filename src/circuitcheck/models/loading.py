@@ -99,6 +99,11 @@ def load(source: ModelSource, options: LoadOptions = LoadOptions()):
     return _CACHE[key]
 
 
+def is_loaded(source: ModelSource, options: LoadOptions = LoadOptions()) -> bool:
+    """Whether `load` would answer from memory (a progress line says so before a load that would not)."""
+    return (source, options.model_options) in _CACHE
+
+
 def forget(source: ModelSource) -> None:
     """Load `source` afresh next time (its weights were changed in memory by registered code)."""
     for key in [k for k in _CACHE if k[0] == source]:

@@ -53,6 +53,7 @@ class Runs:
         self.blocks_skipped = 0  # prompts x blocks a pass started at a later block did not compute
         self.late_start = block_output(model)  # how a pass hands on a skipped block's output; None: never
         self._chunk_prompts: dict[int, P.PromptSet] = {}  # first row -> the prompts of that chunk
+        self.on_run = None  # called with a run's key when its last rows are measured (progress)
 
     def stream(self, planned: dict) -> dict[tuple, np.ndarray]:
         """Per-prompt values of every measure on every run of `planned` (run key -> (under, {name:
@@ -150,6 +151,8 @@ class Runs:
                 _fill(parts, (k, name), self.prompts.n, rows, np.asarray(M.compute(m, run), dtype=np.float64))
             except M.MeasureFailed as exc:
                 parts[(k, name)] = exc
+        if rows.stop == self.prompts.n and self.on_run is not None:
+            self.on_run(k)
 
     def _prompts_of(self, rows: slice) -> P.PromptSet:
         if rows.start not in self._chunk_prompts:
@@ -170,6 +173,8 @@ class Runs:
         self._reference(I.clean_needs(under, self.model.cfg) if under else set())
         self._sources(under)
         self.done[k] = self._forward(self.tokens, under, need, clean)
+        if self.on_run is not None:
+            self.on_run(k)
         return self.done[k]
 
     def run_many(self, planned: list[tuple]) -> None:

@@ -47,6 +47,7 @@ class Plan:
 
     def __init__(self):
         self.groups: dict[tuple, Group] = {}
+        self.runs: set[tuple] = set()  # (group key, run key) of every run planned: what progress counts
 
     def add(self, loaded) -> None:
         for lc in loaded.claims:
@@ -54,6 +55,8 @@ class Plan:
             for case in lc.cases:
                 for spec, prompts_key in [(case.prompts, case.prompts_key), *case.variants]:
                     self.group(loaded, spec, prompts_key).cases.append((case, relative))
+                    k = self.key(loaded, prompts_key)
+                    self.runs.update((k, run_key(under)) for under, ms in reads(case, relative) if not weights_only(ms))
 
     def key(self, loaded, prompts_key: tuple) -> tuple:
         # every field of the file's `model:` (dtype, device, placement, weight processing, attention):
@@ -65,3 +68,10 @@ class Plan:
         if k not in self.groups:
             self.groups[k] = Group(loaded.model_source, loaded.spec.model.dtype, spec, loaded)
         return self.groups[k]
+
+
+def weights_only(measures) -> bool:
+    """Whether every measure reads the weights alone: no run of the model is made for them."""
+    from .. import measures as M
+
+    return all(M.kind_of(m).is_weights_only(m.body) for m in measures)

@@ -16,11 +16,15 @@ class Values:
     """The runs of a session's plan and the values measured on them, each computed once.
 
     `model(loaded)` and `load_options(loaded)` give a file's model and how it loads;
-    `shared_work()` times work that several claims share (loading, clean and intervened runs)."""
+    `shared_work()` times work that several claims share (loading, clean and intervened runs);
+    `on_run(done, planned)`, where given, hears of each planned run as it is done (progress)."""
 
-    def __init__(self, plan, model, load_options, batch_size: int, cache=None, shared_work=nullcontext):
+    def __init__(self, plan, model, load_options, batch_size: int, cache=None, shared_work=nullcontext,
+                 on_run=None):
         self.plan, self.model, self.load_options = plan, model, load_options
         self.batch_size, self.cache, self.shared_work = batch_size, cache, shared_work
+        self.on_run = on_run
+        self.runs_done: set[tuple] = set()  # (group key, run key) of the planned runs made so far
         self.runs: dict[tuple, object] = {}
         self.measured: dict[tuple, np.ndarray] = {}  # a measure of a run, shared by the claims that read it
         self.streamed: dict[tuple, dict] = {}  # prompt set -> values computed for the plan, not yet asked for
@@ -35,7 +39,15 @@ class Values:
         if k not in self.runs:
             with self.shared_work():
                 self.runs[k] = self._new_runs(loaded, spec, prompts_key)
+            self.runs[k].on_run = lambda rk: self._ran(k, rk)
         return self.runs[k]
+
+    def _ran(self, group_key: tuple, rk: tuple) -> None:
+        """A run is done: counted once if the plan has it (not a mutant's, a scan's, a mean's set)."""
+        if (group_key, rk) in self.plan.runs and (group_key, rk) not in self.runs_done:
+            self.runs_done.add((group_key, rk))
+            if self.on_run is not None:
+                self.on_run(len(self.runs_done), len(self.plan.runs))
 
     def _new_runs(self, loaded: H.LoadedFile, spec, prompts_key: tuple):
         from .engine import Runs
