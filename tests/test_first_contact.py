@@ -396,6 +396,45 @@ def test_diff_says_what_differs_between_two_runs_and_reads_old_reports(tmp_path,
     assert "run: A has no run header" in out and "2 claims compared: 0 with verdict flips" in out
 
 
+
+def test_json_report_paths_are_relative_to_the_run_s_root(pytester, tiny_dir, monkeypatch, capsys):
+    """Two checkouts of one project (a/ and b/, each with its pytest.ini): each report names its files
+    relative to its rootdir, so `diff` matches the claims, and reads an older report's absolute paths
+    relative to the root it recorded."""
+    import json
+
+    from circuitcheck.cli import main
+    from conftest import writer
+
+    reports = {}
+    for name in ("a", "b"):
+        root = pytester.path / name
+        (root / "sub").mkdir(parents=True)
+        (root / "pytest.ini").write_text("[pytest]\n")
+        writer(root / "sub", tiny_dir)("- {id: loss, says: y, measure: loss, expect: record}\n")
+        monkeypatch.chdir(root)
+        res = pytester.runpytest("-p", "no:cacheprovider", "sub", "--cc-json", "r.json")
+        res.assert_outcomes(passed=1)
+        reports[name] = json.loads((root / "r.json").read_text())
+    report, root = reports["a"], pytester.path / "a"
+    assert report["run"]["root"] == str(root) and report["run"]["cwd"] == str(root)
+    (claim,) = report["claims"]
+    assert claim["file"] == "sub/t.hyp.yaml"
+    assert claim["model"] == f"native:sub/{tiny_dir.name}/config.json + sub/{tiny_dir.name}/model.safetensors"
+    assert list(report["run"]["models"]) == [claim["model"]]
+    quoted = {k: report["run"].pop(k) for k in ("argv", "root", "cwd")}  # as written: absolute where they were
+    assert str(root) not in json.dumps(report), "an absolute path under the root is left"
+    report["run"].update(quoted)
+
+    capsys.readouterr()
+    assert main(["diff", str(root / "r.json"), str(pytester.path / "b" / "r.json")]) == 0
+    assert "1 claims compared: 0 with verdict flips" in capsys.readouterr().out
+    old = dict(report, claims=[dict(claim, file=str(root / claim["file"]))])  # as written before: absolute
+    del old["run"]["cwd"]
+    (pytester.path / "old.json").write_text(json.dumps(old))
+    assert main(["diff", str(pytester.path / "old.json"), str(pytester.path / "b" / "r.json")]) == 0
+    assert "1 claims compared: 0 with verdict flips" in capsys.readouterr().out
+
 OLD_IOI = ("card.md", "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "training.json")
 
 

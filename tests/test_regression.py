@@ -5,6 +5,7 @@ import hashlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -113,7 +114,8 @@ def test_override_runs_the_other_model_under_the_same_names(pytester, hyp, tiny_
     assert a[0]["fingerprint"]["weights_sha256"] == sha256(tiny_dir / "model.safetensors")
     assert b[0]["fingerprint"]["weights_sha256"] == sha256(other_dir / "model.safetensors")
     assert a[1]["cases"][0]["value"] != b[1]["cases"][0]["value"]  # it really ran the other weights
-    assert str(other_dir) in b[0]["model"]
+    root = Path(report(out_b)["run"]["root"])  # the report's paths are relative to it
+    assert f"native:{other_dir.relative_to(root)}/config.json" in b[0]["model"]
 
 
 def test_an_override_matching_no_file_is_an_error_before_any_claim_runs(pytester, hyp, other_dir):

@@ -81,6 +81,7 @@ def pytest_configure(config):
     config.stash[SESSION] = Session(options)
     try:
         config.stash[RUN] = regression.Run.from_options(config.getoption)
+        config.stash[RUN].root = str(config.rootpath)  # the JSON report's paths are relative to it, as node ids are
     except (override.OverrideError, ValueError) as exc:
         raise pytest.UsageError(str(exc)) from None
     CLAIMS.clear()

@@ -67,9 +67,10 @@ def standard_error(c) -> float | None:
 VERSIONS = ("circuitcheck", "torch", "transformer_lens", "transformers", "numpy")
 
 
-def header(records: list[dict], settings: dict, started: float, argv=None) -> dict:
-    """The run that wrote the report: when, the command line, where, the code (git commit, versions),
-    the run-wide options, each model's weights hash, and claims per verdict."""
+def header(records: list[dict], settings: dict, started: float, argv=None, root=None) -> dict:
+    """The run that wrote the report: when, the command line, where (`root`: the folder the report's
+    paths are relative to, pytest's rootdir; default the working directory), the code (git commit,
+    versions), the run-wide options, each model's weights hash, and claims per verdict."""
     import os
     import platform
     import sys
@@ -90,7 +91,8 @@ def header(records: list[dict], settings: dict, started: float, argv=None) -> di
     models = {r["model"]: (r.get("fingerprint") or {}).get("weights_sha256") for r in records if r.get("model")}
     totals = Counter(r["verdict"] for r in records)
     return {"started": utc(started), "finished": utc(now), "seconds": round(now - started, 3),
-            "argv": [str(a) for a in (sys.argv if argv is None else argv)], "root": os.getcwd(),
+            "argv": [str(a) for a in (sys.argv if argv is None else argv)], "root": str(root or os.getcwd()),
+            "cwd": os.getcwd(),
             "git_commit": git_commit(Path.cwd()),
             "versions": {"python": platform.python_version(), **{d: version(d) for d in VERSIONS}},
             "platform": platform.platform(), "settings": dict(settings), "models": models,
@@ -158,8 +160,33 @@ def comparison(cmp: baseline.Comparison) -> dict:
 
 def document(records: list[dict], unused: list[dict] | None = None, missing: list[dict] | None = None,
              run: dict | None = None) -> dict:
-    return {"format": FORMAT, **({"run": run} if run is not None else {}), "claims": records,
-            "baselines": {"unused": unused or [], "missing": missing or []}}
+    doc = {"format": FORMAT, **({"run": run} if run is not None else {}), "claims": records,
+           "baselines": {"unused": unused or [], "missing": missing or []}}
+    return relative(doc, run["root"]) if run is not None else doc
+
+
+PROSE = ("says", "expected", "argv", "root", "cwd")  # what the report quotes as written, paths and all
+
+
+def relative(doc: dict, root: str) -> dict:
+    """The report with every path under `root` written relative to it (the claims' files, native models'
+    files, prompt files and tokenizers in cases' interventions, baselines' files; also the run header's
+    model names), so that reports of one project from two checkouts or machines name the same files
+    alike and `diff` matches them. Paths outside `root` stay absolute; the header keeps `root` itself."""
+    import re
+
+    under = re.compile(r"(?:^|(?<=[\s:=(\[]))" + re.escape(str(root).rstrip("/") + "/"))
+
+    def walk(obj, name=""):
+        if isinstance(obj, str):
+            return obj if name in PROSE else under.sub("", obj)
+        if isinstance(obj, dict):
+            return {walk(k) if name == "models" else k: walk(v, k) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [walk(v, name) for v in obj]
+        return obj
+
+    return walk(doc)
 
 
 def write(path, records: list[dict], unused=None, missing=None, run: dict | None = None) -> Path:
@@ -188,7 +215,8 @@ def read(path) -> dict:
     problem = schema_problem(data)
     if problem:
         raise ReportError(f"{p}: not a valid {FORMAT} report: {problem}")
-    return data
+    # a report written before paths were relative to the run's root (its working directory, then)
+    return relative(data, data["run"]["root"]) if "run" in data else data
 
 
 def schema_problem(data) -> str | None:

@@ -108,6 +108,7 @@ class Run:
     settings: dict = field(default_factory=dict)  # the run-wide options, for the JSON report's run header
     started: float = field(default_factory=time.time)
     argv: list | None = None  # the command line, where it is not sys.argv (`circuitcheck check` called in-process)
+    root: str | None = None  # what the JSON report's paths are relative to: pytest's rootdir (None: the working directory)
     refused: dict = field(default_factory=dict)  # report path -> why it is not written (an input of the run)
 
     @classmethod
@@ -217,7 +218,7 @@ class Run:
         else:
             lines += _baseline_summary(records, unused, missing)
         if self.json_path:
-            run = report_json.header(records, self.settings, self.started, self.argv)
+            run = report_json.header(records, self.settings, self.started, self.argv, self.root)
             lines.append(self._write("JSON report", self.json_path, report_json.write, records, unused, missing, run))
         if self.html_path:
             from . import html_report as report_html
