@@ -122,7 +122,8 @@ def test_a_neuron_dla_centred_on_every_prompt_equals_the_hand_values(hyp_mlp, ti
     pair, each at 0.025 with a 6-se tolerance), as the same values uncentred are: the skewness
     check sees the values' shape, which a shift leaves alone (test_stats), and for the uncentred
     neuron, whose mean is a real question, the refusal is what keeps its level. So the refusal
-    stays; this test checks the values, and that the mean reported is the 0 it must be."""
+    stays; this test checks the values, and that the mean reported is the 0 it must be. (Judged by
+    its mean, such a claim is a collection error: tests/bad/dla_centred_on_all_judged_by_its_mean.)"""
     from circuitcheck import load
     from circuitcheck.session import Session
 
@@ -131,7 +132,7 @@ def test_a_neuron_dla_centred_on_every_prompt_equals_the_hand_values(hyp_mlp, ti
         - id: centred
           says: the centred neuron DLA
           measure: {MEASURES[CENTRED]}
-          expect: {{about: 0, tol: 1}}
+          expect: record
         """)
     loaded = load(path)
     session = Session()
@@ -140,3 +141,21 @@ def test_a_neuron_dla_centred_on_every_prompt_equals_the_hand_values(hyp_mlp, ti
     got = session.values(loaded, lc.claim, lc.cases[0])[0]
     assert np.allclose(got, want, rtol=1e-4, atol=1e-6)
     assert abs(check(path)[0].main.estimate.statistic) < 1e-6
+
+
+@pytest.mark.parametrize("rest, loads", [
+    ("expect: {at_most: 0.5}", False),  # the mean is 0 whatever the model: could not be false
+    ("under: {ablate: {heads: [L1H0]}}\n  expect: {drop: {at_least: 0.1}}", False),  # 0 minus 0
+    ("where: \"tok[1] > tok[2]\"\n  expect: {at_most: 0.5}", True),  # a subset's mean is not centred
+    ("expect: {correlates: {with: \"tok[last]\", at_least: 0.1}}", True),  # r ignores a shift
+    ("expect: record", True),
+])
+def test_a_mean_that_is_0_by_construction_is_judged_only_where_it_says_something(hyp_mlp, rest, loads):
+    from circuitcheck.files.loader import HypothesisError, load
+
+    path = hyp_mlp(f"- id: c\n  says: x\n  measure: {MEASURES[CENTRED]}\n  {rest}\n")
+    if loads:
+        assert load(path).claims
+    else:
+        with pytest.raises(HypothesisError, match="so the mean this claim judges is 0 whatever the model"):
+            load(path)

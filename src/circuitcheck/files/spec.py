@@ -641,6 +641,13 @@ class Claim(Strict):
         if self.expect.order is not None and not kind.is_weights_only(self.measure.body):
             raise ValueError("`order` ranks a weight-only measure's values: "
                              + ", ".join(k for k, m in _measures.KINDS.items() if m.weights_only))
+        why = kind.zero_mean_why(self.measure.body)
+        if (why and self.where is None and self.expect.record is None and self.expect.correlates is None
+                and self.versus is None and self.clusters is None):  # those judge something besides that 0
+            raise ValueError(f"{why}, so the mean this claim judges is 0 whatever the model: a claim that cannot "
+                             "tell a model where it holds from one where it does not. Judge a subset "
+                             "(`where:`), centre on one (`centre: \"tok[1] > tok[2]\"`), correlate the values "
+                             "(`expect: {correlates: ...}`), see them (`expect: record`), or drop `centre`")
         if self.expect.record is None and kind.vector and self.expect.order is None:
             raise ValueError(f"`{kind.name}` gives one value per unit: judge it with `expect: {{order: ...}}`")
         if kind.weights_only and kind.is_weights_only(self.measure.body) and (self.expect.relative is not None or self.expect.swept is not None or self.under):

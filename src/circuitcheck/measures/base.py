@@ -76,6 +76,11 @@ class Kind(fields.KindBase):
         `compute` gives NaN there, and the claim leaves those prompts out, as `where:` would."""
         return None
 
+    def zero_mean_why(self, body) -> str | None:
+        """Why this measure's mean over every prompt it is computed on is 0 by construction, whatever
+        the model (a claim judging that mean could not tell one model from another); None: it is not."""
+        return None
+
     unit = "unit"  # what `units` are, as reports name them
 
     def is_weights_only(self, body) -> bool:

@@ -94,6 +94,11 @@ class DLAKind(Kind):
         return (body.centre is None and not isinstance(body.toward, Fitted) and body.scale in ("frozen", "none")
                 and not body.share)
 
+    def zero_mean_why(self, body) -> str | None:
+        if body.centre == "all":  # dla(): value - value[every prompt].mean()
+            return "`centre: all` subtracts the mean over every prompt"
+        return None
+
     def compute(self, body, run) -> np.ndarray:
         toward = body.toward.model_dump() if isinstance(body.toward, Strict) else body.toward
         return dla(run.model, run.cache, run.prompts, body.component, body.share, toward, body.at, body.scale,
