@@ -224,6 +224,11 @@ class Run:
             from . import html_report as report_html
 
             lines.append(self._write("HTML report", self.html_path, report_html.write, records))
+            if any(r.get("attention") for r in records):
+                from . import attention_export
+
+                lines.append(self._write("attention patterns", str(attention_export.path_for(self.html_path)),
+                                         attention_export.write, records, self.root or os.getcwd()))
         return lines
 
     def _write(self, what: str, path: str, write, *args) -> str:
