@@ -9,8 +9,8 @@ subsets, minimality over its classes and 2 random subsets per node. A fresh `Ses
 
 Reference: what a careful researcher writes with plain TransformerLens hooks. It lists every
 knocked-out node set the three claims read, dedupes them (as circuitcheck plans them), runs the
-clean model once (its logits give m(M), its z and mlp_out give the means), then one pass per
-distinct set with hooks that write the means over the knocked-out heads' z and MLPs' mlp_out,
+clean model once on the judged prompts (m(M)) and once on the reference prompts that `method:
+mean` averages over (their z and mlp_out give the means), then one pass per distinct set with hooks that write the means over the knocked-out heads' z and MLPs' mlp_out,
 and computes the logit difference per prompt. It computes no intervals: only the values.
 
 Printed: the forward passes of each side, the fastest time of each, and that both sides' per-prompt
@@ -84,36 +84,44 @@ def _key(under) -> tuple:
 
 
 def knocked_sets(path):
-    """Every distinct knocked-out node set the file's cases read: {run key: (heads by layer, MLP layers)}."""
+    """Every distinct knocked-out node set the file's cases read: {run key: (heads by layer, MLP layers)}.
+    A `keep_circuit` run knocks out every head and MLP layer outside the circuit; `knock_out` its nodes."""
     from circuitcheck.files import loader as H
 
+    loaded = H.load(path)
+    every = [f"L{l}H{h}" for l in range(loaded.n_layers) for h in range(loaded.n_heads)] + \
+            [f"L{l}.mlp" for l in range(loaded.n_layers)]
     out = {}
-    for lc in H.load(path).claims:
+    for lc in loaded.claims:
         for case in lc.cases:
             for _, under in case.runs:
-                heads, mlps = {}, []
+                knocked = []
                 for iv in under:
                     body = iv.body
-                    if body.heads:
-                        for h in body.heads:
-                            layer, i = int(h[1:h.index("H")]), int(h[h.index("H") + 1:])
-                            heads.setdefault(layer, []).append(i)
+                    kept = getattr(body, "circuit", None)
+                    knocked += [n for n in every if n not in kept.nodes] if kept is not None else list(body.nodes)
+                heads, mlps = {}, []
+                for n in knocked:
+                    if n.endswith(".mlp"):
+                        mlps.append(int(n[1:-4]))
                     else:
-                        mlps.append(body.layer)
+                        heads.setdefault(int(n[1:n.index("H")]), []).append(int(n[n.index("H") + 1:]))
                 out[_key(under)] = (heads, mlps)
     return out
 
 
-def reference_side(model, tokens, target_pos, io, s, sets):
-    """One clean pass (means and m(M)), one pass per distinct knocked-out set: logit diff per prompt."""
+def reference_side(model, tokens, reference, target_pos, io, s, sets):
+    """One clean pass for m(M), one over the reference prompts for the means (`method: mean` averages over
+    a set drawn apart from the judged prompts), one pass per distinct knocked-out set: logit diff per prompt."""
     import torch
 
     n_layers = model.cfg.n_layers
     names = [f"blocks.{l}.attn.hook_z" for l in range(n_layers)] + [f"blocks.{l}.hook_mlp_out" for l in range(n_layers)]
     passes = 0
     with torch.inference_mode():
-        logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
-        passes += 1
+        logits = model(tokens)
+        _, cache = model.run_with_cache(reference, names_filter=lambda n: n in names)
+        passes += 2
         means = {n: cache[n].mean(0, keepdim=True) for n in names}
         rows = torch.arange(tokens.shape[0])
 
@@ -156,8 +164,10 @@ def main():
     path.write_text(FILE)
     loaded = H.load(path)
     ps = H.prompt_set(loaded, loaded.claims[0].cases[0].prompts_key, loaded.claims[0].cases[0].prompts)
+    spec = H.reference_spec(loaded.claims[0].cases[0].prompts)
     model = load_model("zoo:ioi")
     tokens = torch.as_tensor(ps.tokens)
+    reference = torch.as_tensor(H.prompt_set(loaded, H.prompts_key(path, spec), spec).tokens)
     target_pos = torch.as_tensor(ps.target_pos[:, 0])
     io, s = torch.as_tensor(ps.target_tok[:, 0]), torch.as_tensor(ps.target_cf[:, 0])
     sets = knocked_sets(path)
@@ -168,7 +178,7 @@ def main():
         cc_passes, results, cc_values = circuitcheck_side(path)
         times["circuitcheck"].append(time.perf_counter() - t)
         t = time.perf_counter()
-        ref_passes, ref_values = reference_side(model, tokens, target_pos, io, s, sets)
+        ref_passes, ref_values = reference_side(model, tokens, reference, target_pos, io, s, sets)
         times["reference"].append(time.perf_counter() - t)
     worst = max(float(np.abs(cc_values[k] - ref_values[k]).max()) for k in ref_values)
     cases = sum(len(r.cases) for r in results.values())
