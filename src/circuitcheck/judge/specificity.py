@@ -299,7 +299,7 @@ def check_claim(session, loaded: H.LoadedFile, index: int, tree: dict | None = N
     raw = tree["claims"][index]
     if chosen_by_greedy(raw):
         return rep
-    bound = {name: head for name, head in result.roles.items() if name in loaded.spec.roles}  # not greedy picks
+    bound = result.roles  # only a greedy claim's roles carry greedy picks, and it returned above
     cands = {name: candidates(loaded.spec.roles[name], loaded.n_layers, loaded.n_heads) for name in bound}
     plain = substitute(raw, bound)
     swaps = [] if shared_property(raw) else head_mutants(raw, loaded.n_heads or 0, bound)
