@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from .stats import LEVEL_FLOOR, Bound, Estimate, bound_for
+from .stats import LEVEL_FLOOR, SKEW_SHARE, Bound, Estimate, SkewT, _skew_term, bound_for, skew_floor, skewness
 
 
 class Ratio(Bound):
@@ -68,16 +68,12 @@ class Ratio(Bound):
         return self._edge(a, +1)
 
     def _edge(self, a: float, side: int) -> float:
-        """Where the one-sided test of θ against m stops rejecting, by bisection from the estimate."""
+        """The edge of the set of m the one-sided test of θ against m does not reject, on `side`."""
+        if isinstance(self._d(self.statistic), SkewT):
+            return _skew_edge(self, a, side)
         rejects = (lambda m: self._d(m).lower(a) > 0) if side < 0 else (lambda m: self._d(m).upper(a) < 0)
-        inner, width = self.statistic, max(1.0, abs(self.statistic))
-        outer = inner + side * width
-        for _ in range(60):
-            if rejects(outer):
-                break
-            inner, width = outer, 2 * width
-            outer = inner + side * width
-        else:
+        inner, outer = _bracket(rejects, self.statistic, side)
+        if outer is None:
             return side * math.inf
         for _ in range(50):
             mid = (inner + outer) / 2
@@ -94,6 +90,86 @@ class Ratio(Bound):
                   "than loss)" if hi < 0 else "the ratio is undefined where it may be 0: more prompts, or a "
                   "measure the knockouts move more)"))
         return Estimate(est.statistic, -math.inf, math.inf, est.level, est.n, why, est.sd)
+
+
+def _bracket(rejects, start: float, side: int):
+    """(inner, outer): outward from `start` by doubling steps until `rejects(outer)`; outer None if never."""
+    inner, width = start, max(1.0, abs(start))
+    for _ in range(60):
+        outer = inner + side * width
+        if rejects(outer):
+            return inner, outer
+        inner, width = outer, 2 * width
+    return inner, None
+
+
+EDGE_TOL = 1e-10  # relative to max(1, |θ|): how far outside the test's own edge an interval's edge may fall
+
+
+def _skew_edge(r: Ratio, a: float, side: int) -> float:
+    """The edge for the skew-corrected t (the mean bound of unbounded values). Its test of m rejects
+    where (i) the corrected t bound of E[a − m·b] clears 0 and (ii) the skewness of a − m·b is small
+    enough to trust that bound at level a; where (ii) fails the test cannot reject, so m stays in the
+    interval. (i) alone is one crossing near θ, found by Brent's method; (ii) fails on a set of m
+    bounded by the real roots of a degree-6 polynomial, found exactly, so a stretch of m far out where
+    the bound is refused is never stepped over (bisection over (i) and (ii) together could)."""
+    from scipy.optimize import brentq
+
+    def gap(m):  # > 0: (i) rejects
+        d = SkewT(r.a - m * r.b, refuse=False)
+        return d.lower(a) if side < 0 else -d.upper(a)
+
+    inner, outer = _bracket(lambda m: gap(m) > 0, r.statistic, side)
+    tol = EDGE_TOL * max(1.0, abs(r.statistic))
+    edge = side * math.inf if outer is None else brentq(gap, inner, outer, xtol=tol)
+    while math.isfinite(edge) and not gap(edge) > 0:  # a root may sit a hair on the inner side
+        edge += side * tol
+    # (ii) fails on a stretch reaching past the edge: the interval takes in all of it
+    fars = [lo if side < 0 else hi for lo, hi in _refused(r, a) if side * ((lo if side < 0 else hi) - edge) > 0]
+    if not fars:
+        return edge
+    far = min(fars) if side < 0 else max(fars)
+    if math.isinf(far):
+        return far
+    step = tol
+    while refused(r, a, far + side * step):  # a root is placed to rounding: step until outside
+        step *= 2
+    return far + side * step
+
+
+def refused(r: Ratio, a: float, m: float) -> bool:
+    """Whether the skew-corrected t refuses the mean of a − m·b at level a (stats.SkewT)."""
+    return a < skew_floor(skewness(r.a - m * r.b), r.n)
+
+
+def _refused(r: Ratio, a: float) -> list[tuple[float, float]]:
+    """The stretches of m (in order; ±inf at the ends) where the skew-corrected t refuses a − m·b at
+    level a: |G1| > S, i.e. k² m3(m)² − S² m2(m)³ > 0, a polynomial of degree 6 in m from the centred
+    moments of a and b. Each stretch between its real roots is classed by the bound's own rule."""
+    from numpy.polynomial import polynomial as P
+
+    n = r.n
+    if n < 3:
+        return []
+    A, B = r.a - r.a.mean(), r.b - r.b.mean()
+    mean = lambda x: float(x.mean())  # noqa: E731
+    m2 = [mean(A * A), -2 * mean(A * B), mean(B * B)]
+    m3 = [mean(A ** 3), -3 * mean(A * A * B), 3 * mean(A * B * B), -mean(B ** 3)]
+    k2 = n * (n - 1) / (n - 2) ** 2
+    S = SKEW_SHARE * math.sqrt(n) / _skew_term(a)
+    poly = P.polysub(k2 * P.polypow(m3, 2), S * S * P.polypow(m2, 3))
+    roots = sorted(float(z.real) for z in P.polyroots(P.polytrim(poly)) if abs(z.imag) <= 1e-9 * (1 + abs(z)))
+    cuts = [-math.inf] + roots + [math.inf]
+    out = []
+    for lo, hi in zip(cuts, cuts[1:]):
+        mid = (lo + hi) / 2 if math.isfinite(lo) and math.isfinite(hi) else \
+            (hi - max(1.0, abs(hi)) if math.isfinite(hi) else lo + max(1.0, abs(lo)) if math.isfinite(lo) else 0.0)
+        if refused(r, a, mid):
+            if out and out[-1][1] == lo:
+                out[-1] = (out[-1][0], hi)
+            else:
+                out.append((lo, hi))
+    return out
 
 
 def _mean_bound(r: Ratio, m: float) -> Bound:
