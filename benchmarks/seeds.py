@@ -7,7 +7,8 @@ hypotheses/) in its own process: every generated prompt set of every file is dra
 + SEED, JSONL data keep their rows. A seed whose report is already in DIR is read, not rerun, so an
 interrupted check resumes. Printed: every claim whose verdict is not the same on every seed, with
 the seeds where it moves, its deciding case on each (on a seed where it passes, the case nearest to
-moving), and the threshold it is held to. Exit status 1 when some claim moves (a threshold chosen
+moving), and the threshold it is held to; per seed, what the compare with the baselines said (cases
+compared, claims that drifted at the run's stated level). Exit status 1 when some claim moves (a threshold chosen
 on the prompts it was judged on), else 0.
 
 A threshold is set on pilot prompts and judged on fresh ones: a claim this check flags gets its
@@ -63,6 +64,20 @@ def verdicts(report: Path) -> dict[str, dict]:
     return out
 
 
+def drift(report: Path) -> dict:
+    """What the seed's compare with hypotheses/__baselines__ said: cases compared, how many of them by
+    the old rule (a baseline case without per-prompt values: the intervals do not overlap, a test at
+    no stated level), and the claims that drifted or flipped. On seed 0 the prompts are the baseline's;
+    on every other seed the compare is the two-sample test of no change, Bonferroni across the run."""
+    claims = [c for c in json.loads(report.read_text())["claims"] if c.get("baseline")]
+    cases = [k for c in claims for k in c["baseline"].get("cases") or []]
+    name = lambda c: f"{Path(c['file']).name}::{c['id']}"  # noqa: E731
+    return {"cases": len(cases),
+            "overlap_rule": sum("without per-prompt values" in (k.get("test") or "") for k in cases),
+            "drifted": [name(c) for c in claims if c["baseline"].get("drift")],
+            "flipped": [name(c) for c in claims if c["baseline"].get("flip")]}
+
+
 def _deciding(claim: dict) -> dict | None:
     """The case that decides the claim: for `all` (or a plain claim) the one least clearly inside its
     region, for `any` the one most clearly inside, for `none` the one least clearly outside. On a
@@ -114,11 +129,15 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / ".seeds")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    by_seed = {}
+    by_seed, drifted = {}, {}
     for s in args.seeds:
-        by_seed[s] = verdicts(run_seed(s, args.out, args.paths))
-        print(f"seed {s}: {sum(r['verdict'] == 'pass' for r in by_seed[s].values())} of {len(by_seed[s])} claims pass",
-              flush=True)
+        report = run_seed(s, args.out, args.paths)
+        by_seed[s], d = verdicts(report), drift(report)
+        drifted[s] = d["drifted"]
+        print(f"seed {s}: {sum(r['verdict'] == 'pass' for r in by_seed[s].values())} of {len(by_seed[s])} claims pass; "
+              f"baselines: {d['cases']} cases compared ({d['overlap_rule']} by the overlap rule), "
+              f"{len(d['drifted'])} claims drifted, {len(d['flipped'])} flipped"
+              + "".join(f"\n    drifted: {c}" for c in d["drifted"]), flush=True)
     flagged = moved(by_seed)
     total = len({c for v in by_seed.values() for c in v})
     print(f"\n{len(flagged)} of {total} claims do not pass on every one of {len(args.seeds)} prompt seeds")
@@ -129,6 +148,9 @@ def main(argv=None) -> int:
             case = f" [{r['case']}]" if r["case"] else ""
             numbers = f"{r['value']:.4g} [{r['low']:.4g}, {r['high']:.4g}]" if r["value"] is not None else "-"
             print(f"    seed {s:>2}: {r['verdict']:<12} {numbers}{case}")
+    some = [s for s in args.seeds if drifted[s]]
+    print(f"\nbaseline drift at the run's stated level (--cc-drift-alpha, Bonferroni across the run): raised on "
+          f"{len(some)} of {len(args.seeds)} seeds" + (f" ({', '.join(map(str, some))})" if some else ""))
     return 1 if flagged else 0
 
 

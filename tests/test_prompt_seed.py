@@ -78,3 +78,18 @@ def test_the_seed_check_shows_the_case_nearest_to_moving():
     assert seeds._deciding({"quantifier": "none", "cases": below})["label"] == "close"
     at_most = [case("low", 0.01, 0.02, [None, 0.1]), case("edge", 0.05, 0.09, [None, 0.1])]
     assert seeds._deciding({"quantifier": None, "cases": at_most})["label"] == "edge"
+
+
+def test_the_seed_check_says_what_the_baseline_compare_said(tmp_path):
+    """Per seed: cases compared, how many by the old overlap rule, and the claims that drifted or flipped."""
+    seeds = _seeds_script()
+    two = {"test": "Δ in [-0.1, 0.1] at 0.99 per side, test of no change; two samples (300 and 300 prompts)"}
+    old = {"test": "baseline without per-prompt values: the intervals do not overlap"}
+    claims = [{"file": "h/a.hyp.yaml", "id": "steady", "baseline": {"drift": False, "flip": None, "cases": [two, old]}},
+              {"file": "h/a.hyp.yaml", "id": "shifted", "baseline": {"drift": True, "flip": "pass -> fail",
+                                                                     "cases": [two]}},
+              {"file": "h/b.hyp.yaml", "id": "new", "baseline": None}]
+    p = tmp_path / "seed-3.json"
+    p.write_text(json.dumps({"claims": claims}))
+    assert seeds.drift(p) == {"cases": 3, "overlap_rule": 1, "drifted": ["a.hyp.yaml::shifted"],
+                              "flipped": ["a.hyp.yaml::shifted"]}
