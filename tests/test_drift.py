@@ -85,8 +85,58 @@ def test_drift_x_is_an_equivalence_test():
 
 def test_an_old_baseline_without_values_keeps_the_overlap_rule():
     b = {"value": 0.5, "low": 0.4, "high": 0.6}
-    assert D.drifts(b, {"value": 0.8, "low": 0.7, "high": 0.9}, 0.01, None) == \
-        (True, "baseline without per-prompt values: the intervals do not overlap")
+    drifted, said = D.drifts(b, {"value": 0.8, "low": 0.7, "high": 0.9}, 0.01, None)
+    assert drifted and said.startswith("baseline without per-prompt values or ladder: the intervals do not overlap")
+
+
+def ratio_case(rng, n=200, shift=0.0, noise="t3"):
+    """A faithfulness-like case: a ratio of paired means, which keeps no per-prompt values, only a ladder."""
+    from circuitcheck.judge.ratio import Ratio
+
+    b = rng.normal(2, 1, n)
+    e = rng.standard_t(3, n) if noise == "t3" else rng.normal(0, 1, n)
+    r = Ratio(0.8 * b + shift + e * 0.5, b, seed=0)
+    return {"value": r.statistic, "low": r.lower(0.05), "high": r.upper(0.05), "ladder": D.ladder(r)}, r
+
+
+def test_a_case_without_values_is_tested_at_its_level_through_its_ladder():
+    """Two independent runs of an unchanged ratio: drift at most at the case's level (0.1 here, so 80
+    draws can see it); the test reads the intervals at one-sided level a/4 = 0.025 (a ladder level)."""
+    rng = np.random.default_rng(5)
+    draws, a = 80, 0.1
+    flagged = 0
+    for _ in range(draws):
+        base, _ = ratio_case(rng)
+        now, bound = ratio_case(rng)
+        drifted, said = D.drifts(base, now, a, None, bound=bound)
+        assert "one-sided level 0.02 each" in said  # the largest ladder level at or under a/4
+        flagged += drifted
+    assert flagged / draws <= a + 3 * np.sqrt(a * (1 - a) / draws), flagged
+
+
+def test_a_ratio_that_moves_is_flagged_through_its_ladder():
+    """A shift of 0.25 in the numerator (the ratio moves from 0.8 to about 0.925, 9 se): flagged at a
+    case level of 0.05/100 on most draws, each side read at one-sided level 1e-4; the ladders alone (a
+    saved report, no bound) say the same as the bound."""
+    rng = np.random.default_rng(6)
+    hits = 0
+    for _ in range(20):
+        base, _ = ratio_case(rng, n=1000, noise="normal")
+        now, bound = ratio_case(rng, n=1000, shift=0.25, noise="normal")
+        drifted, said = D.drifts(base, now, 0.05 / 100, None, bound=bound)
+        assert (drifted, said) == D.drifts(base, now, 0.05 / 100, None)
+        hits += drifted
+    assert hits >= 15, hits
+
+
+def test_a_ladder_survives_the_baseline_file_check():
+    _, r = ratio_case(np.random.default_rng(7))
+    entry = {"verdict": "pass", "drift": None, "roles": {}, "cases": [
+        {"label": "", "value": 1.0, "low": 0.9, "high": 1.1, "level": 0.95, "method": "m", "n": 200,
+         "verdict": "pass", "ladder": D.ladder(r)}]}
+    assert baseline._entry_problem(entry) is None
+    entry["cases"][0]["ladder"] = [[0.01, "x", 1.0]]
+    assert "ladder" in baseline._entry_problem(entry)
 
 
 def test_update_keeps_an_entry_that_still_matches_byte_for_byte():

@@ -36,7 +36,8 @@ from ..files import atomic
 FORMAT = "circuitcheck-baseline/1"
 FOLDER = "__baselines__"
 CASE_FIELDS = ("value", "low", "high", "level", "method", "n", "verdict")
-SAMPLE_FIELDS = ("prompts", "kind", "values")  # per-prompt values, where a case has them (drift.py)
+SAMPLE_FIELDS = ("prompts", "kind", "values", "ladder")  # per-prompt values where a case has them, else
+# its interval at a ladder of levels (drift.py)
 DRIFT_ALPHA = 0.05  # the run's drift level, spread over the cases compared (--cc-drift-alpha)
 
 
@@ -153,9 +154,10 @@ class Comparison:
 
 
 def compare(now: dict, base: dict, base_sha: str | None = None, now_sha: str | None = None,
-            a: float = DRIFT_ALPHA) -> Comparison:
+            a: float = DRIFT_ALPHA, bounds: dict | None = None) -> Comparison:
     """This run's entry against the baseline's, case by case (matched by label); `a` is each case's
-    drift level (the run's level over the cases it compares)."""
+    drift level (the run's level over the cases it compares); `bounds`: this run's stats.Bound per case
+    label, where the run has them (a case without per-prompt values is read through them)."""
     tol = now.get("drift") if now.get("drift") is not None else base.get("drift")
     cmp = Comparison(base["verdict"], now["verdict"],
                      tolerance=f"drift: not shown within ±{tol:g}, the claim's `drift:` (equivalence test)"
@@ -164,7 +166,7 @@ def compare(now: dict, base: dict, base_sha: str | None = None, now_sha: str | N
     now_cases = {c["label"]: c for c in now.get("cases", [])}
     for label in list(now_cases) + [x for x in base_cases if x not in now_cases]:
         b, n = base_cases.get(label), now_cases.get(label)
-        drifted, test = D.drifts(b, n, a, tol) if b and n else (False, "")
+        drifted, test = D.drifts(b, n, a, tol, bound=(bounds or {}).get(label)) if b and n else (False, "")
         if b and n and _nan(b, n):  # NaN compares false with everything, which would read as no drift
             drifted, test = True, "a NaN value or interval end"
         cmp.cases.append(CaseChange(label, b, n, drifted, test))
@@ -204,7 +206,8 @@ class Baselines:
             return
         base = data["claims"][result.claim_id]
         result.baseline = compare(entry(result), base, (data.get("fingerprint") or {}).get("weights_sha256"),
-                                  result.fingerprint.get("weights_sha256"), a)
+                                  result.fingerprint.get("weights_sha256"), a,
+                                  {c.label: c.bound for c in result.cases if getattr(c, "bound", None) is not None})
 
     def cases(self, hypothesis_files) -> int:
         """How many baseline cases these files' baselines hold: the run's drift family."""
@@ -288,7 +291,15 @@ def _entry_problem(claim) -> str | None:
             if not ok:
                 what = "text" if k in _CASE_TYPES else "a number" + (" or null" if k in ("low", "high") else "")
                 return f"has case {i} with {k} {case.get(k)!r}, not {what}"
+        if "ladder" in case and not _is_ladder(case["ladder"]):
+            return f"has case {i} with a ladder that is not a list of [level, lower or null, upper or null]"
     return None
+
+
+def _is_ladder(rows) -> bool:
+    return isinstance(rows, list) and bool(rows) and all(
+        isinstance(r, list) and len(r) == 3 and _is_number(r[0]) and 0 < r[0] < 1
+        and all(x is None or _is_number(x) for x in r[1:]) for r in rows)
 
 
 class BaselineError(ValueError):
@@ -331,8 +342,8 @@ def still_matches(new: dict, old: dict, a: float) -> bool:
         return False
     if [c["label"] for c in new["cases"]] != [c["label"] for c in old.get("cases", [])]:
         return False
-    if any("values" in n and "values" not in o for n, o in zip(new["cases"], old["cases"])):
-        return False  # an old baseline without per-prompt values: write them
+    if any(k in n and k not in o for n, o in zip(new["cases"], old["cases"]) for k in ("values", "ladder")):
+        return False  # an old baseline without per-prompt values or a ladder: write them
     cmp = compare(new, old, a=a)
     return not cmp.flip and not cmp.drift and not any(c.flip for c in cmp.cases)
 

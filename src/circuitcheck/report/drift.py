@@ -10,8 +10,14 @@ each case with its baseline:
   that merely overlap would hide it.
 - other prompts (another prompt seed, another data set): **two samples**, each bounded at half the
   level (Bonferroni) and the bounds subtracted.
-- a baseline written before values were kept: the old rule (the two intervals do not overlap),
-  said as such in the report; `--cc-update-baselines` rewrites it with values.
+- a case with no per-prompt values to pair (a ratio such as faithfulness, a curve, a contrast of two
+  groups, a weight): the baseline keeps its interval at each level of a ladder (`LADDER`). Two
+  intervals, each one-sided at level L at both ends, that do not overlap are a test of no change at
+  level 4L (each of the four ends misses with probability at most L), so a compare at case level a
+  reads the largest L ≤ a/4 of the ladder and this run's bound at that same L.
+- a baseline written before values or ladders were kept: the old rule (the two intervals do not
+  overlap, at the claim's own level: a test at no stated level), said as such in the report;
+  `--cc-update-baselines` rewrites it.
 
 Without `drift:` a case drifts when the two-sided test of "no change" rejects: Δ's bounds at a/2
 each exclude 0. With `drift: X` it is an equivalence test: the case holds only when Δ's bounds, each
@@ -34,6 +40,16 @@ def _eps(*samples) -> float:
     """What rounding to SIGNIFICANT digits (and float32) can move a value by, at these scales."""
     scale = max([1.0] + [float(np.max(np.abs(s))) for s in samples if len(s)])
     return 10.0 ** (1 - SIGNIFICANT) * scale
+
+
+LADDER = (2e-2, 1e-2, 5e-3, 2e-3, 1e-3, 5e-4, 2e-4, 1e-4, 5e-5, 2e-5, 1e-5, 5e-6, 2e-6, 1e-6, 5e-7, 2e-7, 1e-7,
+          5e-8, 2e-8, 1e-8)  # one-sided levels; 1e-8 serves a run of up to 10^6 cases at 0.05
+
+
+def ladder(bound) -> list[list]:
+    """[level, lower, upper] of a bound at each level of the ladder (null: a refused end)."""
+    end = lambda x: None if not np.isfinite(x) else float(f"{float(x):.{SIGNIFICANT}g}")  # noqa: E731
+    return [[level, end(bound.lower(level)), end(bound.upper(level))] for level in LADDER]
 
 
 def _difference_range(kind: dict):
@@ -75,12 +91,16 @@ def change_bound(base: dict, now: dict, seed: int = 0):
     return bound, f"two samples ({n.size} and {b.size} prompts, other prompts; each bound at half the level)"
 
 
-def drifts(base: dict, now: dict, a: float, tol: float | None, seed: int = 0) -> tuple[bool, str]:
-    """(whether the case drifted, the test that said so) at error level `a` for this case."""
+def drifts(base: dict, now: dict, a: float, tol: float | None, seed: int = 0, bound=None) -> tuple[bool, str]:
+    """(whether the case drifted, the test that said so) at error level `a` for this case; `bound`:
+    this run's stats.Bound for the case, where the run has it (else `now`'s ladder is read)."""
     made = change_bound(base, now, seed)
+    if made is None and base.get("ladder") and (bound is not None or now.get("ladder")):
+        return _ladder_rule(base, now, a, tol, bound)
     if made is None:
-        return _overlap_rule(base, now, tol), "baseline without per-prompt values: " + (
-            f"|Δ| > {tol:g}" if tol is not None else "the intervals do not overlap")
+        return _overlap_rule(base, now, tol), "baseline without per-prompt values or ladder: " + (
+            f"|Δ| > {tol:g}" if tol is not None else "the intervals do not overlap (no stated level; "
+            "--cc-update-baselines keeps a ladder)")
     bound, how = made
     if isinstance(bound, str):
         return False, how
@@ -92,6 +112,30 @@ def drifts(base: dict, now: dict, a: float, tol: float | None, seed: int = 0) ->
     lo, hi = bound.lower(a / 2), bound.upper(a / 2)
     return bool(lo > eps or hi < -eps), f"Δ in [{lo:.4g}, {hi:.4g}] at {1 - a / 2:.4g} per side, test of no " \
         f"change; {how}"
+
+
+def _ladder_rule(base: dict, now: dict, a: float, tol: float | None, bound) -> tuple[bool, str]:
+    """Drift read from two intervals at one ladder level L ≤ a/4 (see the module doc)."""
+    rows = {float(r[0]): r for r in base["ladder"]}
+    fit = [level for level in rows if level <= a / 4]
+    level = max(fit) if fit else min(rows)
+    now_rows = {float(r[0]): r for r in now.get("ladder") or []}
+    if bound is None and level not in now_rows:
+        return _overlap_rule(base, now, tol), "the two ladders share no level: the intervals do not overlap"
+    b_lo, b_hi = _ends(rows[level])
+    n_lo, n_hi = (bound.lower(level), bound.upper(level)) if bound is not None else _ends(now_rows[level])
+    eps = 10.0 ** (1 - SIGNIFICANT) * max(1.0, abs(base["value"]), abs(now["value"]))
+    lo, hi = n_lo - b_hi, n_hi - b_lo  # Δ's bounds, each holding with probability at least 1 - 2L
+    said = f"Δ in [{lo:.4g}, {hi:.4g}] from the two intervals at one-sided level {level:.2g} each (a test at level " \
+        f"{4 * level:.2g}{'' if fit else f', above this case level {a:.2g}: the ladder ends there'}; no per-prompt " \
+        "values for this kind of case)"
+    if tol is not None:
+        return not (lo >= -tol - eps and hi <= tol + eps), f"{said}, equivalence within ±{tol:g}"
+    return bool(lo > eps or hi < -eps), f"{said}, test of no change"
+
+
+def _ends(row) -> tuple[float, float]:
+    return (-np.inf if row[1] is None else row[1]), (np.inf if row[2] is None else row[2])
 
 
 def _overlap_rule(base: dict, now: dict, tol: float | None) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import baseline, table as report, json_report as report_json
+from .drift import ladder
 from ..models import override
 
 
@@ -173,6 +174,10 @@ class Run:
             # --cc-drift=require: a claim with no baseline entry cannot pass unseen (describe says why)
             result.baseline_required = self.drift == "require" and result.baseline is None and not result.error
         rec = report_json.record(result)
+        if self.update:  # a case with no per-prompt values keeps its interval at a ladder of levels
+            for case, made in zip(rec.get("cases") or [], result.cases):
+                if "values" not in case and getattr(made, "bound", None) is not None:
+                    case["ladder"] = ladder(made.bound)
         if self.html_path and session is not None and not result.error:
             rec["attention"] = attention_example(session, key, result.claim_id)
         return rec
