@@ -27,7 +27,7 @@ Two TransformerLens 4.3 traps shape the kinds:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -63,6 +63,7 @@ class Reference:
 
     prompts: P.PromptSet
     clean: dict
+    placed: dict = field(default_factory=dict, repr=False)  # reference_mean's results, made once per run
 
 
 @dataclass(frozen=True)
@@ -275,7 +276,13 @@ def reference_mean(hook: str, ctx: Context, over: str | None = None):
         raise ValueError(f"the judged prompts run to {int(ctx.prompts.length.max())} tokens, the reference set's "
                          f"longest to {longest}: a per-token mean has nothing to put at the later tokens; declare "
                          "a reference set with `mean_from:`")
-    return place(by_token(ref.clean[hook], ref.prompts, over), ctx.prompts, ctx.rows)
+    # Every run of a claim reads the same means: made once, not once per hook call (a circuit's 41
+    # runs each averaged the whole reference set again at every knocked-out hook). Kept with the
+    # prompts they were placed on, so that no other prompt set can reuse the entry.
+    key = (hook, over, id(ctx.prompts), ctx.rows.start, ctx.rows.stop)
+    if key not in ref.placed:
+        ref.placed[key] = ctx.prompts, place(by_token(ref.clean[hook], ref.prompts, over), ctx.prompts, ctx.rows)
+    return ref.placed[key][1]
 
 
 def by_token(x, prompts: P.PromptSet, over: str | None = None):
