@@ -20,6 +20,14 @@ from circuitcheck.judge import stats as S
 from circuitcheck.judge.claims import Row, case_level, claim_p
 
 ALPHA = 0.05
+# The levels claims are really judged at in the shipped files (tests/test_calibration.py checks them
+# against hypotheses/): the most judged claims in one file (induction.hyp.yaml: 30), so Holm's smallest
+# level is α/30; the most cases of an `any` claim (induction.hyp.yaml's
+# some-pair-of-layer-1-heads-is-critical: 6 pairs), each then judged at α/(30·6); the most points of a
+# sweep judged by a crossing (max_of_list.hyp.yaml: 11).
+SHIPPED_M = 30
+SHIPPED_ANY = 6
+SWEEP_POINTS = 11
 
 
 @dataclass
@@ -31,6 +39,7 @@ class Scenario:
     row: Callable[[object], Row]  # the row session builds for those values
     level: float = ALPHA  # the level the claim is judged at (α, or α/m after Holm)
     cases: int = 1  # with more, an `any` claim over that many cases, each just false
+    quantifier: str = "any"  # of several cases; `none`: every case sits on its region's edge, inside it
 
     def pass_rate(self, draws: int, seed: int = 0) -> float:
         return self.rates(draws, seed)[0]
@@ -39,24 +48,29 @@ class Scenario:
         """(how often the claim passes, how often its bounds were refused: infinite at its level)."""
         rng = np.random.default_rng(seed)
         passed = refused = 0
-        claim = _Claim("any" if self.cases > 1 else None)
+        claim = _Claim(self.quantifier if self.cases > 1 or self.quantifier == "none" else None)
         for i in range(draws):
             rows = [self.row(self.draw(rng, self.n)) for _ in range(self.cases)]
             passed += claim_p(claim, rows) <= self.level and not any(r.undefined for r in rows)
-            refused += any(_refused(r, case_level(claim, rows, self.level)) for r in rows)
+            refused += any(_refused(r, case_level(claim, rows, self.level), self.quantifier == "none") for r in rows)
         return passed / draws, refused / draws
 
     @property
     def where(self) -> str:
         """How the claim is judged: its level, and its quantifier."""
-        return f"a={self.level:g}" + (f", any of {self.cases}" if self.cases > 1 else "")
+        many = self.cases > 1 or self.quantifier == "none"
+        return f"a={self.level:g}" + (f", {self.quantifier} of {self.cases}" if many else "")
 
 
-def _refused(row: Row, a: float) -> bool:
-    """No bound on a side the claim needs: the method refused (too few prompts, too skewed)."""
+def _refused(row: Row, a: float, outside: bool = False) -> bool:
+    """No bound on a side the claim needs: the method refused (too few prompts, too skewed). A case
+    passes with its lower bound at or above lo; under `none` (`outside`) it must fail, with its upper
+    bound below lo (or its lower bound above hi)."""
     lo, hi = row.region
     est = row.bound.at(a)
-    return bool(math.isfinite(lo) and est.low == -math.inf or math.isfinite(hi) and est.high == math.inf)
+    lo_side, hi_side = (est.high == math.inf, est.low == -math.inf) if outside else \
+        (est.low == -math.inf, est.high == math.inf)
+    return bool(math.isfinite(lo) and lo_side or math.isfinite(hi) and hi_side)
 
 
 class _Claim:
@@ -190,7 +204,7 @@ def _scenarios(ns, sweep_ns) -> list[Scenario]:
             Scenario("loss about 0 ± 0.1, true 0.1 (normal)", "skew-corrected t", n,
                      lambda rng, n: rng.normal(0.1, 1.0, n), _row({}, (-0.1, 0.1))),
         ]
-    xs = np.linspace(0, 1, 11)
+    xs = np.linspace(0, 1, SWEEP_POINTS)
     for n in sweep_ns:
         out += [
             Scenario("crossing 0.5 between [0.4, 1], true 0.4 (bracket)", "per-point Clopper-Pearson", n,
@@ -209,16 +223,34 @@ UNBOUNDED = {
     "lognormal σ=1": (lambda rng, n: rng.lognormal(0.0, 1.0, n), math.exp(0.5)),
     "Pareto 2.5": (lambda rng, n: rng.pareto(2.5, n) + 1.0, 2.5 / 1.5),
 }
-SHIPPED_M = 20  # the most claims in one shipped file (ioi.hyp.yaml): Holm's smallest level is α/20
+
+
+def shipped_family(folder=None) -> tuple[int, int, int]:
+    """(judged claims of the largest file, cases of the largest `any` claim, points of the largest
+    sweep) over the shipped hypothesis files, loaded as the plugin loads them."""
+    from pathlib import Path
+
+    from circuitcheck.files import loader as H
+    from circuitcheck.files.conftests import load_beside
+
+    folder = Path(folder) if folder else Path(__file__).resolve().parent.parent / "hypotheses"
+    m = cases = points = 0
+    for path in sorted(folder.glob("*.hyp.yaml")):
+        load_beside(path)  # the `python:` measures the files name
+        judged = [lc for lc in H.load(path).claims if lc.claim.expect.record is None]
+        m = max(m, len(judged))
+        cases = max([cases] + [len(lc.cases) for lc in judged if lc.claim.for_ and lc.claim.for_.kind == "any"])
+        points = max([points] + [len(lc.cases) for lc in judged if lc.claim.sweep])
+    return m, cases, points
 
 
 def unbounded(ns=(10, 30, 100, 400)) -> list[Scenario]:
-    """Every expectation form on unbounded values, at α, at α/m after Holm, and as `any` of 4 cases at
-    α/m: at_least and at_most sit on the true mean, about/between on a region edge."""
+    """Every expectation form on unbounded values, at α, at α/m after Holm, and as `any` of
+    SHIPPED_ANY cases at α/m: at_least and at_most sit on the true mean, about/between on a region edge."""
     inf, out = math.inf, []
     for n in ns:
         for shape, (draw, mu) in UNBOUNDED.items():
-            for level, cases in ((ALPHA, 1), (ALPHA / SHIPPED_M, 1), (ALPHA / SHIPPED_M, 4)):
+            for level, cases in ((ALPHA, 1), (ALPHA / SHIPPED_M, 1), (ALPHA / SHIPPED_M, SHIPPED_ANY)):
                 for form, region in ((f"at_least {mu:.4g}", (mu, inf)), (f"at_most {mu:.4g}", (-inf, mu)),
                                      (f"about {mu - 0.5:.4g} ± 0.5", (mu - 1.0, mu)),
                                      (f"between [{mu:.4g}, {mu + 1:.4g}]", (mu, mu + 1.0))):
@@ -293,7 +325,8 @@ def main():
                     help="holm: the first group at α/m only (tests/test_calibration.py asserts it at α)")
     ap.add_argument("--ns", type=lambda t: {int(x) for x in t.split(",")}, default=None,
                     help="only the rows at these n, e.g. 100,400")
-    ap.add_argument("--any", action="store_true", help="the rows at α/m again as `any` of 4 cases, each just false")
+    ap.add_argument("--any", action="store_true",
+                    help=f"the rows at α/m again as `any` of {SHIPPED_ANY} cases, each just false")
     args = ap.parse_args()
     print("| scenario | method | n | judged at | draws | pass rate | limit | refused |\n|---|---|---|---|---|---|---|---|")
     groups = {"scenarios": lambda: scenarios((ALPHA, ALPHA / SHIPPED_M), DOC_NS, DOC_NS),
@@ -301,8 +334,8 @@ def main():
               "unbounded": unbounded, "fitted": fitted}
     chosen = [sc for name, make in groups.items() if args.only == name or args.only == "all" and name != "holm"
               for sc in make() if args.ns is None or sc.n in args.ns]
-    if args.any:  # the quantifier's own level: each case at α/(4m) (case_level)
-        chosen = [replace(sc, cases=4) for sc in chosen if sc.level < ALPHA and sc.cases == 1]
+    if args.any:  # the quantifier's own level: each case at α/(m·cases) (case_level)
+        chosen = [replace(sc, cases=SHIPPED_ANY) for sc in chosen if sc.level < ALPHA and sc.cases == 1]
     for sc in chosen:
         draws = args.draws if sc.level >= ALPHA else 2 * args.draws  # rarer events need more draws
         rate, refused = sc.rates(draws)

@@ -3,8 +3,8 @@ areas over edge budgets (CPR, one ratio; CMD, Bonferroni over the budgets' ratio
 whose true value sits exactly on its threshold passes, through the real judging path
 (`judge.ratio.Ratio`, or `judge.circuit`'s trapezoid weights and `Area`, in a `Row`; `claim_p` at the
 level). The rate must stay at or under the level
-plus Monte Carlo error (3 standard errors). Levels: 0.05 (a file of one claim) and 0.0025 (the
-level a claim gets under Holm in a file of 20, or one of 20 cases of an `any`).
+plus Monte Carlo error (3 standard errors). Levels: 0.05 (a file of one claim) and α/30 (Holm's
+smallest level in the largest shipped file: calibration.SHIPPED_M).
 
     PYTHONPATH=src:tests python tests/calibration_ratio.py --draws 1000   # the tables in docs/calibration.md
     PYTHONPATH=src:tests python tests/calibration_ratio.py --only CMD --draws 400
@@ -22,7 +22,11 @@ from circuitcheck.judge.circuit import bound, trapezoid
 from circuitcheck.judge.claims import Row, claim_p
 from circuitcheck.judge.ratio import Ratio
 
+from calibration import ALPHA, SHIPPED_M
+
 THETA = 0.8  # the true ratio, on the threshold
+HOLM = ALPHA / SHIPPED_M
+NS = (30, 100, 400)  # prompts per claim; 30 is the fewest a mean with no known range is bounded from
 
 
 @dataclass
@@ -36,13 +40,20 @@ class Scenario:
     judged: Callable = lambda a, b, ranges: Ratio(a, b, 0, ranges)  # noqa: E731  (a, b) -> the judged bound
 
     def pass_rate(self, draws: int, seed: int = 0) -> float:
+        return self.rates(draws, seed)[0]
+
+    def rates(self, draws: int, seed: int = 0) -> tuple[float, float]:
+        """(how often the claim passes, how often its bound was refused: infinite on the side it needs)."""
         rng = np.random.default_rng(seed)
-        passed = 0
+        passed = refused = 0
         for _ in range(draws):
             a, b = self.draw(rng, self.n)
             row = Row("", self.judged(a, b, self.ranges), self.region)
             passed += claim_p(_Claim(), [row]) <= self.level
-        return passed / draws
+            est = row.bound.at(self.level)
+            refused += math.isfinite(self.region[0]) and est.low == -math.inf or \
+                math.isfinite(self.region[1]) and est.high == math.inf
+        return passed / draws, refused / draws
 
     def limit(self, draws: int) -> float:
         return self.level + 3 * math.sqrt(self.level * (1 - self.level) / draws)
@@ -106,32 +117,38 @@ def area(form):
 
 
 SCENARIOS = [
-    *(Scenario(f"normal, F at_least 0.8, true 0.8", n, lv, normal) for n in (100, 400) for lv in (0.05, 0.0025)),
-    *(Scenario(f"lognormal b, t3 noise, F at_least 0.8, true 0.8", n, lv, skewed) for n in (100, 400)
-      for lv in (0.05, 0.0025)),
+    *(Scenario(f"normal, F at_least 0.8, true 0.8", n, lv, normal) for n in NS for lv in (ALPHA, HOLM)),
+    *(Scenario(f"lognormal b, t3 noise, F at_least 0.8, true 0.8", n, lv, skewed) for n in NS
+      for lv in (ALPHA, HOLM)),
     Scenario("weak denominator (E[b] = 0.12 sd), F at_least 0.8, true 0.8", 100, 0.05, weak),
     *(Scenario("probabilities (betting), F at_least 0.8, true 0.8", n, 0.05, bounded, ranges=((-1, 1), (-1, 1)))
-      for n in (100, 400)),
+      for n in NS),
     *(Scenario("completeness at_most 0.1, true 0.1", n, lv, completeness, region=(-0.1, 0.1))
-      for n in (100, 400) for lv in (0.05, 0.0025)),
+      for n in NS for lv in (ALPHA, HOLM)),
     *(Scenario(f"CMD at_most {CMD:.2f}, true {CMD:.2f} (4 budgets)", n, lv, budgets, region=(-math.inf, CMD),
-               judged=area("cmd")) for n in (100, 400) for lv in (0.05, 0.0025)),
+               judged=area("cmd")) for n in NS for lv in (ALPHA, HOLM)),
     *(Scenario(f"CPR at_least {CPR:.3f}, true {CPR:.3f} (4 budgets)", n, lv, budgets, region=(CPR, math.inf),
-               judged=area("cpr")) for n in (100, 400) for lv in (0.05, 0.0025)),
+               judged=area("cpr")) for n in NS for lv in (ALPHA, HOLM)),
 ]
-ASSERTED = [SCENARIOS[0], SCENARIOS[3], SCENARIOS[9], SCENARIOS[-4]]  # a fast subset for CI
-# (tests/test_circuit_claims.py); the last is CPR at n = 100, α = 0.05
+# A fast subset for CI (tests/test_circuit_claims.py): normal at n = 100, α and n = 400, α/m;
+# probabilities at n = 100; CPR at n = 100, α.
+ASSERTED = [s for s in SCENARIOS if (s.name.split(",")[0], s.n, s.level) in
+            {("normal", 100, ALPHA), ("normal", 400, HOLM), ("probabilities (betting)", 100, ALPHA)}
+            or s.name.startswith("CPR") and (s.n, s.level) == (100, ALPHA)]
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--only", default="", help="the scenarios whose name starts with this (CMD, CPR, ...)")
+    parser.add_argument("--ns", type=lambda t: {int(x) for x in t.split(",")}, default=None,
+                        help="only the rows at these n, e.g. 30")
     args = parser.parse_args()
-    print(f"| scenario | n | level | pass rate ({args.draws} draws) | limit |")
-    print("|---|---|---|---|---|")
-    for s in (s for s in SCENARIOS if s.name.startswith(args.only)):
-        print(f"| {s.name} | {s.n} | {s.level:g} | {s.pass_rate(args.draws):.4f} | {s.limit(args.draws):.4f} |",
+    print(f"| scenario | n | level | pass rate ({args.draws} draws) | limit | refused |")
+    print("|---|---|---|---|---|---|")
+    for s in (s for s in SCENARIOS if s.name.startswith(args.only) and (args.ns is None or s.n in args.ns)):
+        rate, refused = s.rates(args.draws)
+        print(f"| {s.name} | {s.n} | {s.level:.4g} | {rate:.4f} | {s.limit(args.draws):.4f} | {refused:.0%} |",
               flush=True)
 
 
