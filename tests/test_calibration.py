@@ -1,25 +1,28 @@
 """Calibration as a test: claims whose true value sits exactly on the threshold (or just past it)
 pass at most their level plus Monte Carlo error, for every expectation form and method, at n = 10,
-100 and 400, including constant samples; and, for measures with no known range, at Holm's level for
-the largest shipped file (α/20) on normal, t3, lognormal and Pareto values at n = 30 and 100; and the
-closed-form methods (Clopper-Pearson, the skew-corrected t, sweeps) at α/20 at n = 400 and as `any` of
-4, with `correlates` as `any` of 4 at n = 100. The tables with more draws are docs/calibration.md."""
+100 and 400, including constant samples; and, at the levels the shipped files judge at (α/m after
+Holm, `any` of their largest quantifier, sweeps), a cheap subset of each table of
+docs/calibration.md: every form on unbounded values where the skew-corrected t answers, the refusal
+where it cannot, `none`, unbounded `contrast`, `r2`, and the closed-form methods. The tables with
+more draws are docs/calibration.md."""
 from __future__ import annotations
-
-import pytest
 
 from dataclasses import replace
 
-from calibration import ALPHA, SHIPPED_ANY, SHIPPED_M, SWEEP_POINTS, fitted, mc_limit, scenarios, shipped_family, unbounded
+import pytest
+
+from calibration import (ALPHA, SHIPPED_ANY, SHIPPED_M, SWEEP_POINTS, fitted, forms, mc_limit, r2_noise, scenarios,
+                         shipped_family, unbounded)
 
 DRAWS = 600
+DRAWS_SMALL_LEVEL = 1500
+HOLM = ALPHA / SHIPPED_M
 
 
 def test_the_rows_are_at_the_levels_the_shipped_files_judge_at():
     """The harness's α/m, `any` size and sweep size are the shipped files' own (they went stale once:
     α/20 and `any` of 4 while induction.hyp.yaml had 30 claims and an `any` of 6 pairs)."""
     assert shipped_family() == (SHIPPED_M, SHIPPED_ANY, SWEEP_POINTS)
-DRAWS_SMALL_LEVEL = 1500
 
 
 @pytest.mark.parametrize("scenario", scenarios(), ids=lambda s: f"{s.method}-n{s.n}-{s.name}")
@@ -28,26 +31,72 @@ def test_a_just_false_claim_passes_at_most_alpha(scenario):
     assert rate <= mc_limit(DRAWS), f"{scenario.name}: passes {rate:.3f} of the time at α={ALPHA}"
 
 
-FAST = [s for s in unbounded(ns=(30, 100)) if s.level == ALPHA / SHIPPED_M and s.cases == 1
-        and s.name.startswith(("at_least", "at_most"))]
+def _at(rows, n, *starts, where=None):
+    """The rows at n whose scenario starts with one of `starts`, judged at `where` (default α/m, one case)."""
+    return [s for s in rows if s.n == n and s.name.startswith(starts)
+            and (s.where == where if where else s.level == HOLM and s.cases == 1 and s.quantifier == "any")]
+
+
+# Every form on unbounded values at α/m where the method answers: normal and t3 at n = 30 and 100
+# (t3 is refused in 85% of draws at n = 30), lognormal at n = 30,000 (refused below: 100% at n = 400).
+FAST = (_at(unbounded(ns=(30, 100)), 30, "at_least", "at_most", "about", "between")
+        + _at(unbounded(ns=(30, 100)), 100, "at_least", "at_most", "about", "between"))
+FAST = [s for s in FAST if "lognormal" not in s.name and "Pareto" not in s.name]
+FAST += _at(unbounded(ns=(30_000,)), 30_000, "at_least 1.649", "at_most 1.649")
 
 
 @pytest.mark.parametrize("scenario", FAST, ids=lambda s: f"n{s.n}-{s.name}")
 def test_an_unbounded_claim_holds_at_holms_level(scenario):
-    rate = scenario.pass_rate(DRAWS_SMALL_LEVEL, seed=2)
-    assert rate <= mc_limit(DRAWS_SMALL_LEVEL, scenario.level), f"{scenario.name}: passes {rate:.4f} at {scenario.where}"
+    rate, refused = scenario.rates(DRAWS_SMALL_LEVEL, seed=2)
+    assert refused < 1, f"{scenario.name}: refused in every draw, so it checks nothing"
+    assert rate <= mc_limit(draws, scenario.level), f"{scenario.name}: passes {rate:.4f} at {scenario.where}"
 
 
-HOLM = ALPHA / SHIPPED_M
+@pytest.mark.parametrize("scenario", _at(unbounded(ns=(400,)), 400, "at_most 1.649", "at_most 1.667"),
+                         ids=lambda s: s.name)
+def test_heavy_tails_are_refused_at_holms_level_at_400_prompts(scenario):
+    """Lognormal (σ = 1) and Pareto 2.5 means at α/m with 400 prompts: too skewed for the correction
+    to be trusted, so the claim is inconclusive (never a pass) in every draw."""
+    rate, refused = scenario.rates(300, seed=4)
+    assert (rate, refused) == (0.0, 1.0)
+
+
 CHEAP = ("Clopper-Pearson", "skew-corrected t", "per-point Clopper-Pearson")  # closed forms: no bisection
 NEW_ROWS = ([s for s in scenarios((HOLM,), ns=(400,), sweep_ns=(400,)) if s.method in CHEAP]
-            + [replace(s, cases=4) for s in scenarios((HOLM,), ns=(10, 100, 400), sweep_ns=())
+            + [replace(s, cases=SHIPPED_ANY) for s in scenarios((HOLM,), ns=(10, 100, 400), sweep_ns=())
                if s.method == "Clopper-Pearson"]
-            + [replace(s, cases=4) for s in fitted(ns=(100,)) if s.level == HOLM and "x normal" in s.name])
+            + [replace(s, cases=SHIPPED_ANY) for s in fitted(ns=(100,)) if s.level == HOLM and "x normal" in s.name])
 
 
 @pytest.mark.parametrize("scenario", NEW_ROWS, ids=lambda s: f"n{s.n}-{s.where}-{s.name}")
-def test_other_methods_hold_at_holms_level_and_as_any_of_4(scenario):
-    """A cheap subset of the α/m and `any` of 4 rows docs/calibration.md lists for the other methods."""
+def test_other_methods_hold_at_holms_level_and_as_any(scenario):
+    """A cheap subset of the α/m and `any` rows docs/calibration.md lists for the other methods."""
     rate = scenario.pass_rate(DRAWS_SMALL_LEVEL, seed=3)
     assert rate <= mc_limit(DRAWS_SMALL_LEVEL, scenario.level), f"{scenario.name}: passes {rate:.4f} at {scenario.where}"
+
+
+FORMS = forms(ns=(100, 400))
+MORE = (_at(FORMS, 400, "none:", where=f"a={HOLM:.3g}, none of 1")
+        + _at(FORMS, 100, "none: accuracy", "none: attention", where=f"a={HOLM:.3g}, none of 1")
+        + _at(FORMS, 400, "contrast at_least 1, normal", "contrast at_most 1, t3")
+        + _at(FORMS, 400, "dla share at_least 0.3, true 0.3 (gamma totals, normal", "logprob rise at_least 1, true 1 (t3")
+        + _at(FORMS, 400, "crossing 0.5 between [0.4, 1], true 0.4 (bracket, normal)", "slope at_least 2, true 2 (t3)"))
+MORE = [s for s in MORE if "lognormal" not in s.name and "Pareto" not in s.name]
+
+
+@pytest.mark.parametrize("scenario", MORE, ids=lambda s: f"n{s.n}-{s.where}-{s.name}")
+def test_other_forms_hold_at_holms_level(scenario):
+    """`none`, unbounded `contrast`, `share`, `rise`, and a crossing and a slope of unbounded values."""
+    rate, refused = scenario.rates(DRAWS_SMALL_LEVEL, seed=5)
+    assert refused < 1, f"{scenario.name}: refused in every draw, so it checks nothing"
+    assert rate <= mc_limit(DRAWS_SMALL_LEVEL, scenario.level), f"{scenario.name}: passes {rate:.4f} at {scenario.where}"
+
+
+R2 = ([s for s in fitted(ns=(30,)) if s.level == HOLM and s.name.startswith("r2")]
+      + [s for s in r2_noise(ns=(30,)) if s.level == HOLM and "t3" in s.name])
+
+
+@pytest.mark.parametrize("scenario", R2, ids=lambda s: f"n{s.n}-{s.name}")
+def test_r2_holds_at_holms_level(scenario):
+    rate = scenario.pass_rate(DRAWS, seed=6)
+    assert rate <= mc_limit(DRAWS, scenario.level), f"{scenario.name}: passes {rate:.4f} at {scenario.where}"
