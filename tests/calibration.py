@@ -259,13 +259,19 @@ def unbounded(ns=(10, 30, 100, 400)) -> list[Scenario]:
     return out
 
 
-def _correlated(r: float, skewed: bool):
-    """(y, x) pairs with Pearson correlation exactly r: x normal, or lognormal (σ = 1, skewness 6.2)."""
-    sd_x = math.sqrt((math.e - 1) * math.e) if skewed else 1.0
-    b = r / (sd_x * math.sqrt(1 - r * r))
+# The population sd of each shape of UNBOUNDED, to set Pearson's r of (y, x) exactly.
+SHAPE_SD = {"normal": 1.0, "t3": math.sqrt(3.0), "lognormal σ=1": math.sqrt((math.e - 1) * math.e),
+            "Pareto 2.5": math.sqrt(2.5 / (1.5 ** 2 * 0.5))}
+
+
+def _correlated(r: float, shape: str):
+    """(y, x) pairs with Pearson correlation exactly r: x of one of the UNBOUNDED shapes (lognormal
+    skewness 6.2; t3 symmetric with an infinite fourth moment; Pareto 2.5 both), y = b x + normal noise."""
+    b = r / (SHAPE_SD[shape] * math.sqrt(1 - r * r))
+    draw_x = UNBOUNDED[shape][0]
 
     def draw(rng, n):
-        x = rng.lognormal(0.0, 1.0, n) if skewed else rng.normal(0.0, 1.0, n)
+        x = draw_x(rng, n)
         return b * x + rng.normal(0.0, 1.0, n), x
 
     return draw
@@ -295,17 +301,16 @@ def _noisy_curve(curve: np.ndarray, sd: float):
 
 
 def fitted(ns=(10, 30, 100, 400)) -> list[Scenario]:
-    """`correlates` (r = 0.5; x normal or lognormal) and `r2` (R² = 0.9 of the mean curve, per-prompt
+    """`correlates` (r = 0.5; x of each shape of UNBOUNDED) and `r2` (R² = 0.9 of the mean curve, per-prompt
     noise sd 0.5) with the truth on the threshold, at α and at α/m."""
     inf, out, curve = math.inf, [], _curve_with_r2(0.9)
     for n in ns:
         for level in (ALPHA, ALPHA / SHIPPED_M):
-            for skewed in (False, True):
-                what = "lognormal" if skewed else "normal"
-                out += [Scenario(f"correlates at_least 0.5, true r 0.5 (x {what})", "jackknife Fisher z", n,
-                                 _correlated(0.5, skewed), _correlation_row((0.5, inf)), level),
-                        Scenario(f"correlates at_most 0.5, true r 0.5 (x {what})", "jackknife Fisher z", n,
-                                 _correlated(0.5, skewed), _correlation_row((-inf, 0.5)), level)]
+            for shape in SHAPE_SD:
+                out += [Scenario(f"correlates at_least 0.5, true r 0.5 (x {shape})", "jackknife Fisher z", n,
+                                 _correlated(0.5, shape), _correlation_row((0.5, inf)), level),
+                        Scenario(f"correlates at_most 0.5, true r 0.5 (x {shape})", "jackknife Fisher z", n,
+                                 _correlated(0.5, shape), _correlation_row((-inf, 0.5)), level)]
             out += [Scenario("r2 at_least 0.9, true R² 0.9", "Hotelling projection", n, _noisy_curve(curve, 0.5),
                              lambda m: Row("", S.R2(R2_XS, m), (0.9, inf)), level),
                     Scenario("r2 at_most 0.9, true R² 0.9", "Hotelling projection", n, _noisy_curve(curve, 0.5),

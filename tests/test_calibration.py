@@ -3,8 +3,9 @@ pass at most their level plus Monte Carlo error, for every expectation form and 
 100 and 400, including constant samples; and, at the levels the shipped files judge at (α/m after
 Holm, `any` of their largest quantifier, sweeps), a cheap subset of each table of
 docs/calibration.md: every form on unbounded values where the skew-corrected t answers, the refusal
-where it cannot, `none`, unbounded `contrast`, `r2`, and the closed-form methods. The tables with
-more draws are docs/calibration.md."""
+where it cannot, `none`, unbounded `contrast`, `r2`, `correlates` with a symmetric heavy-tailed (t3)
+variable at α and α/m at n = 100 and 400, and the closed-form methods. The tables with more draws
+are docs/calibration.md."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -109,3 +110,13 @@ R2 = ([s for s in fitted(ns=(30,)) if s.level == HOLM and s.name.startswith("r2 
 @pytest.mark.parametrize("scenario", R2, ids=lambda s: f"n{s.n}-{s.name}")
 def test_r2_holds_at_holms_level(scenario):
     _holds(scenario, DRAWS, seed=6)
+
+
+HEAVY = [s for s in fitted(ns=(100, 400)) if "x t3" in s.name]
+
+
+@pytest.mark.parametrize("scenario", HEAVY, ids=lambda s: f"n{s.n}-{s.where}-{s.name}")
+def test_correlates_holds_with_a_heavy_tailed_variable(scenario):
+    """t3 has an infinite fourth moment: before its excess kurtosis counted in the refusal, `at_most`
+    passed 0.108 of the time at n = 100 and 0.12 at n = 400 at α (issue 22, item 6)."""
+    _holds(scenario, DRAWS_SMALL_LEVEL, seed=4)

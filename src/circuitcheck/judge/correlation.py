@@ -4,8 +4,17 @@ Pearson's r is a function of five means (x, y, x², y², xy). Its bound is the j
 Fisher's z = atanh(r): the pseudo-values n·z(all) - (n-1)·z(all but prompt i) are judged as per-prompt
 values by the skew-corrected t (`stats.bound_for`), so the spread follows the data's own kurtosis (the
 normal-theory 1/√(n-3) does not), and the t's skewness refusal applies to x and y themselves: r of
-a strongly skewed variable is refused at levels its sample size cannot support (docs/calibration.md). The quantity is `tok[POS]` (the token id at a named position, e.g. the list's
-maximum at `argmax`) or the name of a numeric field of the prompts' data (JSONL `fields`).
+a strongly skewed variable is refused at levels its sample size cannot support (docs/calibration.md).
+
+Heavy tails are refused the same way. The spread of r depends on x's and y's fourth moments; with
+an infinite one (Student t3) the jackknife's spread comes from a sample that rarely shows the tail,
+and a false `at_most` passed 2 to 10 times as often as its level, more so as n grew (issue 22). So
+a variable's excess kurtosis (when positive) counts like its skewness in `stats.skew_floor`: no bound
+below the level where either is too large for n. Sample kurtosis grows with n for such data, so the
+refusal tightens as n grows, while a normal variable's shrinks towards 0.
+
+The quantity is `tok[POS]` (the token id at a named position, e.g. the list's maximum at `argmax`)
+or the name of a numeric field of the prompts' data (JSONL `fields`).
 """
 from __future__ import annotations
 
@@ -32,6 +41,16 @@ def pearson(means: np.ndarray) -> np.ndarray:
         return (mxy - mx * my) / np.sqrt((mxx - mx * mx) * (myy - my * my))
 
 
+def excess_kurtosis(x: np.ndarray) -> float:
+    """The adjusted sample excess kurtosis G2 (about 0 for normal values; 0 for fewer than 4 or a
+    constant sample)."""
+    n, d = x.size, x - x.mean()
+    m2, m4 = float((d ** 2).mean()), float((d ** 4).mean())
+    if n < 4 or m2 == 0:
+        return 0.0
+    return ((n + 1) * (m4 / m2 ** 2 - 3) + 6) * (n - 1) / ((n - 2) * (n - 3))
+
+
 def fisher_z(r):
     return np.arctanh(np.clip(r, -EDGE, EDGE))
 
@@ -53,12 +72,16 @@ class Correlation(S.Bound):
             return
         pseudo = self.n * fisher_z(self.statistic) - (self.n - 1) * fisher_z(left_out)
         # The pseudo-values of r are products of deviations, skewed even for normal data, so the
-        # skewness that decides a refusal is that of the variables themselves: r is refused at levels
-        # where either's is too large for n (what made a skewed variable's r pass too often).
+        # shape that decides a refusal is that of the variables themselves: r is refused at levels
+        # where either's skewness or (positive) excess kurtosis is too large for n (what made a
+        # skewed or a heavy-tailed variable's r pass too often).
         self.inner = S.bound_for(pseudo, 0) if self.n < S.MIN_N_UNBOUNDED else S.SkewT(pseudo, refuse=False)
-        self.floor = max(S.skew_floor(S.skewness(v), self.n) for v in (x, y))
-        self.method = (f"Pearson r with {what}, Fisher z jackknifed over prompts ({self.inner.method}; "
-                       f"no bound below level {self.floor:.2g} for the variables' skewness)")
+        shape = [(S.skewness(v), excess_kurtosis(v)) for v in (x, y)]
+        self.floor = max(S.skew_floor(abs(g), self.n) for pair in shape for g in (pair[0], max(pair[1], 0.0)))
+        self.method = (f"Pearson r with {what}, Fisher z jackknifed over prompts ({self.inner.method}; no bound "
+                       f"below level {self.floor:.2g}: skewness {shape[0][0]:.2f} and {shape[1][0]:.2f}, excess "
+                       f"kurtosis {shape[0][1]:.2f} and {shape[1][1]:.2f} of the measure and {what}; below it a "
+                       f"claim is inconclusive: use more prompts, or a less skewed, lighter-tailed quantity)")
 
     @property
     def sd(self) -> float:
