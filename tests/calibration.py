@@ -259,15 +259,10 @@ def unbounded(ns=(10, 30, 100, 400)) -> list[Scenario]:
     return out
 
 
-# The population sd of each shape of UNBOUNDED, to set Pearson's r of (y, x) exactly.
-SHAPE_SD = {"normal": 1.0, "t3": math.sqrt(3.0), "lognormal σ=1": math.sqrt((math.e - 1) * math.e),
-            "Pareto 2.5": math.sqrt(2.5 / (1.5 ** 2 * 0.5))}
-
-
 def _correlated(r: float, shape: str):
     """(y, x) pairs with Pearson correlation exactly r: x of one of the UNBOUNDED shapes (lognormal
     skewness 6.2; t3 symmetric with an infinite fourth moment; Pareto 2.5 both), y = b x + normal noise."""
-    b = r / (SHAPE_SD[shape] * math.sqrt(1 - r * r))
+    b = r / (SD[shape] * math.sqrt(1 - r * r))
     draw_x = UNBOUNDED[shape][0]
 
     def draw(rng, n):
@@ -306,7 +301,7 @@ def fitted(ns=(10, 30, 100, 400)) -> list[Scenario]:
     inf, out, curve = math.inf, [], _curve_with_r2(0.9)
     for n in ns:
         for level in (ALPHA, ALPHA / SHIPPED_M):
-            for shape in SHAPE_SD:
+            for shape in UNBOUNDED:
                 out += [Scenario(f"correlates at_least 0.5, true r 0.5 (x {shape})", "jackknife Fisher z", n,
                                  _correlated(0.5, shape), _correlation_row((0.5, inf)), level),
                         Scenario(f"correlates at_most 0.5, true r 0.5 (x {shape})", "jackknife Fisher z", n,

@@ -119,4 +119,4 @@ HEAVY = [s for s in fitted(ns=(100, 400)) if "x t3" in s.name]
 def test_correlates_holds_with_a_heavy_tailed_variable(scenario):
     """t3 has an infinite fourth moment: before its excess kurtosis counted in the refusal, `at_most`
     passed 0.108 of the time at n = 100 and 0.12 at n = 400 at α (issue 22, item 6)."""
-    _holds(scenario, DRAWS_SMALL_LEVEL, seed=4)
+    _holds(scenario, DRAWS_SMALL_LEVEL, seed=4, answers=False)
