@@ -187,7 +187,7 @@ def main():
         print(f"  {side:13s} forward passes {passes:3d}   fastest {min(times[side]):.3f} s   all: "
               + ", ".join(f"{x:.3f}" for x in times[side]))
     print(f"  ratio circuitcheck / reference (fastest): {min(times['circuitcheck']) / min(times['reference']):.2f}x"
-          "  (circuitcheck's time includes the intervals: Fieller bisections over bootstrap bounds)")
+          "  (circuitcheck's time includes the intervals: Fieller's construction over the mean bounds)")
     print(f"  largest per-prompt difference between the two sides' values: {worst:.2e}")
     for cid, r in results.items():
         print(f"  {cid}: {r.verdict}, {', '.join(f'{c.label}={c.estimate.statistic:.3f}' for c in r.cases)}")
