@@ -63,7 +63,7 @@ class Reference:
 
     prompts: P.PromptSet
     clean: dict
-    placed: dict = field(default_factory=dict, repr=False)  # reference_mean's results, made once per run
+    means: dict = field(default_factory=dict, repr=False)  # (hook, over) -> per-token mean, made once per run
 
 
 @dataclass(frozen=True)
@@ -276,13 +276,15 @@ def reference_mean(hook: str, ctx: Context, over: str | None = None):
         raise ValueError(f"the judged prompts run to {int(ctx.prompts.length.max())} tokens, the reference set's "
                          f"longest to {longest}: a per-token mean has nothing to put at the later tokens; declare "
                          "a reference set with `mean_from:`")
-    # Every run of a claim reads the same means: made once, not once per hook call (a circuit's 41
-    # runs each averaged the whole reference set again at every knocked-out hook). Kept with the
-    # prompts they were placed on, so that no other prompt set can reuse the entry.
-    key = (hook, over, id(ctx.prompts), ctx.rows.start, ctx.rows.stop)
-    if key not in ref.placed:
-        ref.placed[key] = ctx.prompts, place(by_token(ref.clean[hook], ref.prompts, over), ctx.prompts, ctx.rows)
-    return ref.placed[key][1]
+    # Every run of a claim reads the same means: made once, not at every hook call (a circuit's 41
+    # runs each averaged the whole reference set again at every knocked-out hook).
+    if (hook, over) not in ref.means:
+        ref.means[hook, over] = by_token(ref.clean[hook], ref.prompts, over)
+    mean = ref.means[hook, over]
+    if ctx.prompts.mask is None:  # every prompt's j-th token sits at j: one row, seen by all (no copy)
+        rows = len(range(ctx.prompts.n)[ctx.rows])
+        return mean[:ctx.prompts.seq_len].unsqueeze(0).expand(rows, *mean[:ctx.prompts.seq_len].shape)
+    return place(mean, ctx.prompts, ctx.rows)
 
 
 def by_token(x, prompts: P.PromptSet, over: str | None = None):
